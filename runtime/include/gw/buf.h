@@ -1,0 +1,37 @@
+#ifndef GW_BUF_H
+#define GW_BUF_H
+
+#include <string.h>
+#include "gw/buf-t.h"
+
+/* Makes room for at least n free bytes after len; keeps data. Returns 0, or
+ * -1 when memory is exhausted or the buffer would exceed max bytes. */
+int gw_buf_reserve(struct gw_buf *b, size_t n, size_t max);
+
+/* Appends n bytes (no limit); returns 0 or -1 on allocation failure. */
+int gw_buf_append(struct gw_buf *b, const void *p, size_t n);
+
+/* Releases the memory (back to the block cache when it is a block). */
+void gw_buf_free(struct gw_buf *b);
+
+/* Moves pending bytes to the start of the buffer. */
+void gw_buf_compact(struct gw_buf *b);
+
+static inline size_t gw_buf_pending(const struct gw_buf *b)
+{
+    return b->len - b->off;
+}
+
+static inline void gw_buf_consume(struct gw_buf *b, size_t n)
+{
+    b->off += n;
+    if (b->off == b->len)
+        b->off = b->len = 0;
+}
+
+static inline int gw_buf_appends(struct gw_buf *b, const char *s)
+{
+    return gw_buf_append(b, s, strlen(s));
+}
+
+#endif

@@ -1,0 +1,27 @@
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include "gw/config-t.h"
+
+struct lua_State;
+
+/* A Lua state with package paths for <prefix>/lua, the plugin dirs and
+ * Debian's Lua 5.1 modules. NULL when out of memory. */
+struct lua_State *gw_lua_new(void);
+
+/* Loads, validates and compiles the declarative file at path with L.
+ * Returns a configuration holding one reference, or NULL; then *errs is a
+ * malloc'd text with one error per line (FILE:LINE: path: message), which
+ * the caller frees. */
+struct gw_config *gw_config_load(struct lua_State *L, const char *path, char **errs);
+
+static inline struct gw_config *gw_config_ref(struct gw_config *cf)
+{
+    cf->refs++;
+    return cf;
+}
+
+/* Drops a reference; frees the configuration with the last one. *cf = NULL. */
+void gw_config_release(struct gw_config **cf);
+
+#endif

@@ -1,0 +1,57 @@
+/* The admin API: for now GET /status (the operations issue extends it). */
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "gw/admin.h"
+#include "gw/buf.h"
+#include "gw/config-t.h"
+#include "gw/conn.h"
+#include "gw/stats.h"
+#include "gw/version.h"
+#include "gw/worker-t.h"
+
+static void status(struct gw_conn *c)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    double now = tv.tv_sec + tv.tv_usec / 1e6;
+    uint64_t accepted = 0, active = 0, requests = 0, reloads = 0;
+    int alive = 0;
+    for (int i = 0; i < gw_stats->nworkers; i++) {
+        struct gw_stats_slot *s = &gw_stats->w[i];
+        if (s->pid)
+            alive++;
+        accepted += s->accepted;
+        active += s->active;
+        requests += s->requests;
+        reloads += s->reloads;
+    }
+    char body[1024];
+    int n = snprintf(body, sizeof(body),
+                     "{\"version\":\"%s\",\"uptime\":%.3f,\"workers\":%d,"
+                     "\"connections\":{\"active\":%llu,\"accepted\":%llu},"
+                     "\"requests\":%llu,\"config_hash\":\"%s\",\"reloads\":%llu,"
+                     "\"worker_id\":%d}",
+                     GW_VERSION, now - gw_stats->start_time, alive,
+                     (unsigned long long)active, (unsigned long long)accepted,
+                     (unsigned long long)requests, gw_worker->config->hash,
+                     (unsigned long long)reloads, gw_worker->id);
+    gw_conn_respond(c, 200, "application/json; charset=utf-8", body, (size_t)n, 0);
+}
+
+void gw_admin_handle(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    const char *url = c->in.data + r->url_off;
+    const char *method = llhttp_method_name((llhttp_method_t)c->parser.method);
+    if (r->path_len == 7 && memcmp(url, "/status", 7) == 0) {
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+            gw_conn_error(c, 405, "Method not allowed");
+            return;
+        }
+        status(c);
+        return;
+    }
+    gw_conn_error(c, 404, "Not found");
+}

@@ -1,0 +1,632 @@
+/* Client connections: accept, read and parse request heads, route, hand the
+ * request to the proxy, write responses, keepalive and pipelining.
+ *
+ * A connection owns one request at a time (gw_req, from a free list). The
+ * head stays at the start of conn->in for the whole request; body bytes that
+ * follow it are forwarded by the proxy and removed; bytes past the end of
+ * the request (pipelining) wait there for the next request. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gw/accesslog.h"
+#include "gw/admin.h"
+#include "gw/buf.h"
+#include "gw/config.h"
+#include "gw/conn.h"
+#include "gw/http.h"
+#include "gw/log.h"
+#include "gw/router.h"
+#include "gw/stats.h"
+#include "gw/version.h"
+#include "gw/worker-t.h"
+
+static llhttp_settings_t req_settings;
+static int req_settings_ready;
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void conn_parse_head(struct gw_conn *c);
+
+static int on_req_headers_complete(llhttp_t *p)
+{
+    return HPE_PAUSED;
+}
+
+/* A bodyless request's message completes only when the parser runs again,
+ * at the start of the next request (head_len still 0): no pause then. */
+static int on_req_message_complete(llhttp_t *p)
+{
+    struct gw_conn *c = gw_container_of(p->data, struct gw_conn, hctx);
+    if (c->req == NULL || c->req->head_len == 0)
+        return 0;
+    c->req->body_done = 1;
+    return HPE_PAUSED;
+}
+
+static struct gw_req *req_new(struct gw_conn *c)
+{
+    struct gw_worker *w = gw_worker;
+    struct gw_req *r;
+    if (!gw_list_empty(&w->free_reqs)) {
+        struct gw_list *l = w->free_reqs.next;
+        gw_list_remove(l);
+        r = gw_container_of(l, struct gw_req, link);
+    } else {
+        r = malloc(sizeof(*r));
+        if (r == NULL)
+            return NULL;
+    }
+    /* everything but the header array, which nhdr bounds */
+    memset(r, 0, offsetof(struct gw_req, head.hdr));
+    memset((char *)r + offsetof(struct gw_req, head) + sizeof(r->head), 0,
+           sizeof(*r) - offsetof(struct gw_req, head) - sizeof(r->head));
+    gw_list_init(&r->link);
+    gw_list_init(&r->dns_link);
+    r->host_hdr = -1;
+    r->t_start = ev_now(w->loop);
+    gw_request_id(r->id, w->rng);
+    c->hctx.head = &r->head;
+    c->hctx.url_off = &r->url_off;
+    c->hctx.url_len = &r->url_len;
+    c->req = r;
+    return r;
+}
+
+static void req_free(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    if (r == NULL)
+        return;
+    gw_list_remove(&r->dns_link);
+    if (r->config)
+        gw_config_release(&r->config);
+    gw_buf_free(&r->scratch);
+    c->req = NULL;
+    c->hctx.head = NULL;
+    gw_list_insert_head(&gw_worker->free_reqs, &r->link);
+}
+
+void gw_conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    const struct gw_listen *ls = w->data;
+    struct gw_worker *wk = gw_worker;
+    if (!req_settings_ready) {
+        gw_http_settings_init(&req_settings);
+        req_settings_ready = 1;
+    }
+    for (int i = 0; i < 64 && !wk->stopping; i++) {
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof(sa);
+        int fd = accept4(w->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            gw_log(GW_LOG_ERR, "accept4() failed: %s", strerror(errno));
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        struct gw_conn *c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            gw_log(GW_LOG_ERR, "out of memory accepting a connection");
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->listen = ls;
+        if (sa.ss_family == AF_INET) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+            inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+            c->peer_port = ntohs(s4->sin_port);
+        } else if (sa.ss_family == AF_INET6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
+            inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+            c->peer_port = ntohs(s6->sin6_port);
+        }
+        llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
+        c->parser.data = &c->hctx;
+        c->hctx.on_headers_complete = on_req_headers_complete;
+        c->hctx.on_message_complete = on_req_message_complete;
+        ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
+        c->events = EV_READ;
+        ev_io_start(loop, &c->io);
+        ev_init(&c->timer, conn_timer_cb);
+        c->state = GW_C_HEAD;
+        c->head_deadline = ev_now(loop) + gw_settings.client_header_timeout / 1000.0;
+        gw_list_insert_tail(&wk->conns, &c->link);
+        wk->nconns++;
+        wk->stats->accepted++;
+        wk->stats->active++;
+        gw_conn_update(c);
+    }
+}
+
+void gw_conn_close(struct gw_conn *c)
+{
+    struct gw_worker *wk = gw_worker;
+    gw_proxy_abort(c);
+    if (c->req) {
+        if (c->req->status == 0)
+            c->req->status = 499; /* nginx's "client closed request" */
+        if (c->state != GW_C_IDLE && c->state != GW_C_HEAD) {
+            c->req->t_end = ev_now(wk->loop);
+            gw_access_log(c, c->req);
+            wk->stats->requests++;
+        }
+        req_free(c);
+    }
+    ev_io_stop(wk->loop, &c->io);
+    ev_timer_stop(wk->loop, &c->timer);
+    close(c->fd);
+    gw_buf_free(&c->in);
+    gw_buf_free(&c->out);
+    gw_list_remove(&c->link);
+    wk->nconns--;
+    wk->stats->active--;
+    free(c);
+    if (wk->stopping && wk->nconns == 0)
+        ev_break(wk->loop, EVBREAK_ALL);
+}
+
+int gw_req_header(struct gw_conn *c, const char *lname, size_t len, int idx, struct gw_str *v)
+{
+    return gw_http_header(&c->req->head, c->in.data, lname, len, idx, v);
+}
+
+static int router_header(void *ud, const char *lname, size_t len, int idx, struct gw_str *v)
+{
+    return gw_req_header(ud, lname, len, idx, v);
+}
+
+void gw_conn_update(struct gw_conn *c)
+{
+    struct ev_loop *loop = gw_worker->loop;
+    int ev = 0;
+    double after = 0;
+    switch (c->state) {
+    case GW_C_IDLE:
+        ev = EV_READ;
+        after = gw_settings.keepalive_timeout / 1000.0;
+        break;
+    case GW_C_HEAD:
+        ev = EV_READ;
+        after = c->head_deadline - ev_now(loop);
+        if (after < 0.001)
+            after = 0.001;
+        break;
+    case GW_C_PROXY:
+    case GW_C_TUNNEL:
+        if (gw_proxy_wants_client_read(c)) {
+            ev = EV_READ;
+            if (c->state == GW_C_PROXY)
+                after = gw_settings.client_body_timeout / 1000.0;
+        }
+        break;
+    case GW_C_CLOSING:
+        break;
+    }
+    if (gw_buf_pending(&c->out)) {
+        ev |= EV_WRITE;
+        after = gw_settings.send_timeout / 1000.0;
+    }
+    if (ev != c->events) {
+        ev_io_stop(loop, &c->io);
+        ev_io_set(&c->io, c->fd, ev);
+        if (ev)
+            ev_io_start(loop, &c->io);
+        c->events = ev;
+    }
+    if (after > 0) {
+        c->timer.repeat = after;
+        ev_timer_again(loop, &c->timer);
+    } else if (ev_is_active(&c->timer)) {
+        ev_timer_stop(loop, &c->timer);
+    }
+}
+
+/* Ends the request: log, release, then close or wait for the next request.
+ * Returns GW_ERROR when the connection was closed. */
+static int conn_finish_request(struct gw_conn *c)
+{
+    struct gw_worker *wk = gw_worker;
+    struct gw_req *r = c->req;
+    r->t_end = ev_now(wk->loop);
+    gw_access_log(c, r);
+    wk->stats->requests++;
+    c->nrequests++;
+    int keep = r->keepalive && !c->closing && !wk->stopping && c->state == GW_C_PROXY;
+    req_free(c);
+    if (!keep) {
+        gw_conn_close(c);
+        return GW_ERROR;
+    }
+    /* what follows the request is the next one (pipelining) */
+    gw_buf_consume(&c->in, c->parsed);
+    gw_buf_compact(&c->in);
+    c->parsed = 0;
+    if (gw_buf_pending(&c->in) == 0) {
+        gw_buf_free(&c->in);
+        gw_buf_free(&c->out);
+        c->state = GW_C_IDLE;
+    } else {
+        c->state = GW_C_HEAD;
+        c->head_deadline = ev_now(wk->loop) + gw_settings.client_header_timeout / 1000.0;
+        ev_feed_event(wk->loop, &c->io, EV_READ);
+    }
+    gw_conn_update(c);
+    return GW_OK;
+}
+
+int gw_conn_flush(struct gw_conn *c)
+{
+    struct gw_buf *b = &c->out;
+    while (gw_buf_pending(b)) {
+        ssize_t n = write(c->fd, b->data + b->off, gw_buf_pending(b));
+        if (n == -1) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EINTR)
+                continue;
+            GW_LOG(GW_LOG_INFO, "write() to client %s failed: %s", c->peer_ip, strerror(errno));
+            gw_conn_close(c);
+            return GW_ERROR;
+        }
+        if (c->req)
+            c->req->bytes_out += (uint64_t)n;
+        gw_buf_consume(b, (size_t)n);
+    }
+    if (gw_buf_pending(b) == 0) {
+        if (c->req && c->req->resp_done)
+            return conn_finish_request(c);
+        if (c->state == GW_C_CLOSING) {
+            gw_conn_close(c);
+            return GW_ERROR;
+        }
+        if (c->state == GW_C_PROXY || c->state == GW_C_TUNNEL)
+            gw_proxy_on_client_drained(c);
+    } else if (gw_buf_pending(b) < GW_HIGH_WATER && (c->state == GW_C_PROXY ||
+                                                      c->state == GW_C_TUNNEL)) {
+        gw_proxy_on_client_drained(c);
+    }
+    return GW_OK;
+}
+
+int gw_conn_response_done(struct gw_conn *c)
+{
+    c->req->resp_done = 1;
+    if (gw_buf_pending(&c->out) == 0)
+        return conn_finish_request(c);
+    return gw_conn_flush(c);
+}
+
+void gw_conn_respond(struct gw_conn *c, int status, const char *ctype, const char *body,
+                     size_t len, int close_after)
+{
+    struct gw_req *r = c->req;
+    if (r == NULL || r->resp_started) {
+        /* a response is already on its way: the connection cannot carry another */
+        gw_conn_close(c);
+        return;
+    }
+    gw_proxy_abort(c);
+    if (r->has_body && !r->body_done)
+        close_after = 1; /* the rest of the body can't be told from the next request */
+    r->status = status;
+    r->resp_started = 1;
+    struct gw_buf *b = &c->out;
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Server: luagate/" GW_VERSION "\r\n%s\r\n",
+                     status, gw_http_reason(status), ctype, len,
+                     close_after ? "Connection: close\r\n" : "");
+    if (gw_buf_append(b, head, (size_t)n) != 0 ||
+        (!r->is_head && len && gw_buf_append(b, body, len) != 0)) {
+        gw_conn_close(c);
+        return;
+    }
+    if (close_after)
+        c->closing = 1;
+    gw_conn_response_done(c);
+}
+
+void gw_conn_error(struct gw_conn *c, int status, const char *msg)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"message\":\"%s\",\"request_id\":\"%s\"}", msg,
+                     c->req ? c->req->id : "");
+    int close_after = status == 400 || status == 408 || status == 413 || status == 431;
+    gw_conn_respond(c, status, "application/json; charset=utf-8", body, (size_t)n, close_after);
+}
+
+/* Reads what the socket has into c->in. Returns bytes read, 0 at EOF, -1
+ * when nothing is there, -2 on error. */
+static ssize_t conn_read(struct gw_conn *c, size_t max)
+{
+    if (gw_buf_reserve(&c->in, 4096, max) != 0) {
+        if (c->in.cap - c->in.len == 0)
+            return -3; /* full */
+    }
+    for (;;) {
+        ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+        if (n >= 0) {
+            c->in.len += (size_t)n;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return -1;
+        GW_LOG(GW_LOG_INFO, "read() from client %s failed: %s", c->peer_ip, strerror(errno));
+        return -2;
+    }
+}
+
+static void conn_head_read(struct gw_conn *c)
+{
+    if (c->parsed < c->in.len) { /* pipelined bytes wait to be parsed */
+        conn_parse_head(c);
+        return;
+    }
+    size_t max = gw_settings.max_header_size + 1;
+    ssize_t n = conn_read(c, max);
+    if (n == -1)
+        return;
+    if (n == -3) {
+        if (c->req == NULL && req_new(c) == NULL) {
+            gw_conn_close(c);
+            return;
+        }
+        gw_conn_error(c, 431, "Request header fields too large");
+        return;
+    }
+    if (n <= 0) {
+        gw_conn_close(c); /* EOF or error before a whole head: nothing to answer */
+        return;
+    }
+    if (c->state == GW_C_IDLE) {
+        c->state = GW_C_HEAD;
+        c->head_deadline = ev_now(gw_worker->loop) + gw_settings.client_header_timeout / 1000.0;
+        gw_conn_update(c);
+    }
+    conn_parse_head(c);
+}
+
+static const char *bad_request_reason(llhttp_errno_t e)
+{
+    switch (e) {
+    case HPE_INVALID_CHUNK_SIZE: return "Bad request: invalid chunk size";
+    case HPE_INVALID_TRANSFER_ENCODING: return "Bad request: invalid Transfer-Encoding";
+    case HPE_UNEXPECTED_CONTENT_LENGTH: return "Bad request: conflicting Content-Length";
+    case HPE_INVALID_CONTENT_LENGTH: return "Bad request: invalid Content-Length";
+    case HPE_INVALID_HEADER_TOKEN: return "Bad request: invalid header";
+    case HPE_INVALID_METHOD: return "Bad request: invalid method";
+    case HPE_INVALID_URL: return "Bad request: invalid request target";
+    case HPE_INVALID_VERSION: return "Bad request: invalid HTTP version";
+    default: return "Bad request";
+    }
+}
+
+static void conn_bad_request(struct gw_conn *c, llhttp_errno_t e)
+{
+    if (c->req == NULL && req_new(c) == NULL) {
+        gw_conn_close(c);
+        return;
+    }
+    if (e == HPE_USER) {
+        gw_conn_error(c, 431, "Request header fields too large");
+        return;
+    }
+    GW_LOG(GW_LOG_INFO, "client %s sent a bad request: %s (%s)", c->peer_ip, llhttp_errno_name(e),
+           llhttp_get_error_reason(&c->parser));
+    gw_conn_error(c, 400, bad_request_reason(e));
+}
+
+static void conn_route(struct gw_conn *c);
+
+static void conn_parse_head(struct gw_conn *c)
+{
+    if (c->req == NULL && req_new(c) == NULL) {
+        gw_conn_close(c);
+        return;
+    }
+    c->hctx.base = c->in.data;
+    const char *start = c->in.data + c->parsed;
+    llhttp_errno_t e = llhttp_execute(&c->parser, start, c->in.len - c->parsed);
+    if (e == HPE_OK) {
+        c->parsed = c->in.len;
+        if (c->parsed > gw_settings.max_header_size)
+            gw_conn_error(c, 431, "Request header fields too large");
+        return;
+    }
+    if (e != HPE_PAUSED) {
+        conn_bad_request(c, e);
+        return;
+    }
+    c->parsed = (size_t)(llhttp_get_error_pos(&c->parser) - c->in.data);
+    llhttp_resume(&c->parser);
+    if (c->parsed > gw_settings.max_header_size) {
+        gw_conn_error(c, 431, "Request header fields too large");
+        return;
+    }
+    conn_route(c);
+}
+
+/* The head is complete: check it, route it, hand it to the proxy. */
+static void conn_route(struct gw_conn *c)
+{
+    struct gw_worker *wk = gw_worker;
+    struct gw_req *r = c->req;
+    llhttp_t *p = &c->parser;
+    r->head_len = (uint32_t)c->parsed;
+    r->http_minor = p->http_minor;
+    r->is_head = p->method == HTTP_HEAD;
+    r->keepalive = llhttp_should_keep_alive(p);
+    r->upgrade = p->upgrade;
+    r->has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+    const char *method = llhttp_method_name((llhttp_method_t)p->method);
+    c->state = GW_C_PROXY;
+
+    for (int i = 0; i < r->head.nhdr; i++) {
+        const struct gw_hdr *h = &r->head.hdr[i];
+        const char *name = c->in.data + h->name;
+        if (GW_NAME_IS(name, h->name_len, "host")) {
+            if (r->host_hdr >= 0) {
+                gw_conn_error(c, 400, "Bad request: duplicate Host header");
+                return;
+            }
+            r->host_hdr = i;
+        } else if (GW_NAME_IS(name, h->name_len, "expect")) {
+            r->expect_continue = gw_http_has_token(c->in.data + h->value, h->value_len,
+                                                   "100-continue");
+        }
+    }
+    if (r->host_hdr < 0 && r->http_minor >= 1 && p->http_major == 1) {
+        gw_conn_error(c, 400, "Bad request: missing Host header");
+        return;
+    }
+    if (!r->body_done && !r->has_body)
+        r->body_done = 1;
+    if (gw_settings.max_body_size && (p->flags & F_CONTENT_LENGTH) &&
+        p->content_length > gw_settings.max_body_size) {
+        gw_conn_error(c, 413, "Request size limit exceeded");
+        return;
+    }
+    /* origin-form only; absolute-form is for forward proxies */
+    const char *url = c->in.data + r->url_off;
+    if (r->url_len == 0 || url[0] != '/') {
+        gw_conn_error(c, 400, "Bad request: invalid request target");
+        return;
+    }
+    const char *q = memchr(url, '?', r->url_len);
+    r->path_len = q ? (uint32_t)(q - url) : r->url_len;
+
+    if (c->listen->admin) {
+        gw_admin_handle(c);
+        return;
+    }
+
+    if (gw_buf_reserve(&r->scratch, r->path_len + 1, 0) != 0) {
+        gw_conn_close(c);
+        return;
+    }
+    memcpy(r->scratch.data, url, r->path_len);
+    long np = gw_path_normalize(r->scratch.data, r->path_len);
+    if (np < 0) {
+        gw_conn_error(c, 400, "Bad request: invalid path");
+        return;
+    }
+    r->npath = r->scratch.data;
+    r->npath_len = (size_t)np;
+    r->scratch.len = (size_t)np;
+
+    r->config = gw_config_ref(wk->config);
+    struct gw_router_req rr;
+    rr.method.p = method;
+    rr.method.n = strlen(method);
+    if (r->host_hdr >= 0) {
+        rr.host.p = c->in.data + r->head.hdr[r->host_hdr].value;
+        rr.host.n = r->head.hdr[r->host_hdr].value_len;
+    } else {
+        rr.host.p = "";
+        rr.host.n = 0;
+    }
+    rr.path.p = r->npath;
+    rr.path.n = r->npath_len;
+    rr.port = c->listen->port;
+    rr.header = router_header;
+    rr.ud = c;
+    if (r->config->router == NULL || gw_router_match(r->config->router, &rr, &r->match) != GW_OK) {
+        gw_conn_error(c, 404, "no Route matched with those values");
+        return;
+    }
+    r->route = &r->config->routes[r->match.route];
+    if (r->route->service < 0) {
+        gw_conn_error(c, 503, "no Service found with those values");
+        return;
+    }
+    r->service = &r->config->services[r->route->service];
+    gw_proxy_start(c);
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct gw_conn *c = gw_container_of(w, struct gw_conn, io);
+    if (revents & EV_WRITE) {
+        if (gw_conn_flush(c) != GW_OK)
+            return;
+        gw_conn_update(c);
+    }
+    if (!(revents & EV_READ))
+        return;
+    switch (c->state) {
+    case GW_C_IDLE:
+    case GW_C_HEAD:
+        conn_head_read(c);
+        return;
+    case GW_C_PROXY:
+    case GW_C_TUNNEL: {
+        if (!gw_proxy_wants_client_read(c))
+            return;
+        size_t max = gw_settings.max_header_size + 2 * GW_BUF_BLOCK;
+        ssize_t n = conn_read(c, max);
+        if (n == -1 || n == -3)
+            return;
+        if (n <= 0) {
+            gw_conn_close(c);
+            return;
+        }
+        gw_proxy_on_client_data(c);
+        return;
+    }
+    case GW_C_CLOSING:
+        return;
+    }
+}
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct gw_conn *c = gw_container_of(w, struct gw_conn, timer);
+    switch (c->state) {
+    case GW_C_HEAD:
+        if (c->in.len > 0 && c->req) {
+            GW_LOG(GW_LOG_INFO, "client %s timed out sending its request head", c->peer_ip);
+            gw_conn_error(c, 408, "Request timeout");
+            return;
+        }
+        gw_conn_close(c);
+        return;
+    case GW_C_PROXY:
+        if (!gw_buf_pending(&c->out) && c->req && !c->req->body_done) {
+            GW_LOG(GW_LOG_INFO, "client %s timed out sending its request body", c->peer_ip);
+            gw_conn_error(c, 408, "Request timeout");
+            return;
+        }
+        gw_conn_close(c);
+        return;
+    default:
+        gw_conn_close(c);
+        return;
+    }
+}
+
+void gw_conn_drain_all(void)
+{
+    struct gw_list *l = gw_worker->conns.next;
+    while (l != &gw_worker->conns) {
+        struct gw_conn *c = gw_container_of(l, struct gw_conn, link);
+        l = l->next;
+        if (c->state == GW_C_IDLE || (c->state == GW_C_HEAD && c->in.len == 0))
+            gw_conn_close(c);
+        else
+            c->closing = 1;
+    }
+}

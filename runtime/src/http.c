@@ -1,0 +1,249 @@
+/* HTTP helpers: head recording callbacks for llhttp, header predicates,
+ * reason phrases, request ids, JSON escaping. */
+#include <string.h>
+#include <strings.h>
+
+#include "gw/buf.h"
+#include "gw/http.h"
+
+#define CTX(p) ((struct gw_head_ctx *)(p)->data)
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_head_ctx *x = CTX(p);
+    if (x->url_off == NULL)
+        return 0;
+    if (*x->url_len == 0)
+        *x->url_off = (uint32_t)(at - x->base);
+    *x->url_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_head_ctx *x = CTX(p);
+    if (x->status_off == NULL)
+        return 0;
+    if (*x->status_len == 0)
+        *x->status_off = (uint32_t)(at - x->base);
+    *x->status_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_head_ctx *x = CTX(p);
+    struct gw_head *h = x->head;
+    if (!h->parsing_value) {
+        if (h->nhdr == GW_MAX_HEADERS)
+            return HPE_USER; /* too many headers: answered 431 */
+        struct gw_hdr *e = &h->hdr[h->nhdr];
+        e->name = (uint32_t)(at - x->base);
+        e->name_len = 0;
+        e->value = e->name;
+        e->value_len = 0;
+        h->parsing_value = 1;
+    }
+    h->hdr[h->nhdr].name_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_head_ctx *x = CTX(p);
+    struct gw_hdr *e = &x->head->hdr[x->head->nhdr];
+    if (e->value_len == 0)
+        e->value = (uint32_t)(at - x->base);
+    e->value_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    struct gw_head *h = CTX(p)->head;
+    struct gw_hdr *e = &h->hdr[h->nhdr];
+    const char *base = CTX(p)->base;
+    while (e->value_len > 0 &&
+           (base[e->value + e->value_len - 1] == ' ' || base[e->value + e->value_len - 1] == '\t'))
+        e->value_len--;
+    h->nhdr++;
+    h->parsing_value = 0;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    return CTX(p)->on_headers_complete(p);
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    return CTX(p)->on_message_complete(p);
+}
+
+void gw_http_settings_init(llhttp_settings_t *s)
+{
+    llhttp_settings_init(s);
+    s->on_url = on_url;
+    s->on_status = on_status;
+    s->on_header_field = on_header_field;
+    s->on_header_value = on_header_value;
+    s->on_header_value_complete = on_header_value_complete;
+    s->on_headers_complete = on_headers_complete;
+    s->on_message_complete = on_message_complete;
+}
+
+const char *gw_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+int gw_http_name_is(const char *name, size_t len, const char *lower, size_t lower_len)
+{
+    if (len != lower_len)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch += 32;
+        if (ch != lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+int gw_http_hop_by_hop(const char *n, size_t len)
+{
+    switch (len) {
+    case 2: return GW_NAME_IS(n, len, "te");
+    case 7: return GW_NAME_IS(n, len, "trailer") || GW_NAME_IS(n, len, "upgrade");
+    case 10: return GW_NAME_IS(n, len, "connection") || GW_NAME_IS(n, len, "keep-alive");
+    case 16: return GW_NAME_IS(n, len, "proxy-connection");
+    case 18: return GW_NAME_IS(n, len, "proxy-authenticate");
+    case 19: return GW_NAME_IS(n, len, "proxy-authorization");
+    default: return 0;
+    }
+}
+
+int gw_http_has_token(const char *v, size_t len, const char *token)
+{
+    size_t tl = strlen(token);
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == tl && strncasecmp(v + s, token, tl) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int gw_http_header(const struct gw_head *h, const char *base, const char *lname, size_t lname_len,
+                   int idx, struct gw_str *v)
+{
+    for (int i = 0; i < h->nhdr; i++) {
+        const struct gw_hdr *e = &h->hdr[i];
+        if (gw_http_name_is(base + e->name, e->name_len, lname, lname_len) && idx-- == 0) {
+            v->p = base + e->value;
+            v->n = e->value_len;
+            return GW_OK;
+        }
+    }
+    return GW_DECLINED;
+}
+
+int gw_json_escape(struct gw_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (gw_buf_reserve(b, n * 6, 0) != 0)
+        return -1;
+    char *o = b->data + b->len;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            *o++ = '\\';
+            *o++ = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            *o++ = '\\';
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[ch >> 4];
+            *o++ = hex[ch & 15];
+        } else {
+            *o++ = (char)ch;
+        }
+    }
+    b->len = (size_t)(o - b->data);
+    return 0;
+}
+
+static uint64_t xorshift128p(uint64_t s[2])
+{
+    uint64_t a = s[0], b = s[1];
+    s[0] = b;
+    a ^= a << 23;
+    s[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+    return s[1] + b;
+}
+
+void gw_request_id(char *id, uint64_t rng[2])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = xorshift128p(rng), b = xorshift128p(rng);
+    for (int i = 0; i < 16; i++) {
+        id[i] = hex[a & 15];
+        a >>= 4;
+        id[16 + i] = hex[b & 15];
+        b >>= 4;
+    }
+    id[GW_REQUEST_ID_LEN] = '\0';
+}
+
+int gw_buf_append_u64(struct gw_buf *b, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return gw_buf_append(b, tmp + sizeof(tmp) - n, (size_t)n);
+}

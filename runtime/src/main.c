@@ -1,0 +1,460 @@
+/* The command line: luagate run | check | version | help. Every option of
+ * `run` has a LUAGATE_* environment variable; the command line wins. */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gw/config.h"
+#include "gw/log.h"
+#include "gw/master.h"
+#include "gw/settings-t.h"
+#include "gw/version.h"
+
+struct gw_settings gw_settings;
+
+static const char usage[] =
+    "usage: luagate <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run       start the gateway (master and workers) in the foreground\n"
+    "  check     validate a configuration file and exit: 0 when valid, 1 with\n"
+    "            one error per line (FILE:LINE: path: message) otherwise\n"
+    "  version   print the version\n"
+    "  help      print this text\n"
+    "\n"
+    "options (each has an environment variable; the command line wins):\n"
+    "  -c, --config FILE              declarative config, Kong's format (.yml, .yaml,\n"
+    "                                 .json or .lua)                  LUAGATE_CONFIG\n"
+    "  --listen ADDR:PORT             proxy listener, repeatable (default\n"
+    "                                 0.0.0.0:8000)                   LUAGATE_LISTEN (comma-separated)\n"
+    "  --admin-listen ADDR:PORT|off   admin API listener (default 127.0.0.1:8001)\n"
+    "                                                                 LUAGATE_ADMIN_LISTEN\n"
+    "  --workers N                    worker processes (default: number of CPUs)\n"
+    "                                                                 LUAGATE_WORKERS\n"
+    "  --plugins-dir DIR              extra plugin directory, repeatable\n"
+    "                                                                 LUAGATE_PLUGINS_DIR (colon-separated)\n"
+    "  --log-level LEVEL              debug|info|notice|warn|error|crit|alert|emerg\n"
+    "                                 (default notice)                LUAGATE_LOG_LEVEL\n"
+    "  --error-log PATH|stderr        error log (default stderr)      LUAGATE_ERROR_LOG\n"
+    "  --access-log PATH|stdout|off   JSON access log (default stdout) LUAGATE_ACCESS_LOG\n"
+    "  --pid FILE                     write the master's pid          LUAGATE_PID\n"
+    "  --client-header-timeout MS     time to receive a request head (default 60000)\n"
+    "                                                                 LUAGATE_CLIENT_HEADER_TIMEOUT\n"
+    "  --client-body-timeout MS       time between two body reads (default 60000)\n"
+    "                                                                 LUAGATE_CLIENT_BODY_TIMEOUT\n"
+    "  --keepalive-timeout MS         idle client keepalive (default 75000)\n"
+    "                                                                 LUAGATE_KEEPALIVE_TIMEOUT\n"
+    "  --send-timeout MS              time between two writes to a client (default 60000)\n"
+    "                                                                 LUAGATE_SEND_TIMEOUT\n"
+    "  --max-header-size BYTES        request head limit, 431 beyond (default 32768)\n"
+    "                                                                 LUAGATE_MAX_HEADER_SIZE\n"
+    "  --max-body-size BYTES          request body limit, 413 beyond (default 0: none)\n"
+    "                                                                 LUAGATE_MAX_BODY_SIZE\n"
+    "  --drain-timeout MS             graceful stop: time for in-flight requests\n"
+    "                                 (default 30000)                 LUAGATE_DRAIN_TIMEOUT\n"
+    "  --upstream-keepalive N         idle upstream connections kept per address\n"
+    "                                 (default 512)                   LUAGATE_UPSTREAM_KEEPALIVE\n"
+    "  --upstream-keepalive-timeout MS idle upstream connection lifetime (default 60000)\n"
+    "                                                                 LUAGATE_UPSTREAM_KEEPALIVE_TIMEOUT\n"
+    "  -h, --help                     this text\n"
+    "\n"
+    "signals (to the master): HUP reloads the configuration (an invalid one is refused\n"
+    "and the running one stays), TERM/INT stop gracefully, QUIT stops at once.\n";
+
+enum {
+    O_LISTEN = 256,
+    O_ADMIN,
+    O_WORKERS,
+    O_PLUGINS,
+    O_LOGLEVEL,
+    O_ERRLOG,
+    O_ACCLOG,
+    O_PID,
+    O_HDR_TO,
+    O_BODY_TO,
+    O_KA_TO,
+    O_SEND_TO,
+    O_MAX_HDR,
+    O_MAX_BODY,
+    O_DRAIN,
+    O_UP_KA,
+    O_UP_KA_TO,
+};
+
+static const struct option options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"listen", required_argument, NULL, O_LISTEN},
+    {"admin-listen", required_argument, NULL, O_ADMIN},
+    {"workers", required_argument, NULL, O_WORKERS},
+    {"plugins-dir", required_argument, NULL, O_PLUGINS},
+    {"log-level", required_argument, NULL, O_LOGLEVEL},
+    {"error-log", required_argument, NULL, O_ERRLOG},
+    {"access-log", required_argument, NULL, O_ACCLOG},
+    {"pid", required_argument, NULL, O_PID},
+    {"client-header-timeout", required_argument, NULL, O_HDR_TO},
+    {"client-body-timeout", required_argument, NULL, O_BODY_TO},
+    {"keepalive-timeout", required_argument, NULL, O_KA_TO},
+    {"send-timeout", required_argument, NULL, O_SEND_TO},
+    {"max-header-size", required_argument, NULL, O_MAX_HDR},
+    {"max-body-size", required_argument, NULL, O_MAX_BODY},
+    {"drain-timeout", required_argument, NULL, O_DRAIN},
+    {"upstream-keepalive", required_argument, NULL, O_UP_KA},
+    {"upstream-keepalive-timeout", required_argument, NULL, O_UP_KA_TO},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct {
+    int opt;
+    const char *env;
+} envs[] = {
+    {'c', "LUAGATE_CONFIG"},
+    {O_LISTEN, "LUAGATE_LISTEN"},
+    {O_ADMIN, "LUAGATE_ADMIN_LISTEN"},
+    {O_WORKERS, "LUAGATE_WORKERS"},
+    {O_PLUGINS, "LUAGATE_PLUGINS_DIR"},
+    {O_LOGLEVEL, "LUAGATE_LOG_LEVEL"},
+    {O_ERRLOG, "LUAGATE_ERROR_LOG"},
+    {O_ACCLOG, "LUAGATE_ACCESS_LOG"},
+    {O_PID, "LUAGATE_PID"},
+    {O_HDR_TO, "LUAGATE_CLIENT_HEADER_TIMEOUT"},
+    {O_BODY_TO, "LUAGATE_CLIENT_BODY_TIMEOUT"},
+    {O_KA_TO, "LUAGATE_KEEPALIVE_TIMEOUT"},
+    {O_SEND_TO, "LUAGATE_SEND_TIMEOUT"},
+    {O_MAX_HDR, "LUAGATE_MAX_HEADER_SIZE"},
+    {O_MAX_BODY, "LUAGATE_MAX_BODY_SIZE"},
+    {O_DRAIN, "LUAGATE_DRAIN_TIMEOUT"},
+    {O_UP_KA, "LUAGATE_UPSTREAM_KEEPALIVE"},
+    {O_UP_KA_TO, "LUAGATE_UPSTREAM_KEEPALIVE_TIMEOUT"},
+};
+
+/* The listeners given by flags replace those given by environment, which
+ * replace the defaults: count who set them. */
+static int listen_from_cli, admin_from_cli, plugins_from_cli;
+static const char *admin_spec = "127.0.0.1:8001";
+
+static int fail(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "luagate: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    return -1;
+}
+
+/* Parses "ADDR:PORT", "[v6]:PORT", ":PORT" or "PORT", with Kong's optional
+ * flags after a space ("reuseport", "backlog=N" are accepted and ignored). */
+static int parse_listen(const char *spec, int admin)
+{
+    if (gw_settings.nlisten == GW_MAX_LISTEN)
+        return fail("too many listeners (at most %s)", "16");
+    struct gw_listen *l = &gw_settings.listen[gw_settings.nlisten];
+    memset(l, 0, sizeof(*l));
+    char text[128];
+    snprintf(text, sizeof(text), "%s", spec);
+    char *sp = strchr(text, ' ');
+    if (sp) {
+        *sp = '\0';
+        for (char *f = strtok(sp + 1, " "); f; f = strtok(NULL, " ")) {
+            if (strcmp(f, "reuseport") == 0 || strncmp(f, "backlog=", 8) == 0)
+                continue;
+            if (strcmp(f, "ssl") == 0 || strcmp(f, "http2") == 0)
+                return fail("listener flag '%s' is not supported yet (TLS and HTTP/2 come "
+                            "with a later release)", f);
+            return fail("unknown listener flag '%s'", f);
+        }
+    }
+    snprintf(l->text, sizeof(l->text), "%s", text);
+    char host[128] = "0.0.0.0";
+    const char *port;
+    if (text[0] == '[') {
+        char *rb = strchr(text, ']');
+        if (rb == NULL || rb[1] != ':')
+            return fail("invalid listen address '%s'", spec);
+        *rb = '\0';
+        snprintf(host, sizeof(host), "%s", text + 1);
+        port = rb + 2;
+    } else {
+        char *colon = strrchr(text, ':');
+        if (colon) {
+            *colon = '\0';
+            if (colon != text)
+                snprintf(host, sizeof(host), "%s", text);
+            port = colon + 1;
+        } else {
+            port = text;
+        }
+    }
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (*port == '\0' || *end != '\0' || p < 0 || p > 65535)
+        return fail("invalid port in listen address '%s'", spec);
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&l->addr;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&l->addr;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)p);
+        l->addrlen = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)p);
+        l->addrlen = sizeof(*s6);
+    } else {
+        return fail("invalid address in listen address '%s' (an IP address is needed)", spec);
+    }
+    l->port = (int)p;
+    l->admin = admin;
+    gw_settings.nlisten++;
+    return 0;
+}
+
+static int parse_int(const char *name, const char *v, long min, long max, long *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < min || n > max) {
+        fprintf(stderr, "luagate: invalid value '%s' for %s\n", v, name);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+/* Proxy listeners are collected first, the admin listener is added last. */
+static char *proxy_specs[GW_MAX_LISTEN];
+static int nproxy_specs;
+
+static int apply(int opt, const char *v, int from_cli)
+{
+    long n;
+    switch (opt) {
+    case 'c':
+        gw_settings.config_path = v;
+        return 0;
+    case O_LISTEN: {
+        if (from_cli && !listen_from_cli) {
+            nproxy_specs = 0;
+            listen_from_cli = 1;
+        }
+        char *copy = strdup(v);
+        for (char *s = strtok(copy, ","); s; s = strtok(NULL, ",")) {
+            while (*s == ' ')
+                s++;
+            if (nproxy_specs == GW_MAX_LISTEN - 1)
+                return fail("too many listeners (at most %s)", "15");
+            proxy_specs[nproxy_specs++] = strdup(s);
+        }
+        free(copy);
+        return 0;
+    }
+    case O_ADMIN:
+        if (!from_cli && admin_from_cli)
+            return 0;
+        admin_from_cli |= from_cli;
+        admin_spec = v;
+        return 0;
+    case O_WORKERS:
+        if (parse_int("--workers", v, 1, GW_MAX_WORKERS, &n) != 0)
+            return -1;
+        gw_settings.workers = (int)n;
+        return 0;
+    case O_PLUGINS: {
+        if (from_cli && !plugins_from_cli) {
+            gw_settings.nplugin_dirs = 0;
+            plugins_from_cli = 1;
+        }
+        char *copy = strdup(v);
+        for (char *s = strtok(copy, from_cli ? "" : ":"); s; s = strtok(NULL, ":")) {
+            if (gw_settings.nplugin_dirs == GW_MAX_PLUGIN_DIRS)
+                return fail("too many plugin directories (at most %s)", "16");
+            char real[PATH_MAX];
+            gw_settings.plugin_dirs[gw_settings.nplugin_dirs++] =
+                strdup(realpath(s, real) ? real : s);
+        }
+        free(copy);
+        return 0;
+    }
+    case O_LOGLEVEL:
+        if ((gw_settings.log_level = gw_log_level_parse(v)) < 0)
+            return fail("unknown log level '%s'", v);
+        return 0;
+    case O_ERRLOG:
+        gw_settings.error_log = v;
+        return 0;
+    case O_ACCLOG:
+        gw_settings.access_log = v;
+        return 0;
+    case O_PID:
+        gw_settings.pid_file = v;
+        return 0;
+    case O_HDR_TO:
+    case O_BODY_TO:
+    case O_KA_TO:
+    case O_SEND_TO:
+    case O_DRAIN:
+    case O_UP_KA_TO:
+        if (parse_int("a timeout", v, 1, 86400000, &n) != 0)
+            return -1;
+        if (opt == O_HDR_TO)
+            gw_settings.client_header_timeout = (int)n;
+        else if (opt == O_BODY_TO)
+            gw_settings.client_body_timeout = (int)n;
+        else if (opt == O_KA_TO)
+            gw_settings.keepalive_timeout = (int)n;
+        else if (opt == O_SEND_TO)
+            gw_settings.send_timeout = (int)n;
+        else if (opt == O_DRAIN)
+            gw_settings.drain_timeout = (int)n;
+        else
+            gw_settings.upstream_keepalive_timeout = (int)n;
+        return 0;
+    case O_MAX_HDR:
+        if (parse_int("--max-header-size", v, 1024, 1024 * 1024, &n) != 0)
+            return -1;
+        gw_settings.max_header_size = (size_t)n;
+        return 0;
+    case O_MAX_BODY:
+        if (parse_int("--max-body-size", v, 0, LONG_MAX, &n) != 0)
+            return -1;
+        gw_settings.max_body_size = (size_t)n;
+        return 0;
+    case O_UP_KA:
+        if (parse_int("--upstream-keepalive", v, 0, 100000, &n) != 0)
+            return -1;
+        gw_settings.upstream_keepalive = (int)n;
+        return 0;
+    }
+    return -1;
+}
+
+static void defaults(void)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    gw_settings.workers = ncpu > 0 ? (int)(ncpu > GW_MAX_WORKERS ? GW_MAX_WORKERS : ncpu) : 1;
+    gw_settings.log_level = GW_LOG_NOTICE;
+    gw_settings.access_log = "stdout";
+    gw_settings.error_log = "stderr";
+    gw_settings.client_header_timeout = 60000;
+    gw_settings.client_body_timeout = 60000;
+    gw_settings.keepalive_timeout = 75000;
+    gw_settings.send_timeout = 60000;
+    gw_settings.drain_timeout = 30000;
+    gw_settings.max_header_size = 32768;
+    gw_settings.upstream_keepalive = 512;
+    gw_settings.upstream_keepalive_timeout = 60000;
+    gw_settings.upstream_keepalive_requests = 10000;
+    proxy_specs[0] = "0.0.0.0:8000";
+    nproxy_specs = 1;
+
+    const char *pre = getenv("LUAGATE_PREFIX");
+    static char buf[PATH_MAX];
+    if (pre == NULL) {
+        ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+        if (n > 0) {
+            buf[n] = '\0';
+            /* <prefix>/bin/luagate */
+            char *d = dirname(buf);
+            d = dirname(d);
+            pre = d;
+        } else {
+            pre = ".";
+        }
+    }
+    gw_settings.prefix = pre;
+}
+
+static int load_options(int argc, char **argv)
+{
+    for (size_t i = 0; i < sizeof(envs) / sizeof(envs[0]); i++) {
+        const char *v = getenv(envs[i].env);
+        if (v && *v && apply(envs[i].opt, v, 0) != 0)
+            return -1;
+    }
+    int opt;
+    optind = 2;
+    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+        if (opt == 'h') {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (opt == '?') {
+            fprintf(stderr, "run 'luagate help' for the options\n");
+            return -1;
+        }
+        if (apply(opt, optarg, 1) != 0)
+            return -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "luagate: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    for (int i = 0; i < nproxy_specs; i++)
+        if (parse_listen(proxy_specs[i], 0) != 0)
+            return -1;
+    if (strcmp(admin_spec, "off") != 0 && parse_listen(admin_spec, 1) != 0)
+        return -1;
+    if (gw_settings.config_path == NULL) {
+        fprintf(stderr, "luagate: no configuration file: use -c FILE (or LUAGATE_CONFIG)\n");
+        return -1;
+    }
+    gw_log_level_current = gw_settings.log_level;
+    return 0;
+}
+
+static int cmd_check(void)
+{
+    lua_State *L = gw_lua_new();
+    if (L == NULL)
+        return 2;
+    char *errs = NULL;
+    struct gw_config *cf = gw_config_load(L, gw_settings.config_path, &errs);
+    if (cf == NULL) {
+        fprintf(stderr, "%s\n", errs ? errs : "invalid configuration");
+        free(errs);
+        return 1;
+    }
+    printf("configuration %s is valid (%d services, %d routes)\n", gw_settings.config_path,
+           cf->nservices, cf->nroutes);
+    gw_config_release(&cf);
+    lua_close(L);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 ||
+        strcmp(cmd, "-v") == 0) {
+        printf("luagate %s\n", GW_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
+        fprintf(stderr, "luagate: unknown command '%s'\n\n%s", cmd, usage);
+        return 2;
+    }
+    defaults();
+    if (load_options(argc, argv) != 0)
+        return 2;
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check();
+    if (gw_log_open(gw_settings.error_log) != 0) {
+        fprintf(stderr, "luagate: cannot open the error log '%s'\n", gw_settings.error_log);
+        return 2;
+    }
+    return gw_master_run();
+}

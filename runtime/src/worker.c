@@ -1,0 +1,188 @@
+/* A worker: one process, one thread, one libev loop, one LuaJIT state. It
+ * serves its own SO_REUSEPORT sockets, takes reload orders from the master
+ * through a pipe, and stops gracefully on SIGTERM (or when the master goes
+ * away). */
+#include <errno.h>
+#include <lua.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw/accesslog.h"
+#include "gw/buf.h"
+#include "gw/config.h"
+#include "gw/conn.h"
+#include "gw/dns.h"
+#include "gw/log.h"
+#include "gw/stats.h"
+#include "gw/upstream.h"
+#include "gw/worker.h"
+
+struct gw_worker *gw_worker;
+static struct gw_worker worker;
+
+static void worker_exit(int code) __attribute__((noreturn));
+static void worker_exit(int code)
+{
+    gw_access_log_flush();
+    worker.stats->pid = 0;
+    exit(code);
+}
+
+static void reload(const char *path)
+{
+    char *errs = NULL;
+    struct gw_config *cf = gw_config_load(worker.L, path, &errs);
+    if (cf == NULL) {
+        gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
+               errs ? errs : "unknown error");
+        free(errs);
+        return;
+    }
+    struct gw_config *old = worker.config;
+    worker.config = cf;
+    gw_config_release(&old); /* freed when its last request ends */
+    worker.stats->reloads++;
+    snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s", cf->hash);
+    gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu)", cf->hash,
+           (unsigned long long)cf->generation);
+}
+
+static void begin_stop(void)
+{
+    if (worker.stopping)
+        return;
+    worker.stopping = 1;
+    for (int i = 0; i < gw_settings.nlisten; i++)
+        ev_io_stop(worker.loop, &worker.lio[i]);
+    gw_upstream_pool_drain();
+    gw_conn_drain_all();
+    if (worker.nconns == 0) {
+        ev_break(worker.loop, EVBREAK_ALL);
+        return;
+    }
+    ev_timer_set(&worker.drain, gw_settings.drain_timeout / 1000.0, 0);
+    ev_timer_start(worker.loop, &worker.drain);
+}
+
+static void ctl_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct gw_buf *b = &worker.ctl_in;
+    if (gw_buf_reserve(b, 1024, 64 * 1024) != 0) {
+        b->off = b->len = 0;
+        return;
+    }
+    ssize_t n = read(worker.ctl_fd, b->data + b->len, b->cap - b->len);
+    if (n == 0) { /* the master is gone */
+        ev_io_stop(loop, w);
+        begin_stop();
+        return;
+    }
+    if (n < 0)
+        return;
+    b->len += (size_t)n;
+    char *nl;
+    while ((nl = memchr(b->data + b->off, '\n', gw_buf_pending(b))) != NULL) {
+        *nl = '\0';
+        const char *line = b->data + b->off;
+        if (strncmp(line, "reload ", 7) == 0)
+            reload(line + 7);
+        gw_buf_consume(b, (size_t)(nl - line) + 1);
+        if (b->len == 0)
+            break;
+    }
+}
+
+static void sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    if (w->signum == SIGQUIT)
+        worker_exit(0);
+    gw_log(GW_LOG_NOTICE, "stopping gracefully (%d connections open)", worker.nconns);
+    begin_stop();
+}
+
+static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    gw_log(GW_LOG_WARN, "drain timeout: closing %d connections", worker.nconns);
+    worker_exit(0);
+}
+
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    if (gw_buf_pending(&worker.access_buf))
+        gw_access_log_flush();
+}
+
+void gw_worker_main(int id, const int *listen_fds, int ctl_fd, const char *config_path)
+{
+    char role[32];
+    snprintf(role, sizeof(role), "worker %d", id);
+    gw_log_set_role(role);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+
+    worker.id = id;
+    gw_worker = &worker;
+    gw_list_init(&worker.conns);
+    gw_list_init(&worker.free_reqs);
+    worker.stats = &gw_stats->w[id];
+    worker.stats->active = 0;
+    worker.stats->pid = getpid();
+    if (getrandom(worker.rng, sizeof(worker.rng), 0) != sizeof(worker.rng)) {
+        worker.rng[0] = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+        worker.rng[1] = (uint64_t)clock() | 1;
+    }
+    worker.loop = ev_default_loop(EVFLAG_AUTO);
+    if (worker.loop == NULL) {
+        gw_log(GW_LOG_EMERG, "could not create the event loop");
+        worker_exit(2);
+    }
+    worker.L = gw_lua_new();
+    if (worker.L == NULL) {
+        gw_log(GW_LOG_EMERG, "could not create the Lua state");
+        worker_exit(2);
+    }
+    char *errs = NULL;
+    worker.config = gw_config_load(worker.L, config_path, &errs);
+    if (worker.config == NULL) {
+        gw_log(GW_LOG_EMERG, "could not load the configuration: %s", errs ? errs : "");
+        worker_exit(2);
+    }
+    snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s",
+             worker.config->hash);
+    if (gw_access_log_open(gw_settings.access_log) != 0)
+        worker_exit(2);
+    if (gw_dns_init() != 0)
+        worker_exit(2);
+
+    for (int i = 0; i < gw_settings.nlisten; i++) {
+        worker.lfd[i] = listen_fds[i];
+        ev_io_init(&worker.lio[i], gw_conn_accept_cb, listen_fds[i], EV_READ);
+        worker.lio[i].data = &gw_settings.listen[i];
+        ev_io_start(worker.loop, &worker.lio[i]);
+    }
+    worker.ctl_fd = ctl_fd;
+    ev_io_init(&worker.ctl, ctl_cb, ctl_fd, EV_READ);
+    ev_io_start(worker.loop, &worker.ctl);
+    ev_signal_init(&worker.sigterm, sig_cb, SIGTERM);
+    ev_signal_start(worker.loop, &worker.sigterm);
+    ev_signal_init(&worker.sigint, sig_cb, SIGINT);
+    ev_signal_start(worker.loop, &worker.sigint);
+    ev_signal_init(&worker.sigquit, sig_cb, SIGQUIT);
+    ev_signal_start(worker.loop, &worker.sigquit);
+    ev_init(&worker.drain, drain_cb);
+    ev_prepare_init(&worker.flush, flush_cb);
+    ev_prepare_start(worker.loop, &worker.flush);
+    ev_unref(worker.loop);
+
+    GW_LOG(GW_LOG_INFO, "started");
+    ev_run(worker.loop, 0);
+    worker_exit(0);
+}

@@ -1,0 +1,854 @@
+-- Declarative config loading (Kong 3.x DB-less format) in YAML, JSON or
+-- Lua: parse with line numbers, validate every entity and plugin config
+-- with luagate.schema, resolve references, and return the normalized
+-- config the C runtime reads. See docs/configuration.md.
+--
+--   local config = require "luagate.config"
+--   local conf, errs = config.load_file("kong.yml", { plugins_dirs = {...} })
+--
+-- `errs` is an array of "FILE:LINE: path: message" strings, every error
+-- found, in file order.
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local next = next
+local tostring = tostring
+local tonumber = tonumber
+local load = load
+local pcall = pcall
+local setmetatable = setmetatable
+local open = io.open
+local fmt = string.format
+local find = string.find
+local sub = string.sub
+local match = string.match
+local gsub = string.gsub
+local lower = string.lower
+local concat = table.concat
+local sort = table.sort
+
+local ffi = require "ffi"
+
+local Schema = require "luagate.schema"
+local entities = require "luagate.config.entities"
+local plugins_registry = require "luagate.config.plugins"
+local yaml_reader = require "luagate.config.yaml"
+local json_reader = require "luagate.config.json"
+
+local is_null = Schema.is_null
+local deep_copy = Schema.deep_copy
+local is_array = Schema.is_array
+local child_path = yaml_reader.child_path
+
+
+local _M = {}
+
+_M.FORMAT_VERSIONS = { "1.1", "2.1", "3.0" }
+
+
+-- Registers an entity kind (for plugin daos): see
+-- luagate.config.entities.register. `schema` is a Kong-format schema
+-- table or nil (kept as given); `parent` the kind it nests under.
+function _M.register_entity(name, schema, parent, extra)
+  return entities.register(name, schema, parent, extra)
+end
+
+
+-- digests --------------------------------------------------------------------
+
+local crypto
+do
+  pcall(ffi.cdef, [[
+    typedef struct evp_md_st EVP_MD;
+    const EVP_MD *EVP_md5(void);
+    int EVP_Digest(const void *data, size_t count, unsigned char *md,
+                   unsigned int *size, const EVP_MD *type, void *impl);
+  ]])
+  local ok, lib = pcall(ffi.load, "crypto")
+  if not ok then
+    ok, lib = pcall(ffi.load, "libcrypto.so.3")
+  end
+  if ok then
+    crypto = lib
+  end
+end
+
+
+local function md5_hex(s)
+  if not crypto then
+    error("libcrypto is not available", 2)
+  end
+  local md = ffi.new("unsigned char[16]")
+  local size = ffi.new("unsigned int[1]")
+  if crypto.EVP_Digest(s, #s, md, size, crypto.EVP_md5(), nil) ~= 1 then
+    error("EVP_Digest() failed", 2)
+  end
+  local out = {}
+  for i = 0, 15 do
+    out[i + 1] = fmt("%02x", md[i])
+  end
+  return concat(out)
+end
+_M.md5_hex = md5_hex
+
+
+-- A UUID-shaped id derived from `key` (name-based, version 3 layout), so
+-- reloads of the same config keep the same ids.
+local function derive_id(key)
+  local h = md5_hex("luagate:" .. key)
+  local variant = fmt("%x", 8 + tonumber(sub(h, 17, 17), 16) % 4)
+  return sub(h, 1, 8) .. "-" .. sub(h, 9, 12) .. "-3" .. sub(h, 14, 16) ..
+         "-" .. variant .. sub(h, 18, 20) .. "-" .. sub(h, 21, 32)
+end
+_M.derive_id = derive_id
+
+
+-- Deterministic serialization (sorted keys) for the config hash.
+local function serialize(v, buf)
+  local t = type(v)
+  if t == "table" then
+    if is_null(v) then
+      buf[#buf + 1] = "null"
+      return
+    end
+    local keys = {}
+    for k in pairs(v) do
+      keys[#keys + 1] = k
+    end
+    sort(keys, function(a, b)
+      local ta, tb = type(a), type(b)
+      if ta ~= tb then
+        return ta < tb
+      end
+      return a < b
+    end)
+    buf[#buf + 1] = "{"
+    for _, k in ipairs(keys) do
+      if type(v[k]) ~= "function" then
+        buf[#buf + 1] = fmt("%q", tostring(k))
+        buf[#buf + 1] = "="
+        serialize(v[k], buf)
+        buf[#buf + 1] = ","
+      end
+    end
+    buf[#buf + 1] = "}"
+  elseif t == "string" then
+    buf[#buf + 1] = fmt("%q", v)
+  elseif t == "number" then
+    buf[#buf + 1] = fmt("%.17g", v)
+  else
+    buf[#buf + 1] = tostring(v)
+  end
+end
+
+
+-- errors -------------------------------------------------------------------
+
+local function new_errors(name, lines)
+  local self = { name = name, lines = lines or {}, list = {} }
+
+  -- the line of `path`, or of its nearest parent with a known line
+  function self.line_of(path)
+    local lines_ = self.lines
+    local p = path
+    while true do
+      local l = lines_[p]
+      if l then
+        return l
+      end
+      if p == "" then
+        return nil
+      end
+      local parent = match(p, "^(.*)%[%d+%]$") or match(p, "^(.*)%.[^%.]*$")
+      p = parent or ""
+    end
+  end
+
+  function self.add(path, msg, line)
+    self.list[#self.list + 1] = {
+      path = path,
+      msg = msg,
+      line = line or self.line_of(path),
+      seq = #self.list + 1,
+    }
+  end
+
+  function self.add_tree(prefix, tree)
+    for _, e in ipairs(Schema.flatten_errors(tree, prefix)) do
+      self.add(e.path, e.msg)
+    end
+  end
+
+  function self.strings()
+    local list = self.list
+    sort(list, function(a, b)
+      local la, lb = a.line or 0, b.line or 0
+      if la ~= lb then
+        return la < lb
+      end
+      return a.seq < b.seq
+    end)
+    local out = {}
+    for i, e in ipairs(list) do
+      local loc = self.name
+      if e.line then
+        loc = loc .. ":" .. e.line
+      end
+      if e.path and e.path ~= "" then
+        out[i] = loc .. ": " .. e.path .. ": " .. e.msg
+      else
+        out[i] = loc .. ": " .. e.msg
+      end
+    end
+    return out
+  end
+
+  return self
+end
+
+
+-- parsing --------------------------------------------------------------------
+
+local function parse_lua(text, name)
+  local chunk, err = load(text, "=" .. name, "t", {})
+  if not chunk then
+    return nil, tonumber(match(err, ":(%d+):")), gsub(err, "^[^:]*:%d+: ", "")
+  end
+  local ok, res = pcall(chunk)
+  if not ok then
+    res = tostring(res)
+    return nil, tonumber(match(res, ":(%d+):")),
+           (gsub(res, "^[^:]*:%d+: ", ""))
+  end
+  return res, {}
+end
+
+
+local function parse(text, format, name)
+  if format == "yaml" or format == "yml" then
+    return yaml_reader.parse(text)
+  elseif format == "json" then
+    return json_reader.parse(text)
+  elseif format == "lua" then
+    return parse_lua(text, name)
+  end
+  -- unknown: JSON first, then YAML
+  local doc, lines, msg = json_reader.parse(text)
+  if doc ~= nil then
+    return doc, lines
+  end
+  local ydoc, ylines, ymsg = yaml_reader.parse(text)
+  if ydoc ~= nil then
+    return ydoc, ylines
+  end
+  return nil, ylines or lines, ymsg or msg
+end
+
+
+-- removes `_comment` and `_ignore` at every level
+local function strip_meta(v)
+  if type(v) ~= "table" or is_null(v) then
+    return v
+  end
+  v._comment = nil
+  v._ignore = nil
+  for _, x in pairs(v) do
+    strip_meta(x)
+  end
+  return v
+end
+
+
+-- 1.1 / 2.1 configs: a plain path that looks like a regex gets "~"
+-- (everything but unreserved characters, "/" and "%" is regex syntax)
+local function migrate_paths(route)
+  local paths = route.paths
+  if type(paths) ~= "table" then
+    return
+  end
+  local out = {}
+  for i, p in ipairs(paths) do
+    if type(p) == "string" and sub(p, 1, 1) ~= "~" and
+       not find(p, "^[%w%.%-_~/%%]*$") then
+      p = "~" .. p
+    end
+    out[i] = p
+  end
+  route.paths = out
+end
+
+
+-- loading --------------------------------------------------------------------
+
+local SINGULAR = {
+  services = "service", routes = "route", consumers = "consumer",
+  consumer_groups = "consumer_group", upstreams = "upstream",
+  certificates = "certificate", ca_certificates = "ca_certificate",
+  plugins = "plugin", targets = "target", snis = "sni",
+}
+
+local TOP_LEVEL_META = {
+  _format_version = true, _transform = true, _comment = true, _ignore = true,
+}
+
+
+local function ref_value(v)
+  if type(v) == "string" or type(v) == "number" then
+    return tostring(v)
+  end
+  if type(v) == "table" then
+    local x = v.id or v.name or v.username
+    if type(x) == "string" then
+      return x
+    end
+  end
+  return nil
+end
+
+
+local Loader = {}
+Loader.__index = Loader
+
+
+function Loader:collect(kind, item, path, parent)
+  local entry = entities.registry[kind]
+  local errs = self.errs
+  if type(item) ~= "table" or is_null(item) or
+     (next(item) ~= nil and is_array(item)) then
+    errs.add(path, "expected a record")
+    return
+  end
+  local input = {}
+  for k, v in pairs(item) do
+    input[k] = v
+  end
+
+  local rec = { kind = kind, path = path, parent = parent, links = {},
+                refs = {} }
+
+  local children = {}
+  for _, child in ipairs(entities.children_of(kind)) do
+    if input[child] ~= nil then
+      children[#children + 1] = { kind = child, list = input[child] }
+      input[child] = nil
+    end
+  end
+
+  -- memberships between consumers and consumer groups
+  if kind == "consumer_groups" and input.consumers ~= nil then
+    rec.members = input.consumers
+    input.consumers = nil
+  elseif kind == "consumers" and input.groups ~= nil then
+    rec.groups = input.groups
+    input.groups = nil
+  end
+
+  for field, target in pairs(entry.refs) do
+    local v = input[field]
+    input[field] = nil
+    if parent and parent.kind == target and entry.parents[target] == field then
+      rec.links[field] = parent
+    elseif not is_null(v) then
+      rec.refs[field] = { value = v, path = child_path(path, field),
+                          target = target }
+    end
+  end
+
+  if kind == "routes" and self.migrate then
+    migrate_paths(input)
+  end
+  if entry.pre then
+    entry.pre(input)
+  end
+
+  if entry.key then
+    local k = input[entry.key]
+    if type(k) == "string" then
+      rec.key = k
+    end
+  end
+  if kind == "consumers" and not rec.key and type(input.custom_id) ==
+     "string" then
+    rec.custom_id = input.custom_id
+  end
+  if type(input.id) == "string" then
+    rec.given_id = input.id
+  end
+
+  if kind == "plugins" then
+    self:validate_plugin(rec, input)
+  elseif entry.schema then
+    local out, tree = entry.schema:validate(input)
+    if tree then
+      errs.add_tree(path, tree)
+    else
+      if entry.post then
+        entry.post(out)
+      end
+      rec.out = out
+    end
+  else
+    rec.out = deep_copy(input)
+  end
+
+  local list = self.recs[kind]
+  list[#list + 1] = rec
+
+  for _, c in ipairs(children) do
+    local cpath = child_path(path, c.kind)
+    if type(c.list) ~= "table" or is_null(c.list) or not is_array(c.list) then
+      errs.add(cpath, "expected an array")
+    else
+      for i, x in ipairs(c.list) do
+        self:collect(c.kind, x, child_path(cpath, i - 1), rec)
+      end
+    end
+  end
+end
+
+
+local BASE_PLUGIN_SCHEMA = Schema.new({
+  name = "plugins",
+  fields = entities.PLUGIN_BASE_FIELDS,
+})
+
+
+function Loader:validate_plugin(rec, input)
+  local errs = self.errs
+  local name = input.name
+  rec.plugin_name = name
+  local pentry, perr
+  if type(name) == "string" then
+    pentry, perr = self.plugins:schema(name)
+    if not pentry then
+      errs.add(child_path(rec.path, "name"), perr)
+    end
+  end
+  if pentry then
+    rec.forbidden = pentry.forbidden
+    local out, tree = pentry.schema:validate(input)
+    if tree then
+      errs.add_tree(rec.path, tree)
+    else
+      rec.out = out
+    end
+    return
+  end
+  -- unknown plugin: still check the entity fields
+  local out, tree = BASE_PLUGIN_SCHEMA:validate(input)
+  if tree then
+    errs.add_tree(rec.path, tree)
+  end
+  local config = input.config
+  if not is_null(config) and (type(config) ~= "table" or
+     (next(config) ~= nil and is_array(config))) then
+    errs.add(child_path(rec.path, "config"), "expected a record")
+  end
+  if pentry == nil and perr == nil and out then
+    rec.out = out
+  end
+end
+
+
+function Loader:index(kind, rec)
+  local idx = self.index_of[kind]
+  if rec.id then
+    idx.by_id[rec.id] = idx.by_id[rec.id] or rec
+  end
+  if rec.key then
+    idx.by_key[rec.key] = idx.by_key[rec.key] or rec
+  end
+  if rec.custom_id then
+    idx.by_custom_id[rec.custom_id] = idx.by_custom_id[rec.custom_id] or rec
+  end
+end
+
+
+function Loader:lookup(kind, v)
+  local idx = self.index_of[kind]
+  if type(v) == "table" then
+    local id = v.id
+    if type(id) == "string" then
+      return idx.by_id[id]
+    end
+    local key = v.name or v.username
+    if type(key) == "string" then
+      return idx.by_key[key]
+    end
+    return nil
+  end
+  v = tostring(v)
+  return idx.by_key[v] or idx.by_id[v]
+end
+
+
+-- natural key for ids of entities without a name
+local function id_key(rec)
+  local out = rec.out or {}
+  local kind = rec.kind
+  local parent_id = ""
+  for _, field in ipairs({ "service", "route", "consumer", "consumer_group",
+                           "upstream", "certificate" }) do
+    local l = rec.links[field]
+    parent_id = parent_id .. ":" .. (l and l.id or "")
+  end
+  if rec.key then
+    return kind .. ":" .. rec.key
+  end
+  if kind == "consumers" and rec.custom_id then
+    return kind .. ":custom_id:" .. rec.custom_id
+  end
+  if kind == "plugins" then
+    return kind .. ":" .. tostring(rec.plugin_name) .. parent_id .. ":" ..
+           tostring(out.instance_name or "")
+  end
+  if kind == "targets" and type(out.target) == "string" then
+    return kind .. parent_id .. ":" .. out.target
+  end
+  if (kind == "certificates" or kind == "ca_certificates") and
+     type(out.cert) == "string" then
+    return kind .. ":" .. md5_hex(out.cert)
+  end
+  for _, f in ipairs({ "key", "username", "group", "client_id", "name" }) do
+    if type(out[f]) == "string" then
+      return kind .. parent_id .. ":" .. f .. ":" .. out[f]
+    end
+  end
+  return kind .. ":" .. rec.path
+end
+
+
+function Loader:resolve()
+  local errs = self.errs
+  for _, kind in ipairs(entities.order) do
+    local entry = entities.registry[kind]
+    local seen_key, seen_id = {}, {}
+    for _, rec in ipairs(self.recs[kind]) do
+      -- references to other entities
+      for field, ref in pairs(rec.refs) do
+        local target = self:lookup(ref.target, ref.value)
+        if target then
+          rec.links[field] = target
+        else
+          local shown = ref_value(ref.value) or "?"
+          errs.add(ref.path, "could not find " .. (SINGULAR[ref.target] or
+                             ref.target) .. " '" .. shown .. "'")
+        end
+      end
+
+      -- duplicates
+      if rec.key and entry.key then
+        local other = seen_key[rec.key]
+        if other then
+          errs.add(child_path(rec.path, entry.key),
+                   fmt("uniqueness violation: '%s' entity with %s set to " ..
+                       "'%s' already declared", kind, entry.key, rec.key))
+        else
+          seen_key[rec.key] = rec
+        end
+      end
+
+      rec.id = rec.given_id or derive_id(id_key(rec))
+      if seen_id[rec.id] then
+        if rec.given_id then
+          errs.add(child_path(rec.path, "id"),
+                   fmt("uniqueness violation: '%s' entity with primary key " ..
+                       "set to '%s' already declared", kind, rec.id))
+        elseif kind == "plugins" then
+          errs.add(rec.path, fmt("plugin '%s' is already configured for " ..
+                                 "this scope (see %s)", tostring(
+                                 rec.plugin_name), seen_id[rec.id].path))
+        elseif not (rec.key and entry.key) then
+          errs.add(rec.path, fmt("uniqueness violation: '%s' entity " ..
+                                 "already declared (see %s)", kind,
+                                 seen_id[rec.id].path))
+        end
+      else
+        seen_id[rec.id] = rec
+      end
+      self:index(kind, rec)
+
+      -- scope restrictions of plugins (typedefs.no_consumer...)
+      if kind == "plugins" and rec.forbidden then
+        for field in pairs(rec.forbidden) do
+          if rec.links[field] then
+            local p = rec.refs[field] and rec.refs[field].path or rec.path
+            errs.add(p, fmt("value must be null: plugin '%s' cannot be " ..
+                            "configured on a %s", tostring(rec.plugin_name),
+                            gsub(field, "_", " ")))
+          end
+        end
+      end
+    end
+  end
+
+  -- memberships
+  for _, g in ipairs(self.recs.consumer_groups) do
+    if g.members ~= nil then
+      local mpath = child_path(g.path, "consumers")
+      if type(g.members) ~= "table" or not is_array(g.members) then
+        errs.add(mpath, "expected an array")
+      else
+        for i, m in ipairs(g.members) do
+          local c = self:lookup("consumers", m)
+          if c then
+            self.memberships[#self.memberships + 1] = { g, c }
+          else
+            errs.add(child_path(mpath, i - 1), "could not find consumer '" ..
+                     (ref_value(m) or "?") .. "'")
+          end
+        end
+      end
+    end
+  end
+  for _, c in ipairs(self.recs.consumers) do
+    if c.groups ~= nil then
+      local gpath = child_path(c.path, "groups")
+      if type(c.groups) ~= "table" or not is_array(c.groups) then
+        errs.add(gpath, "expected an array")
+      else
+        for i, m in ipairs(c.groups) do
+          local g = self:lookup("consumer_groups", m)
+          if g then
+            self.memberships[#self.memberships + 1] = { g, c }
+          else
+            errs.add(child_path(gpath, i - 1),
+                     "could not find consumer_group '" ..
+                     (ref_value(m) or "?") .. "'")
+          end
+        end
+      end
+    end
+  end
+end
+
+
+local CREDENTIAL_PARENT = "consumers"
+
+
+function Loader:build()
+  local conf = {
+    format_version = self.format_version,
+    transform = self.transform,
+  }
+  local pos = {}
+
+  local function output(kind)
+    local list = {}
+    for _, rec in ipairs(self.recs[kind]) do
+      local e = rec.out
+      e.id = rec.id
+      list[#list + 1] = e
+      pos[rec] = #list
+    end
+    return list
+  end
+
+  local function link(rec, field)
+    local l = rec.links[field]
+    return l and pos[l] or nil
+  end
+
+  conf.certificates = output("certificates")
+  conf.snis = output("snis")
+  conf.ca_certificates = output("ca_certificates")
+  conf.services = output("services")
+  conf.routes = output("routes")
+  conf.consumers = output("consumers")
+  conf.consumer_groups = output("consumer_groups")
+  conf.upstreams = output("upstreams")
+  conf.plugins = output("plugins")
+
+  for _, rec in ipairs(self.recs.snis) do
+    rec.out.certificate = link(rec, "certificate")
+    local cert = rec.out.certificate and conf.certificates[
+                 rec.out.certificate]
+    if cert then
+      cert.snis = cert.snis or {}
+      cert.snis[#cert.snis + 1] = rec.out.name
+    end
+  end
+
+  for _, rec in ipairs(self.recs.routes) do
+    rec.out.service = link(rec, "service")
+  end
+
+  for _, up in ipairs(conf.upstreams) do
+    up.targets = {}
+  end
+  for _, rec in ipairs(self.recs.targets) do
+    local t = rec.out
+    t.id = rec.id
+    local u = link(rec, "upstream")
+    t.upstream = u
+    if u then
+      local list = conf.upstreams[u].targets
+      list[#list + 1] = t
+    end
+  end
+
+  for _, g in ipairs(conf.consumer_groups) do
+    g.consumers = {}
+  end
+  for _, c in ipairs(conf.consumers) do
+    c.groups = {}
+  end
+  for _, m in ipairs(self.memberships) do
+    local gi, ci = pos[m[1]], pos[m[2]]
+    local g, c = conf.consumer_groups[gi], conf.consumers[ci]
+    if g and c then
+      g.consumers[#g.consumers + 1] = ci
+      c.groups[#c.groups + 1] = gi
+    end
+  end
+
+  -- credentials (and any registered kind under consumers) stay with
+  -- their consumer
+  for _, kind in ipairs(entities.order) do
+    local entry = entities.registry[kind]
+    if kind ~= "plugins" and entry.parents[CREDENTIAL_PARENT] then
+      for _, rec in ipairs(self.recs[kind]) do
+        local ci = link(rec, entry.parents[CREDENTIAL_PARENT])
+        local e = rec.out
+        e.id = rec.id
+        e.consumer = nil
+        if ci then
+          local c = conf.consumers[ci]
+          c[kind] = c[kind] or {}
+          c[kind][#c[kind] + 1] = e
+        end
+      end
+    end
+  end
+
+  for i, rec in ipairs(self.recs.plugins) do
+    local p = conf.plugins[i]
+    p.service = link(rec, "service")
+    p.route = link(rec, "route")
+    p.consumer = link(rec, "consumer")
+    p.consumer_group = link(rec, "consumer_group")
+    p.config = p.config or {}
+  end
+
+  local buf = {}
+  serialize(conf, buf)
+  conf.hash = md5_hex(concat(buf))
+  return conf
+end
+
+
+-- Validates and normalizes a parsed document. Returns conf, or nil and
+-- the error strings.
+local function load_document(doc, lines, name, opts)
+  local errs = new_errors(name, lines)
+  if type(doc) ~= "table" or is_null(doc) or
+     (next(doc) ~= nil and is_array(doc)) then
+    errs.add("", "expected a record at the top level of the config")
+    return nil, errs.strings()
+  end
+  doc = strip_meta(deep_copy(doc))
+
+  local self = setmetatable({
+    errs = errs,
+    recs = {},
+    index_of = {},
+    memberships = {},
+    plugins = plugins_registry.new(opts.plugins_dirs),
+    transform = true,
+  }, Loader)
+  for _, kind in ipairs(entities.order) do
+    self.recs[kind] = {}
+    self.index_of[kind] = { by_id = {}, by_key = {}, by_custom_id = {} }
+  end
+
+  local version = doc._format_version
+  if is_null(version) then
+    errs.add("_format_version", Schema.MSG.REQUIRED, 1)
+  elseif version ~= "1.1" and version ~= "2.1" and version ~= "3.0" then
+    errs.add("_format_version", "expected one of: " ..
+             concat(_M.FORMAT_VERSIONS, ", ") ..
+             (type(version) ~= "string" and " (as a string)" or ""))
+  else
+    self.format_version = version
+    self.migrate = version ~= "3.0"
+  end
+  if not is_null(doc._transform) then
+    if type(doc._transform) ~= "boolean" then
+      errs.add("_transform", "expected a boolean")
+    else
+      self.transform = doc._transform
+    end
+  end
+
+  local keys = {}
+  for k in pairs(doc) do
+    keys[#keys + 1] = tostring(k)
+  end
+  sort(keys)
+  for _, k in ipairs(keys) do
+    if not TOP_LEVEL_META[k] and not entities.registry[k] then
+      errs.add(k, Schema.MSG.UNKNOWN, lines[k .. "?key"])
+    end
+  end
+
+  for _, kind in ipairs(entities.order) do
+    local list = doc[kind]
+    if not is_null(list) then
+      if type(list) ~= "table" or not is_array(list) then
+        errs.add(kind, "expected an array")
+      else
+        for i, item in ipairs(list) do
+          self:collect(kind, item, child_path(kind, i - 1), nil)
+        end
+      end
+    end
+  end
+
+  self:resolve()
+
+  if #errs.list > 0 then
+    return nil, errs.strings()
+  end
+  return self:build()
+end
+
+
+-- Loads a config from `text`. `format` is "yaml", "json", "lua" or nil
+-- (JSON, then YAML); `name` names the source in errors. Returns conf, or
+-- nil and an array of error strings.
+function _M.load_string(text, format, name, opts)
+  name = name or "config"
+  opts = opts or {}
+  if type(text) ~= "string" then
+    return nil, { name .. ": could not load config: expected a string" }
+  end
+  local doc, lines, msg = parse(text, format, name)
+  if doc == nil then
+    local loc = lines and (name .. ":" .. tostring(lines)) or name
+    return nil, { loc .. ": syntax error: " .. tostring(msg) }
+  end
+  return load_document(doc, lines, name, opts)
+end
+
+
+local EXTENSIONS = {
+  yml = "yaml", yaml = "yaml", json = "json", lua = "lua",
+}
+
+
+-- Loads a config file; the format follows the extension (.yml/.yaml,
+-- .json, .lua; others: JSON, then YAML).
+function _M.load_file(path, opts)
+  local f, err = open(path, "rb")
+  if not f then
+    return nil, { path .. ": could not open config: " .. tostring(err) }
+  end
+  local text = f:read("*a")
+  f:close()
+  local ext = match(path, "%.([%w]+)$")
+  return _M.load_string(text, ext and EXTENSIONS[lower(ext)], path, opts)
+end
+
+
+return _M

@@ -1,0 +1,236 @@
+-- YAML reader that keeps line numbers: builds the document from libyaml's
+-- event stream (lyaml's low-level `yaml.parser`) and records, for every
+-- node, the 1-based line where it starts, keyed by its path
+-- ("services[0].routes[1].paths[0]"; map keys dotted, indexes 0-based).
+--
+-- Scalars resolve like lyaml.load (YAML 1.1 implicit types: null, bool,
+-- int, float...); quoted scalars stay strings; `!!str`/`!!int`/... tags are
+-- honoured; anchors, aliases and `<<` merge keys are supported. Nulls are
+-- returned as `luagate.schema`'s NULL (cjson.null).
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local pcall = pcall
+local tostring = tostring
+local tonumber = tonumber
+local match = string.match
+local gsub = string.gsub
+
+local yaml = require "yaml"
+local implicit = require "lyaml.implicit"
+local Schema = require "luagate.schema"
+
+local NULL = Schema.NULL
+
+
+local _M = {}
+
+
+local RESOLVERS = {
+  implicit.null,
+  implicit.octal,
+  implicit.decimal,
+  implicit.float,
+  implicit.bool,
+  implicit.inf,
+  implicit.nan,
+  implicit.hexadecimal,
+  implicit.binary,
+  implicit.sexagesimal,
+  implicit.sexfloat,
+}
+
+local TAG_PREFIX = "tag:yaml.org,2002:"
+
+
+local function resolve_scalar(ev)
+  local value = ev.value
+  local tag = ev.tag
+  if tag then
+    local t = tag:sub(#TAG_PREFIX + 1)
+    if t == "str" then
+      return value
+    elseif t == "int" or t == "float" then
+      return tonumber(value) or value
+    elseif t == "bool" then
+      return implicit.bool(value) or value == "true"
+    elseif t == "null" then
+      return NULL
+    end
+  end
+  if ev.style ~= "PLAIN" then
+    return value
+  end
+  for _, r in ipairs(RESOLVERS) do
+    local v = r(value)
+    if v ~= nil then
+      if type(v) ~= "boolean" and type(v) ~= "number" then
+        return NULL -- lyaml's own null
+      end
+      return v
+    end
+  end
+  return value
+end
+
+
+local function child_path(prefix, key)
+  if type(key) == "number" then
+    return prefix .. "[" .. key .. "]"
+  end
+  key = tostring(key)
+  if prefix == "" then
+    return key
+  end
+  return prefix .. "." .. key
+end
+_M.child_path = child_path
+
+
+local function merge_into(map, src)
+  if type(src) ~= "table" then
+    return
+  end
+  if src[1] ~= nil then
+    for _, s in ipairs(src) do
+      merge_into(map, s)
+    end
+    return
+  end
+  for k, v in pairs(src) do
+    if map[k] == nil then
+      map[k] = v
+    end
+  end
+end
+
+
+-- Parses `text`. Returns doc, lines; or nil, line, message on a syntax
+-- error.
+function _M.parse(text)
+  local next_event = yaml.parser(text)
+  local anchors = {}
+  local lines = {}
+  local doc
+  local done = false
+
+  local function fail(msg)
+    error({ yaml_error = msg }, 0)
+  end
+
+  local read_node -- forward
+
+  -- reads the node that begins with event `ev` at `path`
+  read_node = function(ev, path)
+    local line = ev.start_mark.line + 1
+    if lines[path] == nil then
+      lines[path] = line
+    end
+    local t = ev.type
+    if t == "SCALAR" then
+      local v = resolve_scalar(ev)
+      if ev.anchor then
+        anchors[ev.anchor] = v
+      end
+      return v
+    elseif t == "ALIAS" then
+      local v = anchors[ev.anchor]
+      if v == nil then
+        fail("unknown anchor '" .. tostring(ev.anchor) .. "' at line " ..
+             line)
+      end
+      return v
+    elseif t == "SEQUENCE_START" then
+      local seq = {}
+      if ev.anchor then
+        anchors[ev.anchor] = seq
+      end
+      local i = 0
+      while true do
+        local e = next_event()
+        if e.type == "SEQUENCE_END" then
+          break
+        end
+        seq[i + 1] = read_node(e, child_path(path, i))
+        i = i + 1
+      end
+      return seq
+    elseif t == "MAPPING_START" then
+      local map = {}
+      if ev.anchor then
+        anchors[ev.anchor] = map
+      end
+      local merges
+      while true do
+        local e = next_event()
+        if e.type == "MAPPING_END" then
+          break
+        end
+        local key
+        if e.type == "SCALAR" then
+          key = resolve_scalar(e)
+          if key == NULL then
+            key = "null"
+          end
+        else
+          key = read_node(e, path .. "?key")
+          if type(key) == "table" then
+            fail("complex mapping keys are not supported (line " ..
+                 (e.start_mark.line + 1) .. ")")
+          end
+        end
+        local vev = next_event()
+        if key == "<<" and (e.style == "PLAIN") then
+          merges = merges or {}
+          merges[#merges + 1] = read_node(vev, path)
+        else
+          local kpath = child_path(path, key)
+          lines[kpath .. "?key"] = e.start_mark.line + 1
+          map[key] = read_node(vev, kpath)
+        end
+      end
+      if merges then
+        for _, m in ipairs(merges) do
+          merge_into(map, m)
+        end
+      end
+      return map
+    end
+    fail("unexpected event " .. tostring(t))
+  end
+
+  local ok, err = pcall(function()
+    while not done do
+      local ev = next_event()
+      if ev == nil or ev.type == "STREAM_END" then
+        done = true
+      elseif ev.type == "DOCUMENT_START" then
+        local e = next_event()
+        if e.type ~= "DOCUMENT_END" then
+          doc = read_node(e, "")
+          next_event() -- DOCUMENT_END
+        end
+        done = true -- only the first document is read
+      end
+    end
+  end)
+
+  if not ok then
+    local msg = type(err) == "table" and err.yaml_error or tostring(err)
+    local line = tonumber(match(msg, "line: (%d+)")) or
+                 tonumber(match(msg, "line (%d+)"))
+    msg = gsub(msg, " at document: %d+, line: %d+, column: %d+", "")
+    msg = gsub(gsub(msg, "%s+$", ""), "\n", "; ")
+    msg = gsub(msg, "line: (%d+), column: (%d+)", "line %1, column %2")
+    return nil, line, msg
+  end
+
+  if doc == nil then
+    doc = NULL
+  end
+  return doc, lines
+end
+
+
+return _M

@@ -1,0 +1,205 @@
+-- Router compilation, Lua half: turns config.routes into the flat list of
+-- router entries, in rank order, that runtime/src/router.c builds its match
+-- structures from (gw_router_build). Entry 1 beats entry 2 when both match.
+--
+-- Ranking follows Kong's `traditional_compatible` flavor, as documented in
+-- Kong's routing guide ("Route priority", gateway/routing/traditional) and
+-- kong/router/transform.lua get_priority. Most significant first:
+--
+--   1. match weight: one point per set field among methods, hosts, headers,
+--      paths (Kong also counts snis, sources, destinations; we have none).
+--      The docs list "methods, host, headers, snis"; transform.lua also
+--      counts paths, and a route with more fields must not be shadowed by a
+--      looser one, so paths count here too.
+--   2. routes whose hosts are all plain (or that have no hosts) before routes
+--      with any wildcard host ("*.example.com", "example.*").
+--   3. more headers first.
+--   4. regex paths before plain ones; regexes by regex_priority, higher
+--      first; plain paths by length, longer first (a route without paths
+--      ranks as a plain path of length 0).
+--   5. Kong's docs say equal priorities are resolved in an undefined order
+--      ("not defined which of the matching routes will be used"); unlike the
+--      `traditional` flavor there is no created_at tie-break. We make the
+--      order total and stable: route order in the file, then path order.
+--
+-- Each route becomes one entry per path ("if a route contains prefix or
+-- regular expression paths, the priority of the route will be calculated
+-- separately for each of the paths"); a route without paths gives one entry
+-- whose path is nil. Paths starting with "~" are PCRE regexes anchored at the
+-- start of the path; the "~" is stripped here.
+--
+-- Entry shape (all arrays are fresh tables, never shared with config):
+--   { route = <0-based index into config.routes>, path = "/x" | nil,
+--     regex = bool, hosts = { "a.com", "*.b.com", "c.*", "d.com:8000" } | nil,
+--     methods = { "GET", ... } | nil,
+--     headers = { { name = "x-foo", values = { "a", "b" } }, ... } | nil }
+-- A field is nil when the route does not constrain it. A non-nil but empty
+-- array (every value of the field was unusable) never matches; a route whose
+-- paths are all unusable gets no entry. Regexes are not validated here (the
+-- config schema does it; gw_router_build fails on one that does not compile).
+
+local type = type
+local ipairs = ipairs
+local pairs = pairs
+local next = next
+local sort = table.sort
+local byte = string.byte
+local sub = string.sub
+local find = string.find
+local upper = string.upper
+local lower = string.lower
+
+local TILDE = byte("~")
+
+local _M = {}
+
+-- A table with at least one element, or nil (empty tables mean "absent").
+local function nonempty(t)
+  if type(t) == "table" and next(t) ~= nil then
+    return t
+  end
+  return nil
+end
+
+-- Copies the string values of an array, transformed by fn; skips the rest.
+local function strings(arr, fn)
+  local out = {}
+  for _, v in ipairs(arr) do
+    if type(v) == "string" and v ~= "" then
+      out[#out + 1] = fn and fn(v) or v
+    end
+  end
+  return out
+end
+
+local function has_wildcard(hosts)
+  for _, h in ipairs(hosts) do
+    if find(h, "*", 1, true) then
+      return true
+    end
+  end
+  return false
+end
+
+-- headers map { name = { values } } -> sorted list of { name=, values= }.
+local function header_list(map)
+  local list = {}
+  for name, v in pairs(map) do
+    if type(name) == "string" and name ~= "" then
+      if type(v) == "string" then
+        v = { v }
+      end
+      list[#list + 1] = {
+        name = lower(name),
+        values = type(v) == "table" and strings(v) or {},
+      }
+    end
+  end
+  sort(list, function(a, b) return a.name < b.name end)
+  return list
+end
+
+-- Strict weak order on the sort keys described at the top of the file.
+local function before(a, b)
+  if a.weight ~= b.weight then
+    return a.weight > b.weight
+  end
+  if a.plain_hosts ~= b.plain_hosts then
+    return a.plain_hosts
+  end
+  if a.nheaders ~= b.nheaders then
+    return a.nheaders > b.nheaders
+  end
+  if a.entry.regex ~= b.entry.regex then
+    return a.entry.regex
+  end
+  if a.entry.regex then
+    if a.regex_priority ~= b.regex_priority then
+      return a.regex_priority > b.regex_priority
+    end
+  elseif a.plen ~= b.plen then
+    return a.plen > b.plen
+  end
+  if a.ridx ~= b.ridx then
+    return a.ridx < b.ridx
+  end
+  return a.pidx < b.pidx
+end
+
+-- Compiles config.routes into router entries in rank order (see the top of
+-- the file). Never raises on odd input: routes or fields of the wrong type
+-- are skipped. Returns the array of entries (possibly empty).
+function _M.compile(config)
+  local keyed = {}
+  local routes = type(config) == "table" and config.routes
+  if type(routes) ~= "table" then
+    return {}
+  end
+
+  for i, route in ipairs(routes) do
+    if type(route) == "table" then
+      local methods = nonempty(route.methods)
+      local hosts = nonempty(route.hosts)
+      local headers = nonempty(route.headers)
+      local paths = nonempty(route.paths)
+
+      methods = methods and strings(methods, upper)
+      hosts = hosts and strings(hosts, lower)
+      headers = headers and header_list(headers)
+
+      local weight = (methods and 1 or 0) + (hosts and 1 or 0)
+                     + (headers and 1 or 0) + (paths and 1 or 0)
+      local plain_hosts = not (hosts and has_wildcard(hosts))
+      local nheaders = headers and #headers or 0
+      local rp = route.regex_priority
+      rp = type(rp) == "number" and rp or 0
+
+      local function add(path, regex, pidx)
+        keyed[#keyed + 1] = {
+          weight = weight,
+          plain_hosts = plain_hosts,
+          nheaders = nheaders,
+          regex_priority = rp,
+          plen = (not regex and path) and #path or 0,
+          ridx = i,
+          pidx = pidx,
+          entry = {
+            route = i - 1,
+            path = path,
+            regex = regex,
+            -- each entry gets its own copies so C never sees shared tables
+            hosts = hosts and strings(hosts),
+            methods = methods and strings(methods),
+            headers = headers and header_list(route.headers),
+          },
+        }
+      end
+
+      if paths then
+        for j, p in ipairs(paths) do
+          if type(p) == "string" and p ~= "" then
+            if byte(p, 1) == TILDE then
+              add(sub(p, 2), true, j)
+            else
+              add(p, false, j)
+            end
+          end
+        end
+        -- paths set but none usable: the route gets no entry (it never
+        -- matches) rather than silently widening to every path
+      else
+        add(nil, false, 1)
+      end
+    end
+  end
+
+  sort(keyed, before)
+
+  local out = {}
+  for k, v in ipairs(keyed) do
+    out[k] = v.entry
+  end
+  return out
+end
+
+return _M

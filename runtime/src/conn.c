@@ -259,9 +259,10 @@ static int conn_finish_request(struct gw_conn *c)
     } else {
         c->state = GW_C_HEAD;
         c->head_deadline = ev_now(wk->loop) + gw_settings.client_header_timeout / 1000.0;
-        ev_feed_event(wk->loop, &c->io, EV_READ);
     }
     gw_conn_update(c);
+    if (c->state == GW_C_HEAD) /* after the update: stopping a watcher drops fed events */
+        ev_feed_event(wk->loop, &c->io, EV_READ);
     return GW_OK;
 }
 
@@ -478,6 +479,11 @@ static void conn_route(struct gw_conn *c)
     for (int i = 0; i < r->head.nhdr; i++) {
         const struct gw_hdr *h = &r->head.hdr[i];
         const char *name = c->in.data + h->name;
+        /* llhttp lets whitespace before the colon through; RFC 9112 5.1 says 400 */
+        if (h->name_len == 0 || name[h->name_len - 1] == ' ' || name[h->name_len - 1] == '\t') {
+            gw_conn_error(c, 400, "Bad request: invalid header");
+            return;
+        }
         if (GW_NAME_IS(name, h->name_len, "host")) {
             if (r->host_hdr >= 0) {
                 gw_conn_error(c, 400, "Bad request: duplicate Host header");

@@ -10,6 +10,7 @@
 #include "gw/config-t.h"
 #include "gw/http.h"
 #include "gw/log.h"
+#include "gw/settings-t.h"
 #include "gw/worker-t.h"
 
 #define FLUSH_AT (32 * 1024)
@@ -72,7 +73,7 @@ static void ms_field(struct gw_buf *b, const char *key, double sec)
 void gw_access_log(struct gw_conn *c, struct gw_req *r)
 {
     struct gw_worker *w = gw_worker;
-    if (w->access_fd < 0)
+    if (w->access_fd < 0 || c->listen->admin) /* admin calls are not proxy traffic */
         return;
     struct gw_buf *b = &w->access_buf;
     char ts[40];

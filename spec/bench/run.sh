@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# `make bench`: luagate against nginx, both proxying to the same upstream.
+#
+#   upstream  nginx, 1 worker, `return 200 "ok"`
+#   luagate   1 worker, route / -> upstream
+#   nginx     1 worker, proxy_pass to the upstream with `keepalive 32`
+#
+# 1. wrk, interleaved: ROUNDS x (luagate DURATION, nginx DURATION), -t1 -c50,
+#    req/s, p99 and the luagate/nginx ratio per round, then medians.
+# 2. callgrind: instructions per request = (Ir after 2,200 requests - Ir
+#    after 200) / 2000, summed over every process of the proxy.
+# 3. memory: worker RSS per idle keepalive connection, 10,000 connections.
+#
+# Environment: ROUNDS (3), DURATION (10s), CONNS (50), IDLE_CONNS (10000),
+# SKIP_WRK=1, SKIP_CALLGRIND=1, SKIP_RSS=1.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BENCH=$ROOT/spec/bench
+LUAGATE=${LUAGATE_BIN:-$ROOT/bin/luagate}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-50}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+NGINX=${NGINX:-/usr/sbin/nginx}
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 1000)) ]; then
+  IDLE_CONNS=$(( $(ulimit -n) - 1000 ))
+  echo "note: open files limited to $(ulimit -n); IDLE_CONNS=$IDLE_CONNS"
+fi
+
+[ -x "$LUAGATE" ] || { echo "bin/luagate missing: run make build" >&2; exit 1; }
+for tool in wrk valgrind luajit "$NGINX"; do
+  command -v "$tool" >/dev/null || { echo "$tool missing" >&2; exit 1; }
+done
+
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/luagate-bench.XXXXXX")
+chmod 755 "$DIR"
+PIDS=()
+
+free_port() {
+  luajit -e 'local s=require("socket").bind("127.0.0.1",0)
+             local _,p=s:getsockname() print(p) s:close()'
+}
+
+wait_port() { # port timeout_s
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on port $1 after $2 s" >&2
+  return 1
+}
+
+stop_pid() { # pid signal timeout_s
+  local pid=$1 i
+  kill -"$2" "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < $3 * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    sleep 0.1
+  done
+  for kid in $(pgrep -P "$pid"); do kill -9 "$kid" 2>/dev/null; done
+  kill -9 "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+}
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do
+    for kid in $(pgrep -P "$p" 2>/dev/null); do kill -9 "$kid" 2>/dev/null; done
+    kill -9 "$p" 2>/dev/null
+  done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+UP_PORT=$(free_port)
+LG_PORT=$(free_port)
+NG_PORT=$(free_port)
+USER_LINE=""
+[ "$(id -u)" = 0 ] && USER_LINE="user root;"
+
+# nginx config: name port body-of-location
+nginx_conf() {
+  local name=$1 port=$2 location=$3 upstream=${4:-}
+  mkdir -p "$DIR/$name/logs"
+  cat >"$DIR/$name/nginx.conf" <<EOF
+$USER_LINE
+worker_processes 1;
+daemon off;
+master_process on;
+pid $DIR/$name/nginx.pid;
+error_log $DIR/$name/logs/error.log error;
+worker_rlimit_nofile 65536;
+events { worker_connections 30000; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path $DIR/$name/body;
+  proxy_temp_path $DIR/$name/proxy;
+  fastcgi_temp_path $DIR/$name/fastcgi;
+  uwsgi_temp_path $DIR/$name/uwsgi;
+  scgi_temp_path $DIR/$name/scgi;
+  keepalive_requests 1000000;
+  $upstream
+  server {
+    listen 127.0.0.1:$port;
+    location / { $location }
+  }
+}
+EOF
+}
+
+nginx_conf upstream "$UP_PORT" 'return 200 "ok";'
+nginx_conf proxy "$NG_PORT" \
+  'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";' \
+  "upstream backend { server 127.0.0.1:$UP_PORT; keepalive 32; }"
+cat >"$DIR/luagate.yml" <<EOF
+_format_version: "3.0"
+services:
+- name: upstream
+  url: http://127.0.0.1:$UP_PORT
+  routes:
+  - name: all
+    paths:
+    - /
+EOF
+
+# Background starters; each sets STARTED_PID. $1 = command prefix (valgrind).
+start_upstream() {
+  "$NGINX" -p "$DIR/upstream" -c "$DIR/upstream/nginx.conf" \
+    >"$DIR/upstream/logs/out" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  wait_port "$UP_PORT" 10
+}
+start_luagate() {
+  $1 "$LUAGATE" run -c "$DIR/luagate.yml" --listen "127.0.0.1:$LG_PORT" \
+    --admin-listen off --workers 1 --access-log off \
+    --error-log "$DIR/luagate-error.log" --log-level error \
+    >>"$DIR/luagate.out" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  wait_port "$LG_PORT" "${2:-15}"
+}
+start_nginx() {
+  $1 "$NGINX" -p "$DIR/proxy" -c "$DIR/proxy/nginx.conf" \
+    >>"$DIR/proxy/logs/out" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  wait_port "$NG_PORT" "${2:-15}"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"; exit}
+  if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# wrk output -> "req/s p99_ms"
+parse_wrk() {
+  awk '/Requests\/sec:/ {rps=$2}
+       /^ +99%/ {v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+                 if (u=="us") v=v/1000; else if (u=="s") v=v*1000; p99=v}
+       / Non-2xx or 3xx responses:/ {bad=$NF}
+       END {printf "%s %s %s\n", rps, p99, (bad==""?0:bad)}'
+}
+
+start_upstream || exit 1
+UP_PID=$STARTED_PID
+echo "upstream nginx on :$UP_PORT, luagate on :$LG_PORT, nginx proxy on :$NG_PORT"
+echo "work dir $DIR"
+
+SUMMARY=()
+add_summary() { SUMMARY+=("$(printf '%-38s %14s %14s %10s' "$@")"); }
+
+# ---------------------------------------------------------------- 1. wrk
+if [ -z "${SKIP_WRK:-}" ]; then
+  start_luagate "" || { cat "$DIR/luagate.out" "$DIR/luagate-error.log"; exit 1; }
+  LG_PID=$STARTED_PID
+  start_nginx "" || exit 1
+  NG_PID=$STARTED_PID
+  # warm up both
+  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/" >/dev/null
+  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$NG_PORT/" >/dev/null
+  echo
+  echo "== wrk -t1 -c$CONNS -d$DURATION --latency, interleaved"
+  printf '%-6s %12s %10s %12s %10s %8s\n' round "luagate r/s" "p99 ms" \
+    "nginx r/s" "p99 ms" ratio
+  : >"$DIR/wrk.txt"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    read -r lr lp lbad < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$LG_PORT/" | parse_wrk)
+    read -r nr np nbad < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$NG_PORT/" | parse_wrk)
+    ratio=$(awk -v a="$lr" -v b="$nr" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')
+    printf '%-6s %12s %10s %12s %10s %8s\n' "$r" "$lr" "$lp" "$nr" "$np" "$ratio"
+    [ "${lbad:-0}" != 0 ] && echo "  luagate: $lbad non-2xx responses"
+    [ "${nbad:-0}" != 0 ] && echo "  nginx: $nbad non-2xx responses"
+    echo "$lr $lp $nr $np $ratio" >>"$DIR/wrk.txt"
+  done
+  m_lr=$(awk '{print $1}' "$DIR/wrk.txt" | median)
+  m_lp=$(awk '{print $2}' "$DIR/wrk.txt" | median)
+  m_nr=$(awk '{print $3}' "$DIR/wrk.txt" | median)
+  m_np=$(awk '{print $4}' "$DIR/wrk.txt" | median)
+  m_ratio=$(awk '{print $5}' "$DIR/wrk.txt" | median)
+  printf '%-6s %12s %10s %12s %10s %8s\n' median "$m_lr" "$m_lp" "$m_nr" \
+    "$m_np" "$m_ratio"
+  add_summary "requests/s (median of $ROUNDS)" "$m_lr" "$m_nr" "$m_ratio"
+  add_summary "p99 latency ms (median)" "$m_lp" "$m_np" \
+    "$(awk -v a="$m_lp" -v b="$m_np" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+  stop_pid "$LG_PID" TERM 10
+  stop_pid "$NG_PID" QUIT 10
+fi
+
+# ---------------------------------------------------------- 2. callgrind
+# Ir summed over all callgrind outputs in a directory.
+sum_ir() {
+  cat "$1"/cg.* 2>/dev/null | awk '/^(summary|totals):/ {s += $2} END {print s+0}'
+}
+
+# callgrind_run name starter signal requests -> prints total Ir
+callgrind_run() {
+  local name=$1 starter=$2 sig=$3 n=$4 port=$5
+  local out="$DIR/cg-$name-$n"
+  mkdir -p "$out"
+  chmod 777 "$out"
+  "$starter" "valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=$out/cg.%p" 120 ||
+    return 1
+  local pid=$STARTED_PID
+  if ! luajit "$BENCH/client.lua" seq "$port" "$n"; then
+    echo "callgrind $name: requests failed" >&2
+  fi
+  stop_pid "$pid" "$sig" 60
+  sum_ir "$out"
+}
+
+if [ -z "${SKIP_CALLGRIND:-}" ]; then
+  echo
+  echo "== callgrind: instructions per request ((Ir@2200 - Ir@200) / 2000)"
+  for target in luagate nginx; do
+    if [ "$target" = luagate ]; then
+      starter=start_luagate sig=TERM port=$LG_PORT
+    else
+      starter=start_nginx sig=QUIT port=$NG_PORT
+    fi
+    ir1=$(callgrind_run "$target" "$starter" "$sig" 200 "$port")
+    ir2=$(callgrind_run "$target" "$starter" "$sig" 2200 "$port")
+    per=$(awk -v a="$ir1" -v b="$ir2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
+    printf '%-8s Ir@200=%s Ir@2200=%s per request=%s\n' "$target" "$ir1" "$ir2" "$per"
+    eval "IR_$target=\$per"
+  done
+  add_summary "instructions per request (callgrind)" "$IR_luagate" "$IR_nginx" \
+    "$(awk -v a="$IR_luagate" -v b="$IR_nginx" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+fi
+
+# ---------------------------------------------------------------- 3. RSS
+worker_rss_kb() { # master pid -> VmRSS of its first child, kB
+  local w
+  w=$(pgrep -P "$1" | head -1)
+  awk '/^VmRSS:/ {print $2}' "/proc/$w/status" 2>/dev/null
+}
+
+rss_run() { # name starter signal port
+  local name=$1 starter=$2 sig=$3 port=$4
+  "$starter" "" || return 1
+  local pid=$STARTED_PID
+  sleep 0.5
+  luajit "$BENCH/client.lua" seq "$port" 100 >/dev/null
+  local before after ready="$DIR/ready-$name" stop="$DIR/stop-$name"
+  before=$(worker_rss_kb "$pid")
+  luajit "$BENCH/client.lua" hold "$port" "$IDLE_CONNS" "$ready" "$stop" &
+  local cpid=$!
+  PIDS+=("$cpid")
+  while [ ! -f "$ready" ] && kill -0 "$cpid" 2>/dev/null; do sleep 0.2; done
+  sleep 1
+  after=$(worker_rss_kb "$pid")
+  read -r held failed <"$ready"
+  touch "$stop"
+  wait "$cpid" 2>/dev/null
+  stop_pid "$pid" "$sig" 15
+  local per
+  per=$(awk -v a="$before" -v b="$after" -v n="$held" \
+    'BEGIN{ if (n>0) printf "%d", (b-a)*1024/n; else print "n/a"}')
+  printf '%-8s connections=%s (failed %s) worker RSS %s kB -> %s kB: %s bytes/conn\n' \
+    "$name" "$held" "$failed" "$before" "$after" "$per" >&2
+  echo "$per"
+}
+
+if [ -z "${SKIP_RSS:-}" ]; then
+  echo
+  echo "== memory: worker RSS per idle keepalive connection ($IDLE_CONNS connections)"
+  RSS_luagate=$(rss_run luagate start_luagate TERM "$LG_PORT")
+  RSS_nginx=$(rss_run nginx start_nginx QUIT "$NG_PORT")
+  add_summary "RSS bytes per idle connection" "$RSS_luagate" "$RSS_nginx" \
+    "$(awk -v a="$RSS_luagate" -v b="$RSS_nginx" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+fi
+
+stop_pid "$UP_PID" QUIT 10
+
+echo
+echo "== summary"
+printf '%-38s %14s %14s %10s\n' metric luagate nginx ratio
+for line in "${SUMMARY[@]}"; do echo "$line"; done

@@ -76,17 +76,25 @@ void gw_access_log(struct gw_conn *c, struct gw_req *r)
     if (w->access_fd < 0 || c->listen->admin) /* admin calls are not proxy traffic */
         return;
     struct gw_buf *b = &w->access_buf;
-    char ts[40];
+    /* the date part is formatted once a second */
+    static time_t ts_sec = -1;
+    static char ts[32];
     double now = r->t_start;
     time_t sec = (time_t)now;
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)((now - (double)sec) * 1000) % 1000);
+    if (sec != ts_sec) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S.", &tm);
+        ts_sec = sec;
+    }
+    int ms = (int)((now - (double)sec) * 1000) % 1000;
+    char msz[5] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z',
+                   '"'};
 
     gw_buf_appends(b, "{\"time\":\"");
-    gw_buf_appends(b, ts);
-    gw_buf_appends(b, "\",\"request_id\":\"");
+    gw_buf_append(b, ts, 20);
+    gw_buf_append(b, msz, 5);
+    gw_buf_appends(b, ",\"request_id\":\"");
     gw_buf_append(b, r->id, GW_REQUEST_ID_LEN);
     gw_buf_appends(b, "\",\"client_ip\":\"");
     gw_buf_appends(b, c->peer_ip);

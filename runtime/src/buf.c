@@ -70,7 +70,7 @@ int gw_buf_reserve(struct gw_buf *b, size_t n, size_t max)
     return 0;
 }
 
-int gw_buf_append(struct gw_buf *b, const void *p, size_t n)
+int gw__buf_append_slow(struct gw_buf *b, const void *p, size_t n)
 {
     if (gw_buf_reserve(b, n, 0) != 0)
         return -1;

@@ -203,12 +203,19 @@ void gw_conn_update(struct gw_conn *c)
             after = 0.001;
         break;
     case GW_C_PROXY:
-    case GW_C_TUNNEL:
+        /* reading goes on while the request is served: pipelined bytes wait
+         * in c->in (bounded), a close is seen at once, and the watcher does
+         * not churn per request */
         if (gw_proxy_wants_client_read(c)) {
             ev = EV_READ;
-            if (c->state == GW_C_PROXY)
-                after = gw_settings.client_body_timeout / 1000.0;
+            after = gw_settings.client_body_timeout / 1000.0;
+        } else if (c->req && c->req->body_done && c->in.len < c->in.cap) {
+            ev = EV_READ;
         }
+        break;
+    case GW_C_TUNNEL:
+        if (gw_proxy_wants_client_read(c))
+            ev = EV_READ;
         break;
     case GW_C_CLOSING:
         break;
@@ -580,12 +587,19 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     case GW_C_PROXY:
     case GW_C_TUNNEL: {
-        if (!gw_proxy_wants_client_read(c))
-            return;
         size_t max = gw_settings.max_header_size + 2 * GW_BUF_BLOCK;
-        ssize_t n = conn_read(c, max);
-        if (n == -1 || n == -3)
+        int body = gw_proxy_wants_client_read(c);
+        if (!body && (c->state == GW_C_TUNNEL || !(c->req && c->req->body_done))) {
+            gw_conn_update(c); /* body reading paused: stop watching */
             return;
+        }
+        ssize_t n = conn_read(c, max);
+        if (n == -1)
+            return;
+        if (n == -3) {
+            gw_conn_update(c); /* full: wait until the request is done */
+            return;
+        }
         if (n <= 0) {
             gw_conn_close(c);
             return;

@@ -331,7 +331,6 @@ static void proxy_connect(struct gw_conn *c)
     u->hctx.on_message_complete = on_resp_message_complete;
     ev_set_cb(&u->io, up_io_cb);
     ev_set_cb(&u->timer, up_timer_cb);
-    u->events = 0;
     if (r->t_upstream_start == 0)
         r->t_upstream_start = ev_now(gw_worker->loop);
     if (build_head(c, u) != 0) {

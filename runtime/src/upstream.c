@@ -72,8 +72,8 @@ struct gw_upstream *gw_upstream_pool_get(const struct sockaddr *addr, socklen_t 
         if (u->key == key && u->addrlen == len && memcmp(&u->addr, addr, len) == 0) {
             gw_list_remove(l);
             pool_count[key % POOL_BUCKETS]--;
-            ev_io_stop(gw_worker->loop, &u->io);
-            ev_timer_stop(gw_worker->loop, &u->timer);
+            /* the read watcher stays on (no epoll_ctl churn); the new owner
+             * sets its callbacks and timer */
             u->state = GW_U_ACTIVE;
             u->reused = 1;
             return u;
@@ -128,15 +128,16 @@ void gw_upstream_keep(struct gw_upstream *u)
         gw_upstream_free(u);
         return;
     }
-    ev_io_stop(loop, &u->io);
-    ev_timer_stop(loop, &u->timer);
     gw_buf_free(&u->in);
     gw_buf_free(&u->out);
     u->state = GW_U_IDLE;
-    u->events = EV_READ;
     ev_set_cb(&u->io, idle_io_cb);
-    ev_io_set(&u->io, u->fd, EV_READ);
-    ev_io_start(loop, &u->io);
+    if (u->events != EV_READ) {
+        ev_io_stop(loop, &u->io);
+        ev_io_set(&u->io, u->fd, EV_READ);
+        ev_io_start(loop, &u->io);
+        u->events = EV_READ;
+    }
     ev_set_cb(&u->timer, idle_timer_cb);
     u->timer.repeat = gw_settings.upstream_keepalive_timeout / 1000.0;
     ev_timer_again(loop, &u->timer);

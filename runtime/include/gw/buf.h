@@ -8,8 +8,18 @@
  * -1 when memory is exhausted or the buffer would exceed max bytes. */
 int gw_buf_reserve(struct gw_buf *b, size_t n, size_t max);
 
+int gw__buf_append_slow(struct gw_buf *b, const void *p, size_t n);
+
 /* Appends n bytes (no limit); returns 0 or -1 on allocation failure. */
-int gw_buf_append(struct gw_buf *b, const void *p, size_t n);
+static inline int gw_buf_append(struct gw_buf *b, const void *p, size_t n)
+{
+    if (b->cap - b->len >= n) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return 0;
+    }
+    return gw__buf_append_slow(b, p, n);
+}
 
 /* Releases the memory (back to the block cache when it is a block). */
 void gw_buf_free(struct gw_buf *b);

@@ -1,17 +1,71 @@
 -- The entry point the C runtime calls to load a configuration: validates the
--- declarative file, then ranks the routes for the C router.
+-- declarative file, loads the plugins' handlers (reloading changed plugin
+-- files), builds the plugin plans and ranks the routes for the C router.
 local config = require "luagate.config"
 local router = require "luagate.router"
+local plugins = require "luagate.plugins"
 
+local ipairs = ipairs
+local pairs = pairs
+local pcall = pcall
+local tostring = tostring
 local concat = table.concat
+local fmt = string.format
 
 local _M = {}
 
+local initialized = {} -- handler table -> true once init_worker ran
+
+
+local function log(level, msg)
+  local ok, lffi = pcall(require, "luagate.ffi")
+  if ok and lffi.available then
+    lffi.C.gw_ffi_log(level, msg, #msg)
+  end
+end
+
+
+-- Runs init_worker for handlers new to this worker and configure(configs)
+-- for every plugin, as Kong does on each plugins-iterator rebuild.
+local function start_handlers(conf)
+  local by_name = {}
+  for _, p in ipairs(conf.plugins or {}) do
+    if p.enabled ~= false then
+      local list = by_name[p.name] or {}
+      list[#list + 1] = p.config
+      by_name[p.name] = list
+    end
+  end
+  for name, e in pairs(conf._handlers or {}) do
+    local h = e.handler
+    if not initialized[h] and type(h.init_worker) == "function" then
+      initialized[h] = true
+      local ok, err = pcall(h.init_worker, h)
+      if not ok then
+        log(4, fmt("[%s] init_worker failed: %s", name, tostring(err)))
+      end
+    end
+    if type(h.configure) == "function" then
+      local ok, err = pcall(h.configure, h, by_name[name])
+      if not ok then
+        log(4, fmt("[%s] configure failed: %s", name, tostring(err)))
+      end
+    end
+  end
+end
+
+
 -- Returns conf, router_entries; or nil, text with one error per line.
+-- opts: prefix, plugins_dirs, worker (true in a worker: run init_worker).
 function _M.load(path, opts)
+  require "luagate.boot"
   local dirs = { opts.prefix .. "/plugins" }
   for _, d in ipairs(opts.plugins_dirs or {}) do
     dirs[#dirs + 1] = d
+  end
+  local changed = plugins.refresh(dirs, opts.plugins_legacy)
+  if #changed > 0 then
+    log(6, "plugin code changed, reloaded: " .. concat(changed, ", "))
   end
   local conf, errs = config.load_file(path, { plugins_dirs = dirs })
   if not conf then
@@ -19,6 +73,18 @@ function _M.load(path, opts)
       return nil, concat(errs, "\n")
     end
     return nil, tostring(errs)
+  end
+  local runloop = require "luagate.runloop"
+  local ok, berrs = runloop.build(conf, opts)
+  if not ok then
+    local lines = {}
+    for _, e in ipairs(berrs) do
+      lines[#lines + 1] = path .. ": " .. e
+    end
+    return nil, concat(lines, "\n")
+  end
+  if opts.worker then
+    start_handlers(conf)
   end
   return conf, router.compile(conf)
 end

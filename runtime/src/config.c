@@ -14,6 +14,7 @@
 #include "gw/log.h"
 #include "gw/router.h"
 #include "gw/settings-t.h"
+#include "gw/worker-t.h"
 
 static uint64_t generation;
 
@@ -178,6 +179,8 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
     lua_setfield(L, -2, "plugins_dirs");
     lua_pushstring(L, gw_settings.prefix);
     lua_setfield(L, -2, "prefix");
+    lua_pushboolean(L, gw_worker != NULL);
+    lua_setfield(L, -2, "worker");
     if (lua_pcall(L, 2, 3, 0) != 0)
         goto lua_fail;
     /* conf, entries | nil, errs_text */
@@ -200,6 +203,7 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
     lua_pop(L, 1);
     if (read_services(L, conf, cf) != 0 || read_routes(L, conf, cf) != 0)
         goto oom;
+    cf->global_phases = (uint32_t)int_field(L, conf, "global_phases", 0);
     const char *rerr = NULL;
     if (gw_router_build(L, entries, &cf->router, &rerr) != GW_OK) {
         char buf[512];

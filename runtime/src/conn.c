@@ -18,9 +18,12 @@
 #include "gw/admin.h"
 #include "gw/buf.h"
 #include "gw/config.h"
+#include "gw/ffi.h"
 #include "gw/conn.h"
 #include "gw/http.h"
 #include "gw/log.h"
+#include "gw/lua_req.h"
+#include "gw/pool.h"
 #include "gw/router.h"
 #include "gw/stats.h"
 #include "gw/version.h"
@@ -71,6 +74,7 @@ static struct gw_req *req_new(struct gw_conn *c)
     r->host_hdr = -1;
     r->t_start = ev_now(w->loop);
     gw_request_id(r->id, w->rng);
+    r->conn = c;
     c->hctx.head = &r->head;
     c->hctx.url_off = &r->url_off;
     c->hctx.url_len = &r->url_len;
@@ -84,9 +88,15 @@ static void req_free(struct gw_conn *c)
     if (r == NULL)
         return;
     gw_list_remove(&r->dns_link);
+    gw_lua_release(r);
     if (r->config)
         gw_config_release(&r->config);
     gw_buf_free(&r->scratch);
+    gw_buf_free(&r->body_buf);
+    gw_buf_free(&r->resp_body);
+    gw_buf_free(&r->chunk_out);
+    gw_pool_reset(&r->pool);
+    c->hctx.on_body = NULL;
     c->req = NULL;
     c->hctx.head = NULL;
     gw_list_insert_head(&gw_worker->free_reqs, &r->link);
@@ -158,6 +168,7 @@ void gw_conn_close(struct gw_conn *c)
             c->req->status = 499; /* nginx's "client closed request" */
         if (c->state != GW_C_IDLE && c->state != GW_C_HEAD) {
             c->req->t_end = ev_now(wk->loop);
+            gw_conn_log_phase(c);
             gw_access_log(c, c->req);
             wk->stats->requests++;
         }
@@ -179,11 +190,6 @@ void gw_conn_close(struct gw_conn *c)
 int gw_req_header(struct gw_conn *c, const char *lname, size_t len, int idx, struct gw_str *v)
 {
     return gw_http_header(&c->req->head, c->in.data, lname, len, idx, v);
-}
-
-static int router_header(void *ud, const char *lname, size_t len, int idx, struct gw_str *v)
-{
-    return gw_req_header(ud, lname, len, idx, v);
 }
 
 void gw_conn_update(struct gw_conn *c)
@@ -246,6 +252,7 @@ static int conn_finish_request(struct gw_conn *c)
     struct gw_worker *wk = gw_worker;
     struct gw_req *r = c->req;
     r->t_end = ev_now(wk->loop);
+    gw_conn_log_phase(c);
     gw_access_log(c, r);
     wk->stats->requests++;
     c->nrequests++;
@@ -313,46 +320,6 @@ int gw_conn_response_done(struct gw_conn *c)
     if (gw_buf_pending(&c->out) == 0)
         return conn_finish_request(c);
     return gw_conn_flush(c);
-}
-
-void gw_conn_respond(struct gw_conn *c, int status, const char *ctype, const char *body,
-                     size_t len, int close_after)
-{
-    struct gw_req *r = c->req;
-    if (r == NULL || r->resp_started) {
-        /* a response is already on its way: the connection cannot carry another */
-        gw_conn_close(c);
-        return;
-    }
-    gw_proxy_abort(c);
-    if (r->has_body && !r->body_done)
-        close_after = 1; /* the rest of the body can't be told from the next request */
-    r->status = status;
-    r->resp_started = 1;
-    struct gw_buf *b = &c->out;
-    char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Server: luagate/" GW_VERSION "\r\n%s\r\n",
-                     status, gw_http_reason(status), ctype, len,
-                     close_after ? "Connection: close\r\n" : "");
-    if (gw_buf_append(b, head, (size_t)n) != 0 ||
-        (!r->is_head && len && gw_buf_append(b, body, len) != 0)) {
-        gw_conn_close(c);
-        return;
-    }
-    if (close_after)
-        c->closing = 1;
-    gw_conn_response_done(c);
-}
-
-void gw_conn_error(struct gw_conn *c, int status, const char *msg)
-{
-    char body[256];
-    int n = snprintf(body, sizeof(body), "{\"message\":\"%s\",\"request_id\":\"%s\"}", msg,
-                     c->req ? c->req->id : "");
-    int close_after = status == 400 || status == 408 || status == 413 || status == 431;
-    gw_conn_respond(c, status, "application/json; charset=utf-8", body, (size_t)n, close_after);
 }
 
 /* Reads what the socket has into c->in. Returns bytes read, 0 at EOF, -1
@@ -439,6 +406,8 @@ static void conn_bad_request(struct gw_conn *c, llhttp_errno_t e)
 }
 
 static void conn_route(struct gw_conn *c);
+static void conn_after_rewrite(struct gw_conn *c);
+static void conn_lua_failed(struct gw_conn *c);
 
 static void conn_parse_head(struct gw_conn *c)
 {
@@ -480,7 +449,6 @@ static void conn_route(struct gw_conn *c)
     r->keepalive = llhttp_should_keep_alive(p);
     r->upgrade = p->upgrade;
     r->has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
-    const char *method = llhttp_method_name((llhttp_method_t)p->method);
     c->state = GW_C_PROXY;
 
     for (int i = 0; i < r->head.nhdr; i++) {
@@ -542,13 +510,40 @@ static void conn_route(struct gw_conn *c)
     r->scratch.len = (size_t)np;
 
     r->config = gw_config_ref(wk->config);
+    if (r->config->global_phases & GW_PHASE_REWRITE) {
+        r->phases = r->config->global_phases;
+        int rc = gw_lua_phase(c, GW_PHASE_REWRITE);
+        if (rc == GW_AGAIN)
+            return;
+        if (rc != GW_OK) {
+            conn_lua_failed(c);
+            return;
+        }
+    }
+    conn_after_rewrite(c);
+}
+
+/* Header lookup for the router: sees what rewrite plugins changed. */
+static int router_header(void *ud, const char *lname, size_t len, int idx, struct gw_str *v)
+{
+    struct gw_conn *c = ud;
+    return gw_ffi_req_header(c->req, lname, len, idx, &v->p, &v->n);
+}
+
+static void conn_after_access(struct gw_conn *c);
+
+static void conn_after_rewrite(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    if (r->has_exit) {
+        gw_conn_send_exit(c);
+        return;
+    }
+    const char *method = llhttp_method_name((llhttp_method_t)c->parser.method);
     struct gw_router_req rr;
     rr.method.p = method;
     rr.method.n = strlen(method);
-    if (r->host_hdr >= 0) {
-        rr.host.p = c->in.data + r->head.hdr[r->host_hdr].value;
-        rr.host.n = r->head.hdr[r->host_hdr].value_len;
-    } else {
+    if (router_header(c, "host", 4, 0, &rr.host) != GW_OK) {
         rr.host.p = "";
         rr.host.n = 0;
     }
@@ -558,16 +553,166 @@ static void conn_route(struct gw_conn *c)
     rr.header = router_header;
     rr.ud = c;
     if (r->config->router == NULL || gw_router_match(r->config->router, &rr, &r->match) != GW_OK) {
+        r->phases = r->config->global_phases & GW_PHASES_NO_ROUTE;
         gw_conn_error(c, 404, "no Route matched with those values");
         return;
     }
     r->route = &r->config->routes[r->match.route];
+    r->phases = r->route->phases;
     if (r->route->service < 0) {
         gw_conn_error(c, 503, "no Service found with those values");
         return;
     }
     r->service = &r->config->services[r->route->service];
+    if (r->phases & GW_PHASE_ACCESS) {
+        int rc = gw_lua_phase(c, GW_PHASE_ACCESS);
+        if (rc == GW_AGAIN)
+            return;
+        if (rc != GW_OK) {
+            conn_lua_failed(c);
+            return;
+        }
+    }
+    conn_after_access(c);
+}
+
+static void conn_after_access(struct gw_conn *c)
+{
+    if (c->req->has_exit) {
+        gw_conn_send_exit(c);
+        return;
+    }
     gw_proxy_start(c);
+}
+
+void gw_conn_phase_done(struct gw_conn *c, int phase, int rc)
+{
+    if (rc != GW_OK) {
+        conn_lua_failed(c);
+        return;
+    }
+    switch (phase) {
+    case GW_PHASE_REWRITE:
+        conn_after_rewrite(c);
+        return;
+    case GW_PHASE_ACCESS:
+        conn_after_access(c);
+        return;
+    case GW_PHASE_RESPONSE:
+        gw_proxy_response_phase_done(c);
+        return;
+    default:
+        gw_log(GW_LOG_ERR, "phase %d cannot wait; request %s failed", phase, c->req->id);
+        conn_lua_failed(c);
+        return;
+    }
+}
+
+/* A phase's coroutine failed (already logged): 500 if nothing was sent. */
+static void conn_lua_failed(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    r->lua_failed = 1;
+    r->phases &= ~(uint32_t)(GW_PHASE_HEADER_FILTER | GW_PHASE_BODY_FILTER);
+    if (r->resp_started) {
+        gw_conn_close(c);
+        return;
+    }
+    r->resp_source = GW_SRC_ERROR;
+    gw_conn_error(c, 500, "An unexpected error occurred");
+}
+
+/* Runs the log phase of a request that ends (never waits). */
+void gw_conn_log_phase(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    if (!(r->phases & GW_PHASE_LOG) || r->lua_failed)
+        return;
+    int rc = gw_lua_phase(c, GW_PHASE_LOG);
+    if (rc == GW_AGAIN) {
+        gw_log(GW_LOG_ERR, "a log handler tried to wait (use ngx.timer.at for I/O in the log "
+                           "phase); request %s", r->id);
+        gw_lua_release(r);
+    }
+}
+
+/* Reads the whole request body for a plugin (kong.request.get_raw_body).
+ * GW_OK when it is complete, GW_AGAIN when reading goes on (the coroutine
+ * is woken when it completes), GW_ERROR. */
+static int on_body_collect(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_conn *c = gw_container_of(p->data, struct gw_conn, hctx);
+    struct gw_req *r = c->req;
+    size_t max = gw_settings.max_body_size ? gw_settings.max_body_size : GW_MAX_BUFFERED_BODY;
+    if (r->body_buf.len + len > max)
+        return HPE_USER;
+    return gw_buf_append(&r->body_buf, at, len) == 0 ? 0 : HPE_USER;
+}
+
+/* Feeds what c->in holds of the body to the parser in collect mode. */
+static int conn_collect_body(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    if (c->parsed < c->in.len && !r->body_done) {
+        const char *start = c->in.data + c->parsed;
+        size_t avail = c->in.len - c->parsed;
+        c->hctx.on_body = on_body_collect;
+        llhttp_errno_t e = llhttp_execute(&c->parser, start, avail);
+        c->hctx.on_body = NULL;
+        size_t used = avail;
+        if (e == HPE_PAUSED) {
+            used = (size_t)(llhttp_get_error_pos(&c->parser) - start);
+            llhttp_resume(&c->parser);
+        } else if (e != HPE_OK) {
+            return GW_ERROR;
+        }
+        r->body_bytes += used;
+        memmove((char *)start, start + used, avail - used);
+        c->in.len -= used;
+    }
+    if (r->body_done) {
+        r->body_mode = GW_BODY_READ;
+        return GW_OK;
+    }
+    return GW_AGAIN;
+}
+
+int gw_conn_read_body(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    if (r->expect_continue && r->http_minor >= 1 && r->body_bytes == 0 && !r->body_done) {
+        r->expect_continue = 0;
+        gw_buf_appends(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+        if (gw_conn_flush(c) != GW_OK)
+            return GW_ERROR;
+    }
+    r->body_mode = GW_BODY_READING;
+    int rc = conn_collect_body(c);
+    if (rc == GW_AGAIN)
+        gw_conn_update(c);
+    return rc;
+}
+
+/* More body bytes arrived while a plugin waits for the whole body. */
+static void conn_body_for_lua(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    int rc = conn_collect_body(c);
+    if (rc == GW_AGAIN) {
+        gw_conn_update(c);
+        return;
+    }
+    if (rc == GW_ERROR) {
+        r->body_mode = GW_BODY_STREAM;
+        gw_lua_release(r); /* the waiting coroutine cannot go on */
+        size_t max = gw_settings.max_body_size ? gw_settings.max_body_size : GW_MAX_BUFFERED_BODY;
+        if (r->body_buf.len + 1 > max || r->body_bytes > max)
+            gw_conn_error(c, 413, "Request size limit exceeded");
+        else
+            gw_conn_error(c, 400, "Bad request");
+        return;
+    }
+    gw_lua_wake(r->lctx, 0);
 }
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -602,6 +747,10 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (n <= 0) {
             gw_conn_close(c);
+            return;
+        }
+        if (c->req && c->req->body_mode == GW_BODY_READING) {
+            conn_body_for_lua(c);
             return;
         }
         gw_proxy_on_client_data(c);

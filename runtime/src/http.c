@@ -81,6 +81,12 @@ static int on_message_complete(llhttp_t *p)
     return CTX(p)->on_message_complete(p);
 }
 
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_head_ctx *x = CTX(p);
+    return x->on_body ? x->on_body(p, at, len) : 0;
+}
+
 void gw_http_settings_init(llhttp_settings_t *s)
 {
     llhttp_settings_init(s);
@@ -91,6 +97,7 @@ void gw_http_settings_init(llhttp_settings_t *s)
     s->on_header_value_complete = on_header_value_complete;
     s->on_headers_complete = on_headers_complete;
     s->on_message_complete = on_message_complete;
+    s->on_body = on_body;
 }
 
 const char *gw_http_reason(int status)
@@ -100,11 +107,15 @@ const char *gw_http_reason(int status)
     case 101: return "Switching Protocols";
     case 200: return "OK";
     case 201: return "Created";
+    case 203: return "Non-Authoritative Information";
+    case 205: return "Reset Content";
+    case 207: return "Multi-Status";
     case 202: return "Accepted";
     case 204: return "No Content";
     case 206: return "Partial Content";
     case 301: return "Moved Permanently";
     case 302: return "Found";
+    case 303: return "See Other";
     case 304: return "Not Modified";
     case 307: return "Temporary Redirect";
     case 308: return "Permanent Redirect";
@@ -112,11 +123,27 @@ const char *gw_http_reason(int status)
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
+    case 402: return "Payment Required";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 413: return "Content Too Large";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
     case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 418: return "I'm a teapot";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 423: return "Locked";
+    case 424: return "Failed Dependency";
+    case 425: return "Too Early";
+    case 428: return "Precondition Required";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -125,6 +152,9 @@ const char *gw_http_reason(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    case 511: return "Network Authentication Required";
     default: return "Unknown";
     }
 }

@@ -15,6 +15,9 @@
 #include "gw/config.h"
 #include "gw/conn.h"
 #include "gw/dns.h"
+#include "gw/ffi.h"
+#include "gw/hlist.h"
+#include "gw/lua_req.h"
 #include "gw/http.h"
 #include "gw/log.h"
 #include "gw/router.h"
@@ -64,6 +67,8 @@ int gw_proxy_wants_client_read(const struct gw_conn *c)
     const struct gw_req *r = c->req;
     if (c->state == GW_C_TUNNEL)
         return r && r->up && gw_buf_pending(&r->up->out) < GW_HIGH_WATER;
+    if (r && r->body_mode == GW_BODY_READING)
+        return !r->body_done;
     if (r == NULL || r->body_done || r->up == NULL)
         return 0;
     return gw_buf_pending(&r->up->out) < GW_HIGH_WATER;
@@ -111,6 +116,27 @@ void gw_dns_ready_cb(struct gw_list *link)
     }
 }
 
+/* The i-th client header as a view: from the plugins' list once they
+ * changed it, else from the head as received. */
+static int req_hdr(struct gw_conn *c, int i, struct gw_hview *out)
+{
+    struct gw_req *r = c->req;
+    if (r->up_hdrs) {
+        if (i >= r->up_hdrs->n)
+            return 0;
+        *out = r->up_hdrs->v[i];
+        return 1;
+    }
+    if (i >= r->head.nhdr)
+        return 0;
+    const struct gw_hdr *h = &r->head.hdr[i];
+    out->name = c->in.data + h->name;
+    out->nlen = h->name_len;
+    out->value = c->in.data + h->value;
+    out->vlen = h->value_len;
+    return 1;
+}
+
 /* Appends the request head as the upstream must see it. */
 static int build_head(struct gw_conn *c, struct gw_upstream *u)
 {
@@ -119,28 +145,44 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
     const struct gw_service *s = r->service;
     const char *base = c->in.data;
     struct gw_buf *b = &u->out;
-    const char *method = llhttp_method_name((llhttp_method_t)c->parser.method);
-    size_t need = r->head_len + s->path_len + r->npath_len + 512 + strlen(c->peer_ip) * 2;
+    struct gw_hview hv;
+    int buffered = r->has_up_body || r->body_mode == GW_BODY_READ;
+    size_t need = r->head_len + s->path_len + r->npath_len + 512 + strlen(c->peer_ip) * 2 +
+                  r->up_path.n + r->up_query.n;
     if (gw_buf_reserve(b, need, 0) != 0)
         return -1;
 
-    gw_buf_appends(b, method);
+    if (r->up_method.p)
+        gw_buf_append(b, r->up_method.p, r->up_method.n);
+    else
+        gw_buf_appends(b, llhttp_method_name((llhttp_method_t)c->parser.method));
     gw_buf_append(b, " ", 1);
-    long n = gw_upstream_path(s->path, s->path_len, r->npath, r->npath_len,
-                              rt->strip_path ? r->match.strip_len : 0, rt->path_v1,
-                              b->data + b->len, b->cap - b->len);
-    if (n < 0)
-        return -1;
-    b->len += (size_t)n;
-    gw_buf_append(b, base + r->url_off + r->path_len, r->url_len - r->path_len); /* ?query */
+    if (r->up_path.p) {
+        gw_buf_append(b, r->up_path.p, r->up_path.n);
+    } else {
+        long n = gw_upstream_path(s->path, s->path_len, r->npath, r->npath_len,
+                                  rt->strip_path ? r->match.strip_len : 0, rt->path_v1,
+                                  b->data + b->len, b->cap - b->len);
+        if (n < 0)
+            return -1;
+        b->len += (size_t)n;
+    }
+    if (r->has_up_query) {
+        if (r->up_query.n) {
+            gw_buf_append(b, "?", 1);
+            gw_buf_append(b, r->up_query.p, r->up_query.n);
+        }
+    } else {
+        gw_buf_append(b, base + r->url_off + r->path_len, r->url_len - r->path_len); /* ?query */
+    }
     gw_buf_appends(b, r->http_minor == 0 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ");
     struct gw_str host = {"", 0};
-    if (r->host_hdr >= 0) {
-        host.p = base + r->head.hdr[r->host_hdr].value;
-        host.n = r->head.hdr[r->host_hdr].value_len;
-    }
-    if (rt->preserve_host && host.n)
+    if (gw_ffi_req_header(r, "host", 4, 0, &host.p, &host.n) != GW_OK)
+        host = (struct gw_str){"", 0};
+    if ((rt->preserve_host || r->host_changed) && host.n)
         gw_buf_append(b, host.p, host.n);
+    else if (r->up_target_host)
+        gw_buf_appends(b, r->up_target_host);
     else
         gw_buf_append(b, s->host_header, s->host_header_len);
     gw_buf_append(b, "\r\n", 2);
@@ -150,28 +192,26 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
     int nctok = 0;
     struct gw_str xff[8];
     int nxff = 0;
-    for (int i = 0; i < r->head.nhdr; i++) {
-        const struct gw_hdr *h = &r->head.hdr[i];
-        const char *v = base + h->value;
-        if (GW_NAME_IS(base + h->name, h->name_len, "connection")) {
+    for (int i = 0; req_hdr(c, i, &hv); i++) {
+        const char *v = hv.value;
+        if (GW_NAME_IS(hv.name, hv.nlen, "connection")) {
             size_t k = 0;
-            while (k < h->value_len && nctok < 8) {
-                while (k < h->value_len && (v[k] == ' ' || v[k] == ','))
+            while (k < hv.vlen && nctok < 8) {
+                while (k < hv.vlen && (v[k] == ' ' || v[k] == ','))
                     k++;
                 size_t st = k;
-                while (k < h->value_len && v[k] != ',' && v[k] != ' ')
+                while (k < hv.vlen && v[k] != ',' && v[k] != ' ')
                     k++;
                 if (k > st)
                     ctok[nctok++] = (struct gw_str){v + st, k - st};
             }
-        } else if (GW_NAME_IS(base + h->name, h->name_len, "x-forwarded-for") && nxff < 8) {
-            xff[nxff++] = (struct gw_str){v, h->value_len};
+        } else if (GW_NAME_IS(hv.name, hv.nlen, "x-forwarded-for") && nxff < 8) {
+            xff[nxff++] = (struct gw_str){v, hv.vlen};
         }
     }
-    for (int i = 0; i < r->head.nhdr; i++) {
-        const struct gw_hdr *h = &r->head.hdr[i];
-        const char *name = base + h->name;
-        size_t nl = h->name_len;
+    for (int i = 0; req_hdr(c, i, &hv); i++) {
+        const char *name = hv.name;
+        size_t nl = hv.nlen;
         if (gw_http_hop_by_hop(name, nl)) {
             if (!(r->upgrade && GW_NAME_IS(name, nl, "upgrade")))
                 continue;
@@ -181,18 +221,20 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
                 GW_NAME_IS(name, nl, "x-real-ip") || GW_NAME_IS(name, nl, "x-request-id"))
                 continue;
         }
-        if (i == r->host_hdr || GW_NAME_IS(name, nl, "expect"))
+        if (GW_NAME_IS(name, nl, "host") || GW_NAME_IS(name, nl, "expect"))
+            continue;
+        if (buffered && (GW_NAME_IS(name, nl, "content-length") ||
+                         GW_NAME_IS(name, nl, "transfer-encoding")))
             continue;
         int named = 0;
         for (int t = 0; t < nctok; t++)
-            if (gw_http_name_is(name, nl, ctok[t].p, ctok[t].n) ||
-                (ctok[t].n == nl && strncasecmp(name, ctok[t].p, nl) == 0))
+            if (ctok[t].n == nl && strncasecmp(name, ctok[t].p, nl) == 0)
                 named = 1;
         if (named && !(r->upgrade && GW_NAME_IS(name, nl, "upgrade")))
             continue;
         gw_buf_append(b, name, nl);
         gw_buf_append(b, ": ", 2);
-        gw_buf_append(b, base + h->value, h->value_len);
+        gw_buf_append(b, hv.value, hv.vlen);
         gw_buf_append(b, "\r\n", 2);
     }
     gw_buf_appends(b, "X-Forwarded-For: ");
@@ -221,6 +263,15 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
         gw_buf_appends(b, "\r\nConnection: upgrade");
     else if (r->http_minor == 0)
         gw_buf_appends(b, "\r\nConnection: close");
+    if (buffered) {
+        const struct gw_str body = r->has_up_body
+                                       ? r->up_body
+                                       : (struct gw_str){r->body_buf.data, r->body_buf.len};
+        gw_buf_appends(b, "\r\nContent-Length: ");
+        gw_buf_append_u64(b, body.n);
+        gw_buf_append(b, "\r\n\r\n", 4);
+        return body.n ? gw_buf_append(b, body.p, body.n) : 0;
+    }
     return gw_buf_append(b, "\r\n\r\n", 4);
 }
 
@@ -237,7 +288,7 @@ static int forward_body(struct gw_conn *c)
         c->in.len = c->parsed;
         return GW_OK;
     }
-    if (r->body_done || c->parsed >= c->in.len)
+    if (r->body_done || c->parsed >= c->in.len || r->body_mode == GW_BODY_READ)
         return GW_OK;
     const char *start = c->in.data + c->parsed;
     size_t avail = c->in.len - c->parsed;
@@ -258,7 +309,8 @@ static int forward_body(struct gw_conn *c)
         proxy_fail(c, 413, "Request size limit exceeded");
         return GW_ERROR;
     }
-    if (gw_buf_append(&u->out, start, used) != 0)
+    /* a body a plugin replaced is read and dropped */
+    if (r->body_mode != GW_BODY_DISCARD && gw_buf_append(&u->out, start, used) != 0)
         return GW_ERROR;
     memmove((char *)start, start + used, avail - used);
     c->in.len -= used;
@@ -282,13 +334,21 @@ static void proxy_connect(struct gw_conn *c)
     struct gw_service *s = r->service;
     struct sockaddr_storage sa;
     socklen_t salen;
-    if (s->dns == NULL && (s->dns = gw_dns_get(s->host)) == NULL) {
+    struct gw_dns_entry *dns = s->dns;
+    int port = s->port;
+    if (r->up_target_host) { /* kong.service.set_target */
+        dns = gw_dns_get(r->up_target_host);
+        port = r->up_target_port;
+    } else if (dns == NULL) {
+        dns = s->dns = gw_dns_get(s->host);
+    }
+    if (dns == NULL) {
         proxy_fail(c, 500, "An unexpected error occurred");
         return;
     }
-    int rc = gw_dns_addr(s->dns, s->port, &sa, &salen);
+    int rc = gw_dns_addr(dns, port, &sa, &salen);
     if (rc == GW_AGAIN) {
-        gw_dns_wait(s->dns, &r->dns_link);
+        gw_dns_wait(dns, &r->dns_link);
         return;
     }
     if (rc != GW_OK) {
@@ -328,6 +388,7 @@ static void proxy_connect(struct gw_conn *c)
     u->hctx.status_len = &u->status_len;
     u->hctx.url_off = u->hctx.url_len = NULL;
     u->hctx.on_headers_complete = on_resp_headers_complete;
+    u->hctx.on_body = NULL;
     u->hctx.on_message_complete = on_resp_message_complete;
     ev_set_cb(&u->io, up_io_cb);
     ev_set_cb(&u->timer, up_timer_cb);
@@ -367,17 +428,18 @@ static void up_update(struct gw_upstream *u)
     const struct gw_service *s = c->req->service;
     int ev = 0;
     double after;
+    const struct gw_req *r = c->req;
     if (u->state == GW_U_CONNECTING) {
         ev = EV_WRITE;
-        after = s->connect_timeout / 1000.0;
+        after = (r->up_connect_timeout ? r->up_connect_timeout : s->connect_timeout) / 1000.0;
     } else {
         if (gw_buf_pending(&c->out) < GW_HIGH_WATER)
             ev |= EV_READ;
         if (gw_buf_pending(&u->out)) {
             ev |= EV_WRITE;
-            after = s->write_timeout / 1000.0;
+            after = (r->up_write_timeout ? r->up_write_timeout : s->write_timeout) / 1000.0;
         } else {
-            after = s->read_timeout / 1000.0;
+            after = (r->up_read_timeout ? r->up_read_timeout : s->read_timeout) / 1000.0;
         }
     }
     if (ev != u->events) {
@@ -491,10 +553,59 @@ static void start_tunnel(struct gw_conn *c, struct gw_upstream *u)
 
 /* Response complete: the upstream connection goes back to the pool or is
  * closed; the client connection finishes the request once flushed. */
-static void response_complete(struct gw_conn *c, struct gw_upstream *u)
+static void run_response_phase(struct gw_conn *c);
+
+/* Runs body_filter over one decoded chunk (eof: the last call) and queues
+ * what it made, chunk-encoded when the client gets chunks. */
+static int filter_chunk(struct gw_conn *c, const char *p, size_t n, int eof)
 {
     struct gw_req *r = c->req;
-    int keep = llhttp_should_keep_alive(&u->parser) && r->body_done &&
+    r->chunk = p;
+    r->chunk_len = n;
+    r->chunk_eof = eof;
+    int rc = gw_lua_phase(c, GW_PHASE_BODY_FILTER);
+    if (rc == GW_AGAIN) {
+        gw_log(GW_LOG_ERR, "a body_filter handler tried to wait; request %s", r->id);
+        gw_lua_release(r);
+    }
+    struct gw_buf *b = &c->out;
+    if (r->chunk_len) {
+        if (r->resp_chunked_out) {
+            char hex[24];
+            int k = snprintf(hex, sizeof(hex), "%zx\r\n", r->chunk_len);
+            gw_buf_append(b, hex, (size_t)k);
+        }
+        gw_buf_append(b, r->chunk, r->chunk_len);
+        if (r->resp_chunked_out)
+            gw_buf_append(b, "\r\n", 2);
+    }
+    if (eof && r->resp_chunked_out)
+        gw_buf_appends(b, "0\r\n\r\n");
+    return 0;
+}
+
+static int on_body_filter(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_upstream *u = gw_container_of(p->data, struct gw_upstream, hctx);
+    return filter_chunk(u->client, at, len, 0);
+}
+
+static int on_body_buffer(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_upstream *u = gw_container_of(p->data, struct gw_upstream, hctx);
+    struct gw_req *r = u->client->req;
+    if (r->resp_body.len + len > GW_MAX_BUFFERED_BODY)
+        return HPE_USER;
+    return gw_buf_append(&r->resp_body, at, len) == 0 ? 0 : HPE_USER;
+}
+
+/* Response complete: the upstream connection goes back to the pool or is
+ * closed; the client connection finishes the request once flushed. eof:
+ * the upstream closed to end the body. */
+static void response_complete(struct gw_conn *c, struct gw_upstream *u, int eof)
+{
+    struct gw_req *r = c->req;
+    int keep = !eof && llhttp_should_keep_alive(&u->parser) && r->body_done &&
                gw_buf_pending(&u->in) == 0 && gw_buf_pending(&u->out) == 0;
     r->up = NULL;
     if (keep)
@@ -503,6 +614,117 @@ static void response_complete(struct gw_conn *c, struct gw_upstream *u)
         gw_upstream_free(u);
     if (!r->body_done)
         c->closing = 1; /* the upstream answered before the body ended */
+    if (r->resp_decode == GW_DECODE_BUFFER) {
+        run_response_phase(c);
+        return;
+    }
+    if (r->resp_decode == GW_DECODE_FILTER)
+        filter_chunk(c, "", 0, 1);
+    gw_conn_response_done(c);
+}
+
+/* Copies the upstream's response head into the request's lists so that
+ * plugins can read and change it. */
+static int copy_resp_head(struct gw_conn *c, struct gw_upstream *u)
+{
+    struct gw_req *r = c->req;
+    const char *base = u->in.data + u->in.off;
+    r->up_resp_hdrs = gw_hlist_from_head(&r->pool, &u->head, base);
+    if (r->up_resp_hdrs == NULL)
+        return -1;
+    r->resp_hdrs = gw_hlist_new(&r->pool, r->up_resp_hdrs->n + 8);
+    if (r->resp_hdrs == NULL)
+        return -1;
+    for (int i = 0; i < r->up_resp_hdrs->n; i++) {
+        const struct gw_hview *v = &r->up_resp_hdrs->v[i];
+        if (!gw_http_hop_by_hop(v->name, v->nlen) &&
+            gw_hlist_push(&r->pool, r->resp_hdrs, v->name, v->nlen, v->value, v->vlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The response head went through header_filter: write it. body_filter
+ * plugins get the decoded body and the client gets it chunked. */
+static int write_filtered_head(struct gw_conn *c, struct gw_upstream *u)
+{
+    struct gw_req *r = c->req;
+    if (r->resp_status)
+        r->status = r->resp_status;
+    if (llhttp_message_needs_eof(&u->parser) || !r->keepalive)
+        c->closing = 1;
+    int chunked = 0;
+    if ((r->phases & GW_PHASE_BODY_FILTER) && !r->is_head && r->status != 204 &&
+        r->status != 304) {
+        r->resp_decode = GW_DECODE_FILTER;
+        u->hctx.on_body = on_body_filter;
+        gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_CLEAR, "Content-Length", 14, "", 0);
+        gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_CLEAR, "Transfer-Encoding", 17, "", 0);
+        if (r->http_minor >= 1)
+            chunked = r->resp_chunked_out = 1;
+        else
+            c->closing = 1;
+    }
+    r->resp_started = 1;
+    return gw_conn_write_head(c, r->status, r->resp_hdrs, -1, chunked, c->closing);
+}
+
+static void run_header_filter(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    if (!(r->phases & GW_PHASE_HEADER_FILTER))
+        return;
+    int rc = gw_lua_phase(c, GW_PHASE_HEADER_FILTER);
+    if (rc == GW_AGAIN) {
+        gw_log(GW_LOG_ERR, "a header_filter handler tried to wait; request %s", r->id);
+        gw_lua_release(r);
+    }
+}
+
+/* The whole upstream body is buffered: the response phase runs (it may
+ * wait), then header_filter and body_filter, then the response goes out. */
+static void run_response_phase(struct gw_conn *c)
+{
+    int rc = gw_lua_phase(c, GW_PHASE_RESPONSE);
+    if (rc == GW_AGAIN)
+        return; /* gw_conn_phase_done calls gw_proxy_response_phase_done */
+    if (rc != GW_OK) {
+        gw_conn_phase_done(c, GW_PHASE_RESPONSE, rc);
+        return;
+    }
+    gw_proxy_response_phase_done(c);
+}
+
+void gw_proxy_response_phase_done(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    if (r->has_exit) {
+        gw_conn_send_exit(c);
+        return;
+    }
+    run_header_filter(c);
+    if (r->resp_status)
+        r->status = r->resp_status;
+    const char *body = r->resp_body.data ? r->resp_body.data : "";
+    size_t len = r->resp_body.len;
+    if ((r->phases & GW_PHASE_BODY_FILTER) && !r->is_head) {
+        r->chunk = body;
+        r->chunk_len = len;
+        r->chunk_eof = 1;
+        int rc = gw_lua_phase(c, GW_PHASE_BODY_FILTER);
+        if (rc == GW_AGAIN) {
+            gw_log(GW_LOG_ERR, "a body_filter handler tried to wait; request %s", r->id);
+            gw_lua_release(r);
+        }
+        body = r->chunk;
+        len = r->chunk_len;
+    }
+    r->resp_started = 1;
+    if (gw_conn_write_head(c, r->status, r->resp_hdrs, (long long)len, 0, c->closing) != 0 ||
+        (!r->is_head && len && gw_buf_append(&c->out, body, len) != 0)) {
+        gw_conn_close(c);
+        return;
+    }
     gw_conn_response_done(c);
 }
 
@@ -553,9 +775,27 @@ static int up_parse(struct gw_upstream *u)
             r->upstream_status = u->parser.status_code;
             r->status = r->upstream_status;
             r->t_upstream_first = ev_now(gw_worker->loop);
-            if (build_resp_head(c, u) != 0)
-                return GW_ERROR;
-            r->resp_started = 1;
+            int tunnel = r->upstream_status == 101 && r->upgrade;
+            if (!tunnel && (r->phases & GW_PHASES_RESPONSE_LUA)) {
+                if (copy_resp_head(c, u) != 0)
+                    return GW_ERROR;
+                if ((r->phases & GW_PHASE_RESPONSE) && !r->is_head) {
+                    r->resp_decode = GW_DECODE_BUFFER;
+                    u->hctx.on_body = on_body_buffer;
+                    if (llhttp_message_needs_eof(&u->parser) || !r->keepalive)
+                        c->closing = 1;
+                } else {
+                    run_header_filter(c);
+                    if (c->req != r || r->resp_started)
+                        return GW_ERROR;
+                    if (write_filtered_head(c, u) != 0)
+                        return GW_ERROR;
+                }
+            } else {
+                if (build_resp_head(c, u) != 0)
+                    return GW_ERROR;
+                r->resp_started = 1;
+            }
             gw_buf_consume(&u->in, pos);
             u->parsed = 0;
             if (r->upstream_status == 101 && r->upgrade) {
@@ -565,7 +805,7 @@ static int up_parse(struct gw_upstream *u)
                 continue;
             }
             if (u->msg_done) {
-                response_complete(c, u);
+                response_complete(c, u, 0);
                 return GW_ERROR; /* the request is over; callers stop here */
             }
             continue;
@@ -582,11 +822,11 @@ static int up_parse(struct gw_upstream *u)
             gw_conn_close(c);
             return GW_ERROR;
         }
-        if (gw_buf_append(&c->out, start, used) != 0)
+        if (!r->resp_decode && gw_buf_append(&c->out, start, used) != 0)
             return GW_ERROR;
         gw_buf_consume(&u->in, used);
         if (u->msg_done) {
-            response_complete(c, u);
+            response_complete(c, u, 0);
             return GW_ERROR;
         }
     }
@@ -636,10 +876,7 @@ static void up_read(struct gw_upstream *u)
             }
             /* a body delimited by the close ends here */
             if (llhttp_finish(&u->parser) == HPE_OK && u->msg_done) {
-                u->parser.flags |= 0; /* not reusable: it closed */
-                c->req->up = NULL;
-                gw_upstream_free(u);
-                gw_conn_response_done(c);
+                response_complete(c, u, 1);
                 return;
             }
             gw_log(GW_LOG_ERR, "upstream closed the connection mid-response (request %s)",

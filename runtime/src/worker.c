@@ -18,6 +18,7 @@
 #include "gw/conn.h"
 #include "gw/dns.h"
 #include "gw/log.h"
+#include "gw/lua_req.h"
 #include "gw/stats.h"
 #include "gw/upstream.h"
 #include "gw/worker.h"
@@ -59,6 +60,7 @@ static void begin_stop(void)
     worker.stopping = 1;
     for (int i = 0; i < gw_settings.nlisten; i++)
         ev_io_stop(worker.loop, &worker.lio[i]);
+    gw_lua_timers_stop();
     gw_upstream_pool_drain();
     gw_conn_drain_all();
     if (worker.nconns == 0) {
@@ -149,6 +151,8 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, const char *confi
         gw_log(GW_LOG_EMERG, "could not create the Lua state");
         worker_exit(2);
     }
+    if (gw_lua_init(worker.L) != 0)
+        worker_exit(2);
     char *errs = NULL;
     worker.config = gw_config_load(worker.L, config_path, &errs);
     if (worker.config == NULL) {

@@ -13,3 +13,4 @@ cc -std=c11 -g -O1 -Wall -Wextra -D_GNU_SOURCE $SAN -Iruntime/include \
     -o build/test/router_test runtime/test/router_test.c \
     $(pkg-config --cflags --libs luajit) -lpcre2-8
 ./build/test/router_test
+./runtime/test/shdict_run.sh

@@ -55,7 +55,8 @@ struct gw_config {
     struct gw_route *routes;
     int nroutes;
     char hash[65];
-    int lua_ref; /* the normalized Lua config table, kept for plugins */
+    int lua_ref;  /* the normalized Lua config table, kept for plugins */
+    uint32_t global_phases; /* phases of global plugins (rewrite, and requests no route took) */
 };
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "gw/buf-t.h"
 #include "gw/list.h"
+#include "gw/pool.h"
 #include "gw/router-t.h"
 
 #define GW_MAX_HEADERS 128
@@ -19,11 +20,24 @@ struct gw_config;
 struct gw_route;
 struct gw_service;
 struct gw_upstream;
+struct gw_lctx;
 
 /* A header as offsets into the buffer that holds the head. */
 struct gw_hdr {
     uint32_t name, name_len;
     uint32_t value, value_len;
+};
+
+/* A header as views, once a plugin has changed a header list (the strings
+ * live in the request pool or in the buffer the head came in). */
+struct gw_hview {
+    const char *name, *value;
+    uint32_t nlen, vlen;
+};
+
+struct gw_hlist {
+    struct gw_hview *v;
+    int n, cap;
 };
 
 /* A parsed head: offsets into the buffer it was read into. */
@@ -42,6 +56,7 @@ struct gw_head_ctx {
     uint32_t *url_off, *url_len;       /* requests: target, may be NULL */
     int (*on_headers_complete)(llhttp_t *p);
     int (*on_message_complete)(llhttp_t *p);
+    int (*on_body)(llhttp_t *p, const char *at, size_t len); /* NULL: bodies pass raw */
 };
 
 enum gw_conn_state {
@@ -54,6 +69,7 @@ enum gw_conn_state {
 
 struct gw_req {
     struct gw_list link; /* free list */
+    struct gw_conn *conn;     /* the connection it came on */
     struct gw_config *config; /* held reference */
     const struct gw_route *route;
     struct gw_service *service;
@@ -85,7 +101,51 @@ struct gw_req {
     struct gw_upstream *up;
     struct gw_buf scratch;
     struct gw_list dns_link; /* waiting for name resolution */
+
+    /* ---- plugins (Lua) ---- */
+    struct gw_pool pool;      /* request memory, released at the end */
+    struct gw_lctx *lctx;     /* the coroutine running this request's phases */
+    uint32_t phases;          /* enum gw_phase: the phases this request runs */
+    int phase;                /* the phase running now (0: none) */
+    int lua_failed;           /* a phase failed: the request was answered 500 */
+    int lua_started;          /* the coroutine has this request's state */
+    struct gw_hlist *up_hdrs; /* upstream request headers, once changed */
+    struct gw_str up_path;    /* overrides; p == NULL: none */
+    struct gw_str up_query;
+    struct gw_str up_method;
+    int has_up_query;
+    int host_changed;         /* a plugin set the Host header */
+    struct gw_str up_body;    /* a body set by a plugin */
+    int has_up_body;
+    int body_mode;            /* GW_BODY_STREAM, GW_BODY_READING, GW_BODY_READ, GW_BODY_DISCARD */
+    struct gw_buf body_buf;   /* the request body read whole for plugins */
+    int up_connect_timeout, up_write_timeout, up_read_timeout; /* ms, 0: the service's */
+    char *up_target_host;     /* kong.service.set_target */
+    int up_target_port;
+    int has_exit;             /* a plugin produced the response */
+    int exit_status;
+    struct gw_str exit_body;
+    int resp_source;          /* GW_SRC_SERVICE, GW_SRC_EXIT, GW_SRC_ERROR */
+    int resp_status;          /* the status the client gets (0: upstream's) */
+    struct gw_hlist *resp_hdrs;    /* client response headers, when plugins see them */
+    struct gw_hlist *up_resp_hdrs; /* the upstream's response headers, copied */
+    int resp_decode;          /* body goes through body_filter or is buffered */
+    int resp_chunked_out;     /* the client gets chunked encoding we make */
+    struct gw_buf resp_body;  /* buffered upstream body (response phase) */
+    const char *chunk;        /* body_filter: the current chunk */
+    size_t chunk_len;
+    int chunk_eof;
+    struct gw_buf chunk_out;  /* body_filter: what the chunk became */
 };
+
+#define GW_BODY_STREAM 0
+#define GW_BODY_READING 1
+#define GW_BODY_READ 2
+#define GW_BODY_DISCARD 3
+
+#define GW_SRC_SERVICE 0
+#define GW_SRC_EXIT 1
+#define GW_SRC_ERROR 2
 
 struct gw_conn {
     ev_io io;

@@ -1,6 +1,7 @@
 #ifndef GW_CONN_H
 #define GW_CONN_H
 
+#include "gw/config-t.h"
 #include "gw/conn-t.h"
 #include "gw/core-t.h"
 
@@ -33,6 +34,21 @@ void gw_conn_close(struct gw_conn *c);
  * their response. */
 void gw_conn_drain_all(void);
 
+/* Sends the response a plugin produced (kong.response.exit). */
+void gw_conn_send_exit(struct gw_conn *c);
+
+/* Runs the log phase of the request that ends, when it has one. */
+void gw_conn_log_phase(struct gw_conn *c);
+
+/* Reads the whole request body for plugins: GW_OK, GW_AGAIN (the request's
+ * coroutine is woken when it is there), GW_ERROR. */
+int gw_conn_read_body(struct gw_conn *c);
+
+/* Writes a response head from a header list (respond.c): status line, the
+ * headers, Content-Length when clen >= 0, Connection: close when asked. */
+int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_hlist *h, long long clen,
+                       int chunked, int close_after);
+
 /* Looks up a request header (lname lowercase) in the current request. */
 int gw_req_header(struct gw_conn *c, const char *lname, size_t len, int idx, struct gw_str *v);
 
@@ -42,6 +58,18 @@ void gw_proxy_on_client_data(struct gw_conn *c); /* body bytes arrived in c->in 
 void gw_proxy_on_client_drained(struct gw_conn *c); /* c->out has room again */
 void gw_proxy_abort(struct gw_conn *c);             /* drop the upstream side */
 int gw_proxy_wants_client_read(const struct gw_conn *c);
+void gw_proxy_response_phase_done(struct gw_conn *c); /* the response phase finished */
+
+/* Phases that need the response head as a header list. */
+#define GW_PHASES_RESPONSE_LUA                                                                     \
+    (GW_PHASE_HEADER_FILTER | GW_PHASE_BODY_FILTER | GW_PHASE_RESPONSE | GW_PHASE_LOG)
+#define GW_DECODE_FILTER 1 /* r->resp_decode: body_filter sees decoded chunks */
+#define GW_DECODE_BUFFER 2 /* r->resp_decode: the body is buffered for the response phase */
+
+/* Phases a request that matched no route still runs (global plugins). */
+#define GW_PHASES_NO_ROUTE (GW_PHASE_HEADER_FILTER | GW_PHASE_BODY_FILTER | GW_PHASE_LOG)
+/* Largest body read whole for plugins when no --max-body-size is set. */
+#define GW_MAX_BUFFERED_BODY (64 * 1024 * 1024)
 
 #define GW_HIGH_WATER (64 * 1024)
 

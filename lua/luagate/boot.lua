@@ -1,0 +1,67 @@
+-- Worker start-up: the globals plugins expect (kong, luagate, ngx), the
+-- plugin module searcher, a warning for plugins that write globals, and the
+-- coroutine entry point the C runtime resumes.
+
+local runloop = require "luagate.runloop"
+local plugins = require "luagate.plugins"
+local lffi = require "luagate.ffi"
+
+local rawset = rawset
+local tostring = tostring
+local fmt = string.format
+local C = lffi.C
+
+local _M = {
+  thread_main = runloop.thread_main,
+}
+
+
+local function build_globals()
+  local ok, pdk = pcall(require, "luagate.pdk")
+  local kong = ok and pdk.new() or {}
+  if not ok then
+    local msg = "could not load the PDK: " .. tostring(pdk)
+    C.gw_ffi_log(lffi.LOG_ERR, msg, #msg)
+  end
+  local ngx_ok, ngxm = pcall(require, "luagate.ngx")
+  local ngx = ngx_ok and ngxm.new() or {}
+  if not ngx_ok then
+    local msg = "could not load the ngx API: " .. tostring(ngxm)
+    C.gw_ffi_log(lffi.LOG_ERR, msg, #msg)
+  end
+  rawset(_G, "kong", kong)
+  rawset(_G, "luagate", kong)
+  rawset(_G, "ngx", ngx)
+end
+
+
+-- Plugins may write globals (Kong allows it); each name is logged once,
+-- with the place that wrote it.
+local function guard_globals()
+  local warned = {}
+  setmetatable(_G, {
+    __newindex = function(t, k, v)
+      if not warned[k] then
+        warned[k] = true
+        local info = debug.getinfo(2, "Sl")
+        local where = info and info.short_src .. ":" .. (info.currentline or "?") or "?"
+        local msg = fmt("global variable '%s' written at %s; plugins should use locals",
+                        tostring(k), where)
+        C.gw_ffi_log(lffi.LOG_WARN, msg, #msg)
+      end
+      rawset(t, k, v)
+    end,
+  })
+end
+
+-- C modules that set globals when loaded (lyaml's "yaml") load before the
+-- guard goes up.
+pcall(require, "yaml")
+pcall(require, "lyaml")
+
+
+build_globals()
+plugins.install()
+guard_globals()
+
+return _M

@@ -1,0 +1,232 @@
+-- Plugin code: finds and loads handlers from the plugin directories, makes
+-- `require "kong.plugins.<name>.<module>"` resolve there, checks Kong's
+-- handler contract, and reloads a plugin whose files changed (hot reload on
+-- SIGHUP).
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local loadfile = loadfile
+local pcall = pcall
+local floor = math.floor
+local huge = math.huge
+local find = string.find
+local match = string.match
+local gsub = string.gsub
+local fmt = string.format
+local open = io.open
+local concat = table.concat
+
+local lfs
+do
+  local ok, m = pcall(require, "lfs")
+  if ok then
+    lfs = m
+  end
+end
+
+local _M = {
+  dirs = {},
+  legacy = false,
+}
+
+local stamps = {} -- plugin name -> signature of its files' mtimes
+local handlers = {} -- plugin name -> handler table
+
+
+local function exists(path)
+  local f = open(path, "r")
+  if f then
+    f:close()
+    return true
+  end
+  return false
+end
+
+
+-- Where module `kong.plugins.<name>[.<rest>]` lives, or nil.
+local function locate(modname)
+  local name, rest = match(modname, "^kong%.plugins%.([^%.]+)%.?(.*)$")
+  if not name then
+    return nil
+  end
+  for _, dir in ipairs(_M.dirs) do
+    if rest == "" then
+      local single = dir .. "/" .. name .. ".lua"
+      if exists(single) then
+        return single
+      end
+      local init = dir .. "/" .. name .. "/init.lua"
+      if exists(init) then
+        return init
+      end
+    else
+      local path = dir .. "/" .. name .. "/" .. gsub(rest, "%.", "/") .. ".lua"
+      if exists(path) then
+        return path
+      end
+    end
+  end
+  return nil
+end
+
+
+local function searcher(modname)
+  local path = locate(modname)
+  if not path then
+    if find(modname, "^kong%.plugins%.") then
+      return "\n\tno file for '" .. modname .. "' in the plugin directories"
+    end
+    return nil
+  end
+  local chunk, err = loadfile(path)
+  if not chunk then
+    error("error loading module '" .. modname .. "' from file '" .. path ..
+          "':\n\t" .. err, 0)
+  end
+  return chunk
+end
+
+
+-- Installs the searcher (once) ahead of the standard ones.
+function _M.install()
+  if _M.installed then
+    return
+  end
+  local loaders = package.loaders or package.searchers
+  table.insert(loaders, 2, searcher)
+  _M.installed = true
+end
+
+
+local function signature(name)
+  if not lfs then
+    return ""
+  end
+  local parts = {}
+  for _, dir in ipairs(_M.dirs) do
+    local single = dir .. "/" .. name .. ".lua"
+    local a = lfs.attributes(single)
+    if a then
+      parts[#parts + 1] = single .. "=" .. a.modification .. ":" .. a.size
+    end
+    local base = dir .. "/" .. name
+    local d = lfs.attributes(base)
+    if d and d.mode == "directory" then
+      local function walk(path)
+        for entry in lfs.dir(path) do
+          if entry ~= "." and entry ~= ".." then
+            local full = path .. "/" .. entry
+            local at = lfs.attributes(full)
+            if at and at.mode == "directory" then
+              walk(full)
+            elseif at and find(entry, "%.lua$") then
+              parts[#parts + 1] = full .. "=" .. at.modification .. ":" .. at.size
+            end
+          end
+        end
+      end
+      walk(base)
+    end
+  end
+  table.sort(parts)
+  return concat(parts, ";")
+end
+
+
+-- Forgets the modules of a plugin so the next require loads them anew.
+local function unload(name)
+  local prefix = "kong.plugins." .. name
+  for mod in pairs(package.loaded) do
+    if mod == prefix or mod:sub(1, #prefix + 1) == prefix .. "." then
+      package.loaded[mod] = nil
+    end
+  end
+  handlers[name] = nil
+end
+
+
+-- Sets the plugin directories and drops the plugins whose files changed
+-- since they were loaded. Returns the names reloaded.
+function _M.refresh(dirs, legacy)
+  _M.dirs = dirs or _M.dirs
+  _M.legacy = legacy and true or false
+  _M.install()
+  local changed = {}
+  for name in pairs(handlers) do
+    local sig = signature(name)
+    if sig ~= stamps[name] then
+      unload(name)
+      changed[#changed + 1] = name
+    end
+  end
+  return changed
+end
+
+
+local function valid_version(v)
+  return type(v) == "string" and
+         (find(v, "^%d+%.%d+$") or find(v, "^%d+%.%d+%.%d+")) ~= nil
+end
+
+
+-- The handler table of plugin `name`, loaded and checked; or nil, err.
+-- The second result is true when it was loaded now (init_worker is due).
+function _M.handler(name)
+  local h = handlers[name]
+  if h then
+    return h, false
+  end
+  local modname = "kong.plugins." .. name .. ".handler"
+  local path = locate(modname)
+  if not path then
+    modname = "kong.plugins." .. name
+    path = locate(modname)
+  end
+  if not path then
+    return nil, fmt("plugin '%s': no handler.lua found", name)
+  end
+  local ok, res = pcall(require, modname)
+  if not ok then
+    return nil, fmt("plugin '%s': could not load its handler: %s", name,
+                    tostring(res))
+  end
+  h = res
+  if type(h) ~= "table" then
+    return nil, fmt("plugin '%s': handler.lua must return a table, got %s",
+                    name, type(h))
+  end
+  -- Kong 2.x handlers made with BasePlugin:extend() are classes: instantiate
+  if type(h.new) == "function" and getmetatable(h) and _M.legacy then
+    local inst = h()
+    if type(inst) == "table" then
+      h = inst
+    end
+  end
+  local prio = h.PRIORITY
+  if prio == nil and _M.legacy then
+    prio = 0
+    h.PRIORITY = 0
+  end
+  if type(prio) ~= "number" or prio ~= prio or prio == huge or prio == -huge
+     or floor(prio) ~= prio then
+    return nil, fmt("plugin '%s': PRIORITY must be an integer, got %s", name,
+                    tostring(prio))
+  end
+  if not (_M.legacy and h.VERSION == nil) and not valid_version(h.VERSION) then
+    return nil, fmt("plugin '%s': VERSION must be a string like \"1.0.0\", got %s",
+                    name, tostring(h.VERSION))
+  end
+  if type(h.response) == "function" and
+     (type(h.header_filter) == "function" or type(h.body_filter) == "function") then
+    return nil, fmt("plugin '%s': implements both response and " ..
+                    "header_filter/body_filter, which cannot run together", name)
+  end
+  handlers[name] = h
+  stamps[name] = signature(name)
+  return h, true
+end
+
+
+return _M

@@ -1,0 +1,427 @@
+-- The plugin runloop: loads handlers, builds each route's plugin plan at
+-- config load, and runs the phases of a request in its coroutine.
+--
+-- Kong's contracts (docs/plugin-development.md): handlers run by PRIORITY,
+-- highest first, ties by name descending, the same order in every phase;
+-- one config per plugin and request, chosen by Kong's scope precedence
+--   1 route+service+consumer  2 route+consumer  3 service+consumer
+--   4 route+service  5 consumer  6 route  7 service  8 global
+-- lazily in access, so that a consumer-scoped config applies to plugins
+-- that run after the authenticating one; the configs chosen in access are
+-- the ones header_filter, body_filter and log use. rewrite runs global
+-- plugins only; a request no route took runs the global plugins'
+-- header_filter, body_filter and log.
+
+local ffi = require "ffi"
+local lffi = require "luagate.ffi"
+local request = require "luagate.request"
+local loader = require "luagate.plugins"
+
+local C = lffi.C
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local xpcall = xpcall
+local traceback = debug.traceback
+local yield = coroutine.yield
+local sort = table.sort
+local cast = ffi.cast
+local fmt = string.format
+local new_tab = require "table.new"
+local bit = require "bit"
+
+local EXIT = request.EXIT
+
+-- enum gw_phase (runtime/include/gw/config-t.h)
+local PHASE_REWRITE = 1
+local PHASE_ACCESS = 2
+local PHASE_RESPONSE = 4
+local PHASE_HEADER_FILTER = 8
+local PHASE_BODY_FILTER = 16
+local PHASE_LOG = 32
+
+local PHASE_NAMES = {
+  [PHASE_REWRITE] = "rewrite",
+  [PHASE_ACCESS] = "access",
+  [PHASE_RESPONSE] = "response",
+  [PHASE_HEADER_FILTER] = "header_filter",
+  [PHASE_BODY_FILTER] = "body_filter",
+  [PHASE_LOG] = "log",
+}
+
+local PHASE_BITS = {
+  rewrite = PHASE_REWRITE,
+  access = PHASE_ACCESS,
+  response = PHASE_RESPONSE,
+  header_filter = PHASE_HEADER_FILTER,
+  body_filter = PHASE_BODY_FILTER,
+  log = PHASE_LOG,
+}
+
+local ERR_500 = "An unexpected error occurred"
+
+local _M = {
+  PHASE_NAMES = PHASE_NAMES,
+}
+
+
+local function phase_mask(handler)
+  local m = 0
+  for name, bit in pairs(PHASE_BITS) do
+    if type(handler[name]) == "function" then
+      m = m + bit
+    end
+  end
+  return m
+end
+
+
+-- plan building ---------------------------------------------------------------
+
+-- The conf table a handler gets: the validated config plus the scope ids
+-- Kong injects. The same table serves every request of this generation.
+local function instance_conf(conf, p)
+  local c = p.config or {}
+  c.route_id = p.route and conf.routes[p.route].id or nil
+  c.service_id = p.service and conf.services[p.service].id or nil
+  c.consumer_id = p.consumer and conf.consumers[p.consumer].id or nil
+  c.__plugin_id = p.id
+  c.plugin_instance_name = p.instance_name
+  return c
+end
+
+
+local function by_priority(a, b)
+  if a.priority ~= b.priority then
+    return a.priority > b.priority
+  end
+  return a.name > b.name
+end
+
+
+-- Builds conf._plans[route index (1-based)], conf._global_plan and the
+-- phase masks the C side reads (conf.routes[i].phases,
+-- conf.global_phases). Returns true or nil, errors (array of strings).
+function _M.build(conf, opts)
+  local errs = {}
+  local entries = {} -- plugin name -> entry
+  for _, p in ipairs(conf.plugins or {}) do
+    if p.enabled ~= false then
+      local e = entries[p.name]
+      if not e then
+        local handler, err = loader.handler(p.name, opts)
+        if not handler then
+          errs[#errs + 1] = err
+        else
+          e = {
+            name = p.name,
+            handler = handler,
+            priority = handler.PRIORITY or 0,
+            mask = phase_mask(handler),
+            global = nil, -- rank 8
+            by_route = {}, by_service = {}, by_route_service = {},
+            by_consumer = {}, by_route_consumer = {},
+            by_service_consumer = {}, by_route_service_consumer = {},
+            consumer_scoped = false,
+          }
+          entries[p.name] = e
+        end
+      end
+      if e then
+        local c = instance_conf(conf, p)
+        local r, s, k = p.route, p.service, p.consumer
+        if k then
+          e.consumer_scoped = true
+          if r and s then
+            e.by_route_service_consumer[r .. ":" .. s .. ":" .. k] = c
+          elseif r then
+            e.by_route_consumer[r .. ":" .. k] = c
+          elseif s then
+            e.by_service_consumer[s .. ":" .. k] = c
+          else
+            e.by_consumer[k] = c
+          end
+        elseif r and s then
+          e.by_route_service[r .. ":" .. s] = c
+        elseif r then
+          e.by_route[r] = c
+        elseif s then
+          e.by_service[s] = c
+        else
+          e.global = c
+        end
+      end
+    end
+  end
+  if #errs > 0 then
+    return nil, errs
+  end
+
+  local list = {}
+  for _, e in pairs(entries) do
+    list[#list + 1] = e
+  end
+  sort(list, by_priority)
+
+  -- global plan: plugins with a global instance
+  local global_plan = {}
+  local global_mask = 0
+  for _, e in ipairs(list) do
+    if e.global then
+      global_plan[#global_plan + 1] = { entry = e, static = e.global }
+      global_mask = bit.bor(global_mask, e.mask)
+    end
+  end
+
+  local plans = {}
+  for ri, route in ipairs(conf.routes or {}) do
+    local si = route.service
+    local plan = {}
+    local mask = 0
+    for _, e in ipairs(list) do
+      local rs = si and e.by_route_service[ri .. ":" .. si] or nil
+      local static = rs or e.by_route[ri] or (si and e.by_service[si]) or e.global
+      local item = {
+        entry = e, static = static, route_service = rs,
+        route = ri, service = si,
+      }
+      if static or e.consumer_scoped then
+        plan[#plan + 1] = item
+        mask = bit.bor(mask, e.mask)
+      end
+    end
+    plans[ri] = plan
+    -- rewrite runs global plugins only
+    route.phases = bit.bor(bit.band(mask, bit.bnot(PHASE_REWRITE)),
+                           bit.band(global_mask, PHASE_REWRITE))
+  end
+  conf._plans = plans
+  conf._global_plan = global_plan
+  conf.global_phases = global_mask
+  conf._handlers = entries
+  return true
+end
+
+
+-- The config of item's plugin for this request, by scope precedence.
+local function select_conf(item, consumer)
+  local e = item.entry
+  if consumer and e.consumer_scoped then
+    local r, s = item.route, item.service
+    local c = (r and s and e.by_route_service_consumer[r .. ":" .. s .. ":" .. consumer])
+      or (r and e.by_route_consumer[r .. ":" .. consumer])
+      or (s and e.by_service_consumer[s .. ":" .. consumer])
+    if c then
+      return c
+    end
+    if item.route_service then
+      return item.route_service
+    end
+    c = e.by_consumer[consumer]
+    if c then
+      return c
+    end
+  end
+  return item.static
+end
+
+
+-- running phases --------------------------------------------------------------
+
+local function on_error(e)
+  if e == EXIT then
+    return e
+  end
+  return traceback(tostring(e), 2)
+end
+
+
+local function log_err(r, plugin, phase, err)
+  local msg = fmt("[%s] %s handler failed (request %s): %s", plugin, phase,
+                  r.id or "?", tostring(err))
+  C.gw_ffi_log(lffi.LOG_ERR, msg, #msg)
+end
+
+
+local function fail_500(r)
+  local body = fmt('{"message":"%s","request_id":"%s"}', ERR_500, r.id or "")
+  C.gw_ffi_resp_reset_headers(r.ptr)
+  local ct = "application/json; charset=utf-8"
+  C.gw_ffi_resp_set_header(r.ptr, lffi.HDR_SET, "Content-Type", 12, ct, #ct,
+                           lffi.err_p)
+  C.gw_ffi_resp_exit(r.ptr, 500, body, #body, lffi.err_p)
+  r.exited = true
+end
+
+
+-- Consumer index of the authenticated consumer (kong.client.authenticate
+-- sets r.consumer to the consumer entity).
+local function consumer_index(r)
+  local c = r.consumer
+  if not c then
+    return nil
+  end
+  if c.__index_in_conf then
+    return c.__index_in_conf
+  end
+  for i, k in ipairs(r.conf.consumers or {}) do
+    if k == c or (c.id and k.id == c.id) then
+      return i
+    end
+  end
+  return nil
+end
+
+
+local function call(r, name, fn, handler, conf, phase_name)
+  r.plugin = name
+  local ok, err = xpcall(fn, on_error, handler, conf)
+  r.plugin = nil
+  if ok then
+    return true
+  end
+  if err == EXIT then
+    r.exited = true
+    return false
+  end
+  log_err(r, name, phase_name, err)
+  return nil
+end
+
+
+local function run_access(r, plan)
+  local selected = r.selected
+  for _, item in ipairs(plan) do
+    local conf = select_conf(item, consumer_index(r))
+    if conf then
+      selected[#selected + 1] = item
+      selected[item] = conf
+      local h = item.entry.handler
+      local fn = h.access
+      if fn and not r.exited then
+        local ok = call(r, item.entry.name, fn, h, conf, "access")
+        if ok == nil then
+          fail_500(r)
+        end
+      end
+    end
+  end
+  r.access_done = true
+end
+
+
+local function run_list(r, phase, phase_name, plan)
+  local may_fail = phase == PHASE_RESPONSE or phase == PHASE_REWRITE
+  if r.access_done then
+    for _, item in ipairs(r.selected) do
+      local h = item.entry.handler
+      local fn = h[phase_name]
+      if fn then
+        local ok = call(r, item.entry.name, fn, h, r.selected[item], phase_name)
+        if ok == false and may_fail then
+          return
+        end
+        if ok == nil and may_fail then
+          fail_500(r)
+          return
+        end
+      end
+    end
+    return
+  end
+  local k = consumer_index(r)
+  for _, item in ipairs(plan) do
+    local h = item.entry.handler
+    local fn = h[phase_name]
+    if fn then
+      local conf = select_conf(item, k)
+      if conf then
+        local ok = call(r, item.entry.name, fn, h, conf, phase_name)
+        if ok == false and may_fail then
+          return
+        end
+        if ok == nil and may_fail then
+          fail_500(r)
+          return
+        end
+      end
+    end
+  end
+end
+
+
+local function run_phase(r, phase)
+  local name = PHASE_NAMES[phase]
+  r.phase = name
+  request.cur = r
+  local conf = r.conf
+  local plan
+  if phase == PHASE_REWRITE or not r.route_index then
+    plan = conf._global_plan
+  else
+    plan = conf._plans[r.route_index] or conf._global_plan
+  end
+  if phase == PHASE_ACCESS then
+    run_access(r, plan)
+  else
+    run_list(r, phase, name, plan)
+  end
+end
+
+
+local function new_request(ptr, lctx, route_idx, conf)
+  local req = cast("struct gw_req *", ptr)
+  local r = {
+    ptr = req,
+    lctx = cast("struct gw_lctx *", lctx),
+    ctx = {},
+    shared = {},
+    plugin_ctx = {},
+    selected = new_tab(8, 8),
+    conf = conf,
+    route_index = route_idx >= 0 and route_idx + 1 or nil,
+  }
+  if r.route_index then
+    r.route = conf.routes[r.route_index]
+    local si = r.route and r.route.service
+    r.service = si and conf.services[si] or nil
+  end
+  if C.gw_ffi_req_id(req, lffi.str_p, lffi.len_p) == 0 then
+    r.id = ffi.string(lffi.str_p[0], lffi.len_p[0])
+  end
+  r.ctx.route = r.route
+  r.ctx.service = r.service
+  return r
+end
+
+
+-- The body of every coroutine the C runtime runs (see lua_req.c): loops
+-- over the jobs it is given, yielding YIELD_DONE after each.
+function _M.thread_main(kind, ptr, lctx, arg, new, conf)
+  local r
+  local timers = require "luagate.timers"
+  while true do
+    if kind == 0 then
+      timers.run(lctx, arg, new)
+    else
+      if new or r == nil then
+        r = new_request(ptr, lctx, arg, conf)
+      elseif arg >= 0 and not r.route_index then
+        -- routed after rewrite
+        r.route_index = arg + 1
+        r.route = r.conf.routes[r.route_index]
+        local si = r.route and r.route.service
+        r.service = si and r.conf.services[si] or nil
+        r.ctx.route = r.route
+        r.ctx.service = r.service
+      end
+      run_phase(r, kind)
+    end
+    request.cur = nil
+    kind, ptr, lctx, arg, new, conf = yield(request.YIELD_DONE)
+  end
+end
+
+
+return _M

@@ -1,0 +1,128 @@
+/* The FFI boundary: plain C functions the Lua side (lua/luagate/ffi.lua holds
+ * the same declarations as cdefs) calls per request. Rules: plain C types and
+ * out-parameters, integer status (GW_OK, GW_ERROR, GW_AGAIN, GW_DECLINED),
+ * static error text in *err, never raise, never touch a lua_State.
+ *
+ * Strings returned through (const char **p, size_t *n) are views valid until
+ * the request's next modification call or its end: the Lua side copies them
+ * (ffi.string) when it needs a Lua string.
+ *
+ * Phases (enum gw_phase in config-t.h) are checked by the Lua side. */
+#ifndef GW_FFI_H
+#define GW_FFI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gw_req;
+struct gw_lctx;
+
+/* ---- the client request (as received, with the changes plugins made) ---- */
+int gw_ffi_req_method(struct gw_req *r, const char **p, size_t *n);
+int gw_ffi_req_raw_path(struct gw_req *r, const char **p, size_t *n);  /* as sent, no query */
+int gw_ffi_req_path(struct gw_req *r, const char **p, size_t *n);      /* normalized */
+int gw_ffi_req_query(struct gw_req *r, const char **p, size_t *n);     /* raw, no '?' */
+int gw_ffi_req_http_version(struct gw_req *r, double *v);
+int gw_ffi_req_id(struct gw_req *r, const char **p, size_t *n);
+double gw_ffi_req_start_time(struct gw_req *r);                        /* epoch seconds */
+int gw_ffi_req_client(struct gw_req *r, const char **ip, size_t *iplen, int *port);
+int gw_ffi_req_server_port(struct gw_req *r);
+/* Header lookup, case-insensitive on name; idx-th value (0-based).
+ * GW_DECLINED when absent. Sees the changes made through
+ * gw_ffi_upstream_header (kong.service.request.set_header). */
+int gw_ffi_req_header(struct gw_req *r, const char *name, size_t nlen, int idx, const char **p,
+                      size_t *n);
+int gw_ffi_req_header_count(struct gw_req *r);
+int gw_ffi_req_header_at(struct gw_req *r, int i, const char **name, size_t *nlen,
+                         const char **value, size_t *vlen);
+/* Route match data: the matched route (0-based index into config.routes, -1
+ * when none) and the regex captures (0-based group index; GW_DECLINED when
+ * unset). Named groups through gw_ffi_req_capture_name. */
+int gw_ffi_req_route(struct gw_req *r);
+int gw_ffi_req_capture_count(struct gw_req *r);
+int gw_ffi_req_capture(struct gw_req *r, int i, const char **p, size_t *n);
+const char *gw_ffi_req_capture_name(struct gw_req *r, int i); /* NULL when unnamed */
+/* Request body: read it whole (access/rewrite). GW_OK when it is there (also
+ * when there is none), GW_AGAIN when a read started: wait with the ctx's
+ * await, then call again; GW_ERROR with *err (too large, client gone). */
+int gw_ffi_req_read_body(struct gw_req *r, const char **err);
+int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n); /* GW_DECLINED: not read */
+
+/* ---- the upstream request (kong.service.request) ---- */
+#define GW_HDR_SET 0   /* replace every value */
+#define GW_HDR_ADD 1   /* append a value */
+#define GW_HDR_CLEAR 2 /* remove */
+int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nlen,
+                           const char *value, size_t vlen, const char **err);
+int gw_ffi_upstream_path(struct gw_req *r, const char *p, size_t n, const char **err);
+int gw_ffi_upstream_query(struct gw_req *r, const char *p, size_t n, const char **err);
+int gw_ffi_upstream_method(struct gw_req *r, const char *p, size_t n, const char **err);
+int gw_ffi_upstream_scheme(struct gw_req *r, const char *p, size_t n, const char **err);
+int gw_ffi_upstream_body(struct gw_req *r, const char *p, size_t n, const char **err);
+int gw_ffi_upstream_target(struct gw_req *r, const char *host, size_t hlen, int port,
+                           const char **err);
+int gw_ffi_upstream_timeouts(struct gw_req *r, int connect_ms, int write_ms, int read_ms);
+/* What was sent upstream (log phase): status of the try, address. */
+int gw_ffi_upstream_status(struct gw_req *r);
+
+/* ---- the response (kong.response / kong.service.response) ---- */
+int gw_ffi_resp_status(struct gw_req *r);
+int gw_ffi_resp_set_status(struct gw_req *r, int status, const char **err);
+/* Response headers as the client will get them (upstream's, or the exit
+ * response's, with the changes made so far). */
+int gw_ffi_resp_header(struct gw_req *r, const char *name, size_t nlen, int idx, const char **p,
+                       size_t *n);
+int gw_ffi_resp_header_count(struct gw_req *r);
+int gw_ffi_resp_header_at(struct gw_req *r, int i, const char **name, size_t *nlen,
+                          const char **value, size_t *vlen);
+int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name, size_t nlen,
+                           const char *value, size_t vlen, const char **err);
+/* The upstream's own response headers (kong.service.response.get_header). */
+int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name, size_t nlen, int idx,
+                                const char **p, size_t *n);
+int gw_ffi_upstream_resp_header_count(struct gw_req *r);
+int gw_ffi_upstream_resp_header_at(struct gw_req *r, int i, const char **name, size_t *nlen,
+                                   const char **value, size_t *vlen);
+/* "service" when the response came from the upstream, "exit" when a plugin
+ * produced it, "error" when the gateway did. */
+const char *gw_ffi_resp_source(struct gw_req *r);
+/* Ends the request with this response (access, rewrite, response phases; and
+ * header_filter with no body). Headers are those set with
+ * gw_ffi_resp_set_header after the call's reset (see below). */
+int gw_ffi_resp_exit(struct gw_req *r, int status, const char *body, size_t len,
+                     const char **err);
+/* Forgets response headers set so far (kong.response.exit starts clean). */
+int gw_ffi_resp_reset_headers(struct gw_req *r);
+/* The whole upstream body, in the response phase (buffered proxying). */
+int gw_ffi_resp_body(struct gw_req *r, const char **p, size_t *n);
+int gw_ffi_resp_set_body(struct gw_req *r, const char *p, size_t n, const char **err);
+/* Body filter: the current chunk and whether it is the last one; replace it. */
+int gw_ffi_resp_chunk(struct gw_req *r, const char **p, size_t *n, int *eof);
+int gw_ffi_resp_set_chunk(struct gw_req *r, const char *p, size_t n, int eof, const char **err);
+
+/* ---- the log phase ---- */
+int gw_ffi_log_info(struct gw_req *r, double *latency_total, double *latency_upstream,
+                    double *latency_gateway, uint64_t *bytes_in, uint64_t *bytes_out,
+                    int *tries);
+
+/* ---- time and the worker ---- */
+double gw_ffi_now(void);        /* the loop's cached time, epoch seconds (ms precision) */
+double gw_ffi_update_time(void); /* refreshes it */
+double gw_ffi_monotonic(void);
+int gw_ffi_worker_id(void);
+int gw_ffi_worker_count(void);
+int gw_ffi_worker_pid(void);
+/* Writes one error-log line at level (enum gw_log_level) if enabled. */
+void gw_ffi_log(int level, const char *msg, size_t len);
+int gw_ffi_log_level(void);
+
+/* ---- waiting (see lua_req.c): an operation started by the running
+ * coroutine; the coroutine then yields and is resumed with the results. ---- */
+int gw_ffi_sleep(struct gw_lctx *x, double seconds);
+/* ngx.timer.at: schedules job id (a key of the Lua timer table) in delay
+ * seconds; GW_ERROR when too many timers are pending. */
+int gw_ffi_timer_at(double delay, int64_t job, const char **err);
+int gw_ffi_timers_pending(void);
+int gw_ffi_exiting(void);
+
+#endif

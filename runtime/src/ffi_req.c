@@ -1,0 +1,652 @@
+/* FFI functions over a request: what the PDK reads and changes. See
+ * gw/ffi.h for the rules. Changes are recorded in the request (header lists
+ * copied into the request pool on first change, overrides for path, query,
+ * method, body, target) and applied when the upstream head is built or the
+ * response head is written. */
+#include <ctype.h>
+#include <lua.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw/buf.h"
+#include "gw/config-t.h"
+#include "gw/conn.h"
+#include "gw/ffi.h"
+#include "gw/hlist.h"
+#include "gw/http.h"
+#include "gw/log.h"
+#include "gw/lua_req.h"
+#include "gw/pool.h"
+#include "gw/settings-t.h"
+#include "gw/stats.h"
+#include "gw/worker-t.h"
+
+static struct gw_conn *conn_of(struct gw_req *r)
+{
+    return r->conn;
+}
+
+static int view(const char *p, size_t n, const char **op, size_t *on)
+{
+    *op = p;
+    *on = n;
+    return GW_OK;
+}
+
+/* Refuses header names that are not tokens and values with CR, LF or NUL:
+ * nothing a plugin sets can split a head. */
+static int valid_header(const char *name, size_t nlen, const char *value, size_t vlen,
+                        const char **err)
+{
+    if (nlen == 0) {
+        *err = "invalid header name";
+        return 0;
+    }
+    for (size_t i = 0; i < nlen; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch <= 32 || ch >= 127 || ch == ':' || ch == '(' || ch == ')' || ch == ',' ||
+            ch == '/' || ch == ';' || ch == '<' || ch == '=' || ch == '>' || ch == '?' ||
+            ch == '@' || ch == '[' || ch == '\\' || ch == ']' || ch == '{' || ch == '}' ||
+            ch == '"') {
+            *err = "invalid header name";
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < vlen; i++)
+        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0') {
+            *err = "invalid header value: CR, LF and NUL are not allowed";
+            return 0;
+        }
+    return 1;
+}
+
+/* ---------------------------------------------------------------- request */
+
+int gw_ffi_req_method(struct gw_req *r, const char **p, size_t *n)
+{
+    struct gw_conn *c = conn_of(r);
+    if (c == NULL)
+        return GW_ERROR;
+    const char *m = llhttp_method_name((llhttp_method_t)c->parser.method);
+    return view(m, strlen(m), p, n);
+}
+
+int gw_ffi_req_raw_path(struct gw_req *r, const char **p, size_t *n)
+{
+    struct gw_conn *c = conn_of(r);
+    if (c == NULL)
+        return GW_ERROR;
+    return view(c->in.data + r->url_off, r->path_len, p, n);
+}
+
+int gw_ffi_req_path(struct gw_req *r, const char **p, size_t *n)
+{
+    if (r->npath == NULL)
+        return gw_ffi_req_raw_path(r, p, n);
+    return view(r->npath, r->npath_len, p, n);
+}
+
+int gw_ffi_req_query(struct gw_req *r, const char **p, size_t *n)
+{
+    struct gw_conn *c = conn_of(r);
+    if (c == NULL)
+        return GW_ERROR;
+    if (r->url_len <= r->path_len)
+        return view("", 0, p, n);
+    return view(c->in.data + r->url_off + r->path_len + 1, r->url_len - r->path_len - 1, p, n);
+}
+
+int gw_ffi_req_http_version(struct gw_req *r, double *v)
+{
+    struct gw_conn *c = conn_of(r);
+    if (c == NULL)
+        return GW_ERROR;
+    *v = c->parser.http_major + c->parser.http_minor / 10.0;
+    return GW_OK;
+}
+
+int gw_ffi_req_id(struct gw_req *r, const char **p, size_t *n)
+{
+    return view(r->id, GW_REQUEST_ID_LEN, p, n);
+}
+
+double gw_ffi_req_start_time(struct gw_req *r)
+{
+    return r->t_start;
+}
+
+int gw_ffi_req_client(struct gw_req *r, const char **ip, size_t *iplen, int *port)
+{
+    struct gw_conn *c = conn_of(r);
+    if (c == NULL)
+        return GW_ERROR;
+    *ip = c->peer_ip;
+    *iplen = strlen(c->peer_ip);
+    *port = c->peer_port;
+    return GW_OK;
+}
+
+int gw_ffi_req_server_port(struct gw_req *r)
+{
+    struct gw_conn *c = conn_of(r);
+    return c ? c->listen->port : 0;
+}
+
+/* The client's headers as views: the pool copy once a plugin changed them. */
+static int req_hlist(struct gw_req *r, struct gw_conn *c, struct gw_hlist **out)
+{
+    if (r->up_hdrs == NULL) {
+        struct gw_hlist *h = gw_hlist_from_head(&r->pool, &r->head, c->in.data);
+        if (h == NULL)
+            return GW_ERROR;
+        r->up_hdrs = h;
+    }
+    *out = r->up_hdrs;
+    return GW_OK;
+}
+
+int gw_ffi_req_header(struct gw_req *r, const char *name, size_t nlen, int idx, const char **p,
+                      size_t *n)
+{
+    struct gw_conn *c = conn_of(r);
+    if (c == NULL)
+        return GW_ERROR;
+    if (r->up_hdrs)
+        return gw_hlist_get(r->up_hdrs, name, nlen, idx, p, n);
+    for (int i = 0; i < r->head.nhdr; i++) {
+        const struct gw_hdr *h = &r->head.hdr[i];
+        if (h->name_len == nlen && strncasecmp(c->in.data + h->name, name, nlen) == 0 &&
+            idx-- == 0)
+            return view(c->in.data + h->value, h->value_len, p, n);
+    }
+    return GW_DECLINED;
+}
+
+int gw_ffi_req_header_count(struct gw_req *r)
+{
+    return r->up_hdrs ? r->up_hdrs->n : r->head.nhdr;
+}
+
+int gw_ffi_req_header_at(struct gw_req *r, int i, const char **name, size_t *nlen,
+                         const char **value, size_t *vlen)
+{
+    struct gw_conn *c = conn_of(r);
+    if (c == NULL)
+        return GW_ERROR;
+    if (r->up_hdrs) {
+        if (i < 0 || i >= r->up_hdrs->n)
+            return GW_DECLINED;
+        const struct gw_hview *v = &r->up_hdrs->v[i];
+        *name = v->name;
+        *nlen = v->nlen;
+        *value = v->value;
+        *vlen = v->vlen;
+        return GW_OK;
+    }
+    if (i < 0 || i >= r->head.nhdr)
+        return GW_DECLINED;
+    const struct gw_hdr *h = &r->head.hdr[i];
+    *name = c->in.data + h->name;
+    *nlen = h->name_len;
+    *value = c->in.data + h->value;
+    *vlen = h->value_len;
+    return GW_OK;
+}
+
+int gw_ffi_req_route(struct gw_req *r)
+{
+    return r->route ? r->match.route : -1;
+}
+
+int gw_ffi_req_capture_count(struct gw_req *r)
+{
+    return r->route ? r->match.ncap : 0;
+}
+
+int gw_ffi_req_capture(struct gw_req *r, int i, const char **p, size_t *n)
+{
+    if (r->route == NULL || i < 0 || i >= r->match.ncap || r->match.cap[2 * i] == SIZE_MAX)
+        return GW_DECLINED;
+    size_t s = r->match.cap[2 * i], e = r->match.cap[2 * i + 1];
+    return view(r->npath + s, e - s, p, n);
+}
+
+const char *gw_ffi_req_capture_name(struct gw_req *r, int i)
+{
+    if (r->route == NULL || r->match.cap_names == NULL || i < 0 || i >= r->match.ncap)
+        return NULL;
+    return r->match.cap_names[i];
+}
+
+int gw_ffi_req_read_body(struct gw_req *r, const char **err)
+{
+    struct gw_conn *c = conn_of(r);
+    if (c == NULL) {
+        *err = "no request";
+        return GW_ERROR;
+    }
+    if (!r->has_body || r->body_mode == GW_BODY_READ)
+        return GW_OK;
+    if (r->body_mode == GW_BODY_DISCARD) {
+        *err = "the body was replaced";
+        return GW_ERROR;
+    }
+    if (r->lctx == NULL || r->lctx->waiting) {
+        *err = "cannot wait here";
+        return GW_ERROR;
+    }
+    if (r->phase != GW_PHASE_ACCESS && r->phase != GW_PHASE_REWRITE) {
+        *err = "the body can only be read in rewrite and access";
+        return GW_ERROR;
+    }
+    int rc = gw_conn_read_body(c);
+    if (rc == GW_AGAIN)
+        r->lctx->waiting = 1;
+    else if (rc == GW_ERROR)
+        *err = "could not read the request body";
+    return rc;
+}
+
+int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n)
+{
+    if (!r->has_body)
+        return view("", 0, p, n);
+    if (r->body_mode != GW_BODY_READ)
+        return GW_DECLINED;
+    return view(r->body_buf.data ? r->body_buf.data : "", r->body_buf.len, p, n);
+}
+
+/* ------------------------------------------------------- upstream request */
+
+int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nlen,
+                           const char *value, size_t vlen, const char **err)
+{
+    struct gw_conn *c = conn_of(r);
+    struct gw_hlist *h;
+    if (c == NULL || !valid_header(name, nlen, value, op == GW_HDR_CLEAR ? 0 : vlen, err))
+        return GW_ERROR;
+    if (req_hlist(r, c, &h) != GW_OK) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    if (gw_hlist_apply(&r->pool, h, op, name, nlen, value, vlen) != GW_OK) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    if (nlen == 4 && strncasecmp(name, "host", 4) == 0)
+        r->host_changed = op != GW_HDR_CLEAR;
+    return GW_OK;
+}
+
+static int set_str(struct gw_req *r, struct gw_str *s, const char *p, size_t n, const char **err)
+{
+    char *d = gw_pool_strdup(&r->pool, p, n);
+    if (d == NULL) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    s->p = d;
+    s->n = n;
+    return GW_OK;
+}
+
+int gw_ffi_upstream_path(struct gw_req *r, const char *p, size_t n, const char **err)
+{
+    if (n == 0 || p[0] != '/') {
+        *err = "path must start with /";
+        return GW_ERROR;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] <= ' ' || p[i] == '?' || p[i] == 127) {
+            *err = "invalid character in path";
+            return GW_ERROR;
+        }
+    return set_str(r, &r->up_path, p, n, err);
+}
+
+int gw_ffi_upstream_query(struct gw_req *r, const char *p, size_t n, const char **err)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] <= ' ' || p[i] == 127 || p[i] == '#') {
+            *err = "invalid character in query";
+            return GW_ERROR;
+        }
+    r->has_up_query = 1;
+    return set_str(r, &r->up_query, p, n, err);
+}
+
+int gw_ffi_upstream_method(struct gw_req *r, const char *p, size_t n, const char **err)
+{
+    if (n == 0 || n > 32) {
+        *err = "invalid method";
+        return GW_ERROR;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(p[i] >= 'A' && p[i] <= 'Z') && p[i] != '-' && p[i] != '_') {
+            *err = "invalid method";
+            return GW_ERROR;
+        }
+    return set_str(r, &r->up_method, p, n, err);
+}
+
+int gw_ffi_upstream_scheme(struct gw_req *r, const char *p, size_t n, const char **err)
+{
+    if (n == 4 && memcmp(p, "http", 4) == 0)
+        return GW_OK;
+    *err = n == 5 && memcmp(p, "https", 5) == 0 ? "https upstreams are not supported yet"
+                                                : "invalid scheme";
+    return GW_ERROR;
+}
+
+int gw_ffi_upstream_body(struct gw_req *r, const char *p, size_t n, const char **err)
+{
+    if (set_str(r, &r->up_body, p, n, err) != GW_OK)
+        return GW_ERROR;
+    r->has_up_body = 1;
+    if (r->has_body && r->body_mode == GW_BODY_STREAM)
+        r->body_mode = GW_BODY_DISCARD; /* the client's body is read and dropped */
+    return GW_OK;
+}
+
+int gw_ffi_upstream_target(struct gw_req *r, const char *host, size_t hlen, int port,
+                           const char **err)
+{
+    if (hlen == 0 || port < 1 || port > 65535) {
+        *err = "invalid target";
+        return GW_ERROR;
+    }
+    char *h = gw_pool_strdup(&r->pool, host, hlen);
+    if (h == NULL) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    r->up_target_host = h;
+    r->up_target_port = port;
+    return GW_OK;
+}
+
+int gw_ffi_upstream_timeouts(struct gw_req *r, int connect_ms, int write_ms, int read_ms)
+{
+    if (connect_ms > 0)
+        r->up_connect_timeout = connect_ms;
+    if (write_ms > 0)
+        r->up_write_timeout = write_ms;
+    if (read_ms > 0)
+        r->up_read_timeout = read_ms;
+    return GW_OK;
+}
+
+int gw_ffi_upstream_status(struct gw_req *r)
+{
+    return r->upstream_status;
+}
+
+/* --------------------------------------------------------------- response */
+
+int gw_ffi_resp_status(struct gw_req *r)
+{
+    if (r->resp_status)
+        return r->resp_status;
+    return r->status;
+}
+
+int gw_ffi_resp_set_status(struct gw_req *r, int status, const char **err)
+{
+    if (status < 100 || status > 999) {
+        *err = "invalid status";
+        return GW_ERROR;
+    }
+    if (r->resp_started && r->phase != GW_PHASE_HEADER_FILTER) {
+        *err = "headers already sent";
+        return GW_ERROR;
+    }
+    r->resp_status = status;
+    return GW_OK;
+}
+
+static int resp_list(struct gw_req *r, struct gw_hlist **out)
+{
+    if (r->resp_hdrs == NULL) {
+        r->resp_hdrs = gw_hlist_new(&r->pool, 16);
+        if (r->resp_hdrs == NULL)
+            return GW_ERROR;
+    }
+    *out = r->resp_hdrs;
+    return GW_OK;
+}
+
+int gw_ffi_resp_header(struct gw_req *r, const char *name, size_t nlen, int idx, const char **p,
+                       size_t *n)
+{
+    if (r->resp_hdrs == NULL)
+        return GW_DECLINED;
+    return gw_hlist_get(r->resp_hdrs, name, nlen, idx, p, n);
+}
+
+int gw_ffi_resp_header_count(struct gw_req *r)
+{
+    return r->resp_hdrs ? r->resp_hdrs->n : 0;
+}
+
+int gw_ffi_resp_header_at(struct gw_req *r, int i, const char **name, size_t *nlen,
+                          const char **value, size_t *vlen)
+{
+    if (r->resp_hdrs == NULL || i < 0 || i >= r->resp_hdrs->n)
+        return GW_DECLINED;
+    const struct gw_hview *v = &r->resp_hdrs->v[i];
+    *name = v->name;
+    *nlen = v->nlen;
+    *value = v->value;
+    *vlen = v->vlen;
+    return GW_OK;
+}
+
+int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name, size_t nlen,
+                           const char *value, size_t vlen, const char **err)
+{
+    struct gw_hlist *h;
+    if (!valid_header(name, nlen, value, op == GW_HDR_CLEAR ? 0 : vlen, err))
+        return GW_ERROR;
+    if (r->resp_started && r->phase != GW_PHASE_HEADER_FILTER) {
+        *err = "headers already sent";
+        return GW_ERROR;
+    }
+    if (resp_list(r, &h) != GW_OK ||
+        gw_hlist_apply(&r->pool, h, op, name, nlen, value, vlen) != GW_OK) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    return GW_OK;
+}
+
+int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name, size_t nlen, int idx,
+                                const char **p, size_t *n)
+{
+    if (r->up_resp_hdrs == NULL)
+        return GW_DECLINED;
+    return gw_hlist_get(r->up_resp_hdrs, name, nlen, idx, p, n);
+}
+
+int gw_ffi_upstream_resp_header_count(struct gw_req *r)
+{
+    return r->up_resp_hdrs ? r->up_resp_hdrs->n : 0;
+}
+
+int gw_ffi_upstream_resp_header_at(struct gw_req *r, int i, const char **name, size_t *nlen,
+                                   const char **value, size_t *vlen)
+{
+    if (r->up_resp_hdrs == NULL || i < 0 || i >= r->up_resp_hdrs->n)
+        return GW_DECLINED;
+    const struct gw_hview *v = &r->up_resp_hdrs->v[i];
+    *name = v->name;
+    *nlen = v->nlen;
+    *value = v->value;
+    *vlen = v->vlen;
+    return GW_OK;
+}
+
+const char *gw_ffi_resp_source(struct gw_req *r)
+{
+    switch (r->resp_source) {
+    case GW_SRC_EXIT: return "exit";
+    case GW_SRC_ERROR: return "error";
+    default: return r->upstream_status ? "service" : "error";
+    }
+}
+
+int gw_ffi_resp_exit(struct gw_req *r, int status, const char *body, size_t len,
+                     const char **err)
+{
+    if (status < 100 || status > 999) {
+        *err = "invalid status";
+        return GW_ERROR;
+    }
+    if (r->resp_started) {
+        *err = "response already sent";
+        return GW_ERROR;
+    }
+    if (len && set_str(r, &r->exit_body, body, len, err) != GW_OK)
+        return GW_ERROR;
+    if (len == 0)
+        r->exit_body = (struct gw_str){NULL, 0};
+    r->has_exit = 1;
+    r->exit_status = status;
+    r->resp_source = GW_SRC_EXIT;
+    return GW_OK;
+}
+
+int gw_ffi_resp_reset_headers(struct gw_req *r)
+{
+    if (r->resp_hdrs)
+        r->resp_hdrs->n = 0;
+    return GW_OK;
+}
+
+int gw_ffi_resp_body(struct gw_req *r, const char **p, size_t *n)
+{
+    if (r->phase != GW_PHASE_RESPONSE && !(r->phase == GW_PHASE_LOG && r->resp_body.data))
+        return GW_DECLINED;
+    return view(r->resp_body.data ? r->resp_body.data : "", r->resp_body.len, p, n);
+}
+
+int gw_ffi_resp_set_body(struct gw_req *r, const char *p, size_t n, const char **err)
+{
+    if (r->phase != GW_PHASE_RESPONSE) {
+        *err = "the body can only be set in the response phase";
+        return GW_ERROR;
+    }
+    r->resp_body.len = 0;
+    r->resp_body.off = 0;
+    if (gw_buf_append(&r->resp_body, p, n) != 0) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    return GW_OK;
+}
+
+int gw_ffi_resp_chunk(struct gw_req *r, const char **p, size_t *n, int *eof)
+{
+    if (r->phase != GW_PHASE_BODY_FILTER)
+        return GW_DECLINED;
+    *p = r->chunk ? r->chunk : "";
+    *n = r->chunk_len;
+    *eof = r->chunk_eof;
+    return GW_OK;
+}
+
+int gw_ffi_resp_set_chunk(struct gw_req *r, const char *p, size_t n, int eof, const char **err)
+{
+    if (r->phase != GW_PHASE_BODY_FILTER) {
+        *err = "the chunk can only be set in body_filter";
+        return GW_ERROR;
+    }
+    r->chunk_out.len = r->chunk_out.off = 0;
+    if (n && gw_buf_append(&r->chunk_out, p, n) != 0) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    r->chunk = r->chunk_out.data;
+    r->chunk_len = n;
+    if (eof)
+        r->chunk_eof = 1;
+    return GW_OK;
+}
+
+int gw_ffi_log_info(struct gw_req *r, double *total, double *upstream, double *gateway,
+                    uint64_t *bytes_in, uint64_t *bytes_out, int *tries)
+{
+    double end = r->t_end ? r->t_end : gw_ffi_now();
+    *total = end - r->t_start;
+    *upstream = r->t_upstream_start && r->t_upstream_first
+                    ? r->t_upstream_first - r->t_upstream_start
+                    : 0;
+    *gateway = r->t_upstream_start ? r->t_upstream_start - r->t_start : *total;
+    *bytes_in = (uint64_t)r->head_len + r->body_bytes;
+    *bytes_out = r->bytes_out;
+    *tries = r->tries;
+    return GW_OK;
+}
+
+/* --------------------------------------------------------- time, worker */
+
+static double wall(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+/* Outside a worker (the master validating, `luagate check`) there is no
+ * loop: time is the wall clock. */
+double gw_ffi_now(void)
+{
+    return gw_worker ? ev_now(gw_worker->loop) : wall();
+}
+
+double gw_ffi_update_time(void)
+{
+    if (gw_worker == NULL)
+        return wall();
+    ev_now_update(gw_worker->loop);
+    return ev_now(gw_worker->loop);
+}
+
+double gw_ffi_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int gw_ffi_worker_id(void)
+{
+    return gw_worker ? gw_worker->id : -1;
+}
+
+int gw_ffi_worker_count(void)
+{
+    return gw_settings.workers;
+}
+
+int gw_ffi_worker_pid(void)
+{
+    return (int)getpid();
+}
+
+void gw_ffi_log(int level, const char *msg, size_t len)
+{
+    if (level < GW_LOG_EMERG)
+        level = GW_LOG_EMERG;
+    if (level > GW_LOG_DEBUG)
+        level = GW_LOG_DEBUG;
+    if (gw_log_enabled(level))
+        gw_log(level, "%.*s", (int)len, msg);
+}
+
+int gw_ffi_log_level(void)
+{
+    return gw_log_level_current;
+}

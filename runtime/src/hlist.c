@@ -1,0 +1,90 @@
+#include <string.h>
+#include <strings.h>
+
+#include "gw/core-t.h"
+#include "gw/ffi.h"
+#include "gw/hlist.h"
+#include "gw/pool.h"
+
+struct gw_hlist *gw_hlist_new(struct gw_pool *p, int cap)
+{
+    struct gw_hlist *h = gw_pool_alloc(p, sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    h->n = 0;
+    h->cap = cap < 4 ? 4 : cap;
+    h->v = gw_pool_alloc(p, (size_t)h->cap * sizeof(struct gw_hview));
+    return h->v ? h : NULL;
+}
+
+int gw_hlist_push(struct gw_pool *p, struct gw_hlist *h, const char *name, size_t nlen,
+                  const char *value, size_t vlen)
+{
+    if (h->n == h->cap) {
+        struct gw_hview *v = gw_pool_alloc(p, (size_t)h->cap * 2 * sizeof(*v));
+        if (v == NULL)
+            return GW_ERROR;
+        memcpy(v, h->v, (size_t)h->n * sizeof(*v));
+        h->v = v;
+        h->cap *= 2;
+    }
+    struct gw_hview *e = &h->v[h->n++];
+    e->name = name;
+    e->nlen = (uint32_t)nlen;
+    e->value = value;
+    e->vlen = (uint32_t)vlen;
+    return GW_OK;
+}
+
+struct gw_hlist *gw_hlist_from_head(struct gw_pool *p, const struct gw_head *head,
+                                    const char *base)
+{
+    struct gw_hlist *h = gw_hlist_new(p, head->nhdr + 8);
+    if (h == NULL)
+        return NULL;
+    for (int i = 0; i < head->nhdr; i++) {
+        const struct gw_hdr *e = &head->hdr[i];
+        char *n = gw_pool_strdup(p, base + e->name, e->name_len);
+        char *v = gw_pool_strdup(p, base + e->value, e->value_len);
+        if (n == NULL || v == NULL ||
+            gw_hlist_push(p, h, n, e->name_len, v, e->value_len) != GW_OK)
+            return NULL;
+    }
+    return h;
+}
+
+int gw_hlist_get(const struct gw_hlist *h, const char *name, size_t nlen, int idx,
+                 const char **v, size_t *vlen)
+{
+    for (int i = 0; i < h->n; i++) {
+        const struct gw_hview *e = &h->v[i];
+        if (e->nlen == nlen && strncasecmp(e->name, name, nlen) == 0 && idx-- == 0) {
+            *v = e->value;
+            *vlen = e->vlen;
+            return GW_OK;
+        }
+    }
+    return GW_DECLINED;
+}
+
+int gw_hlist_apply(struct gw_pool *p, struct gw_hlist *h, int op, const char *name, size_t nlen,
+                   const char *value, size_t vlen)
+{
+    if (op == GW_HDR_SET || op == GW_HDR_CLEAR) {
+        int j = 0;
+        for (int i = 0; i < h->n; i++) {
+            struct gw_hview *e = &h->v[i];
+            if (e->nlen == nlen && strncasecmp(e->name, name, nlen) == 0)
+                continue;
+            h->v[j++] = *e;
+        }
+        h->n = j;
+        if (op == GW_HDR_CLEAR)
+            return GW_OK;
+    }
+    char *n = gw_pool_strdup(p, name, nlen);
+    char *v = gw_pool_strdup(p, value, vlen);
+    if (n == NULL || v == NULL)
+        return GW_ERROR;
+    return gw_hlist_push(p, h, n, nlen, v, vlen);
+}

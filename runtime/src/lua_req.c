@@ -1,0 +1,296 @@
+/* Coroutines for plugin code. Each request that runs Lua gets a coroutine
+ * from a pool; the coroutine's body (luagate.runloop.thread_main) loops:
+ * it runs what it is given (a phase of a request, or a timer job), then
+ * yields YIELD_DONE and waits to be given the next one. A plugin call that
+ * waits starts an operation in C (gw_ffi_sleep, I/O...) and yields
+ * YIELD_AWAIT; the operation's callback pushes the results and resumes the
+ * coroutine with gw_lua_wake. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw/config-t.h"
+#include "gw/conn-t.h"
+#include "gw/core-t.h"
+#include "gw/ffi.h"
+#include "gw/log.h"
+#include "gw/lua_req.h"
+#include "gw/worker-t.h"
+
+#define YIELD_AWAIT 1
+#define YIELD_DONE 2
+#define KIND_TIMER 0
+#define MAX_TIMERS 4096
+#define POOL_MAX 256
+
+static lua_State *L0;
+static int main_ref = LUA_NOREF;
+static struct gw_list free_ctx;
+static int nfree;
+
+struct timer_job {
+    ev_timer t;
+    int64_t job;
+    struct gw_list link;
+};
+
+static struct gw_list timers;
+static int ntimers;
+
+int gw_lua_init(lua_State *L)
+{
+    L0 = L;
+    gw_list_init(&free_ctx);
+    gw_list_init(&timers);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "luagate.boot");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        gw_log(GW_LOG_EMERG, "could not load luagate.boot: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_getfield(L, -1, "thread_main");
+    if (!lua_isfunction(L, -1)) {
+        gw_log(GW_LOG_EMERG, "luagate.boot has no thread_main");
+        lua_pop(L, 2);
+        return -1;
+    }
+    main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    return 0;
+}
+
+static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct gw_lctx *lctx_get(void)
+{
+    if (!gw_list_empty(&free_ctx)) {
+        struct gw_list *l = free_ctx.next;
+        gw_list_remove(l);
+        nfree--;
+        return gw_container_of(l, struct gw_lctx, link);
+    }
+    struct gw_lctx *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    x->co = lua_newthread(L0);
+    x->ref = luaL_ref(L0, LUA_REGISTRYINDEX);
+    gw_list_init(&x->link);
+    ev_init(&x->sleep, sleep_cb);
+    /* the first resume starts thread_main */
+    lua_rawgeti(x->co, LUA_REGISTRYINDEX, main_ref);
+    return x;
+}
+
+static void lctx_drop(struct gw_lctx *x)
+{
+    ev_timer_stop(gw_worker->loop, &x->sleep);
+    luaL_unref(L0, LUA_REGISTRYINDEX, x->ref);
+    free(x);
+}
+
+static void lctx_put(struct gw_lctx *x)
+{
+    ev_timer_stop(gw_worker->loop, &x->sleep);
+    x->c = NULL;
+    x->phase = 0;
+    x->waiting = 0;
+    if (x->dead || nfree >= POOL_MAX) {
+        lctx_drop(x);
+        return;
+    }
+    gw_list_insert_head(&free_ctx, &x->link);
+    nfree++;
+}
+
+/* Resumes and interprets the outcome: GW_OK (done), GW_AGAIN (waiting),
+ * GW_ERROR (the coroutine died; x is marked dead). */
+static int lctx_resume(struct gw_lctx *x, int nargs)
+{
+    int rc = lua_resume(x->co, nargs);
+    if (rc == LUA_YIELD) {
+        int why = (int)lua_tointeger(x->co, -1);
+        lua_settop(x->co, 0);
+        if (why == YIELD_DONE)
+            return GW_OK;
+        if (x->waiting)
+            return GW_AGAIN;
+        gw_log(GW_LOG_ERR, "a plugin yielded without waiting for anything (coroutine.yield "
+                           "outside a coroutine of its own?)");
+        x->dead = 1;
+        return GW_ERROR;
+    }
+    const char *msg = rc == 0 ? "the coroutine returned" : lua_tostring(x->co, -1);
+    gw_log(GW_LOG_ERR, "Lua coroutine failed: %s", msg ? msg : "unknown error");
+    x->dead = 1;
+    return GW_ERROR;
+}
+
+int gw_lua_phase(struct gw_conn *c, int phase)
+{
+    struct gw_req *r = c->req;
+    struct gw_lctx *x = r->lctx;
+    if (x == NULL) {
+        x = lctx_get();
+        if (x == NULL)
+            return GW_ERROR;
+        x->c = c;
+        r->lctx = x;
+    }
+    int fresh = 0;
+    x->phase = phase;
+    r->phase = phase;
+    lua_pushinteger(x->co, phase);
+    lua_pushlightuserdata(x->co, r);
+    lua_pushlightuserdata(x->co, x);
+    lua_pushinteger(x->co, r->route ? r->match.route : -1);
+    if (!r->lua_started) {
+        r->lua_started = 1;
+        fresh = 1;
+    }
+    lua_pushboolean(x->co, fresh);
+    if (fresh)
+        lua_rawgeti(x->co, LUA_REGISTRYINDEX, r->config->lua_ref);
+    else
+        lua_pushnil(x->co);
+    int rc = lctx_resume(x, 6);
+    if (rc != GW_AGAIN)
+        r->phase = 0;
+    if (rc == GW_ERROR) {
+        r->lctx = NULL;
+        lctx_drop(x);
+    }
+    return rc;
+}
+
+void gw_lua_release(struct gw_req *r)
+{
+    struct gw_lctx *x = r->lctx;
+    if (x == NULL)
+        return;
+    r->lctx = NULL;
+    if (x->waiting) {
+        /* aborted mid-wait: the coroutine's stack is in the middle of a
+         * plugin; it cannot be reused */
+        x->dead = 1;
+    }
+    lctx_put(x);
+}
+
+void gw_lua_wake(struct gw_lctx *x, int nargs)
+{
+    x->waiting = 0;
+    int rc = lctx_resume(x, nargs);
+    if (rc == GW_AGAIN)
+        return;
+    if (x->c == NULL) { /* a timer */
+        lctx_put(x);
+        return;
+    }
+    struct gw_conn *c = x->c;
+    int phase = x->phase;
+    c->req->phase = 0;
+    if (rc == GW_ERROR) {
+        c->req->lctx = NULL;
+        lctx_drop(x);
+    }
+    gw_conn_phase_done(c, phase, rc);
+}
+
+static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct gw_lctx *x = gw_container_of(w, struct gw_lctx, sleep);
+    gw_lua_wake(x, 0);
+}
+
+int gw_ffi_sleep(struct gw_lctx *x, double seconds)
+{
+    if (x == NULL || x->waiting || gw_worker == NULL)
+        return GW_ERROR;
+    if (seconds < 0)
+        seconds = 0;
+    x->waiting = 1;
+    ev_timer_set(&x->sleep, seconds, 0);
+    ev_timer_start(gw_worker->loop, &x->sleep);
+    return GW_AGAIN;
+}
+
+static void run_timer(int64_t job, int premature)
+{
+    struct gw_lctx *x = lctx_get();
+    if (x == NULL) {
+        gw_log(GW_LOG_ERR, "out of memory running a timer");
+        return;
+    }
+    lua_pushinteger(x->co, KIND_TIMER);
+    lua_pushnil(x->co);
+    lua_pushlightuserdata(x->co, x);
+    lua_pushnumber(x->co, (lua_Number)job);
+    lua_pushboolean(x->co, premature);
+    int rc = lctx_resume(x, 5);
+    if (rc == GW_OK)
+        lctx_put(x);
+    else if (rc == GW_ERROR)
+        lctx_drop(x);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct timer_job *t = gw_container_of(w, struct timer_job, t);
+    gw_list_remove(&t->link);
+    ntimers--;
+    int64_t job = t->job;
+    free(t);
+    run_timer(job, 0);
+}
+
+int gw_ffi_timer_at(double delay, int64_t job, const char **err)
+{
+    if (gw_worker == NULL) {
+        *err = "timers run in workers only";
+        return GW_ERROR;
+    }
+    if (gw_worker->stopping) {
+        *err = "process exiting";
+        return GW_ERROR;
+    }
+    if (ntimers >= MAX_TIMERS) {
+        *err = "too many pending timers";
+        return GW_ERROR;
+    }
+    struct timer_job *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    t->job = job;
+    ev_timer_init(&t->t, timer_cb, delay < 0 ? 0 : delay, 0);
+    ev_timer_start(gw_worker->loop, &t->t);
+    gw_list_insert_tail(&timers, &t->link);
+    ntimers++;
+    return GW_OK;
+}
+
+int gw_ffi_timers_pending(void)
+{
+    return ntimers;
+}
+
+int gw_ffi_exiting(void)
+{
+    return gw_worker ? gw_worker->stopping : 0;
+}
+
+void gw_lua_timers_stop(void)
+{
+    while (!gw_list_empty(&timers)) {
+        struct timer_job *t = gw_container_of(timers.next, struct timer_job, link);
+        gw_list_remove(&t->link);
+        ntimers--;
+        ev_timer_stop(gw_worker->loop, &t->t);
+        int64_t job = t->job;
+        free(t);
+        run_timer(job, 1);
+    }
+}

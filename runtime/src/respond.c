@@ -1,0 +1,168 @@
+/* Responses the gateway makes itself: errors (404, 502, ...), the exits
+ * plugins ask for (kong.response.exit), and the admin API's answers. When the
+ * request runs header_filter or body_filter plugins, they see these
+ * responses too, as Kong's do. */
+#include <stdio.h>
+#include <string.h>
+
+#include "gw/buf.h"
+#include "gw/config-t.h"
+#include "gw/conn.h"
+#include "gw/ffi.h"
+#include "gw/hlist.h"
+#include "gw/http.h"
+#include "gw/log.h"
+#include "gw/lua_req.h"
+#include "gw/version.h"
+
+#define SERVER_HDR "Server: luagate/" GW_VERSION "\r\n"
+
+int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_hlist *h, long long clen,
+                       int chunked, int close_after)
+{
+    struct gw_buf *b = &c->out;
+    gw_buf_appends(b, "HTTP/1.1 ");
+    gw_buf_append_u64(b, (uint64_t)status);
+    gw_buf_append(b, " ", 1);
+    gw_buf_appends(b, gw_http_reason(status));
+    gw_buf_append(b, "\r\n", 2);
+    for (int i = 0; h && i < h->n; i++) {
+        const struct gw_hview *v = &h->v[i];
+        if ((clen >= 0 || chunked) && (GW_NAME_IS(v->name, v->nlen, "content-length") ||
+                                       GW_NAME_IS(v->name, v->nlen, "transfer-encoding")))
+            continue;
+        if (gw_http_hop_by_hop(v->name, v->nlen))
+            continue;
+        gw_buf_append(b, v->name, v->nlen);
+        gw_buf_append(b, ": ", 2);
+        gw_buf_append(b, v->value, v->vlen);
+        gw_buf_append(b, "\r\n", 2);
+    }
+    if (clen >= 0) {
+        gw_buf_appends(b, "Content-Length: ");
+        gw_buf_append_u64(b, (uint64_t)clen);
+        gw_buf_append(b, "\r\n", 2);
+    } else if (chunked) {
+        gw_buf_appends(b, "Transfer-Encoding: chunked\r\n");
+    }
+    if (close_after)
+        gw_buf_appends(b, "Connection: close\r\n");
+    return gw_buf_append(b, "\r\n", 2);
+}
+
+/* Runs header_filter and body_filter (when the request has them) over a
+ * complete response in memory, then queues it. */
+static void respond_with_plugins(struct gw_conn *c, int status, const char *body, size_t len,
+                                 int close_after)
+{
+    struct gw_req *r = c->req;
+    r->status = status;
+    r->resp_status = 0;
+    if (r->phases & GW_PHASE_HEADER_FILTER) {
+        int rc = gw_lua_phase(c, GW_PHASE_HEADER_FILTER);
+        if (rc == GW_AGAIN) {
+            gw_log(GW_LOG_ERR, "a header_filter handler tried to wait; request %s", r->id);
+            gw_lua_release(r);
+        }
+    }
+    if (r->resp_status)
+        r->status = r->resp_status;
+    if ((r->phases & GW_PHASE_BODY_FILTER) && !r->is_head) {
+        r->chunk = body;
+        r->chunk_len = len;
+        r->chunk_eof = 1;
+        int rc = gw_lua_phase(c, GW_PHASE_BODY_FILTER);
+        if (rc == GW_AGAIN) {
+            gw_log(GW_LOG_ERR, "a body_filter handler tried to wait; request %s", r->id);
+            gw_lua_release(r);
+        }
+        body = r->chunk;
+        len = r->chunk_len;
+    }
+    r->resp_started = 1;
+    if (gw_conn_write_head(c, r->status, r->resp_hdrs, (long long)len, 0, close_after) != 0 ||
+        (!r->is_head && len && gw_buf_append(&c->out, body, len) != 0)) {
+        gw_conn_close(c);
+        return;
+    }
+    if (close_after)
+        c->closing = 1;
+    gw_conn_response_done(c);
+}
+
+void gw_conn_respond(struct gw_conn *c, int status, const char *ctype, const char *body,
+                     size_t len, int close_after)
+{
+    struct gw_req *r = c->req;
+    if (r == NULL || r->resp_started) {
+        /* a response is already on its way: the connection cannot carry another */
+        gw_conn_close(c);
+        return;
+    }
+    gw_proxy_abort(c);
+    if (r->has_body && !r->body_done)
+        close_after = 1; /* the rest of the body can't be told from the next request */
+    if (r->phases & (GW_PHASE_HEADER_FILTER | GW_PHASE_BODY_FILTER | GW_PHASE_LOG)) {
+        if (r->resp_source == GW_SRC_SERVICE)
+            r->resp_source = GW_SRC_ERROR;
+        if (r->resp_hdrs)
+            r->resp_hdrs->n = 0;
+        else if ((r->resp_hdrs = gw_hlist_new(&r->pool, 8)) == NULL) {
+            gw_conn_close(c);
+            return;
+        }
+        gw_hlist_push(&r->pool, r->resp_hdrs, "Content-Type", 12, ctype, strlen(ctype));
+        gw_hlist_push(&r->pool, r->resp_hdrs, "Server", 6, "luagate/" GW_VERSION,
+                      sizeof("luagate/" GW_VERSION) - 1);
+        respond_with_plugins(c, status, body, len, close_after);
+        return;
+    }
+    r->status = status;
+    r->resp_started = 1;
+    struct gw_buf *b = &c->out;
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n" SERVER_HDR
+                     "%s\r\n",
+                     status, gw_http_reason(status), ctype, len,
+                     close_after ? "Connection: close\r\n" : "");
+    if (gw_buf_append(b, head, (size_t)n) != 0 ||
+        (!r->is_head && len && gw_buf_append(b, body, len) != 0)) {
+        gw_conn_close(c);
+        return;
+    }
+    if (close_after)
+        c->closing = 1;
+    gw_conn_response_done(c);
+}
+
+void gw_conn_error(struct gw_conn *c, int status, const char *msg)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"message\":\"%s\",\"request_id\":\"%s\"}", msg,
+                     c->req ? c->req->id : "");
+    int close_after = status == 400 || status == 408 || status == 413 || status == 431;
+    gw_conn_respond(c, status, "application/json; charset=utf-8", body, (size_t)n, close_after);
+}
+
+void gw_conn_send_exit(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    if (r->resp_started) {
+        gw_conn_close(c);
+        return;
+    }
+    gw_proxy_abort(c);
+    int close_after = r->has_body && !r->body_done && r->body_mode != GW_BODY_READ;
+    if (r->resp_hdrs == NULL && (r->resp_hdrs = gw_hlist_new(&r->pool, 8)) == NULL) {
+        gw_conn_close(c);
+        return;
+    }
+    if (gw_hlist_get(r->resp_hdrs, "server", 6, 0, &(const char *){NULL}, &(size_t){0}) !=
+        GW_OK)
+        gw_hlist_push(&r->pool, r->resp_hdrs, "Server", 6, "luagate/" GW_VERSION,
+                      sizeof("luagate/" GW_VERSION) - 1);
+    r->resp_source = GW_SRC_EXIT;
+    respond_with_plugins(c, r->exit_status, r->exit_body.p ? r->exit_body.p : "",
+                         r->exit_body.n, close_after);
+}

@@ -62,6 +62,10 @@ static const char usage[] =
     "                                 (default 512)                   LUAGATE_UPSTREAM_KEEPALIVE\n"
     "  --upstream-keepalive-timeout MS idle upstream connection lifetime (default 60000)\n"
     "                                                                 LUAGATE_UPSTREAM_KEEPALIVE_TIMEOUT\n"
+    "  --shared-dict NAME=SIZE        a shared dictionary (ngx.shared.NAME), SIZE in bytes\n"
+    "                                 or with k/m/g; repeatable; Kong's dictionaries exist by\n"
+    "                                 default (kong, kong_db_cache, kong_rate_limiting_counters,\n"
+    "                                 ...)                            LUAGATE_SHARED_DICTS (comma-separated)\n"
     "  -h, --help                     this text\n"
     "\n"
     "signals (to the master): HUP reloads the configuration (an invalid one is refused\n"
@@ -85,6 +89,7 @@ enum {
     O_DRAIN,
     O_UP_KA,
     O_UP_KA_TO,
+    O_SHDICT,
 };
 
 static const struct option options[] = {
@@ -106,6 +111,7 @@ static const struct option options[] = {
     {"drain-timeout", required_argument, NULL, O_DRAIN},
     {"upstream-keepalive", required_argument, NULL, O_UP_KA},
     {"upstream-keepalive-timeout", required_argument, NULL, O_UP_KA_TO},
+    {"shared-dict", required_argument, NULL, O_SHDICT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -132,6 +138,7 @@ static const struct {
     {O_DRAIN, "LUAGATE_DRAIN_TIMEOUT"},
     {O_UP_KA, "LUAGATE_UPSTREAM_KEEPALIVE"},
     {O_UP_KA_TO, "LUAGATE_UPSTREAM_KEEPALIVE_TIMEOUT"},
+    {O_SHDICT, "LUAGATE_SHARED_DICTS"},
 };
 
 /* The listeners given by flags replace those given by environment, which
@@ -212,6 +219,39 @@ static int parse_listen(const char *spec, int admin)
     l->port = (int)p;
     l->admin = admin;
     gw_settings.nlisten++;
+    return 0;
+}
+
+/* "NAME=SIZE" with SIZE in bytes or with a k, m or g suffix; a name given
+ * again replaces the earlier size (so defaults can be resized). */
+static int add_shdict(const char *spec)
+{
+    const char *eq = strchr(spec, '=');
+    if (eq == NULL || eq == spec || eq - spec > 63)
+        return fail("invalid shared dictionary '%s' (NAME=SIZE expected)", spec);
+    char *end;
+    double n = strtod(eq + 1, &end);
+    double mult = 1;
+    if (*end == 'k' || *end == 'K')
+        mult = 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        mult = 1024 * 1024, end++;
+    else if (*end == 'g' || *end == 'G')
+        mult = 1024.0 * 1024 * 1024, end++;
+    if (end == eq + 1 || *end != '\0' || n <= 0)
+        return fail("invalid size in shared dictionary '%s'", spec);
+    size_t size = (size_t)(n * mult);
+    char *name = strndup(spec, (size_t)(eq - spec));
+    for (int i = 0; i < gw_settings.nshdicts; i++)
+        if (strcmp(gw_settings.shdict_name[i], name) == 0) {
+            gw_settings.shdict_size[i] = size;
+            free(name);
+            return 0;
+        }
+    if (gw_settings.nshdicts == GW_MAX_SHDICTS)
+        return fail("too many shared dictionaries (at most %s)", "64");
+    gw_settings.shdict_name[gw_settings.nshdicts] = name;
+    gw_settings.shdict_size[gw_settings.nshdicts++] = size;
     return 0;
 }
 
@@ -325,6 +365,19 @@ static int apply(int opt, const char *v, int from_cli)
             return -1;
         gw_settings.max_body_size = (size_t)n;
         return 0;
+    case O_SHDICT: {
+        char *copy = strdup(v);
+        for (char *spec = strtok(copy, ","); spec; spec = strtok(NULL, ",")) {
+            while (*spec == ' ')
+                spec++;
+            if (add_shdict(spec) != 0) {
+                free(copy);
+                return -1;
+            }
+        }
+        free(copy);
+        return 0;
+    }
     case O_UP_KA:
         if (parse_int("--upstream-keepalive", v, 0, 100000, &n) != 0)
             return -1;
@@ -350,6 +403,15 @@ static void defaults(void)
     gw_settings.upstream_keepalive = 512;
     gw_settings.upstream_keepalive_timeout = 60000;
     gw_settings.upstream_keepalive_requests = 10000;
+    /* Kong's dictionaries, so that plugins that use them find them */
+    static const char *const kong_dicts[] = {
+        "kong=5m", "kong_locks=8m", "kong_healthchecks=5m", "kong_cluster_events=5m",
+        "kong_rate_limiting_counters=12m", "kong_core_db_cache=32m",
+        "kong_core_db_cache_miss=12m", "kong_db_cache=32m", "kong_db_cache_miss=12m",
+        "kong_secrets=5m", "prometheus_metrics=5m",
+    };
+    for (size_t i = 0; i < sizeof(kong_dicts) / sizeof(kong_dicts[0]); i++)
+        add_shdict(kong_dicts[i]);
     proxy_specs[0] = "0.0.0.0:8000";
     nproxy_specs = 1;
 

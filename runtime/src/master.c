@@ -23,6 +23,7 @@
 #include "gw/log.h"
 #include "gw/master.h"
 #include "gw/settings-t.h"
+#include "gw/shdict.h"
 #include "gw/stats.h"
 #include "gw/worker.h"
 
@@ -280,6 +281,13 @@ int gw_master_run(void)
         cleanup();
         return 1;
     }
+    for (int i = 0; i < gw_settings.nshdicts; i++)
+        if (gw_shdict_create(gw_settings.shdict_name[i], gw_settings.shdict_size[i]) != GW_OK) {
+            gw_log(GW_LOG_EMERG, "could not create the shared dictionary \"%s\"",
+                   gw_settings.shdict_name[i]);
+            cleanup();
+            return 1;
+        }
     if (gw_stats_init(gw_settings.workers) != 0 || bind_all() != 0) {
         cleanup();
         return 1;

@@ -8,6 +8,7 @@
 #define GW_MAX_LISTEN 16
 #define GW_MAX_PLUGIN_DIRS 16
 #define GW_MAX_WORKERS 64
+#define GW_MAX_SHDICTS 64
 
 struct gw_listen {
     char text[128]; /* as given: "0.0.0.0:8000" */
@@ -40,6 +41,10 @@ struct gw_settings {
     int upstream_keepalive; /* idle connections kept per upstream address */
     int upstream_keepalive_timeout;
     int upstream_keepalive_requests;
+    /* shared dictionaries (ngx.shared), created by the master before fork */
+    const char *shdict_name[GW_MAX_SHDICTS];
+    size_t shdict_size[GW_MAX_SHDICTS];
+    int nshdicts;
 };
 
 extern struct gw_settings gw_settings;

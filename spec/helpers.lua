@@ -26,7 +26,7 @@ helpers.root = ROOT
 helpers.bin = os.getenv("LUAGATE_BIN") or (ROOT .. "/bin/luagate")
 helpers.python = os.getenv("LUAGATE_PYTHON") or "/usr/bin/python3"
 helpers.mock_upstream_script = ROOT .. "/spec/fixtures/mock_upstream.py"
-helpers.tmp_root = ROOT .. "/spec/.tmp"
+helpers.tmp_root = os.getenv("LUAGATE_SPEC_TMP") or (ROOT .. "/spec/.tmp")
 
 helpers.sleep = socket.sleep
 helpers.gettime = socket.gettime

@@ -19,7 +19,8 @@ export LUAGATE_ROOT=$ROOT
 export PWD=$ROOT
 
 BUSTED_TIMEOUT=${BUSTED_TIMEOUT:-1500}   # seconds per busted run
-TMP=$ROOT/spec/.tmp
+TMP=${LUAGATE_SPEC_TMP:-$ROOT/spec/.tmp}
+export LUAGATE_SPEC_TMP=$TMP
 rm -rf "$TMP"
 mkdir -p "$TMP"
 # 10k connections in some specs and the benchmark

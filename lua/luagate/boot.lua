@@ -60,6 +60,12 @@ pcall(require, "yaml")
 pcall(require, "lyaml")
 
 
+-- LUAGATE_JIT_LOG=FILE writes LuaJIT's trace log (jit.v) for tuning.
+local jit_log = os.getenv("LUAGATE_JIT_LOG")
+if jit_log and jit_log ~= "" then
+  require("jit.v").start(jit_log)
+end
+
 build_globals()
 plugins.install()
 guard_globals()

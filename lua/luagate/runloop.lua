@@ -189,6 +189,9 @@ function _M.build(conf, opts)
       if static or e.consumer_scoped then
         plan[#plan + 1] = item
         mask = bit.bor(mask, e.mask)
+        if e.consumer_scoped then
+          plan.consumer_scoped = true
+        end
       end
     end
     plans[ri] = plan
@@ -276,8 +279,10 @@ end
 
 local function call(r, name, fn, handler, conf, phase_name)
   r.plugin = name
+  r.plugin_conf = conf
   local ok, err = xpcall(fn, on_error, handler, conf)
   r.plugin = nil
+  r.plugin_conf = nil
   if ok then
     return true
   end
@@ -291,12 +296,20 @@ end
 
 
 local function run_access(r, plan)
-  local selected = r.selected
+  -- the configs chosen here serve the later phases; a plan whose plugins
+  -- have no consumer-scoped config chooses the same ones every time
+  local selected
+  if plan.consumer_scoped then
+    selected = new_tab(8, 8)
+    r.selected = selected
+  end
   for _, item in ipairs(plan) do
-    local conf = select_conf(item, consumer_index(r))
+    local conf = select_conf(item, selected and consumer_index(r))
     if conf then
-      selected[#selected + 1] = item
-      selected[item] = conf
+      if selected then
+        selected[#selected + 1] = item
+        selected[item] = conf
+      end
       local h = item.entry.handler
       local fn = h.access
       if fn and not r.exited then
@@ -307,13 +320,12 @@ local function run_access(r, plan)
       end
     end
   end
-  r.access_done = true
 end
 
 
 local function run_list(r, phase, phase_name, plan)
   local may_fail = phase == PHASE_RESPONSE or phase == PHASE_REWRITE
-  if r.access_done then
+  if r.selected then
     for _, item in ipairs(r.selected) do
       local h = item.entry.handler
       local fn = h[phase_name]
@@ -370,28 +382,59 @@ local function run_phase(r, phase)
 end
 
 
-local function new_request(ptr, lctx, route_idx, conf)
-  local req = cast("struct gw_req *", ptr)
-  local r = {
-    ptr = req,
-    lctx = cast("struct gw_lctx *", lctx),
-    ctx = {},
-    shared = {},
-    plugin_ctx = {},
-    selected = new_tab(8, 8),
-    conf = conf,
-    route_index = route_idx >= 0 and route_idx + 1 or nil,
-  }
-  if r.route_index then
-    r.route = conf.routes[r.route_index]
-    local si = r.route and r.route.service
+-- ctx, shared and plugin_ctx are made when first used: most requests of
+-- most plugins never touch them.
+local LAZY = { ctx = true, shared = true, plugin_ctx = true }
+local lazy_mt = {
+  __index = function(t, k)
+    if LAZY[k] then
+      local v = {}
+      if k == "ctx" then
+        v.route = rawget(t, "route")
+        v.service = rawget(t, "service")
+      end
+      t[k] = v
+      return v
+    end
+    if k == "id" then
+      local v
+      if C.gw_ffi_req_id(t.ptr, lffi.str_p, lffi.len_p) == 0 then
+        v = ffi.string(lffi.str_p[0], lffi.len_p[0])
+      end
+      t.id = v
+      return v
+    end
+    return nil
+  end,
+}
+
+local REQ_T = ffi.typeof("struct gw_req *")
+local LCTX_T = ffi.typeof("struct gw_lctx *")
+
+local function set_route(r, route_idx)
+  if route_idx >= 0 then
+    local conf = r.conf
+    r.route_index = route_idx + 1
+    local route = conf.routes[route_idx + 1]
+    r.route = route
+    local si = route and route.service
     r.service = si and conf.services[si] or nil
+    local ctx = rawget(r, "ctx")
+    if ctx then
+      ctx.route = r.route
+      ctx.service = r.service
+    end
   end
-  if C.gw_ffi_req_id(req, lffi.str_p, lffi.len_p) == 0 then
-    r.id = ffi.string(lffi.str_p[0], lffi.len_p[0])
-  end
-  r.ctx.route = r.route
-  r.ctx.service = r.service
+end
+
+local function new_request(ptr, lctx, route_idx, conf)
+  local r = setmetatable({
+    ptr = cast(REQ_T, ptr),
+    lctx = lctx,
+    selected = nil,
+    conf = conf,
+  }, lazy_mt)
+  set_route(r, route_idx)
   return r
 end
 
@@ -401,20 +444,16 @@ end
 function _M.thread_main(kind, ptr, lctx, arg, new, conf)
   local r
   local timers = require "luagate.timers"
+  -- a coroutine belongs to one gw_lctx for its whole life
+  local lctx_c = cast(LCTX_T, lctx)
   while true do
     if kind == 0 then
-      timers.run(lctx, arg, new)
+      timers.run(lctx_c, arg, new)
     else
       if new or r == nil then
-        r = new_request(ptr, lctx, arg, conf)
+        r = new_request(ptr, lctx_c, arg, conf)
       elseif arg >= 0 and not r.route_index then
-        -- routed after rewrite
-        r.route_index = arg + 1
-        r.route = r.conf.routes[r.route_index]
-        local si = r.route and r.route.service
-        r.service = si and r.conf.services[si] or nil
-        r.ctx.route = r.route
-        r.ctx.service = r.service
+        set_route(r, arg) -- routed after rewrite
       end
       run_phase(r, kind)
     end

@@ -84,7 +84,7 @@ function _M.run(lctx, id, premature)
   if not job then
     return
   end
-  local r = { lctx = cast("struct gw_lctx *", lctx), phase = "timer",
+  local r = { lctx = lctx, phase = "timer",
               ctx = {}, shared = {}, plugin_ctx = {} }
   request.cur = r
   running = running + 1

@@ -28,7 +28,8 @@ lua_State *gw_lua_new(void)
     lua_getglobal(L, "package");
     lua_pushfstring(L,
                     "%s/lua/?.lua;%s/lua/?/init.lua;/usr/share/lua/5.1/?.lua;"
-                    "/usr/share/lua/5.1/?/init.lua",
+                    "/usr/share/lua/5.1/?/init.lua;/usr/share/luajit-2.1.0-beta3/?.lua;"
+                    "/usr/share/luajit-2.1/?.lua",
                     pre, pre);
     lua_setfield(L, -2, "path");
     lua_pushstring(L, "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;/usr/local/lib/lua/5.1/?.so");

@@ -262,7 +262,9 @@ static int conn_finish_request(struct gw_conn *c)
         gw_conn_close(c);
         return GW_ERROR;
     }
-    /* what follows the request is the next one (pipelining) */
+    /* what follows the request is the next one (pipelining); the parser
+     * starts afresh (an Upgrade that was not switched leaves it paused) */
+    llhttp_reset(&c->parser);
     gw_buf_consume(&c->in, c->parsed);
     gw_buf_compact(&c->in);
     c->parsed = 0;
@@ -459,6 +461,11 @@ static void conn_route(struct gw_conn *c)
             gw_conn_error(c, 400, "Bad request: invalid header");
             return;
         }
+        /* obs-fold (RFC 9112 5.2) would end the upstream head early */
+        if (gw_http_unsafe_value(c->in.data + h->value, h->value_len)) {
+            gw_conn_error(c, 400, "Bad request: obsolete line folding");
+            return;
+        }
         if (GW_NAME_IS(name, h->name_len, "host")) {
             if (r->host_hdr >= 0) {
                 gw_conn_error(c, 400, "Bad request: duplicate Host header");
@@ -469,6 +476,15 @@ static void conn_route(struct gw_conn *c)
             r->expect_continue = gw_http_has_token(c->in.data + h->value, h->value_len,
                                                    "100-continue");
         }
+    }
+    if (p->http_major != 1) {
+        gw_conn_error(c, 400, "Bad request: invalid HTTP version");
+        return;
+    }
+    /* llhttp checks this after on_headers_complete, which pauses first */
+    if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED)) {
+        gw_conn_error(c, 400, "Bad request: invalid Transfer-Encoding");
+        return;
     }
     if (r->host_hdr < 0 && r->http_minor >= 1 && p->http_major == 1) {
         gw_conn_error(c, 400, "Bad request: missing Host header");
@@ -484,6 +500,10 @@ static void conn_route(struct gw_conn *c)
     /* origin-form only; absolute-form is for forward proxies */
     const char *url = c->in.data + r->url_off;
     if (r->url_len == 0 || url[0] != '/') {
+        gw_conn_error(c, 400, "Bad request: invalid request target");
+        return;
+    }
+    if (memchr(url, '#', r->url_len)) {
         gw_conn_error(c, 400, "Bad request: invalid request target");
         return;
     }
@@ -657,6 +677,7 @@ static int conn_collect_body(struct gw_conn *c)
         const char *start = c->in.data + c->parsed;
         size_t avail = c->in.len - c->parsed;
         c->hctx.on_body = on_body_collect;
+        c->hctx.base = c->in.data;
         llhttp_errno_t e = llhttp_execute(&c->parser, start, avail);
         c->hctx.on_body = NULL;
         size_t used = avail;

@@ -32,7 +32,8 @@ struct gw_dns_entry {
     socklen_t r_addrlen[MAX_ADDRS];
     int r_naddrs;
     int r_error;
-    struct gw_list waiters;
+    struct gw_list waiters;    /* the proxy's (gw_dns_ready_cb) */
+    struct gw_list cb_waiters; /* struct gw_dns_waiter */
 };
 
 static struct gw_dns_entry *cache;
@@ -94,6 +95,11 @@ static void finish(struct gw_dns_entry *e)
         gw_list_remove(l);
         gw_dns_ready_cb(l);
     }
+    while (!gw_list_empty(&e->cb_waiters)) {
+        struct gw_dns_waiter *w = gw_container_of(e->cb_waiters.next, struct gw_dns_waiter, link);
+        gw_list_remove(&w->link);
+        w->cb(w);
+    }
 }
 
 static void notify_cb(struct ev_loop *loop, ev_async *w, int revents)
@@ -152,6 +158,7 @@ struct gw_dns_entry *gw_dns_get(const char *host)
         return NULL;
     }
     gw_list_init(&e->waiters);
+    gw_list_init(&e->cb_waiters);
     struct sockaddr_in *s4 = (struct sockaddr_in *)&e->addr[0];
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&e->addr[0];
     const char *h = host;
@@ -215,4 +222,9 @@ int gw_dns_addr(struct gw_dns_entry *e, int port, struct sockaddr_storage *out, 
 void gw_dns_wait(struct gw_dns_entry *e, struct gw_list *link)
 {
     gw_list_insert_tail(&e->waiters, link);
+}
+
+void gw_dns_wait_cb(struct gw_dns_entry *e, struct gw_dns_waiter *w)
+{
+    gw_list_insert_tail(&e->cb_waiters, &w->link);
 }

@@ -34,6 +34,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct gw_head_ctx *x = CTX(p);
     struct gw_head *h = x->head;
+    if (h == NULL || h->complete)
+        return 0; /* trailers of a chunked body: not part of the head */
     if (!h->parsing_value) {
         if (h->nhdr == GW_MAX_HEADERS)
             return HPE_USER; /* too many headers: answered 431 */
@@ -51,6 +53,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct gw_head_ctx *x = CTX(p);
+    if (x->head == NULL || x->head->complete)
+        return 0;
     struct gw_hdr *e = &x->head->hdr[x->head->nhdr];
     if (e->value_len == 0)
         e->value = (uint32_t)(at - x->base);
@@ -61,6 +65,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *p)
 {
     struct gw_head *h = CTX(p)->head;
+    if (h == NULL || h->complete)
+        return 0;
     struct gw_hdr *e = &h->hdr[h->nhdr];
     const char *base = CTX(p)->base;
     while (e->value_len > 0 &&
@@ -73,6 +79,8 @@ static int on_header_value_complete(llhttp_t *p)
 
 static int on_headers_complete(llhttp_t *p)
 {
+    if (CTX(p)->head)
+        CTX(p)->head->complete = 1;
     return CTX(p)->on_headers_complete(p);
 }
 
@@ -171,6 +179,14 @@ int gw_http_name_is(const char *name, size_t len, const char *lower, size_t lowe
             return 0;
     }
     return 1;
+}
+
+int gw_http_unsafe_value(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+            return 1;
+    return 0;
 }
 
 int gw_http_hop_by_hop(const char *n, size_t len)

@@ -7,6 +7,7 @@
  * coroutine with gw_lua_wake. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,15 +78,37 @@ static struct gw_lctx *lctx_get(void)
     x->co = lua_newthread(L0);
     x->ref = luaL_ref(L0, LUA_REGISTRYINDEX);
     gw_list_init(&x->link);
+    gw_list_init(&x->ops);
     ev_init(&x->sleep, sleep_cb);
     /* the first resume starts thread_main */
     lua_rawgeti(x->co, LUA_REGISTRYINDEX, main_ref);
     return x;
 }
 
+void gw_lop_add(struct gw_lctx *x, struct gw_lop *op)
+{
+    gw_list_insert_tail(&x->ops, &op->link);
+}
+
+void gw_lop_remove(struct gw_lop *op)
+{
+    gw_list_remove(&op->link);
+}
+
+/* Cancels what is still attached to x: its request or job has ended. */
+static void lctx_cancel_ops(struct gw_lctx *x)
+{
+    while (!gw_list_empty(&x->ops)) {
+        struct gw_lop *op = gw_container_of(x->ops.next, struct gw_lop, link);
+        gw_list_remove(&op->link);
+        op->cancel(op);
+    }
+}
+
 static void lctx_drop(struct gw_lctx *x)
 {
     ev_timer_stop(gw_worker->loop, &x->sleep);
+    lctx_cancel_ops(x);
     luaL_unref(L0, LUA_REGISTRYINDEX, x->ref);
     free(x);
 }
@@ -93,6 +116,7 @@ static void lctx_drop(struct gw_lctx *x)
 static void lctx_put(struct gw_lctx *x)
 {
     ev_timer_stop(gw_worker->loop, &x->sleep);
+    lctx_cancel_ops(x);
     x->c = NULL;
     x->phase = 0;
     x->waiting = 0;
@@ -141,9 +165,11 @@ int gw_lua_phase(struct gw_conn *c, int phase)
     int fresh = 0;
     x->phase = phase;
     r->phase = phase;
+    /* pointers go as numbers: LuaJIT compiles ffi.cast from a number, not
+     * from a light userdata (x86-64 addresses fit a double exactly) */
     lua_pushinteger(x->co, phase);
-    lua_pushlightuserdata(x->co, r);
-    lua_pushlightuserdata(x->co, x);
+    lua_pushnumber(x->co, (lua_Number)(uintptr_t)r);
+    lua_pushnumber(x->co, (lua_Number)(uintptr_t)x);
     lua_pushinteger(x->co, r->route ? r->match.route : -1);
     if (!r->lua_started) {
         r->lua_started = 1;
@@ -225,7 +251,7 @@ static void run_timer(int64_t job, int premature)
     }
     lua_pushinteger(x->co, KIND_TIMER);
     lua_pushnil(x->co);
-    lua_pushlightuserdata(x->co, x);
+    lua_pushnumber(x->co, (lua_Number)(uintptr_t)x);
     lua_pushnumber(x->co, (lua_Number)job);
     lua_pushboolean(x->co, premature);
     int rc = lctx_resume(x, 5);

@@ -20,6 +20,7 @@
 #include "gw/lua_req.h"
 #include "gw/http.h"
 #include "gw/log.h"
+#include "gw/pool.h"
 #include "gw/router.h"
 #include "gw/upstream.h"
 #include "gw/worker-t.h"
@@ -135,6 +136,44 @@ static int req_hdr(struct gw_conn *c, int i, struct gw_hview *out)
     out->value = c->in.data + h->value;
     out->vlen = h->value_len;
     return 1;
+}
+
+/* The path (and ?query) the upstream gets, into the request pool. */
+int gw_ffi_upstream_uri(struct gw_req *r, const char **p, size_t *n)
+{
+    struct gw_conn *c = r->conn;
+    if (r->route == NULL || r->service == NULL)
+        return GW_DECLINED;
+    const struct gw_service *s = r->service;
+    size_t cap = s->path_len + r->npath_len + r->url_len + r->up_path.n + r->up_query.n + 4;
+    char *out = gw_pool_alloc(&r->pool, cap);
+    if (out == NULL)
+        return GW_ERROR;
+    size_t len;
+    if (r->up_path.p) {
+        memcpy(out, r->up_path.p, r->up_path.n);
+        len = r->up_path.n;
+    } else {
+        long k = gw_upstream_path(s->path, s->path_len, r->npath, r->npath_len,
+                                  r->route->strip_path ? r->match.strip_len : 0,
+                                  r->route->path_v1, out, cap);
+        if (k < 0)
+            return GW_ERROR;
+        len = (size_t)k;
+    }
+    if (r->has_up_query) {
+        if (r->up_query.n) {
+            out[len++] = '?';
+            memcpy(out + len, r->up_query.p, r->up_query.n);
+            len += r->up_query.n;
+        }
+    } else if (r->url_len > r->path_len) {
+        memcpy(out + len, c->in.data + r->url_off + r->path_len, r->url_len - r->path_len);
+        len += r->url_len - r->path_len;
+    }
+    *p = out;
+    *n = len;
+    return GW_OK;
 }
 
 /* Appends the request head as the upstream must see it. */
@@ -292,6 +331,7 @@ static int forward_body(struct gw_conn *c)
         return GW_OK;
     const char *start = c->in.data + c->parsed;
     size_t avail = c->in.len - c->parsed;
+    c->hctx.base = c->in.data;
     llhttp_errno_t e = llhttp_execute(&c->parser, start, avail);
     size_t used = avail;
     if (e == HPE_PAUSED) {
@@ -377,6 +417,7 @@ static void proxy_connect(struct gw_conn *c)
     u->status_off = u->status_len = 0;
     u->head.nhdr = 0;
     u->head.parsing_value = 0;
+    u->head.complete = 0;
     if (!resp_settings_ready) {
         gw_http_settings_init(&resp_settings);
         resp_settings_ready = 1;
@@ -629,10 +670,11 @@ static int copy_resp_head(struct gw_conn *c, struct gw_upstream *u)
 {
     struct gw_req *r = c->req;
     const char *base = u->in.data + u->in.off;
+    struct gw_hlist *early = r->resp_hdrs; /* set by plugins before the response came */
     r->up_resp_hdrs = gw_hlist_from_head(&r->pool, &u->head, base);
     if (r->up_resp_hdrs == NULL)
         return -1;
-    r->resp_hdrs = gw_hlist_new(&r->pool, r->up_resp_hdrs->n + 8);
+    r->resp_hdrs = gw_hlist_new(&r->pool, r->up_resp_hdrs->n + 8 + (early ? early->n : 0));
     if (r->resp_hdrs == NULL)
         return -1;
     for (int i = 0; i < r->up_resp_hdrs->n; i++) {
@@ -641,6 +683,14 @@ static int copy_resp_head(struct gw_conn *c, struct gw_upstream *u)
             gw_hlist_push(&r->pool, r->resp_hdrs, v->name, v->nlen, v->value, v->vlen) != 0)
             return -1;
     }
+    /* what plugins set in rewrite/access replaces the upstream's (Kong) */
+    for (int i = 0; early && i < early->n; i++)
+        gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_CLEAR, early->v[i].name, early->v[i].nlen,
+                       "", 0);
+    for (int i = 0; early && i < early->n; i++)
+        if (gw_hlist_push(&r->pool, r->resp_hdrs, early->v[i].name, early->v[i].nlen,
+                          early->v[i].value, early->v[i].vlen) != 0)
+            return -1;
     return 0;
 }
 
@@ -767,16 +817,23 @@ static int up_parse(struct gw_upstream *u)
                 gw_buf_consume(&u->in, pos);
                 u->head_done = u->msg_done = u->informational = 0;
                 u->head.nhdr = 0;
+                u->head.complete = 0;
                 u->status_len = 0;
                 u->parsed = 0;
                 continue;
             }
+            for (int i = 0; i < u->head.nhdr; i++)
+                if (gw_http_unsafe_value(start + u->head.hdr[i].value, u->head.hdr[i].value_len)) {
+                    up_failed(u, 502, MSG_502, "sent a folded header line");
+                    return GW_ERROR;
+                }
             u->head_len = (uint32_t)pos;
             r->upstream_status = u->parser.status_code;
             r->status = r->upstream_status;
             r->t_upstream_first = ev_now(gw_worker->loop);
             int tunnel = r->upstream_status == 101 && r->upgrade;
-            if (!tunnel && (r->phases & GW_PHASES_RESPONSE_LUA)) {
+            if (!tunnel && ((r->phases & GW_PHASES_RESPONSE_LUA) || r->resp_hdrs ||
+                            r->resp_status)) {
                 if (copy_resp_head(c, u) != 0)
                     return GW_ERROR;
                 if ((r->phases & GW_PHASE_RESPONSE) && !r->is_head) {

@@ -117,6 +117,18 @@ describe("errors", function()
         "Transfer-Encoding: chunked, gzip\r\n\r\nabc", 400 },
       { "a broken request line",
         "GET /echo HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400 },
+      -- found by the request fuzzer (docs/fuzzing.md)
+      { "Transfer-Encoding: gzip alone",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n" ..
+        "0\r\n\r\n", 400 },
+      { "Transfer-Encoding: chunked with trailing tabs",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\t\t\r\n\r\n" ..
+        "0\r\n\r\n", 400 },
+      { "an obs-folded header line",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX-A: a\r\n b\r\n\r\n",
+        400 },
+      { "a fragment in the request target",
+        "GET /echo#frag HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
       { "header block over --max-header-size",
         "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " ..
         string.rep("a", MAX_HEADER + 100) .. "\r\n\r\n", 431 },
@@ -134,6 +146,35 @@ describe("errors", function()
         raw:close()
       end)
     end
+
+    it("chunked trailers are not taken for headers; the connection goes on", function()
+      local raw = assert(helpers.raw_connect(gw.proxy_port))
+      assert(raw:send("POST /echo/t1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n" ..
+                      "\r\n3\r\nabc\r\n0\r\nX-Trailer: v\r\n\r\n" ..
+                      "GET /echo/t2 HTTP/1.1\r\nHost: x\r\n\r\n"))
+      local res1 = assert(raw:read_response())
+      assert.equal(200, res1.status)
+      local echo1 = helpers.json_decode(res1.body)
+      assert.equal("abc", echo1.body)
+      assert.is_nil(echo1.headers["x-trailer"])
+      local res2 = assert(raw:read_response())
+      assert.equal(200, res2.status)
+      assert.equal("/t2", helpers.json_decode(res2.body).path)
+      raw:close()
+    end)
+
+    it("an Upgrade the upstream does not switch leaves the connection usable", function()
+      local raw = assert(helpers.raw_connect(gw.proxy_port))
+      assert(raw:send("GET /echo/u1 HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n" ..
+                      "Upgrade: foo\r\n\r\n"))
+      local res1 = assert(raw:read_response())
+      assert.equal(200, res1.status)
+      assert(raw:send("GET /echo/u2 HTTP/1.1\r\nHost: x\r\n\r\n"))
+      local res2 = assert(raw:read_response())
+      assert.equal(200, res2.status)
+      assert.equal("/u2", helpers.json_decode(res2.body).path)
+      raw:close()
+    end)
 
     it("chunked body over --max-body-size -> 413", function()
       local raw = assert(helpers.raw_connect(gw.proxy_port))

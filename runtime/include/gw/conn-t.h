@@ -44,6 +44,7 @@ struct gw_hlist {
 struct gw_head {
     int nhdr;
     int parsing_value; /* callbacks: 1 while a value is being received */
+    int complete;      /* the head ended: later header callbacks are trailers, ignored */
     struct gw_hdr hdr[GW_MAX_HEADERS];
 };
 

@@ -32,4 +32,16 @@ void gw_dns_wait(struct gw_dns_entry *e, struct gw_list *link);
 /* Defined by the proxy: a waiter's resolution finished. */
 void gw_dns_ready_cb(struct gw_list *link);
 
+/* A waiter with its own callback (cosockets, redis). cb runs from the loop
+ * when the entry resolves or fails: call gw_dns_addr again to know which.
+ * The waiter is unlinked before cb; unlink it (gw_list_remove(&w->link)) to
+ * stop waiting. */
+struct gw_dns_waiter {
+    struct gw_list link;
+    void (*cb)(struct gw_dns_waiter *w);
+};
+
+/* Queues w (w->cb set by the caller) on entry e. */
+void gw_dns_wait_cb(struct gw_dns_entry *e, struct gw_dns_waiter *w);
+
 #endif

@@ -62,6 +62,10 @@ int gw_ffi_upstream_body(struct gw_req *r, const char *p, size_t n, const char *
 int gw_ffi_upstream_target(struct gw_req *r, const char *host, size_t hlen, int port,
                            const char **err);
 int gw_ffi_upstream_timeouts(struct gw_req *r, int connect_ms, int write_ms, int read_ms);
+/* The path and ?query the upstream gets (or got): the route's strip_path
+ * and the service path applied, or what a plugin set. GW_DECLINED when the
+ * request has no service. */
+int gw_ffi_upstream_uri(struct gw_req *r, const char **p, size_t *n);
 /* What was sent upstream (log phase): status of the try, address. */
 int gw_ffi_upstream_status(struct gw_req *r);
 

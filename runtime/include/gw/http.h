@@ -25,6 +25,10 @@ int gw_http_name_is(const char *name, size_t len, const char *lower, size_t lowe
  * Proxy-Authenticate, Proxy-Authorization). */
 int gw_http_hop_by_hop(const char *name, size_t len);
 
+/* Whether a header value holds CR, LF or NUL: what obsolete line folding
+ * (which llhttp accepts) leaves in it, and what must never be forwarded. */
+int gw_http_unsafe_value(const char *v, size_t len);
+
 /* Whether the comma-separated header value contains token (case-insensitive). */
 int gw_http_has_token(const char *value, size_t len, const char *token);
 

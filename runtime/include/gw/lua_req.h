@@ -11,6 +11,17 @@ struct lua_State;
 struct gw_conn;
 struct gw_req;
 
+/* Something attached to a coroutine until its request (or timer job) ends:
+ * an operation it waits for, or a resource it holds (a cosocket). When the
+ * request ends or is aborted, cancel is called (unlinked first) for each
+ * one still attached: it must stop every watcher that could resume the
+ * coroutine and release what it holds; it must not resume anything. The
+ * owner embeds the struct and recovers itself with gw_container_of. */
+struct gw_lop {
+    struct gw_list link; /* in gw_lctx.ops */
+    void (*cancel)(struct gw_lop *op);
+};
+
 /* A coroutine and what it is running: a request's phases, or a timer. */
 struct gw_lctx {
     struct lua_State *co;
@@ -21,7 +32,14 @@ struct gw_lctx {
     int dead;             /* co cannot be resumed again */
     ev_timer sleep;       /* ngx.sleep */
     struct gw_list link;  /* the free list */
+    struct gw_list ops;   /* struct gw_lop attached (pending operations, sockets) */
 };
+
+/* Attaches op to x (cancelled when x's request or timer job ends). */
+void gw_lop_add(struct gw_lctx *x, struct gw_lop *op);
+
+/* Detaches op (it finished, or its owner released it). Safe to call twice. */
+void gw_lop_remove(struct gw_lop *op);
 
 /* Loads luagate.boot in the worker's state: the kong and ngx globals, the
  * coroutine entry point. Returns 0 or -1 (logged). */

@@ -1,0 +1,349 @@
+-- kong.response: the response the client gets. Phases and errors follow
+-- Kong's kong/pdk/response.lua documentation.
+--
+-- exit() and error() register the response through gw_ffi_resp_exit and
+-- then raise request.EXIT so that the calling handler stops; the runloop
+-- catches it, skips the rest of the phase and sends the response. Headers
+-- set with set_header() before exit() stay in the response (as in Kong,
+-- where ngx.header survives ngx.exit); the ones given to exit() override
+-- them.
+
+local ffi = require "ffi"
+local cjson = require "cjson.safe"
+local buffer = require "string.buffer"
+local gw = require "luagate.ffi"
+local request = require "luagate.request"
+local private = require "luagate.pdk.private"
+
+local type = type
+local error = error
+local pairs = pairs
+local ipairs = ipairs
+local fmt = string.format
+local lower = string.lower
+local ffi_string = ffi.string
+
+local C = gw.C
+local str_p, len_p = gw.str_p, gw.len_p
+local err_p, int_p = gw.err_p, gw.int_p
+local OK = gw.OK
+local HDR_SET, HDR_ADD, HDR_CLEAR = gw.HDR_SET, gw.HDR_ADD, gw.HDR_CLEAR
+
+local check = private.check
+local PHASES = private.PHASES
+local normalize_header_name = private.normalize_header_name
+local normalize_value = private.normalize_value
+local validate_header = private.validate_header
+local validate_headers = private.validate_headers
+local header_value = private.header_value
+local build_headers = private.build_headers
+local errmsg = private.errmsg
+
+local HEADER_BODY_LOG = PHASES.header_body_log
+local REWRITE_ACCESS_HEADER = PHASES.rewrite_access_header
+local BODY_FILTER = PHASES.body_filter
+
+local MIN_STATUS_CODE, MAX_STATUS_CODE = 100, 599
+local MIN_ERR_STATUS_CODE = 400
+local MIN_HEADERS, MAX_HEADERS = 1, 1000
+local DEFAULT_MAX_HEADERS = 100
+local CONTENT_TYPE_JSON = "application/json; charset=utf-8"
+
+local EXIT = request.EXIT
+
+
+local _M = {}
+
+-- set by luagate.pdk (kong.log), for the Transfer-Encoding warning
+_M.log = nil
+
+
+local function warn(msg)
+  local log = _M.log
+  if log then
+    log.warn(msg)
+  end
+end
+
+
+local function is_transfer_encoding(name)
+  local l = lower(name)
+  return l == "transfer-encoding" or l == "transfer_encoding"
+end
+
+
+-- Sets (op HDR_SET) or adds one header value or an array of values.
+-- Raises at level on a runtime refusal.
+local function put_header(r, op, name, value, level)
+  if type(value) == "table" then
+    local first = true
+    for _, v in ipairs(value) do
+      v = normalize_value(v)
+      err_p[0] = nil
+      if C.gw_ffi_resp_set_header(r.ptr, first and op or HDR_ADD, name,
+                                  #name, v, #v, err_p) ~= OK then
+        error(errmsg("could not set header"), level + 1)
+      end
+      first = false
+    end
+    if first then -- empty array: clears
+      C.gw_ffi_resp_set_header(r.ptr, HDR_CLEAR, name, #name, nil, 0, err_p)
+    end
+    return
+  end
+  value = normalize_value(value)
+  err_p[0] = nil
+  if C.gw_ffi_resp_set_header(r.ptr, op, name, #name, value, #value,
+                              err_p) ~= OK then
+    error(errmsg("could not set header"), level + 1)
+  end
+end
+_M._put_header = put_header
+
+
+local function check_status(status, min)
+  if type(status) ~= "number" then
+    error("code must be a number", 3)
+  elseif status < min or status > MAX_STATUS_CODE then
+    error(fmt("code must be a number between %u and %u", min,
+              MAX_STATUS_CODE), 3)
+  end
+end
+
+
+function _M.get_status()
+  local r = check(HEADER_BODY_LOG)
+  return C.gw_ffi_resp_status(r.ptr)
+end
+
+
+function _M.get_header(name)
+  local r = check(HEADER_BODY_LOG)
+  if type(name) ~= "string" then
+    error("header name must be a string", 2)
+  end
+  return header_value(r.ptr, C.gw_ffi_resp_header,
+                      normalize_header_name(name))
+end
+
+
+function _M.get_headers(max_headers)
+  local r = check(HEADER_BODY_LOG)
+  if max_headers == nil then
+    max_headers = DEFAULT_MAX_HEADERS
+  elseif type(max_headers) ~= "number" then
+    error("max_headers must be a number", 2)
+  elseif max_headers < MIN_HEADERS then
+    error("max_headers must be >= " .. MIN_HEADERS, 2)
+  elseif max_headers > MAX_HEADERS then
+    error("max_headers must be <= " .. MAX_HEADERS, 2)
+  end
+  return build_headers(r.ptr, C.gw_ffi_resp_header_count,
+                       C.gw_ffi_resp_header_at, max_headers)
+end
+
+
+function _M.get_source()
+  local r = check(HEADER_BODY_LOG)
+  local s = C.gw_ffi_resp_source(r.ptr)
+  if s == nil then
+    return "error"
+  end
+  return ffi_string(s)
+end
+
+
+function _M.set_status(status)
+  local r = check(REWRITE_ACCESS_HEADER)
+  check_status(status, MIN_STATUS_CODE)
+  err_p[0] = nil
+  if C.gw_ffi_resp_set_status(r.ptr, status, err_p) ~= OK then
+    error(errmsg("could not set status"), 2)
+  end
+end
+
+
+function _M.set_header(name, value)
+  local r = check(REWRITE_ACCESS_HEADER)
+  validate_header(name, value)
+  if is_transfer_encoding(name) then
+    warn("manually setting Transfer-Encoding. Ignored.")
+    return
+  end
+  put_header(r, HDR_SET, name, value, 2)
+end
+
+
+function _M.add_header(name, value)
+  local r = check(REWRITE_ACCESS_HEADER)
+  validate_header(name, value)
+  put_header(r, HDR_ADD, name, value, 2)
+end
+
+
+function _M.clear_header(name)
+  local r = check(REWRITE_ACCESS_HEADER)
+  if type(name) ~= "string" then
+    error("header name must be a string", 2)
+  end
+  C.gw_ffi_resp_set_header(r.ptr, HDR_CLEAR, name, #name, nil, 0, err_p)
+end
+
+
+local function set_headers(r, headers, level)
+  for name, value in pairs(headers) do
+    if is_transfer_encoding(name) then
+      warn("manually setting Transfer-Encoding. Ignored.")
+    else
+      put_header(r, HDR_SET, name, value, level + 1)
+    end
+  end
+end
+
+
+function _M.set_headers(headers)
+  local r = check(REWRITE_ACCESS_HEADER)
+  validate_headers(headers)
+  set_headers(r, headers, 2)
+end
+
+
+function _M.get_raw_body()
+  local r = check(BODY_FILTER)
+  C.gw_ffi_resp_chunk(r.ptr, str_p, len_p, int_p)
+  local chunk = ffi_string(str_p[0], len_p[0])
+  local eof = int_p[0] ~= 0
+  local buf = r.resp_body_buffer
+  if eof and not buf then
+    return chunk
+  end
+  if chunk ~= "" then
+    if not buf then
+      buf = buffer.new()
+      r.resp_body_buffer = buf
+    end
+    buf:put(chunk)
+  end
+  if eof then
+    local body = buf and buf:get() or ""
+    r.resp_body_buffer = nil
+    C.gw_ffi_resp_set_chunk(r.ptr, body, #body, 1, err_p)
+    return body
+  end
+  -- hold the chunk back until the last one
+  C.gw_ffi_resp_set_chunk(r.ptr, "", 0, 0, err_p)
+  return nil
+end
+
+
+function _M.set_raw_body(body)
+  local r = check(BODY_FILTER)
+  if type(body) ~= "string" then
+    error("body must be a string", 2)
+  end
+  err_p[0] = nil
+  if C.gw_ffi_resp_set_chunk(r.ptr, body, #body, 1, err_p) ~= OK then
+    error(errmsg("could not set the body"), 2)
+  end
+  r.resp_body_buffer = nil
+end
+
+
+-- Registers the response and stops the handler.
+local function send(r, status, body, headers, level)
+  local has_content_type
+  if headers ~= nil then
+    for name in pairs(headers) do
+      local l = lower(name)
+      if l == "content-type" or l == "content_type" then
+        has_content_type = true
+      end
+    end
+    set_headers(r, headers, level + 1)
+  end
+
+  if type(body) == "table" then
+    local json, err = cjson.encode(body)
+    if not json then
+      error("body encoding failed while flushing response: " .. err,
+            level + 1)
+    end
+    body = json
+    if not has_content_type then
+      C.gw_ffi_resp_set_header(r.ptr, HDR_SET, "Content-Type", 12,
+                               CONTENT_TYPE_JSON, #CONTENT_TYPE_JSON, err_p)
+    end
+  end
+
+  local ctx = r.ctx
+  if ctx then
+    ctx.KONG_EXITED = true
+  end
+  r.exited = true
+
+  err_p[0] = nil
+  if C.gw_ffi_resp_exit(r.ptr, status, body, body and #body or 0,
+                        err_p) ~= OK then
+    error(errmsg("could not send the response"), level + 1)
+  end
+  error(EXIT, 0)
+end
+
+
+function _M.exit(status, body, headers)
+  local r = check(REWRITE_ACCESS_HEADER)
+  check_status(status, MIN_STATUS_CODE)
+  if body ~= nil and type(body) ~= "string" and type(body) ~= "table" then
+    error("body must be a nil, string or table", 2)
+  end
+  if headers ~= nil then
+    if type(headers) ~= "table" then
+      error("headers must be a nil or table", 2)
+    end
+    validate_headers(headers)
+  end
+  send(r, status, body, headers, 2)
+end
+
+
+function _M.error(status, message, headers)
+  local r = check(REWRITE_ACCESS_HEADER)
+  check_status(status, MIN_ERR_STATUS_CODE)
+  if message ~= nil then
+    if type(message) == "table" then
+      local err
+      message, err = cjson.encode(message)
+      if not message then
+        error("could not JSON encode the error message: " .. err, 2)
+      end
+    end
+    if type(message) ~= "string" then
+      error("message must be a nil, a string or a table", 2)
+    end
+  end
+  if headers ~= nil then
+    if type(headers) ~= "table" then
+      error("headers must be a nil or table", 2)
+    end
+    validate_headers(headers)
+  else
+    headers = {}
+  end
+
+  local ct = headers["Content-Type"]
+  local content_type = type(ct) == "table" and ct[1] or ct
+  if ct == nil then
+    local accept = header_value(r.ptr, C.gw_ffi_req_header, "accept", true)
+    content_type = private.response_type(accept)
+  end
+  headers["Content-Type"] = content_type
+
+  local rid = private.ffi_str(C.gw_ffi_req_id, r.ptr) or ""
+  local body = private.error_body(content_type,
+                                  message or private.error_message(status),
+                                  rid)
+  send(r, status, body, headers, 2)
+end
+
+
+return _M

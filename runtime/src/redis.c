@@ -1,0 +1,420 @@
+/* Redis through hiredis's async API (see gw/redis.h). A request (struct
+ * rreq) is a batch of commands on one connection; hiredis calls each
+ * command's callback exactly once, with the reply or with NULL when the
+ * connection goes, so a request lives until its last callback, even after
+ * its coroutine stopped waiting (timeout) or went away (cancel). Replies are
+ * converted into a table on the waiting coroutine's stack as they come. */
+#include <arpa/inet.h>
+#include <ev.h>
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw/core-t.h"
+#include "gw/dns.h"
+#include "gw/log.h"
+#include "gw/lua_req.h"
+#include "gw/redis.h"
+#include "gw/worker-t.h"
+
+#define MAX_DEPTH 16
+
+struct rconn {
+    struct rconn *next, *prev; /* the live connections */
+    char *key;
+    redisAsyncContext *ac;     /* NULL once hiredis freed it */
+    int refs;                  /* the list's, and one per request */
+};
+
+struct rreq {
+    struct gw_lop lop;
+    struct gw_lctx *x;  /* NULL once resumed or cancelled */
+    struct rconn *conn;
+    ev_timer timer;
+    int ncmds;
+    int pending;        /* callbacks still due */
+    int tidx;           /* stack index of the replies table on x->co, or 0 */
+    char err[128];      /* why the whole batch failed */
+};
+
+struct resolve_op {
+    struct gw_lop lop;
+    struct gw_dns_waiter dw;
+    struct gw_lctx *x;
+};
+
+static struct rconn *conns;
+static int nconns;
+static char errbuf[160];
+
+static void conn_unref(struct rconn *c)
+{
+    if (--c->refs > 0)
+        return;
+    free(c->key);
+    free(c);
+}
+
+/* Takes c out of the list (new requests make a new connection). */
+static void conn_unlist(struct rconn *c)
+{
+    if (c->prev == NULL && conns != c)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    nconns--;
+    conn_unref(c);
+}
+
+/* hiredis is done with ac (connect failed, or disconnected). */
+static void conn_gone(const redisAsyncContext *ac)
+{
+    struct rconn *c = ac->data;
+    if (c == NULL)
+        return;
+    ((redisAsyncContext *)ac)->data = NULL;
+    c->ac = NULL;
+    conn_unlist(c);
+}
+
+static void connect_cb(const redisAsyncContext *ac, int status)
+{
+    if (status != REDIS_OK) {
+        gw_log(GW_LOG_ERR, "redis connect failed: %s", ac->errstr);
+        conn_gone(ac);
+    }
+}
+
+static void disconnect_cb(const redisAsyncContext *ac, int status)
+{
+    if (status != REDIS_OK)
+        gw_log(GW_LOG_WARN, "redis connection lost: %s", ac->errstr);
+    conn_gone(ac);
+}
+
+/* Closes c now: every callback still due runs with a NULL reply. */
+static void conn_kill(struct rconn *c)
+{
+    redisAsyncContext *ac = c->ac;
+    if (ac == NULL)
+        return;
+    c->ac = NULL;
+    ac->data = NULL;
+    conn_unlist(c);
+    redisAsyncFree(ac);
+}
+
+static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        gw_log(GW_LOG_ERR, "redis %s failed: %s", (const char *)privdata, reply->str);
+        struct rconn *c = ac->data;
+        if (c) { /* the next request reconnects */
+            ac->data = NULL;
+            c->ac = NULL;
+            conn_unlist(c);
+            redisAsyncDisconnect(ac); /* after the replies already due */
+        }
+    }
+}
+
+static struct rconn *conn_get(const char *key, const char *ip, int port, const char *user,
+                              const char *password, int db)
+{
+    for (struct rconn *c = conns; c; c = c->next)
+        if (c->ac && strcmp(c->key, key) == 0)
+            return c;
+    struct rconn *c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->key = strdup(key)) == NULL) {
+        free(c);
+        snprintf(errbuf, sizeof(errbuf), "no memory");
+        return NULL;
+    }
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
+    if (ac == NULL || ac->err) {
+        snprintf(errbuf, sizeof(errbuf), "%s", ac ? ac->errstr : "no memory");
+        if (ac)
+            redisAsyncFree(ac);
+        free(c->key);
+        free(c);
+        return NULL;
+    }
+    if (redisLibevAttach(gw_worker->loop, ac) != REDIS_OK) {
+        snprintf(errbuf, sizeof(errbuf), "could not attach to the loop");
+        redisAsyncFree(ac);
+        free(c->key);
+        free(c);
+        return NULL;
+    }
+    ac->data = c;
+    redisAsyncSetConnectCallback(ac, connect_cb);
+    redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+    c->ac = ac;
+    c->refs = 1;
+    c->next = conns;
+    if (conns)
+        conns->prev = c;
+    conns = c;
+    nconns++;
+    if (password && user && *user)
+        redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s %s", user, password);
+    else if (password)
+        redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s", password);
+    if (db > 0)
+        redisAsyncCommand(ac, setup_cb, (void *)"SELECT", "SELECT %d", db);
+    return c;
+}
+
+/* Pushes reply converted on L; returns 0, or -1 when too deep. */
+static int push_reply(lua_State *L, redisReply *r, int depth)
+{
+    if (depth > MAX_DEPTH || !lua_checkstack(L, 4))
+        return -1;
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        lua_pushlstring(L, r->str, r->len);
+        return 0;
+    case REDIS_REPLY_INTEGER:
+        lua_pushnumber(L, (lua_Number)r->integer);
+        return 0;
+    case REDIS_REPLY_NIL:
+        lua_pushlightuserdata(L, NULL); /* cjson.null, ngx.null */
+        return 0;
+    case REDIS_REPLY_ERROR:
+        lua_createtable(L, 2, 0);
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, 1);
+        lua_pushlstring(L, r->str, r->len);
+        lua_rawseti(L, -2, 2);
+        return 0;
+    case REDIS_REPLY_ARRAY:
+        lua_createtable(L, (int)r->elements, 0);
+        for (size_t i = 0; i < r->elements; i++) {
+            if (push_reply(L, r->element[i], depth + 1) != 0)
+                return -1;
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        return 0;
+    default:
+        lua_pushnil(L);
+        return 0;
+    }
+}
+
+static void rreq_free(struct rreq *rq)
+{
+    ev_timer_stop(gw_worker->loop, &rq->timer);
+    gw_lop_remove(&rq->lop);
+    conn_unref(rq->conn);
+    free(rq);
+}
+
+/* Resumes rq's coroutine with (replies or nil, err or nil); frees rq when
+ * no callback is due. The wake is the last thing done. */
+static void rreq_finish(struct rreq *rq, const char *err)
+{
+    struct gw_lctx *x = rq->x;
+    rq->x = NULL;
+    ev_timer_stop(gw_worker->loop, &rq->timer);
+    gw_lop_remove(&rq->lop);
+    lua_State *co = x->co;
+    if (err) {
+        if (rq->tidx)
+            lua_settop(co, rq->tidx - 1);
+        lua_pushnil(co);
+        lua_pushstring(co, err);
+    } else {
+        if (!rq->tidx)
+            lua_createtable(co, 0, 0);
+        lua_pushnil(co);
+    }
+    if (rq->pending == 0)
+        rreq_free(rq);
+    gw_lua_wake(x, 2);
+}
+
+static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct rreq *rq = privdata;
+    int idx = rq->ncmds - rq->pending + 1;
+    rq->pending--;
+    if (rq->x == NULL) {
+        if (rq->pending == 0)
+            rreq_free(rq);
+        return;
+    }
+    redisReply *reply = r;
+    if (reply == NULL) {
+        if (rq->err[0] == '\0')
+            snprintf(rq->err, sizeof(rq->err), "%s", ac->err ? ac->errstr : "closed");
+    } else if (rq->err[0] == '\0') {
+        lua_State *co = rq->x->co;
+        if (!rq->tidx) {
+            lua_createtable(co, rq->ncmds, 0);
+            rq->tidx = lua_gettop(co);
+        }
+        if (push_reply(co, reply, 0) != 0) {
+            snprintf(rq->err, sizeof(rq->err), "reply too deep");
+            lua_settop(co, rq->tidx);
+        } else {
+            lua_rawseti(co, rq->tidx, idx);
+        }
+    }
+    if (rq->pending == 0)
+        rreq_finish(rq, rq->err[0] ? rq->err : NULL);
+}
+
+static void timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct rreq *rq = gw_container_of(t, struct rreq, timer);
+    struct gw_lctx *x = rq->x;
+    struct rconn *c = rq->conn;
+    int tidx = rq->tidx;
+    rq->x = NULL;
+    gw_lop_remove(&rq->lop);
+    c->refs++;
+    conn_kill(c); /* runs the callbacks due: rq is freed by its last one */
+    conn_unref(c);
+    if (tidx)
+        lua_settop(x->co, tidx - 1);
+    lua_pushnil(x->co);
+    lua_pushstring(x->co, "timeout");
+    gw_lua_wake(x, 2);
+}
+
+static void rreq_cancel(struct gw_lop *op)
+{
+    struct rreq *rq = gw_container_of(op, struct rreq, lop);
+    rq->x = NULL; /* freed by its last callback */
+    ev_timer_stop(gw_worker->loop, &rq->timer);
+}
+
+int gw_ffi_redis_exec(struct gw_lctx *x, const char *key, const char *ip, int port,
+                      const char *user, const char *password, int db, int ncmds,
+                      const int *argc, const char **argv, const size_t *argvlen, int timeout_ms,
+                      const char **err)
+{
+    if (x == NULL || x->waiting || gw_worker == NULL) {
+        *err = "no request";
+        return GW_ERROR;
+    }
+    if (ncmds <= 0) {
+        *err = "no command";
+        return GW_ERROR;
+    }
+    struct rconn *c = conn_get(key, ip, port, user, password, db);
+    if (c == NULL) {
+        *err = errbuf;
+        return GW_ERROR;
+    }
+    struct rreq *rq = calloc(1, sizeof(*rq));
+    if (rq == NULL) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    rq->x = x;
+    rq->conn = c;
+    c->refs++;
+    rq->lop.cancel = rreq_cancel;
+    gw_list_init(&rq->lop.link);
+    ev_init(&rq->timer, timeout_cb);
+    int off = 0;
+    for (int i = 0; i < ncmds; i++) {
+        if (c->ac == NULL ||
+            redisAsyncCommandArgv(c->ac, reply_cb, rq, argc[i], argv + off, argvlen + off) !=
+                REDIS_OK)
+            break;
+        rq->pending++;
+        rq->ncmds++;
+        off += argc[i];
+    }
+    if (rq->pending == 0) {
+        rreq_free(rq);
+        *err = "closed";
+        return GW_ERROR;
+    }
+    /* commands that could not be queued (connection failing) are not
+     * counted: the ones queued get NULL replies and the batch fails */
+    gw_lop_add(x, &rq->lop);
+    if (timeout_ms > 0) {
+        ev_timer_set(&rq->timer, timeout_ms / 1000.0, 0);
+        ev_timer_start(gw_worker->loop, &rq->timer);
+    }
+    x->waiting = 1;
+    return GW_AGAIN;
+}
+
+static void resolve_cancel(struct gw_lop *op)
+{
+    struct resolve_op *ro = gw_container_of(op, struct resolve_op, lop);
+    gw_list_remove(&ro->dw.link);
+    free(ro);
+}
+
+static void resolve_cb(struct gw_dns_waiter *dw)
+{
+    struct resolve_op *ro = gw_container_of(dw, struct resolve_op, dw);
+    struct gw_lctx *x = ro->x;
+    gw_lop_remove(&ro->lop);
+    free(ro);
+    gw_lua_wake(x, 0);
+}
+
+int gw_ffi_redis_resolve(struct gw_lctx *x, const char *host, char *ip, size_t iplen,
+                         const char **err)
+{
+    struct gw_dns_entry *e = gw_dns_get(host);
+    if (e == NULL) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int rc = gw_dns_addr(e, 0, &sa, &len);
+    if (rc == GW_ERROR) {
+        *err = "host not found";
+        return GW_ERROR;
+    }
+    if (rc == GW_OK) {
+        const void *a = sa.ss_family == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)&sa)->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)&sa)->sin6_addr;
+        if (inet_ntop(sa.ss_family, a, ip, (socklen_t)iplen) == NULL) {
+            *err = "bad address";
+            return GW_ERROR;
+        }
+        return GW_OK;
+    }
+    if (x == NULL || x->waiting) {
+        *err = "no request";
+        return GW_ERROR;
+    }
+    struct resolve_op *ro = calloc(1, sizeof(*ro));
+    if (ro == NULL) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    ro->x = x;
+    ro->lop.cancel = resolve_cancel;
+    ro->dw.cb = resolve_cb;
+    gw_dns_wait_cb(e, &ro->dw);
+    gw_lop_add(x, &ro->lop);
+    x->waiting = 1;
+    return GW_AGAIN;
+}
+
+int gw_ffi_redis_conn_count(void)
+{
+    return nconns;
+}

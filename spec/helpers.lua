@@ -77,12 +77,21 @@ function helpers.execute(cmd)
 end
 
 local prefix_counter = 0
+local my_pid
+do
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "int getpid(void);")
+  my_pid = ffi.C.getpid()
+end
 
--- Creates a fresh directory under spec/.tmp/ and returns its path.
+-- Creates a fresh directory under spec/.tmp/ and returns its path. The
+-- name carries this process's pid: busted runs one process per spec file,
+-- and two of them in the same second must not share a directory (a stale
+-- .rc file there would read as "exited").
 function helpers.make_prefix(name)
   prefix_counter = prefix_counter + 1
   local dir = fmt("%s/%s-%d-%d-%d", helpers.tmp_root, name or "prefix",
-                  os.time(), prefix_counter, math.random(1e6))
+                  my_pid, os.time(), prefix_counter)
   os.execute("mkdir -p " .. shell_quote(dir))
   return dir
 end

@@ -5,7 +5,10 @@
 -- highest first, ties by name descending, the same order in every phase;
 -- one config per plugin and request, chosen by Kong's scope precedence
 --   1 route+service+consumer  2 route+consumer  3 service+consumer
---   4 route+service  5 consumer  6 route  7 service  8 global
+--   4 route+service  5 consumer  5b consumer group  6 route  7 service
+--   8 global
+-- (consumer groups rank between consumer and route, as Kong Enterprise's
+-- do; a consumer in several groups takes the first group that has one)
 -- lazily in access, so that a consumer-scoped config applies to plugins
 -- that run after the authenticating one; the configs chosen in access are
 -- the ones header_filter, body_filter and log use. rewrite runs global
@@ -121,7 +124,7 @@ function _M.build(conf, opts)
             mask = phase_mask(handler),
             global = nil, -- rank 8
             by_route = {}, by_service = {}, by_route_service = {},
-            by_consumer = {}, by_route_consumer = {},
+            by_consumer = {}, by_route_consumer = {}, by_group = {},
             by_service_consumer = {}, by_route_service_consumer = {},
             consumer_scoped = false,
           }
@@ -131,7 +134,10 @@ function _M.build(conf, opts)
       if e then
         local c = instance_conf(conf, p)
         local r, s, k = p.route, p.service, p.consumer
-        if k then
+        if p.consumer_group then
+          e.consumer_scoped = true
+          e.by_group[p.consumer_group] = c
+        elseif k then
           e.consumer_scoped = true
           if r and s then
             e.by_route_service_consumer[r .. ":" .. s .. ":" .. k] = c
@@ -199,6 +205,13 @@ function _M.build(conf, opts)
     route.phases = bit.bor(bit.band(mask, bit.bnot(PHASE_REWRITE)),
                            bit.band(global_mask, PHASE_REWRITE))
   end
+  local cg = {}
+  for i, k in ipairs(conf.consumers or {}) do
+    if k.groups and #k.groups > 0 then
+      cg[i] = k.groups
+    end
+  end
+  conf._consumer_groups = cg
   conf._plans = plans
   conf._global_plan = global_plan
   conf.global_phases = global_mask
@@ -206,6 +219,10 @@ function _M.build(conf, opts)
   return true
 end
 
+
+-- consumer index -> array of its group indexes, of the config being served
+-- (set by select_conf's caller per request: the conf's table)
+local consumers_groups
 
 -- The config of item's plugin for this request, by scope precedence.
 local function select_conf(item, consumer)
@@ -224,6 +241,15 @@ local function select_conf(item, consumer)
     c = e.by_consumer[consumer]
     if c then
       return c
+    end
+    local groups = consumers_groups and consumers_groups[consumer]
+    if groups then
+      for i = 1, #groups do
+        c = e.by_group[groups[i]]
+        if c then
+          return c
+        end
+      end
     end
   end
   return item.static
@@ -265,6 +291,7 @@ local function consumer_index(r)
   if not c then
     return nil
   end
+  consumers_groups = r.conf._consumer_groups
   if c.__index_in_conf then
     return c.__index_in_conf
   end

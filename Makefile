@@ -21,10 +21,15 @@ CFLAGS_BASE := -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter \
 LDLIBS := -lev $(shell pkg-config --libs luajit 2>/dev/null) -lpcre2-8 \
           -lhiredis -lssl -lcrypto -lz -lm -ldl -lpthread -lanl
 
+# SANITIZER builds go to build/<sanitizer>/luagate unless BIN says otherwise,
+# so that they never replace the binary a running suite uses:
+#   make SANITIZER=address && LUAGATE_BIN=build/address/luagate ./spec/run.sh
 ifeq ($(SANITIZER),)
   OBJDIR := build/obj
+  BIN ?= bin/luagate
 else
   OBJDIR := build/$(SANITIZER)
+  BIN ?= build/$(SANITIZER)/luagate
   CFLAGS_BASE += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=$(SANITIZER)
 endif
@@ -34,7 +39,7 @@ SRC := $(wildcard runtime/src/*.c)
 OBJ := $(SRC:runtime/src/%.c=$(OBJDIR)/%.o)
 LLHTTP_OBJ := $(OBJDIR)/llhttp/api.o $(OBJDIR)/llhttp/http.o $(OBJDIR)/llhttp/llhttp.o
 
-.PHONY: all deps build run test bench lint fuzz clean
+.PHONY: all deps build run test test-sanitizers bench lint fuzz clean
 
 all: build
 
@@ -47,10 +52,10 @@ deps:
 	    apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-build: bin/luagate
+build: $(BIN)
 
-bin/luagate: $(OBJ) $(LLHTTP_OBJ)
-	@mkdir -p bin
+$(BIN): $(OBJ) $(LLHTTP_OBJ)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -Wl,-E
 
 $(OBJDIR)/%.o: runtime/src/%.c $(wildcard runtime/include/gw/*.h)
@@ -66,6 +71,15 @@ run: deps build
 
 test: deps build
 	./spec/run.sh
+
+# The whole suite against sanitizer builds (slow; not part of make test).
+test-sanitizers: deps
+	$(MAKE) SANITIZER=address build
+	LUAGATE_BIN=$(CURDIR)/build/address/luagate SANITIZER=address \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 ./spec/run.sh
+	$(MAKE) SANITIZER=undefined build
+	LUAGATE_BIN=$(CURDIR)/build/undefined/luagate SANITIZER=undefined \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./spec/run.sh
 
 bench: deps build
 	./spec/bench/run.sh

@@ -419,14 +419,21 @@ static void defaults(void)
     static char buf[PATH_MAX];
     if (pre == NULL) {
         ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+        pre = ".";
         if (n > 0) {
+            /* <prefix>/bin/luagate, or deeper (build/address/luagate): the
+             * nearest parent that holds lua/luagate/runtime.lua */
             buf[n] = '\0';
-            /* <prefix>/bin/luagate */
             char *d = dirname(buf);
-            d = dirname(d);
-            pre = d;
-        } else {
-            pre = ".";
+            for (int depth = 0; depth < 4 && strcmp(d, "/") != 0; depth++) {
+                d = dirname(d);
+                char probe[PATH_MAX + 32];
+                snprintf(probe, sizeof(probe), "%s/lua/luagate/runtime.lua", d);
+                if (access(probe, R_OK) == 0) {
+                    pre = d;
+                    break;
+                }
+            }
         }
     }
     gw_settings.prefix = pre;

@@ -88,12 +88,20 @@ end
 -- name carries this process's pid: busted runs one process per spec file,
 -- and two of them in the same second must not share a directory (a stale
 -- .rc file there would read as "exited").
+-- busted reloads this module for every spec file (insulation), so the
+-- counter restarts: the directory is made with a plain mkdir, which fails
+-- when the name is taken, and another name is tried.
 function helpers.make_prefix(name)
-  prefix_counter = prefix_counter + 1
-  local dir = fmt("%s/%s-%d-%d-%d", helpers.tmp_root, name or "prefix",
-                  my_pid, os.time(), prefix_counter)
-  os.execute("mkdir -p " .. shell_quote(dir))
-  return dir
+  os.execute("mkdir -p " .. shell_quote(helpers.tmp_root))
+  for _ = 1, 1000 do
+    prefix_counter = prefix_counter + 1
+    local dir = fmt("%s/%s-%d-%d-%d", helpers.tmp_root, name or "prefix",
+                    my_pid, math.floor(socket.gettime() * 1000), prefix_counter)
+    if os.execute("mkdir " .. shell_quote(dir) .. " 2>/dev/null") == 0 then
+      return dir
+    end
+  end
+  error("could not make a fresh directory under " .. helpers.tmp_root)
 end
 
 -- Returns a TCP port that was free a moment ago.

@@ -129,6 +129,7 @@ pcall(ffi_cdef, LIBC_DECLS)
 -- the helper modules keep their declarations with them; load them so that
 -- this file is the whole boundary (each may be missing in a unit run)
 pcall(require, "luagate.ngx.cdefs")
+pcall(require, "luagate.io_cdefs")
 
 
 local C = ffi.C

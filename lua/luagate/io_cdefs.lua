@@ -31,7 +31,7 @@ struct gw_lctx;
 int gw_ffi_redis_exec(struct gw_lctx *x, const char *key, const char *host,
                       int port, const char *user, const char *password,
                       int db, int ncmds, const int *argc, const char **argv,
-                      const size_t *argvlen, int timeout_ms,
+                      const size_t *argvlen, int timeout_ms, int flags,
                       const char **err);
 int gw_ffi_redis_resolve(struct gw_lctx *x, const char *host, char *ip,
                          size_t iplen, const char **err);

@@ -27,7 +27,8 @@ struct rconn {
     struct rconn *next, *prev; /* the live connections */
     char *key;
     redisAsyncContext *ac;     /* NULL once hiredis freed it */
-    int refs;                  /* the list's, and one per request */
+    int refs;                  /* one while ac lives, one per request */
+    int listed;                /* in conns (shared); else dedicated */
 };
 
 struct rreq {
@@ -60,10 +61,11 @@ static void conn_unref(struct rconn *c)
 }
 
 /* Takes c out of the list (new requests make a new connection). */
-static void conn_unlist(struct rconn *c)
+static void conn_unlink(struct rconn *c)
 {
-    if (c->prev == NULL && conns != c)
+    if (!c->listed)
         return;
+    c->listed = 0;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -72,6 +74,16 @@ static void conn_unlist(struct rconn *c)
         c->next->prev = c->prev;
     c->next = c->prev = NULL;
     nconns--;
+}
+
+/* Forgets c's hiredis context (gone, or being closed by us) and the
+ * reference it held. The caller must hold its own reference to use c. */
+static void conn_detach(struct rconn *c)
+{
+    if (c->ac)
+        c->ac->data = NULL;
+    c->ac = NULL;
+    conn_unlink(c);
     conn_unref(c);
 }
 
@@ -79,11 +91,8 @@ static void conn_unlist(struct rconn *c)
 static void conn_gone(const redisAsyncContext *ac)
 {
     struct rconn *c = ac->data;
-    if (c == NULL)
-        return;
-    ((redisAsyncContext *)ac)->data = NULL;
-    c->ac = NULL;
-    conn_unlist(c);
+    if (c != NULL)
+        conn_detach(c);
 }
 
 static void connect_cb(const redisAsyncContext *ac, int status)
@@ -101,15 +110,14 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     conn_gone(ac);
 }
 
-/* Closes c now: every callback still due runs with a NULL reply. */
+/* Closes c now: every callback still due runs with a NULL reply. The caller
+ * holds a reference to c. */
 static void conn_kill(struct rconn *c)
 {
     redisAsyncContext *ac = c->ac;
     if (ac == NULL)
         return;
-    c->ac = NULL;
-    ac->data = NULL;
-    conn_unlist(c);
+    conn_detach(c);
     redisAsyncFree(ac);
 }
 
@@ -120,18 +128,16 @@ static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
         gw_log(GW_LOG_ERR, "redis %s failed: %s", (const char *)privdata, reply->str);
         struct rconn *c = ac->data;
         if (c) { /* the next request reconnects */
-            ac->data = NULL;
-            c->ac = NULL;
-            conn_unlist(c);
+            conn_detach(c);
             redisAsyncDisconnect(ac); /* after the replies already due */
         }
     }
 }
 
 static struct rconn *conn_get(const char *key, const char *ip, int port, const char *user,
-                              const char *password, int db)
+                              const char *password, int db, int dedicated)
 {
-    for (struct rconn *c = conns; c; c = c->next)
+    for (struct rconn *c = conns; c && !dedicated; c = c->next)
         if (c->ac && strcmp(c->key, key) == 0)
             return c;
     struct rconn *c = calloc(1, sizeof(*c));
@@ -161,11 +167,14 @@ static struct rconn *conn_get(const char *key, const char *ip, int port, const c
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     c->ac = ac;
     c->refs = 1;
-    c->next = conns;
-    if (conns)
-        conns->prev = c;
-    conns = c;
-    nconns++;
+    if (!dedicated) {
+        c->listed = 1;
+        c->next = conns;
+        if (conns)
+            conns->prev = c;
+        conns = c;
+        nconns++;
+    }
     if (password && user && *user)
         redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s %s", user, password);
     else if (password)
@@ -214,9 +223,15 @@ static int push_reply(lua_State *L, redisReply *r, int depth)
 
 static void rreq_free(struct rreq *rq)
 {
+    struct rconn *c = rq->conn;
     ev_timer_stop(gw_worker->loop, &rq->timer);
     gw_lop_remove(&rq->lop);
-    conn_unref(rq->conn);
+    if (!c->listed && c->ac) { /* a dedicated connection ends with its request */
+        redisAsyncContext *ac = c->ac;
+        conn_detach(c);
+        redisAsyncDisconnect(ac);
+    }
+    conn_unref(c);
     free(rq);
 }
 
@@ -303,7 +318,7 @@ static void rreq_cancel(struct gw_lop *op)
 int gw_ffi_redis_exec(struct gw_lctx *x, const char *key, const char *ip, int port,
                       const char *user, const char *password, int db, int ncmds,
                       const int *argc, const char **argv, const size_t *argvlen, int timeout_ms,
-                      const char **err)
+                      int flags, const char **err)
 {
     if (x == NULL || x->waiting || gw_worker == NULL) {
         *err = "no request";
@@ -313,7 +328,7 @@ int gw_ffi_redis_exec(struct gw_lctx *x, const char *key, const char *ip, int po
         *err = "no command";
         return GW_ERROR;
     }
-    struct rconn *c = conn_get(key, ip, port, user, password, db);
+    struct rconn *c = conn_get(key, ip, port, user, password, db, flags & GW_REDIS_DEDICATED);
     if (c == NULL) {
         *err = errbuf;
         return GW_ERROR;

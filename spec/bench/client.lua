@@ -9,7 +9,10 @@ local socket = require "socket"
 
 local mode, port, n = arg[1], tonumber(arg[2]), tonumber(arg[3])
 
-local REQUEST = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+-- BENCH_PATH picks the path (default /); the User-Agent is for the plugin
+-- benchmark's header read
+local REQUEST = "GET " .. (os.getenv("BENCH_PATH") or "/") ..
+                " HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n"
 
 local function read_response(sock)
   local line, err = sock:receive("*l")

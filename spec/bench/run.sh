@@ -125,6 +125,11 @@ services:
   - name: all
     paths:
     - /
+  - name: plugin
+    paths:
+    - /plugin
+    plugins:
+    - name: bench-header
 EOF
 
 # Background starters; each sets STARTED_PID. $1 = command prefix (valgrind).
@@ -138,6 +143,7 @@ start_upstream() {
 start_luagate() {
   $1 "$LUAGATE" run -c "$DIR/luagate.yml" --listen "127.0.0.1:$LG_PORT" \
     --admin-listen off --workers 1 --access-log off \
+    --plugins-dir "$BENCH/plugins" \
     --error-log "$DIR/luagate-error.log" --log-level error \
     >>"$DIR/luagate.out" 2>&1 &
   STARTED_PID=$!
@@ -250,6 +256,40 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
   done
   add_summary "instructions per request (callgrind)" "$IR_luagate" "$IR_nginx" \
     "$(awk -v a="$IR_luagate" -v b="$IR_nginx" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+fi
+
+# ------------------------------------------------- 2b. one plugin vs none
+# The same luagate, route /plugin (bench-header: reads a header, sets an
+# upstream header) against route / (no plugin), wrk rounds interleaved.
+if [ -z "${SKIP_PLUGIN:-}" ]; then
+  start_luagate "" || exit 1
+  LG_PID=$STARTED_PID
+  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/plugin" >/dev/null
+  echo
+  echo "== one plugin (read a header, set an upstream header) vs no plugin, luagate"
+  printf '%-6s %14s %14s %8s\n' round "plugin r/s" "no plugin r/s" ratio
+  : >"$DIR/plugin.txt"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    read -r pr _ pbad < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$LG_PORT/plugin" | parse_wrk)
+    read -r br _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$LG_PORT/" | parse_wrk)
+    ratio=$(awk -v a="$pr" -v b="$br" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
+    printf '%-6s %14s %14s %8s\n' "$r" "$pr" "$br" "$ratio"
+    [ "${pbad:-0}" != 0 ] && echo "  plugin route: $pbad non-2xx responses"
+    echo "$ratio" >>"$DIR/plugin.txt"
+  done
+  m_pratio=$(median <"$DIR/plugin.txt")
+  echo "median plugin/no-plugin ratio: $m_pratio"
+  stop_pid "$LG_PID" TERM 10
+  add_summary "one plugin / no plugin (r/s ratio)" "$m_pratio" "-" "-"
+  if [ -z "${SKIP_CALLGRIND:-}" ]; then
+    ir1=$(BENCH_PATH=/plugin callgrind_run luagate-plugin start_luagate TERM 200 "$LG_PORT")
+    ir2=$(BENCH_PATH=/plugin callgrind_run luagate-plugin start_luagate TERM 2200 "$LG_PORT")
+    per=$(awk -v a="$ir1" -v b="$ir2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
+    echo "luagate, one plugin: per request=$per instructions"
+    add_summary "instructions per request, one plugin" "$per" "-" "-"
+  fi
 fi
 
 # ---------------------------------------------------------------- 3. RSS

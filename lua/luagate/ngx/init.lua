@@ -1128,6 +1128,7 @@ function _M.new()
   }
 
   ngx.timer = new_timer()
+  ngx.socket = { tcp = require("luagate.socket").tcp }
   ngx.location = {
     capture = function()
       error("ngx.location.capture is not supported", 2)

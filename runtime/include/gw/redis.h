@@ -19,11 +19,13 @@ struct gw_lctx;
  * tells why the whole exchange failed. GW_ERROR with *err (static until the
  * next call): the connection could not be made.
  * A timeout closes the connection: the replies still due on it will not
- * come. */
+ * come. flags GW_REDIS_DEDICATED: a connection of its own, closed after the
+ * reply (blocking commands such as BLPOP must not hold the shared one). */
+#define GW_REDIS_DEDICATED 1
 int gw_ffi_redis_exec(struct gw_lctx *x, const char *key, const char *ip, int port,
                       const char *user, const char *password, int db, int ncmds,
                       const int *argc, const char **argv, const size_t *argvlen, int timeout_ms,
-                      const char **err);
+                      int flags, const char **err);
 
 /* Resolves host to an IP address written to ip (NUL-terminated). GW_OK;
  * GW_AGAIN: wait (resumed with no value), then call again; GW_ERROR. */

@@ -1,0 +1,350 @@
+-- luagate.redis: a Redis client for plugin code on hiredis's async API
+-- (runtime/src/redis.c). Connections are per worker, one multiplexed
+-- connection per host:port:db:user, made on first use (AUTH and SELECT
+-- first) and remade after a failure.
+--
+--   local redis = require "luagate.redis"
+--   local red = redis.new({ host = "127.0.0.1", port = 6379, db = 0,
+--                           password = nil, username = nil, timeout = 1000 })
+--   local ok, err = red:set("k", "v")            -- "OK"
+--   local v = red:get("k")                       -- "v", or ngx.null
+--   local n = red:incr("counter")                -- a number
+--   local res, err = red:command("HSET", "h", "f", "v")
+--   local replies = red:pipeline(function(p)
+--     p:incr("a"); p:expire("a", 60)
+--   end)                                         -- { 1, 1 }
+--   local v = red:script("return redis.call('GET', KEYS[1])", 1, "k")
+--   red:close()
+--
+-- Replies: status -> string ("OK"), integer -> number, bulk -> string,
+-- nil -> ngx.null (cjson.null), array -> table. An error reply gives
+-- nil, "ERR ..."; in a pipeline, and nested in arrays, it is the item
+-- { false, "ERR ..." } (lua-resty-redis's convention). A dead Redis gives
+-- nil, err at once (connection refused) or within `timeout` ms; a timeout
+-- closes the connection (the next command makes a new one).
+
+local ffi = require "ffi"
+local gw = require "luagate.ffi"
+local request = require "luagate.request"
+require "luagate.io_cdefs"
+
+local type = type
+local error = error
+local select = select
+local pairs = pairs
+local pcall = pcall
+local tostring = tostring
+local tonumber = tonumber
+local setmetatable = setmetatable
+local rawget = rawget
+local upper = string.upper
+local lower = string.lower
+local fmt = string.format
+local byte = string.byte
+local find = string.find
+local ffi_new = ffi.new
+local ffi_string = ffi.string
+
+local C = gw.C
+local OK, AGAIN = gw.OK, gw.AGAIN
+
+local err_p = ffi_new("const char *[1]")
+local ip_buf = ffi_new("char[64]")
+local argc_t = ffi.typeof("int[?]")
+local argv_t = ffi.typeof("const char *[?]")
+local argvlen_t = ffi.typeof("size_t[?]")
+
+local DEFAULT_TIMEOUT = 1000 -- ms
+local NO_COSOCKET = {
+  header_filter = true, body_filter = true, log = true, init_worker = true,
+}
+
+local _M = { null = ffi.cast("void *", nil) }
+-- ngx.null and cjson.null are a NULL light userdata: that is what the C
+-- side pushes for nil replies
+do
+  local ok, cjson = pcall(require, "cjson")
+  if ok then
+    _M.null = cjson.null
+  end
+end
+
+-- Commands that may block their connection: they get one of their own.
+local BLOCKING = {
+  BLPOP = true, BRPOP = true, BRPOPLPUSH = true, BLMOVE = true,
+  BLMPOP = true, BZPOPMIN = true, BZPOPMAX = true, BZMPOP = true,
+  WAIT = true, XREAD = "BLOCK", XREADGROUP = "BLOCK",
+}
+
+local mt = {}
+local Pipe = {}
+
+
+local function errstr(default)
+  local e = err_p[0]
+  if e ~= nil then
+    return ffi_string(e)
+  end
+  return default or "unknown error"
+end
+
+
+local function cur_request()
+  local r = request.cur
+  if r == nil or r.lctx == nil then
+    return nil, "no request found"
+  end
+  if NO_COSOCKET[r.phase] then
+    return nil, "API disabled in the context of " .. tostring(r.phase)
+  end
+  return r
+end
+
+
+local function sha1_hex(s)
+  local codec = require "luagate.ngx.codec"
+  return codec.to_hex(codec.sha1_bin(s))
+end
+
+
+function _M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'new' (table expected)", 2)
+  end
+  local host = opts.host or "127.0.0.1"
+  local port = tonumber(opts.port) or 6379
+  local db = tonumber(opts.db) or 0
+  local user = opts.username
+  local password = opts.password
+  local self = {
+    host = host,
+    port = port,
+    db = db,
+    username = user,
+    password = password,
+    timeout = tonumber(opts.timeout) or DEFAULT_TIMEOUT,
+    key = fmt("%s:%d:%d:%s:%s", host, port, db, user or "",
+              password and sha1_hex(password) or ""),
+  }
+  return setmetatable(self, mt)
+end
+
+
+-- Sends the commands (a list of argument lists) and returns the raw
+-- replies table, or nil, err.
+local function exec(self, cmds, dedicated)
+  local r, err = cur_request()
+  if not r then
+    error(err, 3)
+  end
+  -- the address (IP literals and cached names answer at once)
+  while true do
+    err_p[0] = nil
+    local rc = C.gw_ffi_redis_resolve(r.lctx, self.host, ip_buf, 64, err_p)
+    if rc == OK then
+      break
+    elseif rc == AGAIN then
+      request.await(r)
+    else
+      return nil, "could not resolve " .. self.host .. ": " .. errstr()
+    end
+  end
+  local ip = ffi_string(ip_buf)
+
+  local ncmds = #cmds
+  local total = 0
+  for i = 1, ncmds do
+    total = total + #cmds[i]
+  end
+  local argc = argc_t(ncmds)
+  local argv = argv_t(total)
+  local argvlen = argvlen_t(total)
+  local k = 0
+  for i = 1, ncmds do
+    local cmd = cmds[i]
+    argc[i - 1] = #cmd
+    for j = 1, #cmd do
+      local a = cmd[j]
+      argv[k] = a
+      argvlen[k] = #a
+      k = k + 1
+    end
+  end
+  err_p[0] = nil
+  local rc = C.gw_ffi_redis_exec(r.lctx, self.key, ip, self.port,
+                                 rawget(self, "username"),
+                                 rawget(self, "password"), self.db,
+                                 ncmds, argc, argv, argvlen, self.timeout,
+                                 dedicated and 1 or 0, err_p)
+  if rc == AGAIN then
+    local replies, werr = request.await(r)
+    if not replies then
+      return nil, werr
+    end
+    return replies
+  end
+  return nil, errstr()
+end
+
+
+local function args_of(name, ...)
+  local n = select("#", ...)
+  local cmd = { name }
+  for i = 1, n do
+    local a = select(i, ...)
+    local ta = type(a)
+    if ta == "string" then
+      cmd[i + 1] = a
+    elseif ta == "number" then
+      cmd[i + 1] = (a == a and a % 1 == 0 and a < 1e15 and a > -1e15)
+                   and fmt("%d", a) or tostring(a)
+    elseif ta == "boolean" then
+      cmd[i + 1] = a and "1" or "0"
+    elseif ta == "nil" then
+      error("bad argument #" .. i .. " to '" .. lower(name) ..
+            "' (nil value)", 3)
+    else
+      cmd[i + 1] = tostring(a)
+    end
+  end
+  return cmd
+end
+
+
+local function is_error(v)
+  return type(v) == "table" and v[1] == false and type(v[2]) == "string"
+end
+
+
+-- red:command(name, ...) -> reply, or nil, err
+function mt.command(self, name, ...)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'command' (string expected)", 2)
+  end
+  name = upper(name)
+  local blocking = BLOCKING[name]
+  if blocking == "BLOCK" then -- XREAD/XREADGROUP: only with BLOCK
+    blocking = false
+    for i = 1, select("#", ...) do
+      local a = select(i, ...)
+      if type(a) == "string" and upper(a) == "BLOCK" then
+        blocking = true
+        break
+      end
+    end
+  end
+  local replies, err = exec(self, { args_of(name, ...) }, blocking)
+  if not replies then
+    return nil, err
+  end
+  local v = replies[1]
+  if is_error(v) then
+    return nil, v[2]
+  end
+  return v
+end
+
+
+-- red:pipeline(function(p) p:incr("a"); p:expire("a", 60) end)
+-- -> array of replies (an error reply is { false, "ERR ..." }), or nil, err
+-- when the exchange failed.
+function mt.pipeline(self, fn)
+  local p = setmetatable({ cmds = {} }, Pipe)
+  fn(p)
+  if #p.cmds == 0 then
+    return {}
+  end
+  return exec(self, p.cmds)
+end
+
+
+-- red:eval(src, nkeys, ...), red:evalsha(sha, nkeys, ...)
+-- red:script(src, nkeys, ...): EVALSHA, and EVAL when Redis answers
+-- NOSCRIPT (the script is then cached by Redis).
+function mt.script(self, src, nkeys, ...)
+  local sha = sha1_hex(src)
+  local v, err = mt.command(self, "EVALSHA", sha, nkeys or 0, ...)
+  if v == nil and err and find(err, "NOSCRIPT", 1, true) == 1 then
+    return mt.command(self, "EVAL", src, nkeys or 0, ...)
+  end
+  return v, err
+end
+
+
+-- Nothing to release: connections are shared by the worker.
+function mt.close()
+  return 1
+end
+mt.set_keepalive = mt.close
+
+
+-- lua-resty-redis style: red:connect(host, port, opts) retargets self.
+function mt.connect(self, host, port, opts)
+  local n = _M.new({
+    host = host, port = port,
+    db = opts and opts.db or self.db,
+    username = opts and opts.username or rawget(self, "username"),
+    password = opts and opts.password or rawget(self, "password"),
+    timeout = self.timeout,
+  })
+  for k, v in pairs(n) do
+    self[k] = v
+  end
+  return 1
+end
+
+
+function mt.set_timeout(self, ms)
+  self.timeout = tonumber(ms) or self.timeout
+  return 1
+end
+mt.set_timeouts = function(self, c, s, r)
+  self.timeout = tonumber(r) or tonumber(s) or tonumber(c) or self.timeout
+  return 1
+end
+
+
+mt.__index = function(self, name)
+  local m = rawget(mt, name)
+  if m then
+    return m
+  end
+  if type(name) ~= "string" or byte(name, 1) == 95 then -- "_"
+    return nil
+  end
+  local cmd = upper(name)
+  local f = function(s, ...)
+    return mt.command(s, cmd, ...)
+  end
+  mt[name] = f
+  return f
+end
+
+
+Pipe.__index = function(p, name)
+  if type(name) ~= "string" then
+    return nil
+  end
+  local cmd = upper(name)
+  return function(pp, ...)
+    if cmd == "COMMAND" then
+      local args = { ... }
+      pp.cmds[#pp.cmds + 1] = args_of(upper(args[1]),
+                                      select(2, ...))
+    else
+      pp.cmds[#pp.cmds + 1] = args_of(cmd, ...)
+    end
+    return true
+  end
+end
+
+
+-- Live Redis connections of this worker.
+function _M.conn_count()
+  return C.gw_ffi_redis_conn_count()
+end
+
+_M.is_error = is_error
+
+return _M

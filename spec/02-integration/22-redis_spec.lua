@@ -1,0 +1,145 @@
+-- luagate.redis (hiredis async) through the real binary, with the io-redis
+-- test plugin against a real redis-server.
+local helpers = require "spec.helpers"
+
+local PLUGINS_DIR = helpers.root .. "/spec/fixtures/plugins"
+
+
+describe("redis client", function()
+  local red_srv, gw, client
+
+  lazy_setup(function()
+    red_srv = helpers.redis()
+    gw = assert(helpers.start_luagate({
+      config = {
+        _format_version = "3.0",
+        services = {
+          { name = "none", url = "http://127.0.0.1:" ..
+                                 helpers.get_free_port(),
+            routes = {
+              { name = "io", paths = { "/io" },
+                plugins = {
+                  { name = "io-redis", config = { port = red_srv.port } },
+                } },
+            } },
+        },
+      },
+      args = { "--plugins-dir", PLUGINS_DIR },
+      log_level = "notice",
+    }))
+  end)
+
+  lazy_teardown(function()
+    if gw then helpers.stop_luagate(gw) end
+    if red_srv then red_srv.stop() end
+  end)
+
+  before_each(function()
+    client = helpers.proxy_client(gw, 10)
+  end)
+
+  after_each(function()
+    if client then client:close() end
+  end)
+
+  local function call(query)
+    local res = client:get("/io?" .. query)
+    return assert(helpers.json_decode(assert.res_status(200, res)))
+  end
+
+  it("runs commands and converts replies", function()
+    local d = call("mode=basic")
+    assert.equal("OK", d.set)
+    assert.equal("v1", d.get)
+    assert.is_true(d.missing_is_null)
+    assert.equal(1, d.incr)
+    assert.equal(42, d.incrby)
+    assert.same({ "a", "b", "c" }, d.list)
+    assert.same({ 1, "two", "THREE" }, d.mixed)
+    assert.is_nil(d.err_v)
+    assert.matches("^WRONGTYPE", d.err)
+    assert.matches("^ERR unknown command", d.unknown)
+    assert.equal(1, d.conns)
+  end)
+
+  it("pipelines, with per-item errors", function()
+    local d = call("mode=pipeline")
+    assert.is_nil(d.err)
+    assert.equal(5, #d.replies)
+    assert.equal(1, d.replies[1])
+    assert.equal(1, d.replies[2])
+    assert.equal(false, d.replies[3][1])
+    assert.matches("^WRONGTYPE", d.replies[3][2])
+    assert.equal("1", d.replies[4])
+  end)
+
+  it("script(): EVALSHA with the EVAL fallback on NOSCRIPT", function()
+    local d = call("mode=script")
+    assert.equal(5, d.first)
+    assert.equal(10, d.second)
+    assert.equal(11, d.evalsha)
+    assert.matches("^NOSCRIPT", d.noscript)
+  end)
+
+  it("selects the db per connection", function()
+    assert.equal("in-db-2", call("mode=db&db=2").value)
+    assert.equal("in-db-3", call("mode=db&db=3").value)
+    assert.equal("in-db-2", call("mode=db&db=2").value)
+  end)
+
+  it("times out a command and recovers", function()
+    local d = call("mode=blocking&timeout=300")
+    assert.is_nil(d.v)
+    assert.equal("timeout", d.err)
+    assert.is_true(d.elapsed < 1, tostring(d.elapsed))
+    assert.equal("PONG", d.after)
+  end)
+
+  it("does not block the worker while waiting", function()
+    local slow = helpers.raw_connect(gw.proxy_port)
+    assert(slow:send("GET /io?mode=parallel_free&timeout=3000 HTTP/1.1\r\n" ..
+                     "Host: x\r\n\r\n"))
+    helpers.sleep(0.05)
+    local t0 = helpers.gettime()
+    assert.equal("PONG", call("mode=ping").v)
+    assert.is_true(helpers.gettime() - t0 < 0.3)
+    assert.res_status(200, slow:read_response("GET"))
+    slow:close()
+  end)
+
+  it("a refused connection fails at once", function()
+    local d = call("mode=ping&port=" .. helpers.get_free_port())
+    assert.is_nil(d.v)
+    assert.matches("refused", d.err)
+    assert.is_true(d.elapsed < 0.5)
+  end)
+
+  it("reports a stopped redis and recovers after its restart", function()
+    assert.equal("PONG", call("mode=ping").v)
+    local port = red_srv.port
+    red_srv.stop()
+    local d = call("mode=ping")
+    assert.is_nil(d.v)
+    assert.is_string(d.err)
+    assert.is_true(d.elapsed < 1.5, tostring(d.elapsed))
+    d = call("mode=ping")
+    assert.matches("refused", d.err)
+    red_srv = helpers.redis({ port = port })
+    helpers.wait_until(function()
+      return call("mode=ping").v == "PONG"
+    end, 5)
+    assert.equal("PONG", call("mode=ping").v)
+  end)
+
+  it("survives a client that leaves while a command waits", function()
+    local pids = helpers.worker_pids(gw)
+    local c = helpers.raw_connect(gw.proxy_port)
+    assert(c:send("GET /io?mode=blocking&timeout=300 HTTP/1.1\r\n" ..
+                  "Host: x\r\n\r\n"))
+    helpers.sleep(0.05)
+    c:close()
+    helpers.sleep(0.5)
+    assert.equal("PONG", call("mode=ping").v)
+    assert.same(pids, helpers.worker_pids(gw))
+  end)
+end)

@@ -1,0 +1,6 @@
+return {
+  name = "bench-header",
+  fields = {
+    { config = { type = "record", fields = {} } },
+  },
+}

@@ -102,14 +102,55 @@ static void req_free(struct gw_conn *c)
     gw_list_insert_head(&gw_worker->free_reqs, &r->link);
 }
 
-void gw_conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_storage *sa)
 {
-    const struct gw_listen *ls = w->data;
     struct gw_worker *wk = gw_worker;
+    struct ev_loop *loop = wk->loop;
     if (!req_settings_ready) {
         gw_http_settings_init(&req_settings);
         req_settings_ready = 1;
     }
+    struct gw_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        gw_log(GW_LOG_ERR, "out of memory accepting a connection");
+        close(fd);
+        return GW_ERROR;
+    }
+    c->fd = fd;
+    c->listen = ls;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+        c->peer_port = ntohs(s4->sin_port);
+    } else if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+        c->peer_port = ntohs(s6->sin6_port);
+    } else {
+        snprintf(c->peer_ip, sizeof(c->peer_ip), "127.0.0.1");
+    }
+    llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
+    c->parser.data = &c->hctx;
+    c->hctx.on_headers_complete = on_req_headers_complete;
+    c->hctx.on_message_complete = on_req_message_complete;
+    ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
+    c->events = EV_READ;
+    ev_io_start(loop, &c->io);
+    ev_init(&c->timer, conn_timer_cb);
+    c->state = GW_C_HEAD;
+    c->head_deadline = ev_now(loop) + gw_settings.client_header_timeout / 1000.0;
+    gw_list_insert_tail(&wk->conns, &c->link);
+    wk->nconns++;
+    wk->stats->accepted++;
+    wk->stats->active++;
+    gw_conn_update(c);
+    return GW_OK;
+}
+
+void gw_conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    const struct gw_listen *ls = w->data;
+    struct gw_worker *wk = gw_worker;
     for (int i = 0; i < 64 && !wk->stopping; i++) {
         struct sockaddr_storage sa;
         socklen_t salen = sizeof(sa);
@@ -124,38 +165,7 @@ void gw_conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        struct gw_conn *c = calloc(1, sizeof(*c));
-        if (c == NULL) {
-            gw_log(GW_LOG_ERR, "out of memory accepting a connection");
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
-        c->listen = ls;
-        if (sa.ss_family == AF_INET) {
-            struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
-            inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
-            c->peer_port = ntohs(s4->sin_port);
-        } else if (sa.ss_family == AF_INET6) {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
-            inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
-            c->peer_port = ntohs(s6->sin6_port);
-        }
-        llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
-        c->parser.data = &c->hctx;
-        c->hctx.on_headers_complete = on_req_headers_complete;
-        c->hctx.on_message_complete = on_req_message_complete;
-        ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
-        c->events = EV_READ;
-        ev_io_start(loop, &c->io);
-        ev_init(&c->timer, conn_timer_cb);
-        c->state = GW_C_HEAD;
-        c->head_deadline = ev_now(loop) + gw_settings.client_header_timeout / 1000.0;
-        gw_list_insert_tail(&wk->conns, &c->link);
-        wk->nconns++;
-        wk->stats->accepted++;
-        wk->stats->active++;
-        gw_conn_update(c);
+        gw_conn_adopt(fd, ls, &sa);
     }
 }
 

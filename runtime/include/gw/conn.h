@@ -4,6 +4,12 @@
 #include "gw/config-t.h"
 #include "gw/conn-t.h"
 #include "gw/core-t.h"
+#include <sys/socket.h>
+
+/* Serves a connected, non-blocking socket as a client connection of ls
+ * (the accept path, and the fuzzer's socketpairs). GW_OK or GW_ERROR (the
+ * fd is closed). */
+int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_storage *peer);
 
 /* Listener callback: accepts every pending connection. */
 void gw_conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents);

@@ -100,6 +100,24 @@ function _M.install()
 end
 
 
+-- A signature of a plugin's files: their paths and contents' digests. Not
+-- mtimes: they count whole seconds, and an edit within the second of the
+-- load (same size) would go unseen.
+local function file_digest(path)
+  local f = open(path, "rb")
+  if not f then
+    return ""
+  end
+  local data = f:read("*a") or ""
+  f:close()
+  local ok, codec = pcall(require, "luagate.ngx.codec")
+  if ok then
+    return codec.md5(data)
+  end
+  return tostring(#data) .. ":" .. data
+end
+
+
 local function signature(name)
   if not lfs then
     return ""
@@ -107,9 +125,8 @@ local function signature(name)
   local parts = {}
   for _, dir in ipairs(_M.dirs) do
     local single = dir .. "/" .. name .. ".lua"
-    local a = lfs.attributes(single)
-    if a then
-      parts[#parts + 1] = single .. "=" .. a.modification .. ":" .. a.size
+    if lfs.attributes(single) then
+      parts[#parts + 1] = single .. "=" .. file_digest(single)
     end
     local base = dir .. "/" .. name
     local d = lfs.attributes(base)
@@ -122,7 +139,7 @@ local function signature(name)
             if at and at.mode == "directory" then
               walk(full)
             elseif at and find(entry, "%.lua$") then
-              parts[#parts + 1] = full .. "=" .. at.modification .. ":" .. at.size
+              parts[#parts + 1] = full .. "=" .. file_digest(full)
             end
           end
         end

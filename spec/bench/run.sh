@@ -220,7 +220,7 @@ fi
 # ---------------------------------------------------------- 2. callgrind
 # Ir summed over all callgrind outputs in a directory.
 sum_ir() {
-  cat "$1"/cg.* 2>/dev/null | awk '/^(summary|totals):/ {s += $2} END {print s+0}'
+  cat "$1"/cg.* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s+0}'
 }
 
 # callgrind_run name starter signal requests -> prints total Ir

@@ -32,6 +32,7 @@ local sort = table.sort
 local cast = ffi.cast
 local fmt = string.format
 local new_tab = require "table.new"
+local clear_tab = require "table.clear"
 local bit = require "bit"
 
 local EXIT = request.EXIT
@@ -454,13 +455,20 @@ local function set_route(r, route_idx)
   end
 end
 
-local function new_request(ptr, lctx, route_idx, conf)
-  local r = setmetatable({
-    ptr = cast(REQ_T, ptr),
-    lctx = lctx,
-    selected = nil,
-    conf = conf,
-  }, lazy_mt)
+-- The request state of a coroutine's new request. The coroutine's previous
+-- state table is cleared and reused (nothing outside the runloop and the
+-- PDK keeps it; the tables plugins see, ctx and friends, are new for every
+-- request); a new one is sized for the fields the runloop and the PDK set,
+-- so that its hash part is not rebuilt as they are added.
+local function new_request(r, ptr, lctx, route_idx, conf)
+  if r then
+    clear_tab(r)
+  else
+    r = setmetatable(new_tab(0, 16), lazy_mt)
+  end
+  r.ptr = cast(REQ_T, ptr)
+  r.lctx = lctx
+  r.conf = conf
   set_route(r, route_idx)
   return r
 end
@@ -478,7 +486,7 @@ function _M.thread_main(kind, ptr, lctx, arg, new, conf)
       timers.run(lctx_c, arg, new)
     else
       if new or r == nil then
-        r = new_request(ptr, lctx_c, arg, conf)
+        r = new_request(r, ptr, lctx_c, arg, conf)
       elseif arg >= 0 and not r.route_index then
         set_route(r, arg) -- routed after rewrite
       end

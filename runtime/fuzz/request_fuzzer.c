@@ -1,61 +1,80 @@
-/* libFuzzer target for the request path: raw client bytes -> llhttp (as
- * runtime/src/conn.c drives it) -> header lookups -> gw_path_normalize ->
- * gw_router_match -> gw_upstream_path, then the next pipelined request.
+/* libFuzzer target for the whole request path, end to end, over the real
+ * code: every .c of runtime/src but main.c is linked in, and one input is what
+ * one client sends on one connection.
  *
- * No sockets and no event loop: the harness replays, in one function call,
- * what conn.c and proxy.c do with the bytes of one client connection. The
- * input is split into reads of 1..N bytes, N taken from the first input byte
- * (0: as large as the buffer allows), so requests, headers and chunk sizes
- * straddle llhttp_execute calls the way short socket reads make them. The
- * buffer grows with gw_buf_reserve as conn_read does, so it moves in memory
- * between reads as it does in the runtime.
+ * LLVMFuzzerInitialize sets up a worker as gw_worker_main does (settings,
+ * shared dicts and stats, the default ev loop, a Lua state, a configuration
+ * loaded from a file written to a temporary directory, the resolver) and a
+ * fake upstream: a listening socket on 127.0.0.1 served in the same loop by
+ * this file's callbacks. Every service of the configuration points at it.
  *
- * Beyond what the sanitizers catch, the harness checks invariants with
- * __builtin_trap() (see fz_check): header and URL offsets inside the head,
- * normalized path shorter than the raw one and free of dot segments,
- * capture offsets and strip_len inside the path, upstream paths within the
- * size the proxy reserves, the router's answer equal to a brute-force scan
- * of the same ranked entries, and the head sent upstream (rebuilt as
- * proxy.c build_head does) parsing as one request with the same framing.
- * FUZZ_SKIP_CHECKS=name,name disables named checks, to keep fuzzing past a
- * known bug; run.sh passes it through.
+ * Per input: a socketpair; one end goes to gw_conn_adopt, the harness writes
+ * the input to the other end in slices, runs the loop until nothing moves,
+ * half-closes, runs the loop until the gateway closed the connection (or a
+ * watchdog fires), then checks what the client received and what the fake
+ * upstream received, and drains the upstream keepalive pool.
  *
- * Mirrors conn.c and proxy.c at the commit it was written for: when they
- * change, fz_parse_head, fz_route, fz_forward_body and fz_build_head must
- * follow (they are static there, so they are replayed here). */
-#include <lauxlib.h>
+ * Input layout:
+ *   byte 0   slicing: 0 writes everything at once; N in 1..255 writes
+ *            pseudo-random slices of 1..N bytes, one loop pass between two
+ *   byte 1   the fake upstream's answers: request k (0, 1, ... in the order
+ *            the upstream receives them) gets answer (b1 + k * (b1 >> 3 | 1))
+ *            % 8 (see fz_answer)
+ *   byte 2.. the client's bytes
+ *
+ * Checks beyond the sanitizers trap with "request_fuzzer: check '<name>'
+ * failed"; FUZZ_SKIP_CHECKS=name,name disables some (to fuzz past a known
+ * bug). The table is in docs/fuzzing.md. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
 #include <lua.h>
-#include <lualib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+#include <llhttp.h>
 
+#include "gw/accesslog.h"
 #include "gw/buf.h"
-#include "gw/conn-t.h"
-#include "gw/http.h"
-#include "gw/list.h"
-#include "gw/router.h"
+#include "gw/config.h"
+#include "gw/conn.h"
+#include "gw/dns.h"
+#include "gw/log.h"
+#include "gw/lua_req.h"
+#include "gw/settings-t.h"
+#include "gw/shdict.h"
+#include "gw/stats.h"
+#include "gw/upstream.h"
+#include "gw/worker-t.h"
 
-#define FZ_MAX_HEADER_SIZE 32768 /* gw_settings.max_header_size default (main.c) */
-#define FZ_PORT 8000             /* local port the connection arrived on */
-#define FZ_MAX_REQUESTS 64       /* pipelined requests per input */
+/* main.c, which defines it, is not linked */
+struct gw_settings gw_settings;
+
+#define FZ_PORT 8000          /* the port the client connected to */
+#define FZ_MAX_REQS 512       /* requests tracked per input, each side */
+#define FZ_CLIENT_MAX (4 << 20) /* bytes of responses kept for the checks */
+#define FZ_WATCHDOG 3.0       /* s: the gateway's own timeouts are 0.3 s */
+#define FZ_BIG_BODY 70000     /* answer 7: above GW_HIGH_WATER */
 
 /* ---- checks ------------------------------------------------------------ */
 
 static char fz_skip[512];
+static int fz_debug;
 
-static void fz_fail(const char *name, const char *expr, int line)
+static void fz_fail(const char *name, const char *what, int line)
 {
     char key[64];
-
     snprintf(key, sizeof(key), ",%s,", name);
     if (strstr(fz_skip, key) != NULL)
         return;
-    fprintf(stderr, "request_fuzzer: check '%s' failed (line %d): %s\n", name, line, expr);
+    fprintf(stderr, "request_fuzzer: check '%s' failed (line %d): %s\n", name, line, what);
     __builtin_trap();
 }
 
@@ -65,956 +84,949 @@ static void fz_fail(const char *name, const char *expr, int line)
             fz_fail((name), #cond, __LINE__);                                                      \
     } while (0)
 
-/* ---- the router and a brute-force reference of it ----------------------- */
+/* cjson keeps a module-wide encode buffer for the life of the Lua state,
+ * which the harness never closes: not a per-request leak. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:cjson.so\n";
+}
 
-/* One compiled entry as the Lua half produced it, for the reference. */
-struct fz_entry {
-    int route;
-    int regex;
-    char *path; /* NULL: no path */
-    size_t path_len;
-    pcre2_code *re;
-    char **hosts; /* NULL: no host constraint */
-    size_t nhosts;
-    char **methods; /* NULL: no method constraint */
-    size_t nmethods;
-    char **hnames;   /* header names, lowercase */
-    char ***hvalues; /* per header, NULL-terminated values */
-    size_t nheaders;
+/* ---- the worker --------------------------------------------------------- */
+
+static struct gw_worker fz_wk;
+static struct gw_listen fz_listen;
+static struct ev_loop *fz_loop;
+static char fz_dir[64]; /* temporary directory of the configuration */
+static uint64_t fz_moved; /* bytes moved by the harness: progress of the loop */
+
+/* ---- what the client sent: a reference parse of the input ---------------- */
+
+struct fz_creq {
+    uint64_t body_len;
+    int is_head;
+    int after_upgrade; /* follows an upgrade request: the gateway may tunnel it */
 };
 
-static struct gw_router *fz_router;
-static struct fz_entry *fz_entries;
-static size_t fz_nentries;
-static int fz_nroutes;
-static pcre2_match_data *fz_md;
+static struct {
+    struct fz_creq req[FZ_MAX_REQS];
+    int nreq;   /* complete heads */
+    int tail;   /* an incomplete or invalid request ends the input */
+    int in_msg;
+    int upgraded;
+} fz_ref;
 
-/* Service paths the upstream path is built with, as config services have. */
-static const char *const fz_svc_paths[] = {NULL, "/", "/s", "/s/", "/a/b", "/%2F/x/"};
-
-/* ~30 routes: prefixes sharing radix nodes, regexes with plain, named,
- * optional and too many groups, exact, ported, IPv6 and wildcard hosts,
- * methods, headers, and ranks that make groups compete. */
-static const char fz_config[] =
-    "local long = 'long' .. string.rep('x', 200) .. '.com'\n"
-    "return { routes = {\n"
-    " { paths = { '/' } },\n"
-    " { paths = { '/api' } },\n"
-    " { paths = { '/api/v1/' }, methods = { 'GET', 'HEAD' } },\n"
-    " { paths = { '/api/v1/users' }, methods = { 'POST' } },\n"
-    " { paths = { '/api/v1/users' }, headers = { ['X-Version'] = { '2', '3' } } },\n"
-    " { paths = { [[~/users/(?<id>\\d+)$]] } },\n"
-    " { paths = { [[~/items/(\\w+)/(\\w+)?]] }, regex_priority = 5 },\n"
-    " { paths = { [[~/files/(.*)\\.(png|jpg)]] }, regex_priority = 1 },\n"
-    " { paths = { '~/(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)(k)(l)(m)(n)(o)(p)(q)(r)' } },\n"
-    " { hosts = { 'example.com' }, paths = { '/ex' } },\n"
-    " { hosts = { 'example.com:8000' }, paths = { '/ex' } },\n"
-    " { hosts = { 'example.com:9000' }, paths = { '/ex/nine' } },\n"
-    " { hosts = { '*.example.com' }, paths = { '/w' } },\n"
-    " { hosts = { '*.example.com:8443' } },\n"
-    " { hosts = { 'api.*' }, paths = { '/' } },\n"
-    " { hosts = { 'api.*:8000' }, methods = { 'DELETE' } },\n"
-    " { hosts = { '[::1]:8000', '[::1]', '127.0.0.1' }, paths = { '/v6' } },\n"
-    " { hosts = { 'Mixed.Case.COM' } },\n"
-    " { methods = { 'put' }, paths = { '/put' } },\n"
-    " { methods = { 'CONNECT', 'OPTIONS' } },\n"
-    " { headers = { ['x-tenant'] = { 'a', 'B' } }, paths = { '/t' } },\n"
-    " { headers = { ['x-tenant'] = 'c', ['x-region'] = { 'eu' } } },\n"
-    " { paths = { '/a', '/ab', '/abc', '/abd', '/b/c/d' } },\n"
-    " { paths = { '/%2F', '/caf%C3%A9', '/~user', '/a//b' } },\n"
-    " { hosts = { '*.example.com', 'api.*' },\n"
-    "   paths = { [[~/regex/[a-z]+/(?<tail>.*)]] } },\n"
-    " { paths = { '~/opt(/(?<x>x))?(/(?<y>y))?' }, regex_priority = 2 },\n"
-    " { paths = { '~(?i)/CASE/(.+)' } },\n"
-    " { paths = { '~/empty()/' }, methods = { 'GET' } },\n"
-    " { paths = { '/ws' }, headers = { upgrade = { 'websocket' } } },\n"
-    " { hosts = { long }, methods = { 'GET' } },\n"
-    " { paths = { '~/$', '/prefix' }, regex_priority = -1 },\n"
-    " { hosts = { 'example.com', 'other.org' }, methods = { 'GET' },\n"
-    "   headers = { accept = { 'application/json' } }, paths = { '/ex/j', '~/ex/(r)' } },\n"
-    "} }\n";
-
-static char *fz_strdup_lua(lua_State *L, int idx)
+static int ref_on_message_begin(llhttp_t *p)
 {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    char *p = malloc(n + 1);
-
-    if (p == NULL)
-        abort();
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
-/* Reads the array of strings at the top of the stack (NULL-terminated). */
-static char **fz_strings(lua_State *L, size_t *n)
-{
-    int t = lua_gettop(L);
-    size_t len = lua_objlen(L, t);
-    char **v = calloc(len + 1, sizeof(*v));
-
-    *n = 0;
-    for (size_t i = 1; i <= len; i++) {
-        lua_rawgeti(L, t, (int)i);
-        if (lua_type(L, -1) == LUA_TSTRING)
-            v[(*n)++] = fz_strdup_lua(L, -1);
-        lua_pop(L, 1);
-    }
-    return v;
-}
-
-/* Copies the compiled entries at the top of the stack for the reference. */
-static void fz_read_entries(lua_State *L)
-{
-    int t = lua_gettop(L);
-
-    fz_nentries = lua_objlen(L, t);
-    fz_entries = calloc(fz_nentries + 1, sizeof(*fz_entries));
-    for (size_t i = 0; i < fz_nentries; i++) {
-        struct fz_entry *e = &fz_entries[i];
-        int et;
-
-        lua_rawgeti(L, t, (int)i + 1);
-        et = lua_gettop(L);
-        lua_getfield(L, et, "route");
-        e->route = (int)lua_tointeger(L, -1);
-        if (e->route + 1 > fz_nroutes)
-            fz_nroutes = e->route + 1;
-        lua_getfield(L, et, "path");
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            e->path = fz_strdup_lua(L, -1);
-            e->path_len = lua_objlen(L, -1);
-        }
-        lua_getfield(L, et, "regex");
-        e->regex = lua_toboolean(L, -1) && e->path != NULL;
-        lua_settop(L, et);
-        if (e->regex) {
-            int ec;
-            PCRE2_SIZE eo;
-
-            e->re = pcre2_compile((PCRE2_SPTR)e->path, e->path_len, PCRE2_ANCHORED, &ec, &eo,
-                                  NULL);
-            if (e->re == NULL)
-                abort();
-        }
-        lua_getfield(L, et, "hosts");
-        if (lua_type(L, -1) == LUA_TTABLE)
-            e->hosts = fz_strings(L, &e->nhosts);
-        lua_settop(L, et);
-        lua_getfield(L, et, "methods");
-        if (lua_type(L, -1) == LUA_TTABLE)
-            e->methods = fz_strings(L, &e->nmethods);
-        lua_settop(L, et);
-        lua_getfield(L, et, "headers");
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            int ht = lua_gettop(L);
-            size_t nh = lua_objlen(L, ht);
-
-            e->hnames = calloc(nh + 1, sizeof(*e->hnames));
-            e->hvalues = calloc(nh + 1, sizeof(*e->hvalues));
-            for (size_t k = 1; k <= nh; k++) {
-                size_t nv;
-
-                lua_rawgeti(L, ht, (int)k);
-                lua_getfield(L, -1, "name");
-                e->hnames[e->nheaders] = fz_strdup_lua(L, -1);
-                lua_pop(L, 1);
-                lua_getfield(L, -1, "values");
-                e->hvalues[e->nheaders++] = fz_strings(L, &nv);
-                lua_settop(L, ht);
-            }
-        }
-        lua_settop(L, t);
-    }
-}
-
-static int fz_eq_nocase(const char *a, size_t an, const char *b, size_t bn)
-{
-    return an == bn && (an == 0 || strncasecmp(a, b, an) == 0);
-}
-
-/* "host:port" as router.h describes it, written independently of
- * router.c's split_port: a port is 1..5 digits after the last ':', in
- * 1..65535, and the host is not a bare IPv6 address. */
-static size_t fz_split_port(const char *s, size_t n, int *port)
-{
-    const char *colon = NULL;
-    long v = 0;
-
-    *port = 0;
-    for (size_t i = n; i > 0; i--) {
-        if (s[i - 1] == ':') {
-            colon = s + i - 1;
-            break;
-        }
-    }
-    if (colon == NULL || colon == s || (size_t)(s + n - colon - 1) < 1 ||
-        (size_t)(s + n - colon - 1) > 5)
-        return n;
-    for (const char *d = colon + 1; d < s + n; d++) {
-        if (*d < '0' || *d > '9')
-            return n;
-        v = v * 10 + (*d - '0');
-    }
-    if (v < 1 || v > 65535)
-        return n;
-    if (s[0] == '[' ? colon[-1] != ']' : memchr(s, ':', (size_t)(colon - s)) != NULL)
-        return n;
-    *port = (int)v;
-    return (size_t)(colon - s);
-}
-
-static int fz_host_ok(const struct fz_entry *e, const struct gw_router_req *req)
-{
-    int port;
-    size_t hn;
-    char key[600];
-    size_t klen = 0;
-
-    if (e->hosts == NULL)
-        return 1;
-    if (req->host.n == 0)
-        return 0;
-    hn = fz_split_port(req->host.p, req->host.n, &port);
-    if (port == 0)
-        port = req->port;
-    if (hn + 7 <= 512) { /* router.c: GW_ROUTER_MAX_HOST */
-        memcpy(key, req->host.p, hn);
-        klen = hn + (size_t)sprintf(key + hn, ":%d", port);
-    }
-    for (size_t i = 0; i < e->nhosts; i++) {
-        const char *h = e->hosts[i];
-        size_t n = strlen(h);
-        int rport;
-        size_t rn = fz_split_port(h, n, &rport);
-
-        if (n == 0)
-            continue;
-        if (rn > 1 && (h[0] == '*' || h[rn - 1] == '*')) {
-            int suffix = h[0] == '*';
-            const char *fix = suffix ? h + 1 : h;
-            size_t fn = rn - 1;
-
-            if ((rport == 0 || rport == port) && hn > fn &&
-                fz_eq_nocase(suffix ? req->host.p + hn - fn : req->host.p, fn, fix, fn))
-                return 1;
-            continue;
-        }
-        if (fz_eq_nocase(h, n, req->host.p, hn) || (klen && fz_eq_nocase(h, n, key, klen)))
-            return 1;
-    }
+    fz_ref.in_msg = 1;
     return 0;
 }
 
-static int fz_filters_ok(const struct fz_entry *e, const struct gw_router_req *req)
+static int ref_on_headers_complete(llhttp_t *p)
 {
-    if (e->methods != NULL) {
-        size_t i;
-
-        for (i = 0; i < e->nmethods; i++)
-            if (strlen(e->methods[i]) == req->method.n &&
-                memcmp(e->methods[i], req->method.p, req->method.n) == 0)
-                break;
-        if (i == e->nmethods)
-            return 0;
+    if (fz_ref.nreq < FZ_MAX_REQS) {
+        struct fz_creq *r = &fz_ref.req[fz_ref.nreq];
+        memset(r, 0, sizeof(*r));
+        r->is_head = p->method == HTTP_HEAD;
+        r->after_upgrade = fz_ref.upgraded;
     }
-    for (size_t i = 0; i < e->nheaders; i++) {
-        struct gw_str v;
-        int ok = 0;
+    fz_ref.nreq++;
+    return 0;
+}
 
-        for (int k = 0; !ok && req->header(req->ud, e->hnames[i], strlen(e->hnames[i]), k, &v) ==
-                                   GW_OK;
-             k++)
-            for (char **val = e->hvalues[i]; !ok && *val; val++)
-                ok = fz_eq_nocase(*val, strlen(*val), v.p, v.n);
-        if (!ok)
+static int ref_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    if (fz_ref.nreq - 1 < FZ_MAX_REQS)
+        fz_ref.req[fz_ref.nreq - 1].body_len += len;
+    return 0;
+}
+
+static int ref_on_message_complete(llhttp_t *p)
+{
+    fz_ref.in_msg = 0;
+    return 0;
+}
+
+static void fz_ref_parse(const char *in, size_t n)
+{
+    static llhttp_settings_t s;
+    static int ready;
+    if (!ready) {
+        llhttp_settings_init(&s);
+        s.on_message_begin = ref_on_message_begin;
+        s.on_headers_complete = ref_on_headers_complete;
+        s.on_body = ref_on_body;
+        s.on_message_complete = ref_on_message_complete;
+        ready = 1;
+    }
+    memset(&fz_ref, 0, sizeof(fz_ref));
+    llhttp_t p;
+    llhttp_init(&p, HTTP_REQUEST, &s);
+    const char *at = in;
+    while (at < in + n) {
+        llhttp_errno_t e = llhttp_execute(&p, at, (size_t)(in + n - at));
+        if (e == HPE_OK)
+            break;
+        if (e == HPE_PAUSED_UPGRADE) {
+            /* switched or not: what follows is either tunnel bytes or the
+             * next request (conn.c resets its parser after a refused
+             * upgrade); count it as requests, an upper bound either way */
+            at = llhttp_get_error_pos(&p);
+            llhttp_init(&p, HTTP_REQUEST, &s);
+            fz_ref.upgraded = 1;
+            continue;
+        }
+        fz_ref.tail = 1; /* invalid: the gateway may answer it 400 */
+        return;
+    }
+    if (fz_ref.in_msg)
+        fz_ref.tail = 1;
+}
+
+/* ---- the fake upstream -------------------------------------------------- */
+
+struct fz_ureq { /* one request the upstream received, in arrival order */
+    uint64_t body_len;
+    int body_changed; /* a plugin replaced the body (X-Fz-Body-Changed) */
+};
+
+struct fz_up {
+    ev_io io;
+    int fd;
+    int events;
+    struct fz_up *next;
+    llhttp_t p;
+    struct gw_buf in;  /* every byte received (offsets stay valid) */
+    size_t parsed;
+    struct gw_buf out; /* answers not written yet */
+    int shut;          /* answered with a closing answer: write side shut after out */
+    int tunnel;        /* answered 101: echo everything */
+    int stopped;       /* no more parsing (error, close answer, tunnel) */
+    int eof;           /* the gateway closed */
+    int nrecv, nsent;  /* requests received, answers queued */
+    /* the message being parsed */
+    int in_msg;
+    char name[64];
+    size_t name_len;
+    int in_value;
+    size_t vstart, vend; /* value range in in (vstart == SIZE_MAX: empty) */
+    char value[256];
+    size_t value_len;
+    int n_host, n_xff, n_xfp, n_xfh, n_xfport, n_xrip, n_xrid;
+    int has_cl, has_te, has_upgrade, conn_upgrade, body_changed, is_head;
+    uint64_t body_len;
+};
+
+static int fz_up_lfd;
+static int fz_up_port;
+static ev_io fz_up_lio;
+static struct fz_up *fz_ups;
+static struct fz_ureq fz_ureq[FZ_MAX_REQS];
+static int fz_nureq;
+static uint8_t fz_answers; /* input byte 1 */
+static llhttp_settings_t fz_up_settings;
+
+static void fz_up_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+static void fz_up_watch(struct fz_up *u)
+{
+    int ev = u->eof ? 0 : EV_READ;
+    if (gw_buf_pending(&u->out))
+        ev |= EV_WRITE;
+    if (ev == u->events)
+        return;
+    ev_io_stop(fz_loop, &u->io);
+    ev_io_set(&u->io, u->fd, ev);
+    if (ev)
+        ev_io_start(fz_loop, &u->io);
+    u->events = ev;
+}
+
+static void fz_up_free(struct fz_up *u)
+{
+    if (fz_debug)
+        fprintf(stderr, "--- fake upstream connection got %zu bytes:\n%.*s\n---\n", u->in.len,
+                u->in.len > 3000 ? 3000 : (int)u->in.len, u->in.data);
+    for (struct fz_up **pp = &fz_ups; *pp; pp = &(*pp)->next)
+        if (*pp == u) {
+            *pp = u->next;
+            break;
+        }
+    ev_io_stop(fz_loop, &u->io);
+    close(u->fd);
+    gw_buf_free(&u->in);
+    gw_buf_free(&u->out);
+    free(u);
+}
+
+#define UP(p) ((struct fz_up *)(p)->data)
+
+static int lc_is(const char *a, size_t n, const char *lit)
+{
+    return strlen(lit) == n && strncasecmp(a, lit, n) == 0;
+}
+
+static int up_on_message_begin(llhttp_t *p)
+{
+    struct fz_up *u = UP(p);
+    u->in_msg = 1;
+    u->name_len = 0;
+    u->in_value = 0;
+    u->n_host = u->n_xff = u->n_xfp = u->n_xfh = u->n_xfport = u->n_xrip = u->n_xrid = 0;
+    u->has_cl = u->has_te = u->has_upgrade = u->conn_upgrade = u->body_changed = 0;
+    u->body_len = 0;
+    return 0;
+}
+
+static int up_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct fz_up *u = UP(p);
+    if (u->in_value) { /* a new header */
+        u->in_value = 0;
+        u->name_len = 0;
+    }
+    for (size_t i = 0; i < len && u->name_len < sizeof(u->name) - 1; i++)
+        u->name[u->name_len++] = at[i];
+    u->vstart = SIZE_MAX;
+    u->value_len = 0;
+    return 0;
+}
+
+static int up_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct fz_up *u = UP(p);
+    u->in_value = 1;
+    size_t off = (size_t)(at - u->in.data);
+    if (u->vstart == SIZE_MAX)
+        u->vstart = off;
+    u->vend = off + len;
+    for (size_t i = 0; i < len && u->value_len < sizeof(u->value) - 1; i++)
+        u->value[u->value_len++] = at[i];
+    return 0;
+}
+
+/* Whether every comma-separated token of v is one of the allowed ones. */
+static int conn_tokens_ok(const char *v, size_t n, int *upgrade)
+{
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e == s)
+            continue;
+        if (lc_is(v + s, e - s, "upgrade"))
+            *upgrade = 1;
+        else if (!lc_is(v + s, e - s, "close"))
             return 0;
     }
     return 1;
 }
 
-/* The first entry, in rank order, that matches: what gw_router_match must
- * return. Returns the rank or -1; sets *strip. */
-static int fz_reference_match(const struct gw_router_req *req, size_t *strip)
+static int up_on_header_value_complete(llhttp_t *p)
 {
-    for (size_t i = 0; i < fz_nentries; i++) {
-        const struct fz_entry *e = &fz_entries[i];
-
-        if (!fz_host_ok(e, req) || !fz_filters_ok(e, req))
-            continue;
-        if (e->path == NULL) {
-            *strip = 0;
-            return (int)i;
-        }
-        if (!e->regex) {
-            if (req->path.n >= e->path_len && memcmp(req->path.p, e->path, e->path_len) == 0) {
-                *strip = e->path_len;
-                return (int)i;
-            }
-            continue;
-        }
-        if (pcre2_match(e->re, (PCRE2_SPTR)req->path.p, req->path.n, 0, 0, fz_md, NULL) >= 0) {
-            *strip = pcre2_get_ovector_pointer(fz_md)[1];
-            return (int)i;
-        }
+    struct fz_up *u = UP(p);
+    const char *n = u->name;
+    size_t nl = u->name_len;
+    u->in_value = 1;
+    if (u->vstart != SIZE_MAX) {
+        const char *v = u->in.data + u->vstart;
+        size_t vl = u->vend - u->vstart;
+        fz_check("upstream-value-crlf", memchr(v, '\r', vl) == NULL && memchr(v, '\n', vl) ==
+                                            NULL && memchr(v, '\0', vl) == NULL);
     }
-    return -1;
+    fz_check("upstream-name", nl > 0 && n[nl - 1] != ' ' && n[nl - 1] != '\t');
+    if (lc_is(n, nl, "host"))
+        u->n_host++;
+    else if (lc_is(n, nl, "x-forwarded-for"))
+        u->n_xff++;
+    else if (lc_is(n, nl, "x-forwarded-proto"))
+        u->n_xfp++;
+    else if (lc_is(n, nl, "x-forwarded-host"))
+        u->n_xfh++;
+    else if (lc_is(n, nl, "x-forwarded-port"))
+        u->n_xfport++;
+    else if (lc_is(n, nl, "x-real-ip"))
+        u->n_xrip++;
+    else if (lc_is(n, nl, "x-request-id"))
+        u->n_xrid++;
+    else if (lc_is(n, nl, "content-length"))
+        u->has_cl = 1;
+    else if (lc_is(n, nl, "transfer-encoding"))
+        u->has_te = 1;
+    else if (lc_is(n, nl, "upgrade"))
+        u->has_upgrade = 1;
+    else if (lc_is(n, nl, "x-fz-body-changed"))
+        u->body_changed = 1;
+    else if (lc_is(n, nl, "connection"))
+        fz_check("upstream-hop-by-hop",
+                 conn_tokens_ok(u->value, u->value_len, &u->conn_upgrade));
+    else
+        fz_check("upstream-hop-by-hop",
+                 !lc_is(n, nl, "keep-alive") && !lc_is(n, nl, "te") &&
+                     !lc_is(n, nl, "trailer") && !lc_is(n, nl, "proxy-connection") &&
+                     !lc_is(n, nl, "proxy-authorization") &&
+                     !lc_is(n, nl, "proxy-authenticate"));
+    return 0;
+}
+
+static int up_on_headers_complete(llhttp_t *p)
+{
+    struct fz_up *u = UP(p);
+    u->is_head = p->method == HTTP_HEAD;
+    fz_check("upstream-host-once", u->n_host == 1);
+    fz_check("upstream-forwarded-once", u->n_xff == 1 && u->n_xfp == 1 && u->n_xfh == 1 &&
+                                            u->n_xfport == 1);
+    fz_check("upstream-real-ip-once", u->n_xrip == 1);
+    fz_check("upstream-request-id-once", u->n_xrid == 1);
+    fz_check("upstream-framing", !(u->has_cl && u->has_te));
+    fz_check("upstream-hop-by-hop", !u->has_upgrade || u->conn_upgrade);
+    return 0;
+}
+
+static int up_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    UP(p)->body_len += len;
+    return 0;
+}
+
+/* The answer for the k-th request the upstream received. */
+static int fz_answer(int k)
+{
+    return (int)((fz_answers + (unsigned)k * ((fz_answers >> 3) | 1u)) % 8u);
+}
+
+static void fz_up_answer(struct fz_up *u, int upgrade)
+{
+    int k = fz_nureq - 1;
+    int a = fz_answer(k);
+    struct gw_buf *b = &u->out;
+    char tag[48];
+    snprintf(tag, sizeof(tag), "X-Fz-Up: %d\r\n", k);
+    int head_only = u->is_head;
+    if (a == 3 && !upgrade)
+        a = 0; /* 101 only answers an upgrade request */
+    if (upgrade && a != 3)
+        u->shut = 1; /* a refused upgrade: the connection is not reused */
+    switch (a) {
+    case 0:
+        gw_buf_appends(b, "HTTP/1.1 200 OK\r\n");
+        gw_buf_appends(b, tag);
+        gw_buf_appends(b, "Content-Type: text/plain\r\nContent-Length: 6\r\n\r\n");
+        if (!head_only)
+            gw_buf_appends(b, "hello\n");
+        break;
+    case 1:
+        gw_buf_appends(b, "HTTP/1.1 200 OK\r\n");
+        gw_buf_appends(b, tag);
+        gw_buf_appends(b, "Transfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n");
+        if (!head_only)
+            gw_buf_appends(b, "5\r\nhello\r\n3;ext=1\r\n ok\r\n0\r\nX-T: 1\r\n\r\n");
+        break;
+    case 2:
+        gw_buf_appends(b, "HTTP/1.1 204 No Content\r\n");
+        gw_buf_appends(b, tag);
+        gw_buf_appends(b, "\r\n");
+        break;
+    case 3:
+        gw_buf_appends(b, "HTTP/1.1 101 Switching Protocols\r\n");
+        gw_buf_appends(b, tag);
+        gw_buf_appends(b, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        u->tunnel = 1;
+        u->stopped = 1;
+        break;
+    case 4: /* delimited by the close */
+        gw_buf_appends(b, "HTTP/1.1 200 OK\r\n");
+        gw_buf_appends(b, tag);
+        gw_buf_appends(b, "Connection: close\r\n\r\n");
+        if (!head_only)
+            gw_buf_appends(b, "until the close\n");
+        u->shut = 1;
+        break;
+    case 5: { /* malformed, then the close */
+        static const char *const bad[] = {
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
+            "HTTP/1.1 2x0 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX-Bad : 1\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+            "garbage\r\n\r\n",
+        };
+        gw_buf_appends(b, bad[(unsigned)k % (sizeof(bad) / sizeof(bad[0]))]);
+        u->shut = 1;
+        break;
+    }
+    case 6: /* an informational answer first */
+        gw_buf_appends(b, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n");
+        gw_buf_appends(b, tag);
+        gw_buf_appends(b, "Content-Length: 2\r\n\r\n");
+        if (!head_only)
+            gw_buf_appends(b, "ok");
+        break;
+    default: /* a body above the high-water mark */
+        gw_buf_appends(b, "HTTP/1.1 200 OK\r\n");
+        gw_buf_appends(b, tag);
+        gw_buf_appends(b, "Content-Length: 70000\r\n\r\n");
+        if (!head_only && gw_buf_reserve(b, FZ_BIG_BODY, 0) == 0) {
+            memset(b->data + b->len, 'x', FZ_BIG_BODY);
+            b->len += FZ_BIG_BODY;
+        }
+        break;
+    }
+    if (u->shut)
+        u->stopped = 1;
+    u->nsent++;
+}
+
+static int up_on_message_complete(llhttp_t *p)
+{
+    struct fz_up *u = UP(p);
+    u->in_msg = 0;
+    u->nrecv++;
+    if (fz_nureq < FZ_MAX_REQS) {
+        fz_ureq[fz_nureq].body_len = u->body_len;
+        fz_ureq[fz_nureq].body_changed = u->body_changed;
+    }
+    fz_nureq++;
+    fz_up_answer(u, p->upgrade);
+    return u->stopped ? HPE_PAUSED : 0;
+}
+
+static void fz_up_parse(struct fz_up *u)
+{
+    if (u->tunnel) { /* echo */
+        size_t n = u->in.len - u->parsed;
+        if (n)
+            gw_buf_append(&u->out, u->in.data + u->parsed, n);
+        u->parsed = u->in.len;
+        return;
+    }
+    if (u->stopped || u->parsed == u->in.len)
+        return;
+    const char *start = u->in.data + u->parsed;
+    llhttp_errno_t e = llhttp_execute(&u->p, start, u->in.len - u->parsed);
+    if (e == HPE_OK) {
+        u->parsed = u->in.len;
+        return;
+    }
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        u->parsed = (size_t)(llhttp_get_error_pos(&u->p) - u->in.data);
+        if (u->tunnel) {
+            fz_up_parse(u);
+            return;
+        }
+        /* stopped after a closing answer: the gateway must not send more */
+        fz_check("upstream-after-close", u->parsed == u->in.len);
+        return;
+    }
+    if (fz_debug)
+        fprintf(stderr, "fake upstream: %s (%s) at %zu of:\n%.*s\n", llhttp_errno_name(e),
+                llhttp_get_error_reason(&u->p),
+                (size_t)(llhttp_get_error_pos(&u->p) - u->in.data), (int)u->in.len,
+                u->in.data);
+    fz_fail("upstream-parses", llhttp_errno_name(e), __LINE__);
+    u->stopped = 1;
+    u->shut = 1;
+}
+
+static void fz_up_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct fz_up *u = (struct fz_up *)w;
+    if (revents & EV_READ) {
+        for (;;) {
+            if (gw_buf_reserve(&u->in, 16384, 0) != 0)
+                abort();
+            ssize_t n = read(u->fd, u->in.data + u->in.len, u->in.cap - u->in.len);
+            if (n > 0) {
+                u->in.len += (size_t)n;
+                fz_moved += (uint64_t)n;
+                continue;
+            }
+            if (n == 0 || (errno != EAGAIN && errno != EINTR))
+                u->eof = 1;
+            if (n == -1 && errno == EINTR)
+                continue;
+            break;
+        }
+        fz_up_parse(u);
+    }
+    while (gw_buf_pending(&u->out)) {
+        ssize_t n = write(u->fd, u->out.data + u->out.off, gw_buf_pending(&u->out));
+        if (n <= 0)
+            break;
+        fz_moved += (uint64_t)n;
+        gw_buf_consume(&u->out, (size_t)n);
+    }
+    if (gw_buf_pending(&u->out) == 0 && u->shut && !u->tunnel && u->shut != 2) {
+        shutdown(u->fd, SHUT_WR);
+        u->shut = 2;
+    }
+    if (u->eof && gw_buf_pending(&u->out) == 0) {
+        /* a partial request is fine here: the gateway closes the upstream
+         * connection of a request it aborts (pool-clean checks the rest) */
+        fz_up_free(u);
+        return;
+    }
+    if (u->eof && gw_buf_pending(&u->out)) {
+        fz_up_free(u); /* nobody reads what is left */
+        return;
+    }
+    fz_up_watch(u);
+}
+
+static void fz_up_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    for (;;) {
+        int fd = accept4(fz_up_lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1)
+            return;
+        struct fz_up *u = calloc(1, sizeof(*u));
+        if (u == NULL)
+            abort();
+        u->fd = fd;
+        llhttp_init(&u->p, HTTP_REQUEST, &fz_up_settings);
+        u->p.data = u;
+        ev_io_init(&u->io, fz_up_io_cb, fd, EV_READ);
+        u->events = EV_READ;
+        ev_io_start(loop, &u->io);
+        u->next = fz_ups;
+        fz_ups = u;
+        fz_moved++;
+    }
+}
+
+/* ---- the client side ---------------------------------------------------- */
+
+static struct {
+    ev_io io;
+    int fd;
+    int eof;
+    struct gw_buf got;
+    int overflow;
+} fz_cli;
+
+static void fz_cli_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    for (;;) {
+        char tmp[65536];
+        ssize_t n = read(fz_cli.fd, tmp, sizeof(tmp));
+        if (n > 0) {
+            fz_moved += (uint64_t)n;
+            if (fz_cli.got.len + (size_t)n > FZ_CLIENT_MAX)
+                fz_cli.overflow = 1;
+            else
+                gw_buf_append(&fz_cli.got, tmp, (size_t)n);
+            continue;
+        }
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == 0 || errno != EAGAIN) {
+            fz_cli.eof = 1;
+            ev_io_stop(loop, w);
+        }
+        return;
+    }
+}
+
+/* Checks of the responses the client received, parsed strictly. */
+static struct {
+    int nfinal;    /* final (non-1xx) responses */
+    int status;
+    int is_head;
+    int up_tag;    /* X-Fz-Up value, -1 */
+    int hdr_is_tag;
+    char body[1024];
+    size_t body_len;
+    int stop;      /* a 101: what follows is tunnel bytes */
+} fz_resp;
+
+static int cr_on_message_begin(llhttp_t *p)
+{
+    fz_resp.up_tag = -1;
+    fz_resp.body_len = 0;
+    fz_resp.hdr_is_tag = 0;
+    return 0;
+}
+
+static int cr_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    fz_resp.hdr_is_tag = lc_is(at, len, "x-fz-up");
+    return 0;
+}
+
+static int cr_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    if (fz_resp.hdr_is_tag) {
+        fz_resp.up_tag = 0;
+        for (size_t i = 0; i < len && at[i] >= '0' && at[i] <= '9'; i++)
+            fz_resp.up_tag = fz_resp.up_tag * 10 + (at[i] - '0');
+        fz_resp.hdr_is_tag = 0;
+    }
+    return 0;
+}
+
+static int cr_on_headers_complete(llhttp_t *p)
+{
+    fz_resp.status = p->status_code;
+    fz_check("client-version", p->http_major == 1 && p->http_minor == 1);
+    int i = fz_resp.nfinal;
+    fz_resp.is_head = i < fz_ref.nreq && i < FZ_MAX_REQS && fz_ref.req[i].is_head;
+    if (p->status_code < 200)
+        return 0;
+    return fz_resp.is_head ? 1 : 0;
+}
+
+static int cr_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    size_t room = sizeof(fz_resp.body) - 1 - fz_resp.body_len;
+    if (len > room)
+        len = room;
+    memcpy(fz_resp.body + fz_resp.body_len, at, len);
+    fz_resp.body_len += len;
+    return 0;
+}
+
+static int cr_on_message_complete(llhttp_t *p)
+{
+    int st = fz_resp.status;
+    if (st == 101) {
+        fz_resp.nfinal++;
+        fz_resp.stop = 1;
+        return HPE_PAUSED;
+    }
+    if (st < 200)
+        return 0;
+    int i = fz_resp.nfinal++;
+    fz_check("client-response-count", fz_resp.nfinal <= fz_ref.nreq + fz_ref.tail);
+    if (st >= 400 && st < 500 && fz_resp.up_tag < 0 && !fz_resp.is_head) {
+        fz_resp.body[fz_resp.body_len] = '\0';
+        fz_check("client-error-json", strcasestr(fz_resp.body, "\"message\"") != NULL);
+    }
+    if (fz_resp.up_tag >= 0) {
+        int k = fz_resp.up_tag;
+        fz_check("client-upstream-tag", k < fz_nureq);
+        if (k < FZ_MAX_REQS && i < fz_ref.nreq && i < FZ_MAX_REQS && !fz_ureq[k].body_changed &&
+            !fz_ref.req[i].after_upgrade)
+            fz_check("upstream-body-len", fz_ureq[k].body_len == fz_ref.req[i].body_len);
+    }
+    return 0;
+}
+
+static void fz_check_client(void)
+{
+    static llhttp_settings_t s;
+    static int ready;
+    if (!ready) {
+        llhttp_settings_init(&s);
+        s.on_message_begin = cr_on_message_begin;
+        s.on_header_field = cr_on_header_field;
+        s.on_header_value = cr_on_header_value;
+        s.on_headers_complete = cr_on_headers_complete;
+        s.on_body = cr_on_body;
+        s.on_message_complete = cr_on_message_complete;
+        ready = 1;
+    }
+    memset(&fz_resp, 0, sizeof(fz_resp));
+    if (fz_cli.overflow || fz_cli.got.len == 0)
+        return;
+    llhttp_t p;
+    llhttp_init(&p, HTTP_RESPONSE, &s);
+    llhttp_errno_t e = llhttp_execute(&p, fz_cli.got.data, fz_cli.got.len);
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        if (fz_resp.stop)
+            return;
+    }
+    if (e != HPE_OK && fz_debug)
+        fprintf(stderr, "client got (%s: %s):\n%.*s\n", llhttp_errno_name(e),
+                llhttp_get_error_reason(&p), (int)fz_cli.got.len, fz_cli.got.data);
+    fz_check("client-response-parses", e == HPE_OK);
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static int fz_expired;
+static ev_timer fz_watchdog;
+
+static void fz_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    fz_expired = 1;
+}
+
+/* Runs loop passes until three in a row move no byte and no timer is due. */
+static void fz_pump(void)
+{
+    int idle = 0;
+    for (int i = 0; i < 10000 && idle < 3; i++) {
+        uint64_t before = fz_moved;
+        ev_run(fz_loop, EVRUN_NOWAIT);
+        idle = fz_moved == before ? idle + 1 : 0;
+    }
+}
+
+static uint32_t fz_rand(uint32_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return *s;
+}
+
+/* ---- setup --------------------------------------------------------------- */
+
+static const char fz_config_fmt[] =
+    "local port = %d\n"
+    "local function svc(s)\n"
+    "  s.host = '127.0.0.1'; s.port = port; s.retries = 1\n"
+    "  s.connect_timeout = 300; s.read_timeout = 300; s.write_timeout = 300\n"
+    "  return s\n"
+    "end\n"
+    "local s1 = svc({ name = 's1', routes = {\n"
+    "  { name = 'root', paths = { '/' } },\n"
+    "  { name = 'host', hosts = { 'example.com', 'example.com:8000' }, paths = { '/h' },\n"
+    "    preserve_host = true },\n"
+    "  { name = 'tenant', headers = { ['x-tenant'] = { 'a', 'b' } }, paths = { '/t' } },\n"
+    "  { name = 'ws', paths = { '/ws' }, strip_path = false },\n"
+    "  { name = 'plug', paths = { '/plug' }, plugins = { { name = 'fz-edit' } } },\n"
+    "  { name = 'stream', paths = { '/stream' },\n"
+    "    plugins = { { name = 'rt-body', config = { mode = 'arg' } } } },\n"
+    "  { name = 'raw', paths = { '/raw' },\n"
+    "    plugins = { { name = 'rt-body', config = { mode = 'raw' } } } },\n"
+    "  { name = 'buffer', paths = { '/buffer' }, plugins = { { name = 'rt-buffer' } } },\n"
+    "} })\n"
+    "local s2 = svc({ name = 's2', path = '/base', routes = {\n"
+    "  { name = 'api', paths = { '/api' }, strip_path = false },\n"
+    "  { name = 'users', paths = { [[~/users/(?<id>\\d+)/(\\w+)$]] }, regex_priority = 3 },\n"
+    "  { name = 'methods', methods = { 'POST', 'PUT' }, paths = { '/m' } },\n"
+    "  { name = 'v1', paths = { '/v1/' }, path_handling = 'v1' },\n"
+    "  { name = 'plug2', paths = { '/plug2' }, preserve_host = true,\n"
+    "    plugins = { { name = 'fz-edit' } } },\n"
+    "} })\n"
+    "local s3 = svc({ name = 's3', path = '/p/', routes = {\n"
+    "  { name = 'wild', hosts = { '*.example.org', 'api.*' } },\n"
+    "  { name = 'files', paths = { [[~/files/(.*)\\.(png|jpg)]] }, strip_path = false },\n"
+    "} , plugins = { { name = 'fz-edit' } } })\n"
+    "return { _format_version = '3.0', services = { s1, s2, s3 } }\n";
+
+static void fz_die(const char *what)
+{
+    fprintf(stderr, "request_fuzzer: setup failed: %s\n", what);
+    exit(2);
+}
+
+static void fz_setup_upstream(void)
+{
+    fz_up_lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fz_up_lfd == -1)
+        fz_die("socket()");
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    if (bind(fz_up_lfd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
+        listen(fz_up_lfd, 128) == -1 ||
+        getsockname(fz_up_lfd, (struct sockaddr *)&sa, &len) == -1)
+        fz_die("bind()/listen() of the fake upstream");
+    fz_up_port = ntohs(sa.sin_port);
+    llhttp_settings_init(&fz_up_settings);
+    fz_up_settings.on_message_begin = up_on_message_begin;
+    fz_up_settings.on_header_field = up_on_header_field;
+    fz_up_settings.on_header_value = up_on_header_value;
+    fz_up_settings.on_header_value_complete = up_on_header_value_complete;
+    fz_up_settings.on_headers_complete = up_on_headers_complete;
+    fz_up_settings.on_body = up_on_body;
+    fz_up_settings.on_message_complete = up_on_message_complete;
+    ev_io_init(&fz_up_lio, fz_up_accept_cb, fz_up_lfd, EV_READ);
+    ev_io_start(fz_loop, &fz_up_lio);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    lua_State *L = luaL_newstate();
-    const char *err = NULL;
+    signal(SIGPIPE, SIG_IGN);
     const char *skip = getenv("FUZZ_SKIP_CHECKS");
-
     snprintf(fz_skip, sizeof(fz_skip), ",%s,", skip ? skip : "");
-    luaL_openlibs(L);
-    lua_getglobal(L, "package");
-    lua_pushstring(L, "./lua/?.lua;./lua/?/init.lua;");
-    lua_setfield(L, -2, "path");
-    lua_settop(L, 0);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "luagate.router");
-    if (lua_pcall(L, 1, 1, 0) != 0)
-        goto fail;
-    lua_getfield(L, -1, "compile");
-    if (luaL_loadstring(L, fz_config) != 0 || lua_pcall(L, 0, 1, 0) != 0 ||
-        lua_pcall(L, 1, 1, 0) != 0)
-        goto fail;
-    if (gw_router_build(L, -1, &fz_router, &err) != GW_OK) {
-        fprintf(stderr, "request_fuzzer: gw_router_build: %s\n", err);
-        exit(1);
+    fz_debug = getenv("FUZZ_DEBUG") != NULL && *getenv("FUZZ_DEBUG") != '\0';
+
+    static char root[PATH_MAX], pdir[PATH_MAX + 32], fdir[PATH_MAX + 32];
+    if (getcwd(root, sizeof(root)) == NULL)
+        fz_die("getcwd()");
+    snprintf(pdir, sizeof(pdir), "%s/runtime/fuzz/plugins", root);
+    snprintf(fdir, sizeof(fdir), "%s/spec/fixtures/plugins", root);
+    gw_settings.prefix = root;
+    gw_settings.plugin_dirs[0] = pdir;
+    gw_settings.plugin_dirs[1] = fdir;
+    gw_settings.nplugin_dirs = 2;
+    gw_settings.workers = 1;
+    gw_settings.log_level = fz_debug ? GW_LOG_INFO : GW_LOG_ALERT;
+    gw_log_level_current = gw_settings.log_level;
+    gw_settings.access_log = "/dev/null"; /* the JSON lines are built, then dropped */
+    gw_settings.error_log = "stderr";
+    gw_settings.client_header_timeout = 300;
+    gw_settings.client_body_timeout = 300;
+    gw_settings.keepalive_timeout = 300;
+    gw_settings.send_timeout = 300;
+    gw_settings.drain_timeout = 300;
+    gw_settings.max_header_size = 8192;
+    gw_settings.max_body_size = 65536;
+    gw_settings.upstream_keepalive = 4;
+    gw_settings.upstream_keepalive_timeout = 1000;
+    gw_settings.upstream_keepalive_requests = 100;
+    static const char *const dicts[] = {"kong", "kong_db_cache", "kong_locks",
+                                        "kong_rate_limiting_counters"};
+    for (int i = 0; i < 4; i++) {
+        gw_settings.shdict_name[i] = dicts[i];
+        gw_settings.shdict_size[i] = 256 * 1024;
+        if (gw_shdict_create(dicts[i], 256 * 1024) != GW_OK)
+            fz_die("gw_shdict_create()");
     }
-    fz_read_entries(L);
-    fz_md = pcre2_match_data_create(64, NULL);
-    lua_close(L); /* the router keeps no references into the state */
-    return 0;
+    gw_settings.nshdicts = 4;
+    if (gw_stats_init(1) != 0)
+        fz_die("gw_stats_init()");
 
-fail:
-    fprintf(stderr, "request_fuzzer: %s (run from the repository root)\n", lua_tostring(L, -1));
-    exit(1);
-}
+    snprintf(fz_listen.text, sizeof(fz_listen.text), "127.0.0.1:%d", FZ_PORT);
+    struct sockaddr_in *la = (struct sockaddr_in *)&fz_listen.addr;
+    la->sin_family = AF_INET;
+    la->sin_port = htons(FZ_PORT);
+    la->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fz_listen.addrlen = sizeof(*la);
+    fz_listen.port = FZ_PORT;
+    gw_settings.listen[0] = fz_listen;
+    gw_settings.nlisten = 1;
 
-/* ---- one client connection, replayed ------------------------------------ */
+    /* what gw_worker_main does, minus the listeners, signals and control pipe */
+    fz_wk.id = 0;
+    gw_worker = &fz_wk;
+    gw_list_init(&fz_wk.conns);
+    gw_list_init(&fz_wk.free_reqs);
+    fz_wk.stats = &gw_stats->w[0];
+    fz_wk.stats->pid = getpid();
+    fz_wk.loop = fz_loop = ev_default_loop(EVFLAG_AUTO);
+    if (fz_loop == NULL)
+        fz_die("ev_default_loop()");
+    fz_setup_upstream();
+    fz_wk.L = gw_lua_new();
+    if (fz_wk.L == NULL || gw_lua_init(fz_wk.L) != 0)
+        fz_die("gw_lua_new()/gw_lua_init()");
 
-struct fz_conn {
-    llhttp_t parser;
-    struct gw_head_ctx hctx;
-    struct gw_buf in;
-    size_t parsed;
-    struct gw_req *req;
-    int closed;
-    /* the socket: what is left of the input and how reads are cut */
-    const uint8_t *src;
-    size_t src_len;
-    uint8_t slice_max; /* 0: reads take all the buffer can hold */
-    uint64_t rng;
-};
-
-static llhttp_settings_t fz_settings;
-static struct gw_req fz_req_store;
-
-/* conn.c on_req_headers_complete */
-static int fz_on_headers_complete(llhttp_t *p)
-{
-    return HPE_PAUSED;
-}
-
-/* conn.c on_req_message_complete */
-static int fz_on_message_complete(llhttp_t *p)
-{
-    struct fz_conn *c = gw_container_of(p->data, struct fz_conn, hctx);
-
-    if (c->req == NULL || c->req->head_len == 0)
-        return 0;
-    c->req->body_done = 1;
-    return HPE_PAUSED;
-}
-
-/* conn.c req_new, without the worker: one request object reused. */
-static void fz_req_new(struct fz_conn *c)
-{
-    struct gw_req *r = &fz_req_store;
-
-    memset(r, 0, offsetof(struct gw_req, head.hdr));
-    memset((char *)r + offsetof(struct gw_req, head) + sizeof(r->head), 0,
-           sizeof(*r) - offsetof(struct gw_req, head) - sizeof(r->head));
-    r->host_hdr = -1;
-    c->hctx.head = &r->head;
-    c->hctx.url_off = &r->url_off;
-    c->hctx.url_len = &r->url_len;
-    c->req = r;
-}
-
-static void fz_req_free(struct fz_conn *c)
-{
-    if (c->req == NULL)
-        return;
-    gw_buf_free(&c->req->scratch);
-    c->req = NULL;
-    c->hctx.head = NULL;
-}
-
-static void fz_close(struct fz_conn *c)
-{
-    fz_req_free(c);
-    c->closed = 1;
-}
-
-/* conn.c conn_read: 1 bytes read, 0 EOF, -3 buffer full. */
-static int fz_read(struct fz_conn *c, size_t max)
-{
-    size_t n;
-
-    if (gw_buf_reserve(&c->in, 4096, max) != 0 && c->in.cap - c->in.len == 0)
-        return -3;
-    if (c->src_len == 0)
-        return 0;
-    n = c->in.cap - c->in.len;
-    if (c->slice_max) {
-        size_t s;
-
-        c->rng ^= c->rng << 13;
-        c->rng ^= c->rng >> 7;
-        c->rng ^= c->rng << 17;
-        s = 1 + (size_t)(c->rng % c->slice_max);
-        if (s < n)
-            n = s;
+    snprintf(fz_dir, sizeof(fz_dir), "/tmp/luagate-fuzz-XXXXXX");
+    if (mkdtemp(fz_dir) == NULL)
+        fz_die("mkdtemp()");
+    char path[128];
+    snprintf(path, sizeof(path), "%s/config.lua", fz_dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        fz_die("fopen() of the configuration");
+    fprintf(f, fz_config_fmt, fz_up_port);
+    fclose(f);
+    char *errs = NULL;
+    fz_wk.config = gw_config_load(fz_wk.L, path, &errs);
+    unlink(path);
+    rmdir(fz_dir);
+    if (fz_wk.config == NULL) {
+        fprintf(stderr, "request_fuzzer: %s\n", errs ? errs : "");
+        fz_die("gw_config_load()");
     }
-    if (n > c->src_len)
-        n = c->src_len;
-    memcpy(c->in.data + c->in.len, c->src, n);
-    c->in.len += n;
-    c->src += n;
-    c->src_len -= n;
-    return 1;
-}
-
-/* Every recorded header and the target lie inside the head: the proxy and
- * the PDK read them as base + offset for the whole request. */
-static void fz_check_head(const struct fz_conn *c, const char *name)
-{
-    const struct gw_req *r = c->req;
-
-    fz_check("head-nhdr", r->head.nhdr >= 0 && r->head.nhdr <= GW_MAX_HEADERS);
-    for (int i = 0; i < r->head.nhdr; i++) {
-        const struct gw_hdr *h = &r->head.hdr[i];
-
-        fz_check(name, (uint64_t)h->name + h->name_len <= r->head_len);
-        fz_check(name, (uint64_t)h->value + h->value_len <= r->head_len);
-    }
-}
-
-/* gw_http_header and gw_http_has_token over the head, as conn.c, proxy.c
- * and the PDK call them. */
-static void fz_lookups(const struct fz_conn *c)
-{
-    static const char *const names[] = {"host", "content-length", "transfer-encoding",
-                                        "connection", "expect", "upgrade", "x-tenant"};
-    const struct gw_req *r = c->req;
-    const char *base = c->in.data;
-
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        struct gw_str v;
-
-        for (int k = 0; gw_http_header(&r->head, base, names[i], strlen(names[i]), k, &v) == GW_OK;
-             k++) {
-            fz_check("header-in-head", v.p >= base && v.p + v.n <= base + r->head_len);
-            (void)gw_http_has_token(v.p, v.n, "close");
-            (void)gw_http_has_token(v.p, v.n, "100-continue");
-            (void)gw_http_has_token(v.p, v.n, "chunked");
-        }
-    }
-}
-
-static int fz_header_cb(void *ud, const char *lname, size_t len, int idx, struct gw_str *v)
-{
-    const struct fz_conn *c = ud;
-
-    return gw_http_header(&c->req->head, c->in.data, lname, len, idx, v);
-}
-
-/* The normalized path: no longer than the raw one, starts with '/', has no
- * "." or ".." segment, and normalizing it again changes nothing. */
-static void fz_check_npath(const char *raw, size_t raw_len, const char *np, size_t n)
-{
-    char *again;
-    long n2;
-
-    fz_check("npath-len", n <= raw_len);
-    fz_check("npath-slash", n > 0 && np[0] == '/');
-    for (size_t i = 0; i < n;) {
-        size_t j = i + 1;
-
-        while (j < n && np[j] != '/')
-            j++;
-        fz_check("npath-dot-segment",
-                 !(j - i == 2 && np[i + 1] == '.') &&
-                     !(j - i == 3 && np[i + 1] == '.' && np[i + 2] == '.'));
-        i = j;
-    }
-    again = malloc(n ? n : 1);
-    memcpy(again, np, n);
-    n2 = gw_path_normalize(again, n);
-    fz_check("npath-idempotent", n2 == (long)n && memcmp(again, np, n) == 0);
-    free(again);
-}
-
-static void fz_check_match(const struct gw_router_req *rr, const struct gw_router_match *m, int rc)
-{
-    size_t ref_strip = 0;
-    int ref = fz_reference_match(rr, &ref_strip);
-
-    fz_check("router-vs-reference", rc == GW_OK ? ref == m->entry : ref < 0);
-    if (rc != GW_OK)
-        return;
-    fz_check("router-entry", m->entry >= 0 && (size_t)m->entry < fz_nentries);
-    fz_check("router-route", m->route >= 0 && m->route < fz_nroutes &&
-                                 m->route == fz_entries[m->entry].route);
-    fz_check("router-strip", m->strip_len <= rr->path.n && m->strip_len == ref_strip);
-    fz_check("router-ncap", m->ncap >= 0 && m->ncap <= GW_ROUTER_MAX_CAPTURES);
-    fz_check("router-ncap", fz_entries[m->entry].regex || m->ncap == 0);
-    for (int j = 0; j < m->ncap; j++) {
-        size_t s = m->cap[2 * j], e = m->cap[2 * j + 1];
-
-        fz_check("router-capture", (s == SIZE_MAX) == (e == SIZE_MAX));
-        fz_check("router-capture", s == SIZE_MAX || (s <= e && e <= rr->path.n));
-        if (m->cap_names && m->cap_names[j])
-            fz_check("router-capture-name", strlen(m->cap_names[j]) > 0);
-    }
-    if (m->ncap > 0)
-        fz_check("router-capture", m->cap[0] == 0 && m->cap[1] == m->strip_len);
-}
-
-/* gw_upstream_path for every service path, v0 and v1, strip on and off,
- * into a buffer of exactly the size needed (and one byte less, which must
- * fail without writing past it). */
-static void fz_upstream_paths(const char *np, size_t n, size_t strip_len)
-{
-    for (size_t s = 0; s < sizeof(fz_svc_paths) / sizeof(fz_svc_paths[0]); s++) {
-        const char *svc = fz_svc_paths[s];
-        size_t svc_len = svc ? strlen(svc) : 0;
-        size_t cap = (svc_len ? svc_len : 1) + n + 1; /* at most one '/' added */
-
-        for (int v1 = 0; v1 < 2; v1++) {
-            for (int strip = 0; strip < 2; strip++) {
-                size_t sl = strip ? strip_len : 0;
-                char *out = malloc(cap);
-                long len = gw_upstream_path(svc, svc_len, np, n, sl, v1, out, cap);
-                char *exact;
-
-                fz_check("upstream-path-len", len >= 0 && (size_t)len <= cap);
-                fz_check("upstream-path-slash", len > 0 && out[0] == '/');
-                /* the remainder of the request path ends the upstream path */
-                if (len > 0 && n - sl > 1)
-                    fz_check("upstream-path-tail",
-                             memcmp(out + len - (n - sl - 1), np + n - (n - sl - 1),
-                                    n - sl - 1) == 0);
-                exact = malloc(len > 0 ? (size_t)len : 1);
-                fz_check("upstream-path-exact",
-                         gw_upstream_path(svc, svc_len, np, n, sl, v1, exact, (size_t)len) ==
-                             len);
-                fz_check("upstream-path-exact", memcmp(exact, out, (size_t)len) == 0);
-                if (len > 0) {
-                    char *small = malloc((size_t)len - 1 ? (size_t)len - 1 : 1);
-
-                    fz_check("upstream-path-small", gw_upstream_path(svc, svc_len, np, n, sl, v1,
-                                                                     small, (size_t)len - 1) < 0);
-                    free(small);
-                }
-                free(exact);
-                free(out);
-            }
-        }
-    }
-}
-
-/* ---- the head sent upstream --------------------------------------------- */
-
-struct fz_up {
-    int nhdr;
-    int complete;
-    int url_calls;
-};
-
-static int fz_up_field(llhttp_t *p, const char *at, size_t len)
-{
+    if (gw_access_log_open(gw_settings.access_log) != 0 || gw_dns_init() != 0)
+        fz_die("gw_access_log_open()/gw_dns_init()");
+    ev_init(&fz_watchdog, fz_watchdog_cb);
     return 0;
 }
 
-static int fz_up_value_complete(llhttp_t *p)
-{
-    ((struct fz_up *)p->data)->nhdr++;
-    return 0;
-}
-
-static int fz_up_headers_complete(llhttp_t *p)
-{
-    ((struct fz_up *)p->data)->complete = 1;
-    return HPE_PAUSED;
-}
-
-/* proxy.c build_head, replayed with a route of strip_path on, v0, service
- * path "/s", preserve_host off, peer 192.0.2.1. */
-static void fz_build_head(const struct fz_conn *c, struct gw_buf *b)
-{
-    const struct gw_req *r = c->req;
-    const char *base = c->in.data;
-    const char *method = llhttp_method_name((llhttp_method_t)c->parser.method);
-    struct gw_str ctok[8], xff[8];
-    int nctok = 0, nxff = 0;
-    long n;
-
-    if (gw_buf_reserve(b, r->head_len + 2 + r->npath_len + 512 + 2 * 16, 0) != 0)
-        abort();
-    gw_buf_appends(b, method);
-    gw_buf_append(b, " ", 1);
-    n = gw_upstream_path("/s", 2, r->npath, r->npath_len, r->match.strip_len, 0, b->data + b->len,
-                         b->cap - b->len);
-    fz_check("build-head-path", n >= 0);
-    b->len += (size_t)n;
-    gw_buf_append(b, base + r->url_off + r->path_len, r->url_len - r->path_len);
-    gw_buf_appends(b, r->http_minor == 0 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ");
-    gw_buf_appends(b, "upstream.internal");
-    gw_buf_append(b, "\r\n", 2);
-    for (int i = 0; i < r->head.nhdr; i++) {
-        const struct gw_hdr *h = &r->head.hdr[i];
-        const char *v = base + h->value;
-
-        if (GW_NAME_IS(base + h->name, h->name_len, "connection")) {
-            size_t k = 0;
-
-            while (k < h->value_len && nctok < 8) {
-                while (k < h->value_len && (v[k] == ' ' || v[k] == ','))
-                    k++;
-                size_t st = k;
-                while (k < h->value_len && v[k] != ',' && v[k] != ' ')
-                    k++;
-                if (k > st)
-                    ctok[nctok++] = (struct gw_str){v + st, k - st};
-            }
-        } else if (GW_NAME_IS(base + h->name, h->name_len, "x-forwarded-for") && nxff < 8) {
-            xff[nxff++] = (struct gw_str){v, h->value_len};
-        }
-    }
-    for (int i = 0; i < r->head.nhdr; i++) {
-        const struct gw_hdr *h = &r->head.hdr[i];
-        const char *name = base + h->name;
-        size_t nl = h->name_len;
-        int named = 0;
-
-        if (gw_http_hop_by_hop(name, nl) && !(r->upgrade && GW_NAME_IS(name, nl, "upgrade")))
-            continue;
-        if (nl >= 9 && (name[0] == 'x' || name[0] == 'X') && name[1] == '-') {
-            if ((nl > 12 && gw_http_name_is(name, 12, "x-forwarded-", 12)) ||
-                GW_NAME_IS(name, nl, "x-real-ip") || GW_NAME_IS(name, nl, "x-request-id"))
-                continue;
-        }
-        if (i == r->host_hdr || GW_NAME_IS(name, nl, "expect"))
-            continue;
-        for (int t = 0; t < nctok; t++)
-            if (gw_http_name_is(name, nl, ctok[t].p, ctok[t].n) ||
-                (ctok[t].n == nl && strncasecmp(name, ctok[t].p, nl) == 0))
-                named = 1;
-        if (named && !(r->upgrade && GW_NAME_IS(name, nl, "upgrade")))
-            continue;
-        gw_buf_append(b, name, nl);
-        gw_buf_append(b, ": ", 2);
-        gw_buf_append(b, base + h->value, h->value_len);
-        gw_buf_append(b, "\r\n", 2);
-    }
-    gw_buf_appends(b, "X-Forwarded-For: ");
-    for (int i = 0; i < nxff; i++) {
-        gw_buf_append(b, xff[i].p, xff[i].n);
-        gw_buf_append(b, ", ", 2);
-    }
-    gw_buf_appends(b, "192.0.2.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h");
-    gw_buf_appends(b, "\r\nX-Forwarded-Port: 8000\r\nX-Forwarded-Path: ");
-    gw_buf_append(b, base + r->url_off, r->path_len);
-    gw_buf_appends(b, "\r\nX-Real-IP: 192.0.2.1\r\nX-Request-ID: ");
-    gw_buf_appends(b, "00000000000000000000000000000000");
-    if (r->upgrade)
-        gw_buf_appends(b, "\r\nConnection: upgrade");
-    else if (r->http_minor == 0)
-        gw_buf_appends(b, "\r\nConnection: close");
-    gw_buf_append(b, "\r\n\r\n", 4);
-}
-
-/* The upstream must read the rebuilt head as exactly one request head, with
- * the method and body framing the gateway acted on (has_body): otherwise
- * the two disagree on where the request ends. */
-static void fz_check_upstream_head(const struct fz_conn *c)
-{
-    static llhttp_settings_t s;
-    static int ready;
-    struct gw_buf b = {0};
-    struct fz_up u = {0};
-    llhttp_t p;
-    llhttp_errno_t e;
-    const struct gw_req *r = c->req;
-    int up_body;
-
-    if (!ready) {
-        llhttp_settings_init(&s);
-        s.on_header_field = fz_up_field;
-        s.on_header_value_complete = fz_up_value_complete;
-        s.on_headers_complete = fz_up_headers_complete;
-        ready = 1;
-    }
-    fz_build_head(c, &b);
-    llhttp_init(&p, HTTP_REQUEST, &s);
-    p.data = &u;
-    e = llhttp_execute(&p, b.data, b.len);
-    /* the head ends where the gateway ended it, not at a CRLF CRLF that a
-     * header value carried */
-    if (e == HPE_PAUSED && llhttp_get_error_pos(&p) != b.data + b.len) {
-        fz_check("upstream-head-end", 0);
-        goto done; /* what follows would compare another request */
-    }
-    if (e == HPE_PAUSED) {
-        llhttp_resume(&p);
-        /* after_headers_complete runs now: it rejects what the pause hid */
-        e = llhttp_execute(&p, b.data + b.len, 0);
-    }
-    if (getenv("FUZZ_DEBUG") != NULL) {
-        fprintf(stderr, "--- upstream head (%s, client flags 0x%x, has_body %d):\n%.*s---\n",
-                llhttp_errno_name(e), c->parser.flags, r->has_body, (int)b.len, b.data);
-    }
-    if (!u.complete || (e != HPE_OK && e != HPE_PAUSED_UPGRADE)) {
-        fz_check("upstream-head-parses", 0);
-        goto done;
-    }
-    fz_check("upstream-head-method", p.method == c->parser.method);
-    up_body = (p.flags & F_CHUNKED) || ((p.flags & F_CONTENT_LENGTH) && p.content_length);
-    fz_check("upstream-head-framing", up_body == r->has_body);
-    if ((p.flags & F_CONTENT_LENGTH) && !(p.flags & F_CHUNKED))
-        fz_check("upstream-head-framing", p.content_length == c->parser.content_length);
-done:
-    gw_buf_free(&b);
-}
-
-/* ---- conn.c / proxy.c, replayed ------------------------------------------ */
-
-/* proxy.c forward_body, to the end of the body or of the input. Returns 0,
- * or -1 when the connection ends. */
-static int fz_forward_body(struct fz_conn *c)
-{
-    struct gw_req *r = c->req;
-
-    while (!r->body_done) {
-        if (c->parsed >= c->in.len) {
-            int n = fz_read(c, FZ_MAX_HEADER_SIZE + 2 * GW_BUF_BLOCK);
-
-            if (n == -3)
-                fz_check("body-buffer-full", 0); /* forward_body always drains */
-            if (n <= 0)
-                return -1; /* EOF mid-body: the connection closes */
-            continue;
-        }
-        const char *start = c->in.data + c->parsed;
-        size_t avail = c->in.len - c->parsed;
-        llhttp_errno_t e = llhttp_execute(&c->parser, start, avail);
-        size_t used = avail;
-
-        if (e == HPE_PAUSED) {
-            used = (size_t)(llhttp_get_error_pos(&c->parser) - start);
-            llhttp_resume(&c->parser);
-        } else if (e != HPE_OK) {
-            return -1; /* 400 and close */
-        }
-        fz_check("body-used", used <= avail);
-        r->body_bytes += used;
-        memmove((char *)start, start + used, avail - used);
-        c->in.len -= used;
-    }
-    return 0;
-}
-
-/* conn.c conn_route, then the proxy. Returns 0 when the connection may
- * carry the next request, -1 when it closes. */
-static int fz_route(struct fz_conn *c)
-{
-    struct gw_req *r = c->req;
-    llhttp_t *p = &c->parser;
-    const char *method;
-    struct gw_router_req rr;
-    int rc, keep;
-
-    r->head_len = (uint32_t)c->parsed;
-    r->http_minor = p->http_minor;
-    r->is_head = p->method == HTTP_HEAD;
-    r->keepalive = llhttp_should_keep_alive(p);
-    r->upgrade = p->upgrade;
-    r->has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
-    method = llhttp_method_name((llhttp_method_t)p->method);
-
-    if (getenv("FUZZ_DEBUG") != NULL) {
-        fprintf(stderr, "--- head: %u bytes, url %u+%u, %d headers\n", r->head_len, r->url_off,
-                r->url_len, r->head.nhdr);
-        for (int i = 0; i < r->head.nhdr; i++) {
-            const struct gw_hdr *h = &r->head.hdr[i];
-
-            fprintf(stderr, "  [%d] name %u+%u value %u+%u\n", i, h->name, h->name_len, h->value,
-                    h->value_len);
-        }
-    }
-    fz_check("head-len", r->head_len > 0 && r->head_len <= c->in.len);
-    fz_check("head-in-head", (uint64_t)r->url_off + r->url_len <= r->head_len);
-    fz_check_head(c, "head-in-head");
-    fz_lookups(c);
-
-    for (int i = 0; i < r->head.nhdr; i++) {
-        const struct gw_hdr *h = &r->head.hdr[i];
-        const char *name = c->in.data + h->name;
-
-        if (GW_NAME_IS(name, h->name_len, "host")) {
-            if (r->host_hdr >= 0)
-                return -1; /* 400 duplicate Host */
-            r->host_hdr = i;
-        } else if (GW_NAME_IS(name, h->name_len, "expect")) {
-            r->expect_continue =
-                gw_http_has_token(c->in.data + h->value, h->value_len, "100-continue");
-        }
-    }
-    if (r->host_hdr < 0 && r->http_minor >= 1 && p->http_major == 1)
-        return -1; /* 400 missing Host */
-    if (!r->body_done && !r->has_body)
-        r->body_done = 1;
-    const char *url = c->in.data + r->url_off;
-    if (r->url_len == 0 || url[0] != '/')
-        return -1; /* 400 invalid target */
-    const char *q = memchr(url, '?', r->url_len);
-    r->path_len = q ? (uint32_t)(q - url) : r->url_len;
-    fz_check("path-len", r->path_len <= r->url_len);
-
-    if (gw_buf_reserve(&r->scratch, r->path_len + 1, 0) != 0)
-        abort();
-    memcpy(r->scratch.data, url, r->path_len);
-    long np = gw_path_normalize(r->scratch.data, r->path_len);
-    if (np < 0)
-        return -1; /* 400 invalid path */
-    r->npath = r->scratch.data;
-    r->npath_len = (size_t)np;
-    r->scratch.len = (size_t)np;
-    fz_check_npath(url, r->path_len, r->npath, r->npath_len);
-
-    rr.method.p = method;
-    rr.method.n = strlen(method);
-    if (r->host_hdr >= 0) {
-        rr.host.p = c->in.data + r->head.hdr[r->host_hdr].value;
-        rr.host.n = r->head.hdr[r->host_hdr].value_len;
-    } else {
-        rr.host.p = "";
-        rr.host.n = 0;
-    }
-    rr.path.p = r->npath;
-    rr.path.n = r->npath_len;
-    rr.port = FZ_PORT;
-    rr.header = fz_header_cb;
-    rr.ud = c;
-    memset(&r->match, 0xa5, sizeof(r->match)); /* stale values must not leak through */
-    rc = gw_router_match(fz_router, &rr, &r->match);
-    fz_check_match(&rr, &r->match, rc);
-    if (rc != GW_OK) {
-        /* 404: gw_conn_respond closes when a body is still coming */
-        if (r->has_body && !r->body_done)
-            return -1;
-        return r->keepalive ? 0 : -1;
-    }
-    fz_upstream_paths(r->npath, r->npath_len, r->match.strip_len);
-    fz_check_upstream_head(c);
-
-    /* the upstream answers once the body is in; 101 is not simulated */
-    if (fz_forward_body(c) != 0)
-        return -1;
-    fz_check_head(c, "head-after-body");
-    fz_lookups(c); /* the log phase and plugins read headers after the body */
-    keep = r->keepalive;
-    return keep ? 0 : -1;
-}
-
-/* conn.c conn_parse_head. Returns 1 when a head is complete, 0 when more
- * bytes are needed, -1 when the connection closes. */
-static int fz_parse_head(struct fz_conn *c)
-{
-    llhttp_errno_t e;
-
-    if (c->req == NULL)
-        fz_req_new(c);
-    c->hctx.base = c->in.data;
-    e = llhttp_execute(&c->parser, c->in.data + c->parsed, c->in.len - c->parsed);
-    if (e == HPE_OK) {
-        c->parsed = c->in.len;
-        return c->parsed > FZ_MAX_HEADER_SIZE ? -1 : 0; /* 431 */
-    }
-    if (e != HPE_PAUSED)
-        return -1; /* 400 or 431 (HPE_USER) */
-    c->parsed = (size_t)(llhttp_get_error_pos(&c->parser) - c->in.data);
-    fz_check("parsed-in-buffer", c->parsed <= c->in.len);
-    llhttp_resume(&c->parser);
-    if (c->parsed > FZ_MAX_HEADER_SIZE)
-        return -1; /* 431 */
-    return 1;
-}
-
-/* conn.c conn_finish_request with keepalive: what follows is the next
- * request. */
-static void fz_next_request(struct fz_conn *c)
-{
-    fz_req_free(c);
-    gw_buf_consume(&c->in, c->parsed);
-    gw_buf_compact(&c->in);
-    c->parsed = 0;
-    if (gw_buf_pending(&c->in) == 0)
-        gw_buf_free(&c->in);
-}
+/* ---- one input ------------------------------------------------------------ */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct fz_conn conn;
-    struct fz_conn *c = &conn;
-    int nreq = 0;
-
-    if (size < 1)
+    if (size < 2)
         return 0;
-    if (!fz_settings.on_url)
-        gw_http_settings_init(&fz_settings);
-    memset(c, 0, sizeof(*c));
-    c->slice_max = data[0];
-    c->rng = 0x9e3779b97f4a7c15ULL ^ data[0];
-    c->src = data + 1;
-    c->src_len = size - 1;
-    llhttp_init(&c->parser, HTTP_REQUEST, &fz_settings);
-    c->parser.data = &c->hctx;
-    c->hctx.on_headers_complete = fz_on_headers_complete;
-    c->hctx.on_message_complete = fz_on_message_complete;
+    const char *in = (const char *)data + 2;
+    size_t n = size - 2;
+    uint32_t rs = 0x9e3779b9u ^ (uint32_t)size;
+    for (size_t i = 0; i < size && i < 64; i++)
+        rs = (rs ^ data[i]) * 16777619u;
+    if (rs == 0)
+        rs = 1;
+    fz_answers = data[1];
+    fz_nureq = 0;
+    fz_wk.rng[0] = 0x0123456789abcdefULL; /* the same request ids on replay */
+    fz_wk.rng[1] = 0xfedcba9876543210ULL;
+    fz_ref_parse(in, n);
 
-    while (!c->closed && nreq < FZ_MAX_REQUESTS) {
-        int rc;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == -1)
+        fz_die("socketpair()");
+    struct sockaddr_storage peer;
+    memset(&peer, 0, sizeof(peer));
+    struct sockaddr_in *p4 = (struct sockaddr_in *)&peer;
+    p4->sin_family = AF_INET;
+    p4->sin_port = htons(40000);
+    p4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    memset(&fz_cli, 0, sizeof(fz_cli));
+    fz_cli.fd = sv[1];
+    ev_io_init(&fz_cli.io, fz_cli_cb, sv[1], EV_READ);
+    ev_io_start(fz_loop, &fz_cli.io);
+    if (gw_conn_adopt(sv[0], &fz_listen, &peer) != GW_OK)
+        fz_die("gw_conn_adopt()");
 
-        if (c->parsed >= c->in.len) {
-            rc = fz_read(c, FZ_MAX_HEADER_SIZE + 1);
-            if (rc <= 0) { /* EOF, or 431 on a full buffer */
-                fz_close(c);
-                break;
-            }
+    fz_expired = 0;
+    ev_timer_set(&fz_watchdog, FZ_WATCHDOG, 0);
+    ev_now_update(fz_loop);
+    ev_timer_start(fz_loop, &fz_watchdog);
+
+    /* the client writes its bytes in slices, one loop pass between two */
+    size_t off = 0;
+    while (off < n && !fz_expired) {
+        size_t k = n - off;
+        if (data[0] && k > 1) {
+            size_t s = 1 + fz_rand(&rs) % data[0];
+            if (s < k)
+                k = s;
         }
-        rc = fz_parse_head(c);
-        if (rc < 0) {
-            fz_close(c);
-            break;
+        ssize_t w = write(sv[1], in + off, k);
+        if (w > 0) {
+            off += (size_t)w;
+            ev_run(fz_loop, EVRUN_NOWAIT);
+        } else if (w == -1 && (errno == EAGAIN || errno == EINTR)) {
+            ev_run(fz_loop, EVRUN_ONCE); /* the gateway reads, or the watchdog fires */
+        } else {
+            break; /* the gateway closed */
         }
-        if (rc == 0)
-            continue;
-        nreq++;
-        if (fz_route(c) != 0) {
-            fz_close(c);
-            break;
-        }
-        fz_next_request(c);
     }
-    fz_req_free(c);
-    gw_buf_free(&c->in);
+    fz_pump(); /* let every answer come back before the client stops sending */
+    shutdown(sv[1], SHUT_WR);
+    while (fz_wk.nconns > 0 && !fz_expired)
+        ev_run(fz_loop, EVRUN_ONCE);
+    int hung = fz_wk.nconns > 0;
+    while (!gw_list_empty(&fz_wk.conns)) /* the harness stopped early */
+        gw_conn_close(gw_container_of(fz_wk.conns.next, struct gw_conn, link));
+    ev_timer_stop(fz_loop, &fz_watchdog);
+    fz_pump();
+    fz_cli_cb(fz_loop, &fz_cli.io, EV_READ);
+    ev_io_stop(fz_loop, &fz_cli.io);
+    close(sv[1]);
+    gw_access_log_flush();
+
+    /* the client connection is gone: what the fake upstream still has open
+     * is in the gateway's keepalive pool, and must be reusable */
+    for (struct fz_up *u = fz_ups; u; u = u->next) {
+        fz_check("pool-clean", !u->in_msg && !u->tunnel && !u->shut && !u->stopped &&
+                                   u->nsent == u->nrecv && u->parsed == u->in.len &&
+                                   gw_buf_pending(&u->out) == 0);
+    }
+    gw_upstream_pool_drain();
+    fz_pump();
+    while (fz_ups)
+        fz_up_free(fz_ups);
+
+    if (fz_debug)
+        fprintf(stderr, "=== client got %zu bytes (%d upstream requests%s):\n%.*s\n===\n",
+                fz_cli.got.len, fz_nureq, hung ? ", connection hung" : "",
+                fz_cli.got.len > 3000 ? 3000 : (int)fz_cli.got.len,
+                fz_cli.got.data);
+    fz_check("conn-hang", !hung);
+    fz_check_client();
+    gw_buf_free(&fz_cli.got);
     return 0;
 }

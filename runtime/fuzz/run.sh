@@ -1,6 +1,7 @@
 #!/bin/sh
-# Builds the request-path fuzzer (libFuzzer + ASan + UBSan) into build/fuzz/
-# and runs it on a copy of the seed corpus for FUZZ_SECONDS (default 600).
+# Builds the end-to-end request-path fuzzer (libFuzzer + ASan + UBSan; the
+# real runtime, a fake upstream in the same loop) into build/fuzz/ and runs
+# it on a copy of the seed corpus for FUZZ_SECONDS (default 600).
 # Exits non-zero when the fuzzer finds a crash, a leak or a failed check;
 # reproducers are left in build/fuzz/artifacts/ (crash-*, leak-*, timeout-*).
 #
@@ -10,8 +11,8 @@
 #   FUZZ_SKIP_CHECKS=name,name ./runtime/fuzz/run.sh   # past known bugs
 #   ./runtime/fuzz/run.sh build/fuzz/artifacts/crash-xyz  # build, replay one input
 #
-# Run from anywhere: the script moves to the repository root, where the
-# fuzzer finds lua/luagate/router.lua.
+# Run from anywhere: the script moves to the repository root, which the
+# fuzzer uses as the prefix (lua/, runtime/fuzz/plugins, spec/fixtures/plugins).
 set -eu
 cd "$(dirname "$0")/../.."
 
@@ -29,12 +30,15 @@ CFLAGS="-g -O1 -fno-omit-frame-pointer $SAN -D_GNU_SOURCE -Iruntime/include \
 for f in api http llhttp; do
     $CC $CFLAGS -w -c -o "$OUT/llhttp_$f.o" "$LLHTTP_DIR/$f.c"
 done
+# the whole runtime but main.c (the harness defines gw_settings); -Wl,-E so
+# that LuaJIT's FFI finds the gw_ffi_* and gw_shdict_* symbols
+SRC=$(ls runtime/src/*.c | grep -v '/main\.c$')
 # shellcheck disable=SC2086
-$CC $CFLAGS -Wall -Wextra -Wno-unused-parameter -o "$BIN" \
-    runtime/fuzz/request_fuzzer.c runtime/src/http.c runtime/src/router.c \
-    runtime/src/path.c runtime/src/buf.c \
+$CC $CFLAGS -std=c11 -Wall -Wextra -Wno-unused-parameter -o "$BIN" \
+    runtime/fuzz/request_fuzzer.c $SRC \
     "$OUT/llhttp_api.o" "$OUT/llhttp_http.o" "$OUT/llhttp_llhttp.o" \
-    $(pkg-config --libs luajit) -lpcre2-8
+    -lev $(pkg-config --libs luajit) -lpcre2-8 -lhiredis -lssl -lcrypto -lz -lm -ldl \
+    -lpthread -lanl -Wl,-E
 
 if [ $# -gt 0 ]; then
     exec "$BIN" "$@"

@@ -65,16 +65,18 @@ static struct gw_req *req_new(struct gw_conn *c)
         if (r == NULL)
             return NULL;
     }
-    /* everything but the header array, which nhdr bounds */
+    /* everything but the header array (nhdr bounds it) and the pool's first
+     * block (raw memory) */
     memset(r, 0, offsetof(struct gw_req, head.hdr));
-    memset((char *)r + offsetof(struct gw_req, head) + sizeof(r->head), 0,
-           sizeof(*r) - offsetof(struct gw_req, head) - sizeof(r->head));
+    size_t after_head = offsetof(struct gw_req, head) + sizeof(r->head);
+    memset((char *)r + after_head, 0, offsetof(struct gw_req, pool_first) - after_head);
     gw_list_init(&r->link);
     gw_list_init(&r->dns_link);
     r->host_hdr = -1;
     r->t_start = ev_now(w->loop);
     gw_request_id(r->id, w->rng);
     r->conn = c;
+    gw_pool_init(&r->pool, r->pool_first, sizeof(r->pool_first));
     c->hctx.head = &r->head;
     c->hctx.url_off = &r->url_off;
     c->hctx.url_len = &r->url_len;

@@ -139,7 +139,7 @@ int gw_ffi_req_server_port(struct gw_req *r)
 static int req_hlist(struct gw_req *r, struct gw_conn *c, struct gw_hlist **out)
 {
     if (r->up_hdrs == NULL) {
-        struct gw_hlist *h = gw_hlist_from_head(&r->pool, &r->head, c->in.data);
+        struct gw_hlist *h = gw_hlist_from_head(&r->pool, &r->head, c->in.data, r->head_len);
         if (h == NULL)
             return GW_ERROR;
         r->up_hdrs = h;

@@ -37,17 +37,20 @@ int gw_hlist_push(struct gw_pool *p, struct gw_hlist *h, const char *name, size_
 }
 
 struct gw_hlist *gw_hlist_from_head(struct gw_pool *p, const struct gw_head *head,
-                                    const char *base)
+                                    const char *base, size_t head_len)
 {
     struct gw_hlist *h = gw_hlist_new(p, head->nhdr + 8);
     if (h == NULL)
         return NULL;
+    /* one copy of the whole head; the views point into it */
+    char *copy = gw_pool_alloc(p, head_len ? head_len : 1);
+    if (copy == NULL)
+        return NULL;
+    memcpy(copy, base, head_len);
     for (int i = 0; i < head->nhdr; i++) {
         const struct gw_hdr *e = &head->hdr[i];
-        char *n = gw_pool_strdup(p, base + e->name, e->name_len);
-        char *v = gw_pool_strdup(p, base + e->value, e->value_len);
-        if (n == NULL || v == NULL ||
-            gw_hlist_push(p, h, n, e->name_len, v, e->value_len) != GW_OK)
+        if (gw_hlist_push(p, h, copy + e->name, e->name_len, copy + e->value, e->value_len) !=
+            GW_OK)
             return NULL;
     }
     return h;

@@ -57,6 +57,6 @@ void gw_pool_reset(struct gw_pool *p)
         b = next;
     }
     p->head = NULL;
-    p->cur = NULL;
-    p->left = 0;
+    p->cur = p->first;
+    p->left = p->first ? p->first_size : 0;
 }

@@ -671,7 +671,7 @@ static int copy_resp_head(struct gw_conn *c, struct gw_upstream *u)
     struct gw_req *r = c->req;
     const char *base = u->in.data + u->in.off;
     struct gw_hlist *early = r->resp_hdrs; /* set by plugins before the response came */
-    r->up_resp_hdrs = gw_hlist_from_head(&r->pool, &u->head, base);
+    r->up_resp_hdrs = gw_hlist_from_head(&r->pool, &u->head, base, u->head_len);
     if (r->up_resp_hdrs == NULL)
         return -1;
     r->resp_hdrs = gw_hlist_new(&r->pool, r->up_resp_hdrs->n + 8 + (early ? early->n : 0));

@@ -2,6 +2,14 @@ local config = require "luagate.config"
 
 local FIXTURES = "spec/fixtures/config/"
 local BUNDLED = { "plugins" }
+-- the loader's own behaviour is tested with no plugin at all: an empty dir
+local NO_PLUGINS
+do
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  NO_PLUGINS = { dir }
+end
 
 
 local function fixture(name)
@@ -10,13 +18,13 @@ end
 
 
 local function load(name, dirs)
-  return config.load_file(fixture(name), { plugins_dirs = dirs or BUNDLED })
+  return config.load_file(fixture(name), { plugins_dirs = dirs or NO_PLUGINS })
 end
 
 
 local function yaml(text, dirs)
   return config.load_string(text, "yaml", "t.yml",
-                            { plugins_dirs = dirs or BUNDLED })
+                            { plugins_dirs = dirs or NO_PLUGINS })
 end
 
 
@@ -62,12 +70,27 @@ end
 
 describe("luagate.config", function()
   lazy_teardown(function()
+    os.execute("rm -rf " .. NO_PLUGINS[1])
     for _, dir in ipairs(temp_dirs) do
       os.execute("rm -rf " .. dir)
     end
   end)
 
   describe("users' example", function()
+    it("with the bundled plugins, fails only for plugins not bundled yet", function()
+      local conf, errs = load("users-example.yml", BUNDLED)
+      local lfs = require "lfs"
+      for _, e in ipairs(errs or {}) do
+        local name = e:match("plugin '([^']+)' not enabled")
+        assert.is_string(name, "an error other than a missing plugin: " .. e)
+        assert.is_nil(lfs.attributes("plugins/" .. name),
+                      "bundled, yet reported missing: " .. e)
+      end
+      if not errs then
+        assert.is_table(conf)
+      end
+    end)
+
     it("reports each missing plugin at its path and line", function()
       local conf, errs = load("users-example.yml")
       assert.is_nil(conf)
@@ -97,7 +120,7 @@ describe("luagate.config", function()
       end)
 
       it("loads cleanly and normalizes", function()
-        local conf, errs = load("users-example.yml", { "plugins", dir })
+        local conf, errs = load("users-example.yml", { dir })
         assert.is_nil(errs)
         assert.equal(2, #conf.services)
         local s1 = conf.services[1]

@@ -137,6 +137,7 @@ struct gw_req {
     size_t chunk_len;
     int chunk_eof;
     struct gw_buf chunk_out;  /* body_filter: what the chunk became */
+    char pool_first[2048];    /* the pool's first block */
 };
 
 #define GW_BODY_STREAM 0

@@ -9,10 +9,10 @@
 /* An empty list with room for cap headers, in the pool; NULL: no memory. */
 struct gw_hlist *gw_hlist_new(struct gw_pool *p, int cap);
 
-/* A list with a copy (in the pool) of every header of head, whose offsets
- * are into base. */
+/* A list over a copy (in the pool) of the head_len bytes at base that hold
+ * head (its offsets are into base). */
 struct gw_hlist *gw_hlist_from_head(struct gw_pool *p, const struct gw_head *head,
-                                    const char *base);
+                                    const char *base, size_t head_len);
 
 /* idx-th value of name (case-insensitive): GW_OK or GW_DECLINED. */
 int gw_hlist_get(const struct gw_hlist *h, const char *name, size_t nlen, int idx,

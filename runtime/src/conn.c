@@ -17,6 +17,7 @@
 #include "gw/accesslog.h"
 #include "gw/admin.h"
 #include "gw/buf.h"
+#include "gw/compress.h"
 #include "gw/config.h"
 #include "gw/ffi.h"
 #include "gw/conn.h"
@@ -97,6 +98,8 @@ static void req_free(struct gw_conn *c)
     gw_buf_free(&r->body_buf);
     gw_buf_free(&r->resp_body);
     gw_buf_free(&r->chunk_out);
+    gw_compress_free(&r->zc);
+    gw_buf_free(&r->zout);
     gw_pool_reset(&r->pool);
     c->hctx.on_body = NULL;
     c->req = NULL;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "gw/buf.h"
+#include "gw/compress.h"
 #include "gw/config-t.h"
 #include "gw/conn.h"
 #include "gw/ffi.h"
@@ -573,6 +574,33 @@ int gw_ffi_resp_set_chunk(struct gw_req *r, const char *p, size_t n, int eof, co
     if (eof)
         r->chunk_eof = 1;
     return GW_OK;
+}
+
+int gw_ffi_resp_compress(struct gw_req *r, int allow_br, int gzip_level, int br_level,
+                         const char **err)
+{
+    if (r->phase != GW_PHASE_HEADER_FILTER) {
+        *err = "compression is chosen in header_filter";
+        return GW_ERROR;
+    }
+    if (r->resp_source != GW_SRC_SERVICE || r->upstream_status == 0 || r->is_head ||
+        r->status == 204 || r->status == 304 || r->status < 200 || r->zc)
+        return GW_DECLINED;
+    const char *v;
+    size_t n;
+    if (r->resp_hdrs && gw_hlist_get(r->resp_hdrs, "content-encoding", 16, 0, &v, &n) == GW_OK)
+        return GW_DECLINED;
+    if (gw_ffi_req_header(r, "accept-encoding", 15, 0, &v, &n) != GW_OK)
+        return 0;
+    int algo = gw_compress_negotiate(v, n, allow_br);
+    if (algo == 0)
+        return 0;
+    r->zc = gw_compress_new(algo, algo == GW_COMPRESS_GZIP ? gzip_level : br_level);
+    if (r->zc == NULL) {
+        *err = "could not start the compressor";
+        return GW_ERROR;
+    }
+    return algo;
 }
 
 int gw_ffi_log_info(struct gw_req *r, double *total, double *upstream, double *gateway,

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "gw/buf.h"
+#include "gw/compress.h"
 #include "gw/config.h"
 #include "gw/conn.h"
 #include "gw/dns.h"
@@ -604,10 +605,19 @@ static int filter_chunk(struct gw_conn *c, const char *p, size_t n, int eof)
     r->chunk = p;
     r->chunk_len = n;
     r->chunk_eof = eof;
-    int rc = gw_lua_phase(c, GW_PHASE_BODY_FILTER);
-    if (rc == GW_AGAIN) {
-        gw_log(GW_LOG_ERR, "a body_filter handler tried to wait; request %s", r->id);
-        gw_lua_release(r);
+    if (r->phases & GW_PHASE_BODY_FILTER) {
+        int rc = gw_lua_phase(c, GW_PHASE_BODY_FILTER);
+        if (rc == GW_AGAIN) {
+            gw_log(GW_LOG_ERR, "a body_filter handler tried to wait; request %s", r->id);
+            gw_lua_release(r);
+        }
+    }
+    if (r->zc) { /* compression comes after the plugins' filters */
+        r->zout.len = r->zout.off = 0;
+        if (gw_compress_feed(r->zc, r->chunk ? r->chunk : "", r->chunk_len, eof, &r->zout) != 0)
+            return HPE_USER;
+        r->chunk = r->zout.data;
+        r->chunk_len = r->zout.len;
     }
     struct gw_buf *b = &c->out;
     if (r->chunk_len) {
@@ -704,8 +714,14 @@ static int write_filtered_head(struct gw_conn *c, struct gw_upstream *u)
     if (llhttp_message_needs_eof(&u->parser) || !r->keepalive)
         c->closing = 1;
     int chunked = 0;
-    if ((r->phases & GW_PHASE_BODY_FILTER) && !r->is_head && r->status != 204 &&
+    if (((r->phases & GW_PHASE_BODY_FILTER) || r->zc) && !r->is_head && r->status != 204 &&
         r->status != 304) {
+        if (r->zc) {
+            gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_SET, "Content-Encoding", 16,
+                           gw_compress_algo(r->zc) == GW_COMPRESS_GZIP ? "gzip" : "br",
+                           gw_compress_algo(r->zc) == GW_COMPRESS_GZIP ? 4 : 2);
+            gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_ADD, "Vary", 4, "Accept-Encoding", 15);
+        }
         r->resp_decode = GW_DECODE_FILTER;
         u->hctx.on_body = on_body_filter;
         gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_CLEAR, "Content-Length", 14, "", 0);
@@ -768,6 +784,17 @@ void gw_proxy_response_phase_done(struct gw_conn *c)
         }
         body = r->chunk;
         len = r->chunk_len;
+    }
+    if (r->zc && !r->is_head) {
+        r->zout.len = r->zout.off = 0;
+        if (gw_compress_feed(r->zc, body, len, 1, &r->zout) == 0) {
+            body = r->zout.data ? r->zout.data : "";
+            len = r->zout.len;
+            int gz = gw_compress_algo(r->zc) == GW_COMPRESS_GZIP;
+            gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_SET, "Content-Encoding", 16,
+                           gz ? "gzip" : "br", gz ? 4 : 2);
+            gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_ADD, "Vary", 4, "Accept-Encoding", 15);
+        }
     }
     r->resp_started = 1;
     if (gw_conn_write_head(c, r->status, r->resp_hdrs, (long long)len, 0, c->closing) != 0 ||

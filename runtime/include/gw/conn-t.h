@@ -21,6 +21,7 @@ struct gw_route;
 struct gw_service;
 struct gw_upstream;
 struct gw_lctx;
+struct gw_compress;
 
 /* A header as offsets into the buffer that holds the head. */
 struct gw_hdr {
@@ -137,6 +138,8 @@ struct gw_req {
     size_t chunk_len;
     int chunk_eof;
     struct gw_buf chunk_out;  /* body_filter: what the chunk became */
+    struct gw_compress *zc;   /* response compression, once chosen */
+    struct gw_buf zout;       /* compressed output of the current chunk */
     char pool_first[2048];    /* the pool's first block */
 };
 

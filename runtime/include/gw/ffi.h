@@ -104,6 +104,14 @@ int gw_ffi_resp_set_body(struct gw_req *r, const char *p, size_t n, const char *
 int gw_ffi_resp_chunk(struct gw_req *r, const char **p, size_t *n, int *eof);
 int gw_ffi_resp_set_chunk(struct gw_req *r, const char *p, size_t n, int eof, const char **err);
 
+/* Compresses the response body on its way to the client (header_filter):
+ * gzip at gzip_level, or brotli at br_level when allow_br and the client
+ * prefers it. Returns the algorithm chosen (1 gzip, 2 brotli), 0 when the
+ * client accepts neither, GW_DECLINED when the response cannot be
+ * compressed (no body, already encoded), GW_ERROR with *err. */
+int gw_ffi_resp_compress(struct gw_req *r, int allow_br, int gzip_level, int br_level,
+                         const char **err);
+
 /* ---- the log phase ---- */
 int gw_ffi_log_info(struct gw_req *r, double *latency_total, double *latency_upstream,
                     double *latency_gateway, uint64_t *bytes_in, uint64_t *bytes_out,

@@ -84,7 +84,9 @@ function _M.load(path, opts)
     return nil, concat(lines, "\n")
   end
   if opts.worker then
+    require("luagate.db").set_current(conf)
     start_handlers(conf)
+    require("luagate.healthcheck").start(conf)
   end
   return conf, router.compile(conf)
 end

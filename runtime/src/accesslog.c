@@ -8,6 +8,7 @@
 #include "gw/accesslog.h"
 #include "gw/buf.h"
 #include "gw/config-t.h"
+#include "gw/config-t.h"
 #include "gw/http.h"
 #include "gw/log.h"
 #include "gw/settings-t.h"
@@ -126,7 +127,23 @@ void gw_access_log(struct gw_conn *c, struct gw_req *r)
         gw_buf_appends(b, "null");
     gw_buf_appends(b, ",\"tries\":");
     gw_buf_append_u64(b, (uint64_t)r->tries);
-    gw_buf_appends(b, ",\"consumer\":null}\n");
+    if (r->service && r->service->balancer >= 0 && r->tries > 0) {
+        /* each try: the target and its status (0: no answer) */
+        const struct gw_balancer *bl = &r->config->balancers[r->service->balancer];
+        gw_buf_appends(b, ",\"upstream_tries\":[");
+        for (int i = 0; i < r->tries && i < 8; i++) {
+            int t = r->try_target[i];
+            gw_buf_appends(b, i ? ",{\"target\":\"" : "{\"target\":\"");
+            if (t >= 0 && t < bl->ntargets)
+                gw_json_escape(b, bl->targets[t].name, strlen(bl->targets[t].name));
+            gw_buf_appends(b, "\",\"status\":");
+            gw_buf_append_u64(b, (uint64_t)(r->try_status[i] > 0 ? r->try_status[i] : 0));
+            gw_buf_append(b, "}", 1);
+        }
+        gw_buf_append(b, "]", 1);
+    }
+    str_field(b, ",\"consumer\":", r->consumer_id);
+    gw_buf_appends(b, "}\n");
     if (gw_buf_pending(b) >= FLUSH_AT)
         gw_access_log_flush();
 }

@@ -4,7 +4,10 @@
 #include <sys/time.h>
 
 #include "gw/admin.h"
+#include "gw/balancer.h"
 #include "gw/buf.h"
+#include "gw/health.h"
+#include "gw/http.h"
 #include "gw/config-t.h"
 #include "gw/conn.h"
 #include "gw/stats.h"
@@ -40,6 +43,42 @@ static void status(struct gw_conn *c)
     gw_conn_respond(c, 200, "application/json; charset=utf-8", body, (size_t)n, 0);
 }
 
+/* GET /upstreams/{name}/health: Kong's shape, {"data": [{target, weight,
+ * health, ...}], "node_id": ...}. */
+static void upstream_health(struct gw_conn *c, const char *name, size_t nlen)
+{
+    const struct gw_config *cf = gw_worker->config;
+    for (int i = 0; i < cf->nbalancers; i++) {
+        struct gw_balancer *b = &cf->balancers[i];
+        if (strlen(b->name) != nlen || memcmp(b->name, name, nlen) != 0)
+            continue;
+        struct gw_buf out = {0};
+        gw_buf_appends(&out, "{\"data\":[");
+        for (int j = 0; j < b->ntargets; j++) {
+            const struct gw_target *t = &b->targets[j];
+            const struct gw_health *h = t->health;
+            char item[512];
+            int n = snprintf(item, sizeof(item),
+                             "%s{\"target\":\"%s\",\"weight\":%d,\"priority\":%d,"
+                             "\"health\":\"%s\",\"active_connections\":%d,"
+                             "\"ejected_by\":%s,\"upstream\":{\"name\":\"%s\"}}",
+                             j ? "," : "", t->name, t->weight, t->priority,
+                             gw_balancer_health(b, j), h ? h->active : 0,
+                             h && h->unhealthy ? (h->by_active ? "\"active\"" : "\"passive\"")
+                                               : "null",
+                             b->name);
+            gw_buf_append(&out, item, (size_t)n);
+        }
+        gw_buf_appends(&out, "],\"total\":");
+        gw_buf_append_u64(&out, (uint64_t)b->ntargets);
+        gw_buf_appends(&out, "}");
+        gw_conn_respond(c, 200, "application/json; charset=utf-8", out.data, out.len, 0);
+        gw_buf_free(&out);
+        return;
+    }
+    gw_conn_error(c, 404, "Not found");
+}
+
 void gw_admin_handle(struct gw_conn *c)
 {
     struct gw_req *r = c->req;
@@ -51,6 +90,11 @@ void gw_admin_handle(struct gw_conn *c)
             return;
         }
         status(c);
+        return;
+    }
+    if (r->path_len > 18 && memcmp(url, "/upstreams/", 11) == 0 &&
+        memcmp(url + r->path_len - 7, "/health", 7) == 0) {
+        upstream_health(c, url + 11, r->path_len - 18);
         return;
     }
     gw_conn_error(c, 404, "Not found");

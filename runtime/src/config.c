@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gw/balancer.h"
 #include "gw/buf.h"
+#include "gw/health.h"
 #include "gw/config.h"
 #include "gw/log.h"
 #include "gw/router.h"
@@ -138,6 +140,163 @@ static int read_routes(lua_State *L, int conf, struct gw_config *cf)
     return 0;
 }
 
+static int algo_of(const char *a)
+{
+    if (a == NULL || strcmp(a, "round-robin") == 0)
+        return GW_ALGO_RR;
+    if (strcmp(a, "least-connections") == 0)
+        return GW_ALGO_LEAST_CONN;
+    if (strcmp(a, "consistent-hashing") == 0)
+        return GW_ALGO_HASH;
+    return GW_ALGO_LATENCY;
+}
+
+static int hash_on_of(const char *h)
+{
+    static const char *const names[] = {"none", "consumer", "ip", "header",
+                                         "cookie", "path", "query_arg", "uri_capture"};
+    for (int i = 0; h && i < 8; i++)
+        if (strcmp(h, names[i]) == 0)
+            return i;
+    return GW_HASH_NONE;
+}
+
+/* t = the table at the top; reads path "a.b.c" into it, leaving the value on
+ * the stack (nil when a step is missing). */
+static void get_path(lua_State *L, int idx, const char *path)
+{
+    lua_pushvalue(L, idx);
+    char part[64];
+    while (*path) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        snprintf(part, sizeof(part), "%.*s", (int)n, path);
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            return;
+        }
+        lua_getfield(L, -1, part);
+        lua_remove(L, -2);
+        path += n + (dot ? 1 : 0);
+    }
+}
+
+static long path_int(lua_State *L, int idx, const char *path, long dflt)
+{
+    get_path(L, idx, path);
+    long v = lua_isnumber(L, -1) ? (long)lua_tonumber(L, -1) : dflt;
+    lua_pop(L, 1);
+    return v;
+}
+
+static double path_num(lua_State *L, int idx, const char *path, double dflt)
+{
+    get_path(L, idx, path);
+    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+    lua_pop(L, 1);
+    return v;
+}
+
+static void path_statuses(lua_State *L, int idx, const char *path, uint8_t *bits)
+{
+    get_path(L, idx, path);
+    if (lua_istable(L, -1)) {
+        int n = (int)lua_objlen(L, -1);
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            int st = (int)lua_tointeger(L, -1);
+            if (st >= 100 && st < 1000)
+                bits[st / 8] |= (uint8_t)(1u << (st % 8));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static int read_balancers(lua_State *L, int conf, struct gw_config *cf)
+{
+    lua_getfield(L, conf, "upstreams");
+    int t = lua_gettop(L);
+    int n = lua_istable(L, t) ? (int)lua_objlen(L, t) : 0;
+    cf->balancers = calloc(n ? n : 1, sizeof(struct gw_balancer));
+    if (cf->balancers == NULL)
+        return -1;
+    cf->nbalancers = n;
+    for (int i = 0; i < n; i++) {
+        struct gw_balancer *b = &cf->balancers[i];
+        lua_rawgeti(L, t, i + 1);
+        int e = lua_gettop(L);
+        b->name = dup_field(L, e, "name");
+        char *a = dup_field(L, e, "algorithm");
+        b->algo = algo_of(a);
+        free(a);
+        char *h = dup_field(L, e, "hash_on");
+        b->hash_on = hash_on_of(h);
+        free(h);
+        h = dup_field(L, e, "hash_fallback");
+        b->hash_fallback = hash_on_of(h);
+        free(h);
+        static const char *const name_fields[] = {NULL, NULL, NULL, "header", "cookie", NULL,
+                                                  "query_arg", "uri_capture"};
+        char field[64];
+        if (name_fields[b->hash_on]) {
+            snprintf(field, sizeof(field), "hash_on_%s", name_fields[b->hash_on]);
+            b->hash_on_name = dup_field(L, e, field);
+        }
+        if (name_fields[b->hash_fallback]) {
+            snprintf(field, sizeof(field), "hash_fallback_%s", name_fields[b->hash_fallback]);
+            b->hash_fallback_name = dup_field(L, e, field);
+        }
+        b->max_ejection_percent = (int)int_field(L, e, "max_ejection_percent", 100);
+        struct gw_passive *pv = &b->passive;
+        pv->http_failures = (int)path_int(L, e, "healthchecks.passive.unhealthy.http_failures", 0);
+        pv->tcp_failures = (int)path_int(L, e, "healthchecks.passive.unhealthy.tcp_failures", 0);
+        pv->timeouts = (int)path_int(L, e, "healthchecks.passive.unhealthy.timeouts", 0);
+        pv->successes = (int)path_int(L, e, "healthchecks.passive.healthy.successes", 0);
+        path_statuses(L, e, "healthchecks.passive.unhealthy.http_statuses", pv->unhealthy_status);
+        path_statuses(L, e, "healthchecks.passive.healthy.http_statuses", pv->healthy_status);
+        pv->backoff_s = path_num(L, e, "healthchecks.passive.readmission.backoff_s", 10);
+        pv->max_backoff_s = path_num(L, e, "healthchecks.passive.readmission.max_backoff_s", 300);
+        b->active_checks = path_num(L, e, "healthchecks.active.healthy.interval", 0) > 0 ||
+                           path_num(L, e, "healthchecks.active.unhealthy.interval", 0) > 0;
+        lua_getfield(L, e, "targets");
+        int tt = lua_gettop(L);
+        int nt = lua_istable(L, tt) ? (int)lua_objlen(L, tt) : 0;
+        b->targets = calloc(nt ? nt : 1, sizeof(struct gw_target));
+        if (b->targets == NULL || b->name == NULL)
+            return -1;
+        b->ntargets = nt;
+        for (int j = 0; j < nt; j++) {
+            struct gw_target *g = &b->targets[j];
+            lua_rawgeti(L, tt, j + 1);
+            int te = lua_gettop(L);
+            g->name = dup_field(L, te, "target");
+            g->weight = (int)int_field(L, te, "weight", 100);
+            g->priority = (int)int_field(L, te, "priority", 0);
+            lua_pop(L, 1);
+            if (g->name == NULL || gw_target_parse(g) != 0)
+                return -1;
+            char key[GW_HEALTH_KEY];
+            snprintf(key, sizeof(key), "%s/%s", b->name, g->name);
+            g->health = gw_health_slot(key);
+        }
+        lua_pop(L, 1);
+        lua_pop(L, 1);
+        if (gw_balancer_build(b) != 0)
+            return -1;
+    }
+    lua_pop(L, 1);
+    /* services whose host names an upstream are balanced over it */
+    for (int i = 0; i < cf->nservices; i++) {
+        cf->services[i].balancer = -1;
+        for (int j = 0; j < cf->nbalancers; j++)
+            if (strcmp(cf->services[i].host, cf->balancers[j].name) == 0)
+                cf->services[i].balancer = j;
+    }
+    return 0;
+}
+
 static void config_free(struct gw_config *cf, lua_State *L)
 {
     for (int i = 0; i < cf->nservices; i++) {
@@ -150,6 +309,9 @@ static void config_free(struct gw_config *cf, lua_State *L)
         free(cf->routes[i].name);
         free(cf->routes[i].id);
     }
+    for (int i = 0; i < cf->nbalancers; i++)
+        gw_balancer_free(&cf->balancers[i]);
+    free(cf->balancers);
     free(cf->services);
     free(cf->routes);
     gw_router_free(&cf->router);
@@ -202,7 +364,8 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
     lua_getfield(L, conf, "hash");
     snprintf(cf->hash, sizeof(cf->hash), "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
     lua_pop(L, 1);
-    if (read_services(L, conf, cf) != 0 || read_routes(L, conf, cf) != 0)
+    if (read_services(L, conf, cf) != 0 || read_routes(L, conf, cf) != 0 ||
+        read_balancers(L, conf, cf) != 0)
         goto oom;
     cf->global_phases = (uint32_t)int_field(L, conf, "global_phases", 0);
     const char *rerr = NULL;

@@ -77,6 +77,7 @@ static struct gw_req *req_new(struct gw_conn *c)
     r->t_start = ev_now(w->loop);
     gw_request_id(r->id, w->rng);
     r->conn = c;
+    r->target = -1;
     gw_pool_init(&r->pool, r->pool_first, sizeof(r->pool_first));
     c->hctx.head = &r->head;
     c->hctx.url_off = &r->url_off;

@@ -16,6 +16,7 @@
 #include "gw/config-t.h"
 #include "gw/conn.h"
 #include "gw/ffi.h"
+#include "gw/health.h"
 #include "gw/hlist.h"
 #include "gw/http.h"
 #include "gw/log.h"
@@ -195,6 +196,16 @@ int gw_ffi_req_header_at(struct gw_req *r, int i, const char **name, size_t *nle
     *value = c->in.data + h->value;
     *vlen = h->value_len;
     return GW_OK;
+}
+
+int gw_ffi_req_set_consumer(struct gw_req *r, const char *id, size_t len)
+{
+    if (id == NULL || len == 0) {
+        r->consumer_id = NULL;
+        return GW_OK;
+    }
+    r->consumer_id = gw_pool_strdup(&r->pool, id, len);
+    return r->consumer_id ? GW_OK : GW_ERROR;
 }
 
 int gw_ffi_req_route(struct gw_req *r)
@@ -601,6 +612,30 @@ int gw_ffi_resp_compress(struct gw_req *r, int allow_br, int gzip_level, int br_
         return GW_ERROR;
     }
     return algo;
+}
+
+int gw_ffi_health_set(const char *key, int unhealthy)
+{
+    struct gw_health *h = gw_health_slot(key);
+    if (h == NULL)
+        return GW_DECLINED;
+    if (!unhealthy && h->unhealthy && !h->by_active)
+        return GW_OK; /* passive ejections end with their own readmission */
+    if ((h->unhealthy != 0) != (unhealthy != 0)) {
+        h->by_active = unhealthy ? 1 : 0;
+        __atomic_store_n(&h->probing, 0, __ATOMIC_RELEASE);
+        h->backoff_ms = 0;
+        gw_health_changed(h, unhealthy ? 1 : 0);
+        gw_log(unhealthy ? GW_LOG_WARN : GW_LOG_NOTICE, "target %s is %s (active health check)",
+               key, unhealthy ? "unhealthy" : "healthy again");
+    }
+    return GW_OK;
+}
+
+int gw_ffi_health_get(const char *key)
+{
+    struct gw_health *h = gw_health_slot(key);
+    return h ? (h->unhealthy ? 1 : 0) : -1;
 }
 
 int gw_ffi_log_info(struct gw_req *r, double *total, double *upstream, double *gateway,

@@ -23,6 +23,7 @@
 #include "gw/log.h"
 #include "gw/master.h"
 #include "gw/settings-t.h"
+#include "gw/health.h"
 #include "gw/shdict.h"
 #include "gw/stats.h"
 #include "gw/worker.h"
@@ -288,7 +289,8 @@ int gw_master_run(void)
             cleanup();
             return 1;
         }
-    if (gw_stats_init(gw_settings.workers) != 0 || bind_all() != 0) {
+    if (gw_stats_init(gw_settings.workers) != 0 || gw_health_init(8192) != 0 ||
+        bind_all() != 0) {
         cleanup();
         return 1;
     }

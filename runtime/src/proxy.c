@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gw/balancer.h"
 #include "gw/buf.h"
 #include "gw/compress.h"
 #include "gw/config.h"
@@ -78,9 +79,12 @@ int gw_proxy_wants_client_read(const struct gw_conn *c)
 
 /* Fails the request with a gateway error, or closes the client connection
  * when the response has already started. */
+static void target_release(struct gw_req *r);
+
 static void proxy_fail(struct gw_conn *c, int status, const char *msg)
 {
     struct gw_req *r = c->req;
+    target_release(r);
     if (r->up) {
         gw_upstream_free(r->up);
         r->up = NULL;
@@ -97,6 +101,8 @@ void gw_proxy_abort(struct gw_conn *c)
     struct gw_req *r = c->req;
     if (r == NULL)
         return;
+    if (r->service)
+        target_release(r);
     gw_list_remove(&r->dns_link);
     if (r->up) {
         gw_upstream_free(r->up);
@@ -369,6 +375,24 @@ static void proxy_send(struct gw_conn *c)
     gw_conn_update(c);
 }
 
+static struct gw_balancer *balancer_of(struct gw_req *r)
+{
+    if (r->service->balancer < 0 || r->up_target_host)
+        return NULL;
+    return &r->config->balancers[r->service->balancer];
+}
+
+/* The try is over (its connection ended or failed): give back the target's
+ * connection count. */
+static void target_release(struct gw_req *r)
+{
+    struct gw_balancer *b = balancer_of(r);
+    if (b && r->target >= 0 && r->target_counted) {
+        gw_balancer_conn(b, r->target, -1);
+        r->target_counted = 0;
+    }
+}
+
 static void proxy_connect(struct gw_conn *c)
 {
     struct gw_req *r = c->req;
@@ -377,9 +401,31 @@ static void proxy_connect(struct gw_conn *c)
     socklen_t salen;
     struct gw_dns_entry *dns = s->dns;
     int port = s->port;
+    struct gw_balancer *b = balancer_of(r);
     if (r->up_target_host) { /* kong.service.set_target */
         dns = gw_dns_get(r->up_target_host);
         port = r->up_target_port;
+    } else if (b) {
+        if (r->target < 0) {
+            int probe = 0;
+            int t = gw_balancer_pick(b, c, r->tried, &probe);
+            if (t < 0) {
+                gw_log(GW_LOG_ERR, "upstream %s: no healthy target (request %s)", b->name,
+                       r->id);
+                proxy_fail(c, 503, "failure to get a peer from the ring-balancer");
+                return;
+            }
+            r->target = t;
+            r->target_probe = probe;
+            r->tried |= 1u << t;
+            if (r->tries < 8)
+                r->try_target[r->tries] = (int8_t)t;
+        }
+        struct gw_target *t = &b->targets[r->target];
+        if (t->dns == NULL)
+            t->dns = gw_dns_get(t->host);
+        dns = t->dns;
+        port = t->port;
     } else if (dns == NULL) {
         dns = s->dns = gw_dns_get(s->host);
     }
@@ -402,13 +448,25 @@ static void proxy_connect(struct gw_conn *c)
     if (u == NULL) {
         u = gw_upstream_connect((struct sockaddr *)&sa, salen);
         if (u == NULL) {
-            gw_log(GW_LOG_ERR, "connect() to %s:%d failed: %s", s->host, s->port,
-                   strerror(errno));
+            gw_log(GW_LOG_ERR, "connect() to %s:%d failed: %s", s->host, port, strerror(errno));
+            if (b && r->target >= 0) {
+                gw_balancer_report(b, r->target, GW_OUT_TCP, 0, -1);
+                r->tries++;
+                if (r->tries <= s->retries && r->body_bytes == 0) {
+                    r->target = -1;
+                    proxy_connect(c); /* another target; tried ones are skipped */
+                    return;
+                }
+            }
             proxy_fail(c, 502, MSG_502);
             return;
         }
     }
     r->tries++;
+    if (b && r->target >= 0 && !r->target_counted) {
+        gw_balancer_conn(b, r->target, 1);
+        r->target_counted = 1;
+    }
     r->up = u;
     u->client = c;
     u->requests++;
@@ -509,10 +567,38 @@ static int retryable(struct gw_conn *c, struct gw_upstream *u)
            r->tries <= MAX_STALE_RETRIES;
 }
 
-static void up_failed(struct gw_upstream *u, int status, const char *msg, const char *what)
+static int idempotent(const struct gw_conn *c)
+{
+    switch (c->parser.method) {
+    case HTTP_GET: case HTTP_HEAD: case HTTP_PUT: case HTTP_DELETE: case HTTP_OPTIONS:
+    case HTTP_TRACE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Whether a failed try may go to another target (Kong's retries): a connect
+ * failure always; after bytes went out, only an idempotent request whose
+ * body (if any) is in memory, never one whose body was streamed. */
+static int retry_elsewhere(struct gw_conn *c, struct gw_upstream *u, int connect_failed)
+{
+    struct gw_req *r = c->req;
+    struct gw_balancer *b = balancer_of(r);
+    if (b == NULL || r->upgrade || u->resp_bytes || r->tries > r->service->retries)
+        return 0;
+    if (connect_failed)
+        return r->body_bytes == 0 || r->body_mode == GW_BODY_READ || r->has_up_body;
+    int body_in_memory = !r->has_body || r->body_mode == GW_BODY_READ || r->has_up_body;
+    return idempotent(c) && body_in_memory;
+}
+
+static void up_failed_kind(struct gw_upstream *u, int status, const char *msg, const char *what,
+                           int outcome, int connect_failed)
 {
     struct gw_conn *c = u->client;
     struct gw_req *r = c->req;
+    struct gw_balancer *b = balancer_of(r);
     if (retryable(c, u)) {
         GW_LOG(GW_LOG_INFO, "pooled upstream connection closed (%s), retrying", what);
         gw_upstream_free(u);
@@ -520,9 +606,28 @@ static void up_failed(struct gw_upstream *u, int status, const char *msg, const 
         proxy_connect(c);
         return;
     }
-    gw_log(GW_LOG_ERR, "upstream %s:%d %s (request %s)", r->service->host, r->service->port,
-           what, r->id);
+    if (b && r->target >= 0) {
+        gw_log(GW_LOG_ERR, "upstream %s: target %s %s (request %s, try %d)", b->name,
+               b->targets[r->target].name, what, r->id, r->tries);
+        gw_balancer_report(b, r->target, outcome, 0, -1);
+        target_release(r);
+        if (retry_elsewhere(c, u, connect_failed)) {
+            gw_upstream_free(u);
+            r->up = NULL;
+            r->target = -1;
+            proxy_connect(c);
+            return;
+        }
+    } else {
+        gw_log(GW_LOG_ERR, "upstream %s:%d %s (request %s)", r->service->host,
+               r->service->port, what, r->id);
+    }
     proxy_fail(c, status, msg);
+}
+
+static void up_failed(struct gw_upstream *u, int status, const char *msg, const char *what)
+{
+    up_failed_kind(u, status, msg, what, status == 504 ? GW_OUT_TIMEOUT : GW_OUT_TCP, 0);
 }
 
 static int up_flush(struct gw_upstream *u)
@@ -658,6 +763,7 @@ static void response_complete(struct gw_conn *c, struct gw_upstream *u, int eof)
     struct gw_req *r = c->req;
     int keep = !eof && llhttp_should_keep_alive(&u->parser) && r->body_done &&
                gw_buf_pending(&u->in) == 0 && gw_buf_pending(&u->out) == 0;
+    target_release(r);
     r->up = NULL;
     if (keep)
         gw_upstream_keep(u);
@@ -858,6 +964,14 @@ static int up_parse(struct gw_upstream *u)
             r->upstream_status = u->parser.status_code;
             r->status = r->upstream_status;
             r->t_upstream_first = ev_now(gw_worker->loop);
+            struct gw_balancer *b = balancer_of(r);
+            if (b && r->target >= 0) {
+                int st = r->upstream_status;
+                gw_balancer_report(b, r->target, GW_OUT_OK, st,
+                                   (r->t_upstream_first - r->t_upstream_start) * 1000);
+                if (r->tries - 1 < 8 && r->tries > 0)
+                    r->try_status[r->tries - 1] = (int16_t)st;
+            }
             int tunnel = r->upstream_status == 101 && r->upgrade;
             if (!tunnel && ((r->phases & GW_PHASES_RESPONSE_LUA) || r->resp_hdrs ||
                             r->resp_status)) {
@@ -995,7 +1109,7 @@ static void up_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (err) {
             char what[128];
             snprintf(what, sizeof(what), "connect() failed: %s", strerror(err));
-            up_failed(u, 502, MSG_502, what);
+            up_failed_kind(u, 502, MSG_502, what, GW_OUT_TCP, 1);
             return;
         }
         u->state = GW_U_ACTIVE;
@@ -1030,6 +1144,6 @@ static void up_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         gw_conn_close(c);
         return;
     }
-    u->reused = 0; /* a timeout is never retried */
-    up_failed(u, 504, MSG_504, what);
+    u->reused = 0; /* a stale-connection retry is not for timeouts */
+    up_failed_kind(u, 504, MSG_504, what, GW_OUT_TIMEOUT, u->state == GW_U_CONNECTING);
 }

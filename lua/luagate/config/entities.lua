@@ -329,6 +329,70 @@ end
 local HASH_ON = { "none", "consumer", "ip", "header", "cookie", "path",
                   "query_arg", "uri_capture" }
 
+-- Kong's healthchecks record (defaults as Kong's); 0 disables a counter.
+local function statuses(default)
+  return { type = "array", default = default,
+           elements = { type = "integer", between = { 100, 999 } } }
+end
+
+local function positive(default)
+  return { type = "integer", default = default, between = { 0, 255 } }
+end
+
+local HEALTHCHECKS = {
+  type = "record",
+  default = {},
+  fields = {
+    { active = { type = "record", default = {}, fields = {
+      { type = { type = "string", default = "http",
+                 one_of = { "tcp", "http", "https", "grpc", "grpcs" } } },
+      { timeout = { type = "number", default = 1, between = { 0, 65535 } } },
+      { concurrency = { type = "integer", default = 10, between = { 1, 65536 } } },
+      { http_path = typedefs.path { default = "/" } },
+      { headers = { type = "map", keys = { type = "string" },
+                    values = { type = "array", elements = { type = "string" } } } },
+      { https_verify_certificate = { type = "boolean", default = true } },
+      { https_sni = { type = "string" } },
+      { healthy = { type = "record", default = {}, fields = {
+        { interval = { type = "number", default = 0, between = { 0, 65535 } } },
+        { http_statuses = statuses({ 200, 302 }) },
+        { successes = positive(0) },
+      } } },
+      { unhealthy = { type = "record", default = {}, fields = {
+        { interval = { type = "number", default = 0, between = { 0, 65535 } } },
+        { http_statuses = statuses({ 429, 404, 500, 501, 502, 503, 504, 505 }) },
+        { tcp_failures = positive(0) },
+        { timeouts = positive(0) },
+        { http_failures = positive(0) },
+      } } },
+    } } },
+    { passive = { type = "record", default = {}, fields = {
+      { type = { type = "string", default = "http",
+                 one_of = { "tcp", "http", "https", "grpc", "grpcs" } } },
+      { healthy = { type = "record", default = {}, fields = {
+        { http_statuses = statuses({ 200, 201, 202, 203, 204, 205, 206, 207,
+                                     208, 226, 300, 301, 302, 303, 304, 305,
+                                     306, 307, 308 }) },
+        { successes = positive(0) },
+      } } },
+      { unhealthy = { type = "record", default = {}, fields = {
+        { http_statuses = statuses({ 429, 500, 503 }) },
+        { tcp_failures = positive(0) },
+        { timeouts = positive(0) },
+        { http_failures = positive(0) },
+      } } },
+      -- luagate: a target ejected by passive checks alone comes back on its
+      -- own: after backoff_s one request is let through; success readmits
+      -- it, failure doubles the back-off (up to max_backoff_s)
+      { readmission = { type = "record", default = {}, fields = {
+        { backoff_s = { type = "number", default = 10, between = { 0.1, 3600 } } },
+        { max_backoff_s = { type = "number", default = 300, between = { 0.1, 86400 } } },
+      } } },
+    } } },
+    { threshold = { type = "number", default = 0, between = { 0, 100 } } },
+  },
+}
+
 local upstreams = {
   name = "upstreams",
   fields = {
@@ -351,8 +415,10 @@ local upstreams = {
     { hash_fallback_uri_capture = { type = "string" } },
     { slots = { type = "integer", default = 10000,
                 between = { 10, 65536 } } },
-    -- deepened by a later issue; accepted as given for now
-    { healthchecks = { type = "json" } },
+    { healthchecks = HEALTHCHECKS },
+    -- luagate: never eject (passive) more than this share of the targets
+    { max_ejection_percent = { type = "integer", default = 100,
+                               between = { 0, 100 } } },
     { tags = typedefs.tags },
     { host_header = typedefs.host },
     { client_certificate = { type = "foreign", reference = "certificates" } },
@@ -397,6 +463,9 @@ local targets = {
                  custom_validator = validate_target } },
     { weight = { type = "integer", default = 100,
                  between = { 0, 65535 } } },
+    -- luagate: failover tiers; the lowest number that has a healthy target
+    -- takes all the traffic (multi-region failover)
+    { priority = { type = "integer", default = 0, between = { 0, 255 } } },
     { tags = typedefs.tags },
   },
 }

@@ -137,6 +137,13 @@ local function new_client()
     end
     r.consumer = consumer
     r.credential = credential
+    -- the runtime hashes on it (upstreams' hash_on = consumer) and logs it
+    local id = consumer and (consumer.id or consumer.username)
+    if type(id) == "string" then
+      C.gw_ffi_req_set_consumer(r.ptr, id, #id)
+    else
+      C.gw_ffi_req_set_consumer(r.ptr, nil, 0)
+    end
     local ctx = r.ctx
     if ctx then
       ctx.authenticated_consumer = consumer
@@ -456,6 +463,7 @@ function _M.new()
     name = "kong_core_db_cache", dict = core_dict, ttl = cache_ttl,
     neg_ttl = cache_neg_ttl, now = now,
   })
+  kong.db = require "luagate.db"
 
   return kong
 end

@@ -9,6 +9,7 @@
 
 struct gw_router;
 struct gw_dns_entry;
+struct gw_health;
 
 /* Phases a route may run Lua for; a route whose mask is 0 never enters Lua. */
 enum gw_phase {
@@ -18,6 +19,50 @@ enum gw_phase {
     GW_PHASE_HEADER_FILTER = 1 << 3,
     GW_PHASE_BODY_FILTER = 1 << 4,
     GW_PHASE_LOG = 1 << 5,
+};
+
+/* A target of an upstream (Kong's targets entity). */
+struct gw_target {
+    char *name;              /* "host:port" as configured */
+    char *host;
+    int port;
+    int weight;              /* 0: disabled */
+    int priority;            /* failover tier: lowest with a healthy target wins */
+    struct gw_dns_entry *dns;
+    struct gw_health *health; /* shared by all workers */
+    double ewma_ms;          /* latency (this worker), for the latency algorithm */
+    int cw;                  /* smooth weighted round-robin: current weight */
+};
+
+enum gw_algo { GW_ALGO_RR, GW_ALGO_LEAST_CONN, GW_ALGO_HASH, GW_ALGO_LATENCY };
+enum gw_hash_on {
+    GW_HASH_NONE, GW_HASH_CONSUMER, GW_HASH_IP, GW_HASH_HEADER, GW_HASH_COOKIE,
+    GW_HASH_PATH, GW_HASH_QUERY_ARG, GW_HASH_URI_CAPTURE,
+};
+
+/* Passive health-check thresholds (0 disables a counter) and statuses. */
+struct gw_passive {
+    int http_failures, tcp_failures, timeouts; /* to eject */
+    int successes;                             /* healthy statuses that readmit */
+    uint8_t unhealthy_status[1000 / 8];        /* bitmap of statuses */
+    uint8_t healthy_status[1000 / 8];
+    double backoff_s, max_backoff_s;           /* self-readmission */
+};
+
+/* An upstream (Kong's upstreams entity), the balancer of its targets. */
+struct gw_balancer {
+    char *name;
+    int algo;                /* enum gw_algo */
+    int hash_on, hash_fallback;            /* enum gw_hash_on */
+    char *hash_on_name, *hash_fallback_name; /* header, cookie, query arg or capture name */
+    struct gw_target *targets;
+    int ntargets;
+    uint32_t *ring;          /* consistent hashing: sorted points */
+    uint16_t *ring_target;   /* target of each point */
+    int nring;
+    int max_ejection_percent;
+    int active_checks;       /* active probes configured (Lua runs them) */
+    struct gw_passive passive;
 };
 
 struct gw_service {
@@ -34,6 +79,7 @@ struct gw_service {
     int read_timeout;        /* ms */
     int retries;
     struct gw_dns_entry *dns; /* per-worker resolver cache entry */
+    int balancer;            /* index into config balancers when host names an upstream, -1 */
 };
 
 struct gw_route {
@@ -54,6 +100,8 @@ struct gw_config {
     int nservices;
     struct gw_route *routes;
     int nroutes;
+    struct gw_balancer *balancers;
+    int nbalancers;
     char hash[65];
     int lua_ref;  /* the normalized Lua config table, kept for plugins */
     uint32_t global_phases; /* phases of global plugins (rewrite, and requests no route took) */

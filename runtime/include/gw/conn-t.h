@@ -95,6 +95,13 @@ struct gw_req {
     int resp_done;            /* the whole response is in conn->out */
     int tries;
     int upstream_status;
+    int target;               /* balancer target of the current try, -1 */
+    uint32_t tried;           /* bit i: target i was tried */
+    int target_counted;       /* the target's connection count includes us */
+    int target_probe;         /* the try is a readmission probe */
+    int8_t try_target[8];     /* targets of the first tries, for the log */
+    int16_t try_status[8];    /* their outcome: HTTP status, or 0 failed */
+    char *consumer_id;        /* set by kong.client.authenticate (pool) */
     uint64_t bytes_in, bytes_out;
     ev_tstamp t_start, t_upstream_start, t_upstream_first, t_end;
     char id[GW_REQUEST_ID_LEN + 1];

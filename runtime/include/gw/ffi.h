@@ -35,6 +35,10 @@ int gw_ffi_req_header(struct gw_req *r, const char *name, size_t nlen, int idx, 
 int gw_ffi_req_header_count(struct gw_req *r);
 int gw_ffi_req_header_at(struct gw_req *r, int i, const char **name, size_t *nlen,
                          const char **value, size_t *vlen);
+/* The authenticated consumer's id (kong.client.authenticate), for
+ * hashing and the access log; NULL/0 clears it. */
+int gw_ffi_req_set_consumer(struct gw_req *r, const char *id, size_t len);
+
 /* Route match data: the matched route (0-based index into config.routes, -1
  * when none) and the regex captures (0-based group index; GW_DECLINED when
  * unset). Named groups through gw_ffi_req_capture_name. */
@@ -111,6 +115,13 @@ int gw_ffi_resp_set_chunk(struct gw_req *r, const char *p, size_t n, int eof, co
  * compressed (no body, already encoded), GW_ERROR with *err. */
 int gw_ffi_resp_compress(struct gw_req *r, int allow_br, int gzip_level, int br_level,
                          const char **err);
+
+/* ---- upstream health (active checks run in Lua, in worker 0) ---- */
+/* Sets the health of target "upstream/target" as found by active probes.
+ * GW_OK, or GW_DECLINED when no such target is known. */
+int gw_ffi_health_set(const char *key, int unhealthy);
+/* 1 unhealthy, 0 healthy, -1 unknown. */
+int gw_ffi_health_get(const char *key);
 
 /* ---- the log phase ---- */
 int gw_ffi_log_info(struct gw_req *r, double *latency_total, double *latency_upstream,

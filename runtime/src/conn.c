@@ -680,8 +680,10 @@ static int on_body_collect(llhttp_t *p, const char *at, size_t len)
     struct gw_conn *c = gw_container_of(p->data, struct gw_conn, hctx);
     struct gw_req *r = c->req;
     size_t max = gw_settings.max_body_size ? gw_settings.max_body_size : GW_MAX_BUFFERED_BODY;
-    if (r->body_buf.len + len > max)
+    if (r->body_buf.len + len > max) {
+        r->body_too_large = 1;
         return HPE_USER;
+    }
     return gw_buf_append(&r->body_buf, at, len) == 0 ? 0 : HPE_USER;
 }
 
@@ -742,8 +744,7 @@ static void conn_body_for_lua(struct gw_conn *c)
     if (rc == GW_ERROR) {
         r->body_mode = GW_BODY_STREAM;
         gw_lua_release(r); /* the waiting coroutine cannot go on */
-        size_t max = gw_settings.max_body_size ? gw_settings.max_body_size : GW_MAX_BUFFERED_BODY;
-        if (r->body_buf.len + 1 > max || r->body_bytes > max)
+        if (r->body_too_large)
             gw_conn_error(c, 413, "Request size limit exceeded");
         else
             gw_conn_error(c, 400, "Bad request");

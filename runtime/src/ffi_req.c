@@ -258,7 +258,7 @@ int gw_ffi_req_read_body(struct gw_req *r, const char **err)
     if (rc == GW_AGAIN)
         r->lctx->waiting = 1;
     else if (rc == GW_ERROR)
-        *err = "could not read the request body";
+        *err = r->body_too_large ? "request body too large" : "could not read the request body";
     return rc;
 }
 

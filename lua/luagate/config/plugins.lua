@@ -122,7 +122,15 @@ function Registry:not_found_message(name)
 end
 
 
-local function load_chunk(path)
+local function load_chunk(path, dirs)
+  -- a schema may require its plugin's own modules (kong.plugins.<name>.*)
+  local ok, loader = pcall(require, "luagate.plugins")
+  if ok then
+    loader.install()
+    if dirs and #loader.dirs == 0 then
+      loader.dirs = dirs
+    end
+  end
   local env = setmetatable({}, { __index = _G })
   local chunk, err = loadfile(path, "t", env)
   if not chunk then
@@ -216,7 +224,7 @@ function Registry:schema(name)
   local def, err
   if info.single then
     local handler
-    handler, err = load_chunk(info.handler_path)
+    handler, err = load_chunk(info.handler_path, self.dirs)
     if type(handler) == "table" then
       def = handler.SCHEMA or handler.schema
       if def == nil then
@@ -226,7 +234,7 @@ function Registry:schema(name)
       err = info.handler_path .. " must return a table"
     end
   else
-    def, err = load_chunk(info.schema_path)
+    def, err = load_chunk(info.schema_path, self.dirs)
   end
   if def == nil then
     return nil, "could not load the schema of plugin '" .. name .. "': " ..

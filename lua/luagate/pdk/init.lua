@@ -236,10 +236,22 @@ end
 
 -- kong.node -----------------------------------------------------------------
 
+-- random bytes from the kernel (getrandom), so that ids differ between
+-- workers and starts; math.random only if that fails
+pcall(ffi.cdef, "long getrandom(void *buf, size_t buflen, unsigned int flags);")
+local rand_buf = ffi_new("uint8_t[16]")
+
 local function uuid()
   local b = {}
-  for i = 1, 16 do
-    b[i] = random(0, 255)
+  local ok, n = pcall(C.getrandom, rand_buf, 16, 0)
+  if ok and n == 16 then
+    for i = 1, 16 do
+      b[i] = rand_buf[i - 1]
+    end
+  else
+    for i = 1, 16 do
+      b[i] = random(0, 255)
+    end
   end
   b[7] = bit.bor(bit.band(b[7], 0x0f), 0x40)
   b[9] = bit.bor(bit.band(b[9], 0x3f), 0x80)

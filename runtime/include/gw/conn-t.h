@@ -128,6 +128,7 @@ struct gw_req {
     int has_up_body;
     int body_mode;            /* GW_BODY_STREAM, GW_BODY_READING, GW_BODY_READ, GW_BODY_DISCARD */
     struct gw_buf body_buf;   /* the request body read whole for plugins */
+    int body_too_large;       /* reading it whole went past the limit */
     int up_connect_timeout, up_write_timeout, up_read_timeout; /* ms, 0: the service's */
     char *up_target_host;     /* kong.service.set_target */
     int up_target_port;

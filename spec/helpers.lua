@@ -985,6 +985,30 @@ function helpers.mock_upstream(opts)
   return mock
 end
 
+-- Starts a helper process (a fixture server) that prints its port on its
+-- first stdout line. cmd is a shell command. Returns { port, pid, proc,
+-- stop() }; the process is killed at the end of the run if still alive.
+function helpers.start_server(cmd, name)
+  local dir = helpers.make_prefix(name or "server")
+  local proc = spawn("exec " .. cmd, dir, name or "server")
+  local ok, port = pcall(helpers.wait_until, function()
+    if proc_exit_code(proc) then
+      helpers.abort((name or "server") .. " exited: " ..
+                    (helpers.read_file(proc.stderr) or ""))
+    end
+    return tonumber((helpers.read_file(proc.stdout) or ""):match("(%d+)\n"))
+  end, 10)
+  if not ok then
+    proc_stop(proc, "KILL", 2)
+    error(port, 2)
+  end
+  local srv = { port = port, pid = proc.pid, proc = proc }
+  function srv.stop()
+    return proc_stop(proc, "TERM", 5)
+  end
+  return srv
+end
+
 -- Starts redis-server on a free port (no persistence).
 -- Returns { host, port, pid, stop() }.
 function helpers.redis(opts)

@@ -274,6 +274,7 @@ static int read_balancers(lua_State *L, int conf, struct gw_config *cf)
             g->name = dup_field(L, te, "target");
             g->weight = (int)int_field(L, te, "weight", 100);
             g->priority = (int)int_field(L, te, "priority", 0);
+            g->srv = bool_field(L, te, "srv", 0);
             lua_pop(L, 1);
             if (g->name == NULL || gw_target_parse(g) != 0)
                 return -1;

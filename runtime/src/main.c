@@ -66,6 +66,8 @@ static const char usage[] =
     "                                 or with k/m/g; repeatable; Kong's dictionaries exist by\n"
     "                                 default (kong, kong_db_cache, kong_rate_limiting_counters,\n"
     "                                 ...)                            LUAGATE_SHARED_DICTS (comma-separated)\n"
+    "  --dns-resolver ADDR[:PORT]     DNS server for upstream names (default: resolv.conf;\n"
+    "                                 /etc/hosts is read first)     LUAGATE_DNS_RESOLVER\n"
     "  -h, --help                     this text\n"
     "\n"
     "signals (to the master): HUP reloads the configuration (an invalid one is refused\n"
@@ -90,6 +92,7 @@ enum {
     O_UP_KA,
     O_UP_KA_TO,
     O_SHDICT,
+    O_DNS,
 };
 
 static const struct option options[] = {
@@ -112,6 +115,7 @@ static const struct option options[] = {
     {"upstream-keepalive", required_argument, NULL, O_UP_KA},
     {"upstream-keepalive-timeout", required_argument, NULL, O_UP_KA_TO},
     {"shared-dict", required_argument, NULL, O_SHDICT},
+    {"dns-resolver", required_argument, NULL, O_DNS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -139,6 +143,7 @@ static const struct {
     {O_UP_KA, "LUAGATE_UPSTREAM_KEEPALIVE"},
     {O_UP_KA_TO, "LUAGATE_UPSTREAM_KEEPALIVE_TIMEOUT"},
     {O_SHDICT, "LUAGATE_SHARED_DICTS"},
+    {O_DNS, "LUAGATE_DNS_RESOLVER"},
 };
 
 /* The listeners given by flags replace those given by environment, which
@@ -376,6 +381,18 @@ static int apply(int opt, const char *v, int from_cli)
             }
         }
         free(copy);
+        return 0;
+    }
+    case O_DNS: {
+        char host[64];
+        snprintf(host, sizeof(host), "%s", v);
+        char *colon = strrchr(host, ':');
+        if (colon)
+            *colon = '\0';
+        struct in_addr a;
+        if (inet_pton(AF_INET, host, &a) != 1)
+            return fail("invalid --dns-resolver '%s' (an IPv4 address[:port])", v);
+        snprintf(gw_settings.dns_resolver, sizeof(gw_settings.dns_resolver), "%s", v);
         return 0;
     }
     case O_UP_KA:

@@ -423,7 +423,7 @@ static void proxy_connect(struct gw_conn *c)
         }
         struct gw_target *t = &b->targets[r->target];
         if (t->dns == NULL)
-            t->dns = gw_dns_get(t->host);
+            t->dns = t->srv ? gw_dns_get_srv(t->host) : gw_dns_get(t->host);
         dns = t->dns;
         port = t->port;
     } else if (dns == NULL) {

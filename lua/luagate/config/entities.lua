@@ -474,6 +474,8 @@ local targets = {
 -- after validation: a target without a port gets Kong's 8000
 local function target_post(t)
   local h, port = typedefs.split_host_port(t.target)
+  -- a name without a port is looked up as SRV first (Kong), 8000 otherwise
+  t.srv = (h and not port and not typedefs.is_ip(h)) and true or nil
   if h and not port then
     if typedefs.is_ipv6(h) then
       t.target = "[" .. h .. "]:8000"

@@ -28,6 +28,7 @@ struct gw_target {
     int port;
     int weight;              /* 0: disabled */
     int priority;            /* failover tier: lowest with a healthy target wins */
+    int srv;                 /* given without a port: SRV lookup first */
     struct gw_dns_entry *dns;
     struct gw_health *health; /* shared by all workers */
     double ewma_ms;          /* latency (this worker), for the latency algorithm */

@@ -1,6 +1,7 @@
 /* Name resolution off the event loop: a resolver thread per worker runs
  * getaddrinfo() and hands results back through an ev_async. Results are
- * cached per name; a refresh runs in the background after GW_DNS_TTL and a
+ * cached per name; a refresh runs in the background when the answer's TTL
+ * ends (GW_DNS_TTL when it has none) and a
  * failed refresh keeps the last good addresses. */
 #ifndef GW_DNS_H
 #define GW_DNS_H
@@ -9,7 +10,7 @@
 
 #include "gw/list.h"
 
-#define GW_DNS_TTL 30.0 /* seconds; getaddrinfo() gives no TTL */
+#define GW_DNS_TTL 30.0 /* seconds, when an answer has no TTL (hosts file, nsswitch) */
 
 struct gw_dns_entry;
 
@@ -19,6 +20,11 @@ int gw_dns_init(void);
 /* The cache entry for a host name or IP literal (created on first use; it
  * lives as long as the worker). NULL only when out of memory. */
 struct gw_dns_entry *gw_dns_get(const char *host);
+
+/* The cache entry for an SRV name (targets given without a port): the
+ * lowest-priority SRV targets' addresses with their ports, or, when the name
+ * has no SRV records, its A/AAAA addresses (the caller's port applies). */
+struct gw_dns_entry *gw_dns_get_srv(const char *host);
 
 /* An address for entry with port set: GW_OK, GW_AGAIN (resolution under way:
  * wait with gw_dns_wait), or GW_ERROR (the name does not resolve). Rotates

@@ -41,6 +41,7 @@ struct gw_settings {
     int upstream_keepalive; /* idle connections kept per upstream address */
     int upstream_keepalive_timeout;
     int upstream_keepalive_requests;
+    char dns_resolver[64];  /* "ADDR[:PORT]" of the DNS server; "" = resolv.conf */
     /* shared dictionaries (ngx.shared), created by the master before fork */
     const char *shdict_name[GW_MAX_SHDICTS];
     size_t shdict_size[GW_MAX_SHDICTS];

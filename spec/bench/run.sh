@@ -113,6 +113,9 @@ EOF
 }
 
 nginx_conf upstream "$UP_PORT" 'return 200 "ok";'
+# the upstream answers on every loopback address: the balancing benchmark
+# spreads over 10 targets 127.0.0.2..11 of the same server
+sed -i "s/listen 127.0.0.1:$UP_PORT;/listen $UP_PORT;/" "$DIR/upstream/nginx.conf"
 nginx_conf proxy "$NG_PORT" \
   'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";' \
   "upstream backend { server 127.0.0.1:$UP_PORT; keepalive 32; }"
@@ -130,6 +133,16 @@ services:
     - /plugin
     plugins:
     - name: bench-header
+- name: balanced
+  host: pool
+  routes:
+  - name: lb
+    paths:
+    - /lb
+upstreams:
+- name: pool
+  targets:
+$(for i in 2 3 4 5 6 7 8 9 10 11; do echo "  - target: 127.0.0.$i:$UP_PORT"; done)
 EOF
 
 # Background starters; each sets STARTED_PID. $1 = command prefix (valgrind).
@@ -289,6 +302,38 @@ if [ -z "${SKIP_PLUGIN:-}" ]; then
     per=$(awk -v a="$ir1" -v b="$ir2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
     echo "luagate, one plugin: per request=$per instructions"
     add_summary "instructions per request, one plugin" "$per" "-" "-"
+  fi
+fi
+
+# --------------------------------------------- 2c. 10 targets vs a single one
+if [ -z "${SKIP_LB:-}" ]; then
+  start_luagate "" || exit 1
+  LG_PID=$STARTED_PID
+  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/lb" >/dev/null
+  echo
+  echo "== balancing over 10 targets (round-robin) vs one target, luagate"
+  printf '%-6s %14s %14s %8s\n' round "10 targets r/s" "1 target r/s" ratio
+  : >"$DIR/lb.txt"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    read -r lr _ lbad < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$LG_PORT/lb" | parse_wrk)
+    read -r sr _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$LG_PORT/" | parse_wrk)
+    ratio=$(awk -v a="$lr" -v b="$sr" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
+    printf '%-6s %14s %14s %8s\n' "$r" "$lr" "$sr" "$ratio"
+    [ "${lbad:-0}" != 0 ] && echo "  balanced route: $lbad non-2xx responses"
+    echo "$ratio" >>"$DIR/lb.txt"
+  done
+  m_lbratio=$(median <"$DIR/lb.txt")
+  echo "median 10-targets/1-target ratio: $m_lbratio"
+  stop_pid "$LG_PID" TERM 10
+  add_summary "10 targets / 1 target (r/s ratio)" "$m_lbratio" "-" "-"
+  if [ -z "${SKIP_CALLGRIND:-}" ]; then
+    ir1=$(BENCH_PATH=/lb callgrind_run luagate-lb start_luagate TERM 200 "$LG_PORT")
+    ir2=$(BENCH_PATH=/lb callgrind_run luagate-lb start_luagate TERM 2200 "$LG_PORT")
+    per=$(awk -v a="$ir1" -v b="$ir2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
+    echo "luagate, 10 targets: per request=$per instructions"
+    add_summary "instructions per request, 10 targets" "$per" "-" "-"
   fi
 fi
 

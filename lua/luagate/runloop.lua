@@ -292,16 +292,19 @@ local function consumer_index(r)
   if not c then
     return nil
   end
-  consumers_groups = r.conf._consumer_groups
-  if c.__index_in_conf then
-    return c.__index_in_conf
-  end
-  for i, k in ipairs(r.conf.consumers or {}) do
-    if k == c or (c.id and k.id == c.id) then
-      return i
+  local conf = r.conf
+  consumers_groups = conf._consumer_groups
+  local by_id = conf._consumer_index
+  if not by_id then -- id -> index, once per config
+    by_id = {}
+    for i, k in ipairs(conf.consumers or {}) do
+      if k.id then
+        by_id[k.id] = i
+      end
     end
+    conf._consumer_index = by_id
   end
-  return nil
+  return c.id and by_id[c.id] or nil
 end
 
 
@@ -391,8 +394,18 @@ local function run_list(r, phase, phase_name, plan)
 end
 
 
+-- r fields with each phase's start and end (seconds), read by ngx.ctx's
+-- KONG_* timings (ctx_index)
+local T_START, T_END = {}, {}
+for bit_, name in pairs(PHASE_NAMES) do
+  T_START[bit_] = "t_" .. name .. "_start"
+  T_END[bit_] = "t_" .. name .. "_end"
+end
+
+
 local function run_phase(r, phase)
   local name = PHASE_NAMES[phase]
+  r[T_START[phase]] = C.gw_ffi_now()
   r.phase = name
   request.cur = r
   local conf = r.conf
@@ -407,7 +420,140 @@ local function run_phase(r, phase)
   else
     run_list(r, phase, name, plan)
   end
+  r[T_END[phase]] = C.gw_ffi_now()
 end
+
+
+-- ngx.ctx: Kong's keys plugins read, computed when read (a request that
+-- never reads them pays nothing): KONG_* timings (ms), router_matches,
+-- balancer_data (writable timeouts go to kong.service.set_timeouts).
+local ctx_req = setmetatable({}, { __mode = "k" }) -- ctx -> r
+local info_d = ffi.new("double[3]")
+local info_u = ffi.new("uint64_t[2]")
+local info_i = ffi.new("int[1]")
+
+local function log_info(r)
+  C.gw_ffi_log_info(r.ptr, info_d, info_d + 1, info_d + 2, info_u,
+                    info_u + 1, info_i)
+  return info_d[0], info_d[1], info_d[2], info_i[0]
+end
+
+local KONG_PHASE_KEYS = {} -- "KONG_ACCESS_START" -> { field, kind }
+for bit_, name in pairs(PHASE_NAMES) do
+  local up = name:upper()
+  KONG_PHASE_KEYS["KONG_" .. up .. "_START"] = { T_START[bit_] }
+  KONG_PHASE_KEYS["KONG_" .. up .. "_ENDED_AT"] = { T_END[bit_] }
+  KONG_PHASE_KEYS["KONG_" .. up .. "_TIME"] = { T_START[bit_], T_END[bit_] }
+end
+
+local TIMEOUT_KEYS = {
+  connect_timeout = true, send_timeout = true, read_timeout = true,
+}
+
+local function new_balancer_data(r)
+  local svc = r.service or {}
+  local store = {
+    connect_timeout = svc.connect_timeout or 60000,
+    send_timeout = svc.write_timeout or 60000,
+    read_timeout = svc.read_timeout or 60000,
+  }
+  local bd = {
+    host = svc.host, port = svc.port, scheme = svc.protocol or "http",
+    retries = svc.retries or 5, try_count = 0,
+  }
+  return setmetatable(bd, {
+    __index = function(_, k)
+      if TIMEOUT_KEYS[k] then
+        return store[k]
+      end
+      if k == "tries" then
+        -- one entry per attempt the runtime made (known once proxied)
+        local ok, _, _, _, n = pcall(log_info, r)
+        local tries = {}
+        for i = 1, (ok and n or 0) do
+          tries[i] = { ip = bd.host, port = bd.port }
+        end
+        return tries
+      end
+      return nil
+    end,
+    __newindex = function(t, k, v)
+      if TIMEOUT_KEYS[k] then
+        store[k] = v
+        if (r.phase == "access" or r.phase == "rewrite") and
+           type(v) == "number" and v >= 1 then
+          C.gw_ffi_upstream_timeouts(r.ptr, store.connect_timeout,
+                                     store.send_timeout, store.read_timeout)
+        end
+        return
+      end
+      rawset(t, k, v)
+    end,
+  })
+end
+
+local function ms(x)
+  return x and x * 1000 or nil
+end
+
+local ctx_mt = {
+  __index = function(ctx, k)
+    local r = ctx_req[ctx]
+    if not r or type(k) ~= "string" then
+      return nil
+    end
+    if k == "balancer_data" then
+      if not r.ptr then
+        return nil
+      end
+      local bd = new_balancer_data(r)
+      rawset(ctx, k, bd)
+      return bd
+    elseif k == "router_matches" then
+      local ok, caps = pcall(function()
+        return rawget(_G, "kong").request.get_uri_captures()
+      end)
+      local uc = {}
+      if ok and type(caps) == "table" then
+        for i, v in pairs(caps.unnamed or {}) do uc[i] = v end
+        for n, v in pairs(caps.named or {}) do uc[n] = v end
+      end
+      local m = { uri_captures = next(uc) and uc or nil }
+      rawset(ctx, k, m)
+      return m
+    end
+    local pk = KONG_PHASE_KEYS[k]
+    if pk then
+      local a = r[pk[1]]
+      if pk[2] then
+        local b = r[pk[2]]
+        return a and b and (b - a) * 1000 or nil
+      end
+      return ms(a)
+    end
+    if k == "KONG_PROCESSING_START" then
+      return r.ptr and C.gw_ffi_req_start_time(r.ptr) * 1000 or nil
+    end
+    if not r.ptr or (k ~= "KONG_PROXY_LATENCY" and k ~= "KONG_WAITING_TIME"
+                     and k ~= "KONG_RECEIVE_TIME" and k ~= "KONG_PROXIED"
+                     and k ~= "KONG_RESPONSE_LATENCY") then
+      return nil
+    end
+    local total, upstream, gateway = log_info(r)
+    if k == "KONG_PROXY_LATENCY" then
+      return upstream > 0 and gateway * 1000 or nil
+    elseif k == "KONG_WAITING_TIME" then
+      return upstream > 0 and upstream * 1000 or nil
+    elseif k == "KONG_RECEIVE_TIME" then
+      local rt = (total - gateway - upstream) * 1000
+      return upstream > 0 and (rt > 0 and rt or 0) or nil
+    elseif k == "KONG_PROXIED" then
+      return upstream > 0 or nil
+    else -- KONG_RESPONSE_LATENCY: answered by the gateway itself
+      return upstream == 0 and total * 1000 or nil
+    end
+  end,
+}
 
 
 -- ctx, shared and plugin_ctx are made when first used: most requests of
@@ -420,6 +566,8 @@ local lazy_mt = {
       if k == "ctx" then
         v.route = rawget(t, "route")
         v.service = rawget(t, "service")
+        ctx_req[v] = t
+        setmetatable(v, ctx_mt)
       end
       t[k] = v
       return v

@@ -74,6 +74,13 @@ function _M.load(path, opts)
     end
     return nil, tostring(errs)
   end
+  -- `_luagate: { plugins_legacy: true }` in the config turns on the
+  -- loader's Kong 1.x/2.x mode before the handlers load
+  local legacy = opts.plugins_legacy or
+                 (conf.luagate and conf.luagate.plugins_legacy) or false
+  if legacy ~= plugins.legacy then
+    plugins.refresh(dirs, legacy)
+  end
   local runloop = require "luagate.runloop"
   local ok, berrs = runloop.build(conf, opts)
   if not ok then

@@ -196,8 +196,6 @@ int gw_http_hop_by_hop(const char *n, size_t len)
     case 7: return GW_NAME_IS(n, len, "trailer") || GW_NAME_IS(n, len, "upgrade");
     case 10: return GW_NAME_IS(n, len, "connection") || GW_NAME_IS(n, len, "keep-alive");
     case 16: return GW_NAME_IS(n, len, "proxy-connection");
-    case 18: return GW_NAME_IS(n, len, "proxy-authenticate");
-    case 19: return GW_NAME_IS(n, len, "proxy-authorization");
     default: return 0;
     }
 }

@@ -290,6 +290,13 @@ local SINGULAR = {
 
 local TOP_LEVEL_META = {
   _format_version = true, _transform = true, _comment = true, _ignore = true,
+  _luagate = true, -- luagate's own settings (LUAGATE_KEYS)
+}
+
+-- `_luagate: { plugins_legacy: true }`: settings that are luagate's, not
+-- Kong's (docs/configuration.md, docs/kong-compatibility.md)
+local LUAGATE_KEYS = {
+  plugins_legacy = "boolean",
 }
 
 
@@ -509,6 +516,11 @@ local function id_key(rec)
   if (kind == "certificates" or kind == "ca_certificates") and
      type(out.cert) == "string" then
     return kind .. ":" .. md5_hex(out.cert)
+  end
+  -- never derive an id from a secret: it goes upstream (X-Credential-Identifier)
+  if kind == "keyauth_credentials" or kind == "oauth2_credentials" or
+     kind == "hmacauth_credentials" then
+    return kind .. parent_id .. ":" .. rec.path
   end
   for _, f in ipairs({ "key", "username", "group", "client_id", "name" }) do
     if type(out[f]) == "string" then
@@ -781,6 +793,25 @@ local function load_document(doc, lines, name, opts)
     end
   end
 
+  local lg = doc._luagate
+  local lg_out = {}
+  if not is_null(lg) then
+    if type(lg) ~= "table" or (next(lg) ~= nil and is_array(lg)) then
+      errs.add("_luagate", "expected a record")
+    else
+      for k, v in pairs(lg) do
+        local want = LUAGATE_KEYS[k]
+        if not want then
+          errs.add("_luagate." .. tostring(k), Schema.MSG.UNKNOWN)
+        elseif type(v) ~= want then
+          errs.add("_luagate." .. k, "expected a " .. want)
+        else
+          lg_out[k] = v
+        end
+      end
+    end
+  end
+
   local keys = {}
   for k in pairs(doc) do
     keys[#keys + 1] = tostring(k)
@@ -810,7 +841,11 @@ local function load_document(doc, lines, name, opts)
   if #errs.list > 0 then
     return nil, errs.strings()
   end
-  return self:build()
+  local conf, berrs = self:build()
+  if conf then
+    conf.luagate = lg_out
+  end
+  return conf, berrs
 end
 
 

@@ -139,10 +139,12 @@ local function new_client()
     r.credential = credential
     -- the runtime hashes on it (upstreams' hash_on = consumer) and logs it
     local id = consumer and (consumer.id or consumer.username)
-    if type(id) == "string" then
-      C.gw_ffi_req_set_consumer(r.ptr, id, #id)
-    else
-      C.gw_ffi_req_set_consumer(r.ptr, nil, 0)
+    if gw.available then
+      if type(id) == "string" then
+        C.gw_ffi_req_set_consumer(r.ptr, id, #id)
+      else
+        C.gw_ffi_req_set_consumer(r.ptr, nil, 0)
+      end
     end
     local ctx = r.ctx
     if ctx then
@@ -164,6 +166,11 @@ local function new_client()
     local c = idx.id[consumer_id]
     if not c and search_by_username then
       c = idx.username[consumer_id]
+    end
+    -- Kong's entity: no credentials in it (kong.db's view)
+    local ok, db = pcall(require, "luagate.db")
+    if c and ok and db.consumers then
+      return db.consumers:select({ id = c.id }) or c
     end
     return c
   end
@@ -419,9 +426,32 @@ function _M.new()
   kong.log.serialize = log_mod.make_serialize(kong)
   kong.response.log = kong.log
 
+  -- Kong's entity shapes: the normalized config links by index and carries
+  -- runtime fields (phases); plugins get a copy with `service = { id }`.
+  local public = setmetatable({}, { __mode = "k" })
+  local function public_route(r)
+    local route = r.route
+    if not route then
+      return nil
+    end
+    local p = public[route]
+    if not p then
+      p = {}
+      for k, v in pairs(route) do
+        if k ~= "phases" and k ~= "service" then
+          p[k] = v
+        end
+      end
+      local svc = r.service
+      p.service = svc and { id = svc.id } or nil
+      public[route] = p
+    end
+    return p
+  end
+
   kong.router = {
     get_route = function()
-      return check(PHASES.access_and_after).route
+      return public_route(check(PHASES.access_and_after))
     end,
     get_service = function()
       return check(PHASES.access_and_after).service
@@ -476,6 +506,15 @@ function _M.new()
     neg_ttl = cache_neg_ttl, now = now,
   })
   kong.db = require "luagate.db"
+  -- events between this node's workers (lua/kong/worker_events.lua)
+  local ok_we, we = pcall(require, "kong.worker_events")
+  if ok_we then
+    kong.worker_events = we
+  end
+  local ok_ce, ce = pcall(require, "kong.cluster_events")
+  if ok_ce then
+    kong.cluster_events = ce
+  end
 
   return kong
 end

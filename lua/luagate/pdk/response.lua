@@ -326,6 +326,12 @@ function _M.error(status, message, headers)
       error("headers must be a nil or table", 2)
     end
     validate_headers(headers)
+    -- the caller's table stays as it was (plugins reuse theirs)
+    local copy = {}
+    for k, v in pairs(headers) do
+      copy[k] = v
+    end
+    headers = copy
   else
     headers = {}
   end

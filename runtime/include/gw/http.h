@@ -21,8 +21,9 @@ int gw_http_name_is(const char *name, size_t len, const char *lower, size_t lowe
 #define GW_NAME_IS(p, n, lit) gw_http_name_is((p), (n), (lit), sizeof(lit) - 1)
 
 /* Whether a header never crosses the proxy: Connection and the headers of
- * RFC 9110 7.6.1 (Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade,
- * Proxy-Authenticate, Proxy-Authorization). */
+ * RFC 9110 7.6.1 (Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade).
+ * Proxy-Authorization and Proxy-Authenticate pass, as nginx and Kong pass
+ * them (basic-auth reads Proxy-Authorization). */
 int gw_http_hop_by_hop(const char *name, size_t len);
 
 /* Whether a header value holds CR, LF or NUL: what obsolete line folding

@@ -252,6 +252,24 @@ callgrind_run() {
   sum_ir "$out"
 }
 
+# callgrind_loop path n -> instructions per request inside luagate's event
+# loop only (--toggle-collect=ev_run: no start-up, no config load, no
+# master), n sequential keepalive requests to path. For comparing luagate
+# routes with each other; the nginx comparison uses the difference method.
+callgrind_loop() {
+  local path=$1 n=$2
+  local out="$DIR/cgl-${path//\//_}"
+  mkdir -p "$out"
+  chmod 777 "$out"
+  start_luagate "valgrind --tool=callgrind --trace-children=yes --collect-atstart=no --toggle-collect=ev_run --callgrind-out-file=$out/cg.%p" 120 ||
+    return 1
+  local pid=$STARTED_PID
+  BENCH_PATH=$path luajit "$BENCH/client.lua" seq "$LG_PORT" "$n" >/dev/null ||
+    echo "callgrind $path: requests failed" >&2
+  stop_pid "$pid" TERM 60
+  awk -v n="$n" '/^summary:/ {s += $2} END {printf "%d", s / n}' "$out"/cg.*
+}
+
 if [ -z "${SKIP_CALLGRIND:-}" ]; then
   echo
   echo "== callgrind: instructions per request ((Ir@2200 - Ir@200) / 2000)"
@@ -297,11 +315,12 @@ if [ -z "${SKIP_PLUGIN:-}" ]; then
   stop_pid "$LG_PID" TERM 10
   add_summary "one plugin / no plugin (r/s ratio)" "$m_pratio" "-" "-"
   if [ -z "${SKIP_CALLGRIND:-}" ]; then
-    ir1=$(BENCH_PATH=/plugin callgrind_run luagate-plugin start_luagate TERM 200 "$LG_PORT")
-    ir2=$(BENCH_PATH=/plugin callgrind_run luagate-plugin start_luagate TERM 2200 "$LG_PORT")
-    per=$(awk -v a="$ir1" -v b="$ir2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
-    echo "luagate, one plugin: per request=$per instructions"
-    add_summary "instructions per request, one plugin" "$per" "-" "-"
+    base=$(callgrind_loop / 2000)
+    per=$(callgrind_loop /plugin 2000)
+    echo "event-loop instructions per request: one plugin $per, no plugin $base"
+    add_summary "loop instructions/request, one plugin" "$per" "-" \
+      "$(awk -v a="$per" -v b="$base" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+    add_summary "loop instructions/request, no plugin" "$base" "-" "-"
   fi
 fi
 
@@ -329,11 +348,10 @@ if [ -z "${SKIP_LB:-}" ]; then
   stop_pid "$LG_PID" TERM 10
   add_summary "10 targets / 1 target (r/s ratio)" "$m_lbratio" "-" "-"
   if [ -z "${SKIP_CALLGRIND:-}" ]; then
-    ir1=$(BENCH_PATH=/lb callgrind_run luagate-lb start_luagate TERM 200 "$LG_PORT")
-    ir2=$(BENCH_PATH=/lb callgrind_run luagate-lb start_luagate TERM 2200 "$LG_PORT")
-    per=$(awk -v a="$ir1" -v b="$ir2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
-    echo "luagate, 10 targets: per request=$per instructions"
-    add_summary "instructions per request, 10 targets" "$per" "-" "-"
+    per=$(callgrind_loop /lb 2000)
+    echo "event-loop instructions per request: 10 targets $per"
+    add_summary "loop instructions/request, 10 targets" "$per" "-" \
+      "$(awk -v a="$per" -v b="${base:-0}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
   fi
 fi
 

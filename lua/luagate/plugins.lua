@@ -31,6 +31,9 @@ local _M = {
   legacy = false,
 }
 
+local LEGACY_HINT = " (a Kong 1.x/2.x plugin? set `_luagate: " ..
+                    "{ plugins_legacy: true }` in the config)"
+
 local stamps = {} -- plugin name -> signature of its files' mtimes
 local handlers = {} -- plugin name -> handler table
 
@@ -168,9 +171,17 @@ end
 -- since they were loaded. Returns the names reloaded.
 function _M.refresh(dirs, legacy)
   _M.dirs = dirs or _M.dirs
-  _M.legacy = legacy and true or false
   _M.install()
   local changed = {}
+  -- legacy nil: keep the mode; a new mode reloads every handler
+  if legacy ~= nil and (legacy and true or false) ~= _M.legacy then
+    _M.legacy = legacy and true or false
+    package.loaded["kong.plugins.base_plugin"] = nil
+    for name in pairs(handlers) do
+      unload(name)
+      changed[#changed + 1] = name
+    end
+  end
   for name in pairs(handlers) do
     local sig = signature(name)
     if sig ~= stamps[name] then
@@ -219,6 +230,19 @@ function _M.handler(name)
     local inst = h()
     if type(inst) == "table" then
       h = inst
+      -- BasePlugin's do-nothing phase methods are not phases the plugin
+      -- has: hide them so that those phases cost nothing
+      local base = package.loaded["kong.plugins.base_plugin"]
+      local noop = type(base) == "table" and base._noop
+      if noop then
+        for _, phase in ipairs({ "init_worker", "certificate", "rewrite",
+                                 "access", "header_filter", "body_filter",
+                                 "log" }) do
+          if h[phase] == noop then
+            h[phase] = false
+          end
+        end
+      end
     end
   end
   local prio = h.PRIORITY
@@ -228,12 +252,20 @@ function _M.handler(name)
   end
   if type(prio) ~= "number" or prio ~= prio or prio == huge or prio == -huge
      or floor(prio) ~= prio then
-    return nil, fmt("plugin '%s': PRIORITY must be an integer, got %s", name,
-                    tostring(prio))
+    local hint = ""
+    if prio == huge or prio == -huge then
+      hint = " (math.huge is refused since Kong 3.0: use a large integer" ..
+             " such as 1000000)"
+    elseif prio == nil and not _M.legacy then
+      hint = LEGACY_HINT
+    end
+    return nil, fmt("plugin '%s': PRIORITY must be an integer, got %s%s", name,
+                    tostring(prio), hint)
   end
   if not (_M.legacy and h.VERSION == nil) and not valid_version(h.VERSION) then
-    return nil, fmt("plugin '%s': VERSION must be a string like \"1.0.0\", got %s",
-                    name, tostring(h.VERSION))
+    return nil, fmt("plugin '%s': VERSION must be a string like " ..
+                    "\"1.0.0\", got %s%s", name, tostring(h.VERSION),
+                    h.VERSION == nil and LEGACY_HINT or "")
   end
   if type(h.response) == "function" and
      (type(h.header_filter) == "function" or type(h.body_filter) == "function") then

@@ -122,7 +122,7 @@ function Registry:not_found_message(name)
 end
 
 
-local function load_chunk(path, dirs)
+local function load_chunk(path, dirs, modname)
   -- a schema may require its plugin's own modules (kong.plugins.<name>.*)
   local ok, loader = pcall(require, "luagate.plugins")
   if ok then
@@ -136,7 +136,8 @@ local function load_chunk(path, dirs)
   if not chunk then
     return nil, err
   end
-  local ok, res = pcall(chunk)
+  -- the module name reaches the chunk as `...`, as with require
+  local ok, res = pcall(chunk, modname)
   if not ok then
     return nil, tostring(res)
   end
@@ -224,7 +225,8 @@ function Registry:schema(name)
   local def, err
   if info.single then
     local handler
-    handler, err = load_chunk(info.handler_path, self.dirs)
+    handler, err = load_chunk(info.handler_path, self.dirs,
+                              "kong.plugins." .. name)
     if type(handler) == "table" then
       def = handler.SCHEMA or handler.schema
       if def == nil then
@@ -234,7 +236,8 @@ function Registry:schema(name)
       err = info.handler_path .. " must return a table"
     end
   else
-    def, err = load_chunk(info.schema_path, self.dirs)
+    def, err = load_chunk(info.schema_path, self.dirs,
+                          "kong.plugins." .. name .. ".schema")
   end
   if def == nil then
     return nil, "could not load the schema of plugin '" .. name .. "': " ..

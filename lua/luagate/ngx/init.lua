@@ -258,7 +258,57 @@ local VARS = {
     return r.upstream_scheme or "http"
   end,
   upstream_host = function(r)
-    return r.upstream_host
+    if r.upstream_host then
+      return r.upstream_host
+    end
+    -- the Host sent upstream: the client's with preserve_host, else the
+    -- service's host (with its port when not 80)
+    local route, svc = r.route, r.service
+    if route and route.preserve_host then
+      return header_value(r.ptr, C.gw_ffi_req_header, "host")
+    end
+    if svc and svc.host then
+      local port = tonumber(svc.port)
+      return (port and port ~= 80 and port ~= 443) and
+             (svc.host .. ":" .. port) or svc.host
+    end
+    return nil
+  end,
+  request = function(r)
+    local p = ffi_str(C.gw_ffi_req_raw_path, r.ptr) or "/"
+    local q = ffi_str(C.gw_ffi_req_query, r.ptr) or ""
+    local proto = _M.VARS.server_protocol(r)
+    return (ffi_str(C.gw_ffi_req_method, r.ptr) or "GET") .. " " ..
+           (q ~= "" and (p .. "?" .. q) or p) .. " " .. proto
+  end,
+  server_addr = function()
+    -- no FFI getter for the listener's local address yet
+    return "127.0.0.1"
+  end,
+  hostname = function()
+    local k = rawget(_G, "kong")
+    return k and k.node and k.node.get_hostname() or "localhost"
+  end,
+  -- what luagate sends upstream as X-Forwarded-* (runtime/src/proxy.c
+  -- build_head); writes are kept but the runtime does not apply them yet
+  upstream_x_forwarded_host = function(r)
+    local v = r.vars and r.vars.upstream_x_forwarded_host
+    return v or kreq._get_host(r)
+  end,
+  upstream_x_forwarded_port = function(r)
+    local v = r.vars and r.vars.upstream_x_forwarded_port
+    return v or tostring(C.gw_ffi_req_server_port(r.ptr))
+  end,
+  upstream_x_forwarded_proto = function(r)
+    local v = r.vars and r.vars.upstream_x_forwarded_proto
+    return v or "http"
+  end,
+  upstream_x_forwarded_path = function(r)
+    local v = r.vars and r.vars.upstream_x_forwarded_path
+    return v or ffi_str(C.gw_ffi_req_raw_path, r.ptr)
+  end,
+  upstream_x_forwarded_prefix = function(r)
+    return r.vars and r.vars.upstream_x_forwarded_prefix
   end,
   request_length = function(r)
     local _, bytes_in = log_info(r)
@@ -362,6 +412,13 @@ end
 _M._get_var = get_var
 
 
+local xfwd_warned = false
+
+local function ngx_log_warn(msg)
+  C.gw_ffi_log(gw.LOG_WARN, msg, #msg)
+end
+
+
 local function set_var(r, name, value)
   if value ~= nil and type(value) ~= "string" then
     if type(value) == "number" then
@@ -398,6 +455,14 @@ local function set_var(r, name, value)
   elseif name == "args" or name == "query_string" then
     kservice.request._set_query(r, value or "", 3)
     return
+  elseif sub(name, 1, 21) == "upstream_x_forwarded_" then
+    -- kept (readable) but not sent: proxy.c writes its own X-Forwarded-*
+    if not xfwd_warned then
+      xfwd_warned = true
+      ngx_log_warn("ngx.var." .. name .. " is kept but not sent upstream: " ..
+                   "luagate sets X-Forwarded-* itself (see " ..
+                   "docs/kong-compatibility.md)")
+    end
   elseif VARS[name] or var_kind(name) ~= "var" then
     error(fmt("variable \"%s\" not changeable", name), 3)
   end

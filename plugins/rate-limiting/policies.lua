@@ -1,0 +1,523 @@
+-- Counters of rate-limiting: where they live (policy local: the shared
+-- dictionary kong_rate_limiting_counters; policy redis: Redis, one round
+-- trip per request) and how a request is counted (fixed-window,
+-- sliding-window, gcra).
+--
+-- Every acquire(plan, base, now) counts the request against all of the
+-- plan's limiters at once, or against none of them: a refused request is
+-- not counted (as in Kong). It returns true (allowed), false (refused) or
+-- nil, err (the store failed), and leaves in the plan's scratch arrays,
+-- for the caller to read before it yields again:
+--   plan.rem[i]    requests left in limiter i (after this one if allowed)
+--   plan.reset[i]  seconds until limiter i resets (fixed, sliding: the end
+--                  of the current window; gcra: until its burst is whole)
+--   plan.wait      when refused, seconds until the request could pass
+--                  (assuming no other traffic)
+
+local redis = require "luagate.redis"
+local windows = require "kong.plugins.rate-limiting.windows"
+
+local ngx = ngx
+local type = type
+local tonumber = tonumber
+local tostring = tostring
+local unpack = unpack
+local floor = math.floor
+local ceil = math.ceil
+local find = string.find
+local fmt = string.format
+local sha1_bin = ngx.sha1_bin
+local bounds = windows.bounds
+
+local DICT = "kong_rate_limiting_counters"
+
+local LOCK_TTL = 0.1       -- seconds a gcra lock lives at most
+local LOCK_SPINS = 200     -- tries before sleeping (another worker holds it)
+local LOCK_TIMEOUT = 0.5   -- seconds before giving up
+
+local _M = { DICT = DICT }
+
+
+-- windows -----------------------------------------------------------------
+
+-- Moves each limiter's window to the one holding `now` (when it is
+-- elsewhere) and sets the sliding weight: the share of the previous window
+-- still inside the sliding window. Limiters are shared by the requests of
+-- the worker: a request that waited (Redis) prepares again for its own
+-- `now` before reading them.
+local function prepare(plan, now)
+  local lims = plan.lims
+  for i = 1, plan.n do
+    local lim = lims[i]
+    if now >= lim.w_end or now < lim.w_start then
+      local kind, size = lim.kind, lim.size
+      local s, e = bounds(kind, size, now)
+      local ps = bounds(kind, size, s - 1)
+      local ns, ne = bounds(kind, size, e)
+      lim.w_start, lim.w_end, lim.w_len = s, e, e - s
+      lim.next_len = ne - ns
+      -- Kong's key: ratelimit:<route>:<service>:<id>:<start ms>:<period>
+      lim.sfx = ":" .. (s * 1000) .. ":" .. lim.period
+      lim.sfx_prev = ":" .. (ps * 1000) .. ":" .. lim.period
+    end
+    lim.weight = (lim.w_end - now) / lim.w_len
+  end
+end
+_M.prepare = prepare
+
+
+-- evaluation --------------------------------------------------------------
+
+-- fixed-window: plan.used[i] = requests counted in the window before this
+-- one.
+local function fixed_eval(plan, now, decided)
+  local lims, used, rem, reset = plan.lims, plan.used, plan.rem, plan.reset
+  local n = plan.n
+  local allowed = true
+  for i = 1, n do
+    if used[i] + 1 > lims[i].leff then
+      allowed = false
+    end
+  end
+  if decided ~= nil then
+    allowed = decided -- the store's decision (Redis script)
+  end
+  local wait = 0
+  for i = 1, n do
+    local lim = lims[i]
+    local u = used[i]
+    local left = lim.w_end - now
+    reset[i] = left
+    if allowed then
+      rem[i] = lim.leff - u - 1
+    elseif u + 1 > lim.leff then
+      rem[i] = 0
+      if left > wait then
+        wait = left
+      end
+    else
+      rem[i] = lim.leff - u
+    end
+  end
+  plan.wait = wait
+  return allowed
+end
+
+
+-- sliding-window: plan.used[i] = requests of the current window before
+-- this one, plan.prev[i] = requests of the previous window; the previous
+-- window weighs the part of it still inside the sliding window.
+local function sliding_eval(plan, now, decided)
+  local lims, used, prev = plan.lims, plan.used, plan.prev
+  local rem, reset = plan.rem, plan.reset
+  local n = plan.n
+  local allowed = true
+  for i = 1, n do
+    local lim = lims[i]
+    local est = prev[i] * lim.weight + used[i]
+    if est + 1 > lim.leff then
+      allowed = false
+    end
+  end
+  if decided ~= nil then
+    allowed = decided
+  end
+  local wait = 0
+  for i = 1, n do
+    local lim = lims[i]
+    local c, p, leff = used[i], prev[i], lim.leff
+    local est = p * lim.weight + c
+    reset[i] = lim.w_end - now
+    if allowed then
+      rem[i] = floor(leff - est - 1)
+    elseif est + 1 > leff then
+      rem[i] = 0
+      -- when would est + 1 <= leff, with no other request meanwhile?
+      local room = leff - 1 - c
+      local t
+      if room >= 0 and p > 0 then
+        -- later in this window, as the previous one weighs less
+        t = lim.w_end - lim.w_len * room / p
+      else
+        -- in the next window, where this one is the previous
+        t = lim.w_end + lim.next_len * (1 - (leff - 1) / c)
+      end
+      if t - now > wait then
+        wait = t - now
+      end
+    else
+      rem[i] = floor(leff - est)
+    end
+    if rem[i] < 0 then
+      rem[i] = 0
+    end
+  end
+  plan.wait = wait
+  return allowed
+end
+
+
+-- gcra: plan.used[i] = the theoretical arrival time of limiter i (in µs,
+-- not before now_us); a request fits when it arrives at most tau - T
+-- before it.
+local function gcra_eval(plan, now_us, decided)
+  local lims, used, rem, reset = plan.lims, plan.used, plan.rem, plan.reset
+  local n = plan.n
+  local allowed = true
+  for i = 1, n do
+    local lim = lims[i]
+    if used[i] + lim.t_us - now_us > lim.tau_us then
+      allowed = false
+    end
+  end
+  if decided ~= nil then
+    allowed = decided
+  end
+  local wait = 0
+  for i = 1, n do
+    local lim = lims[i]
+    local tat = used[i]
+    local t, tau = lim.t_us, lim.tau_us
+    if allowed then
+      rem[i] = floor((tau - (tat + t - now_us)) / t)
+      reset[i] = (tat + t - now_us) / 1e6
+    else
+      reset[i] = (tat - now_us) / 1e6
+      local w = tat + t - tau - now_us
+      if w > 0 then
+        rem[i] = 0
+        if w / 1e6 > wait then
+          wait = w / 1e6
+        end
+      else
+        rem[i] = floor((tau - (tat - now_us)) / t)
+      end
+    end
+    if rem[i] < 0 then
+      rem[i] = 0
+    end
+  end
+  plan.wait = wait
+  return allowed
+end
+
+
+-- policy local ------------------------------------------------------------
+
+local function dict()
+  local d = ngx.shared[DICT]
+  if not d then
+    return nil, "missing shared dictionary '" .. DICT .. "'"
+  end
+  return d
+end
+_M.dict = dict
+
+
+local function undo(d, keys, n)
+  for i = 1, n do
+    d:incr(keys[i], -1)
+  end
+end
+
+
+local function local_counts(plan, base, now, sliding)
+  local d, err = dict()
+  if not d then
+    return nil, err
+  end
+  local lims, keys, used, prev = plan.lims, plan.keys, plan.used, plan.prev
+  local n = plan.n
+  local over = false
+  for i = 1, n do
+    local lim = lims[i]
+    local key = base .. lim.sfx
+    keys[i] = key
+    local ttl = lim.w_end - now + 1
+    if sliding then
+      ttl = ttl + lim.next_len
+    end
+    local c
+    c, err = d:incr(key, 1, 0, ttl)
+    if not c then
+      undo(d, keys, i - 1)
+      return nil, "could not count in '" .. DICT .. "': " .. tostring(err)
+    end
+    used[i] = c - 1
+    if sliding then
+      local p = d:get(base .. lim.sfx_prev)
+      p = tonumber(p) or 0
+      prev[i] = p
+      if p * lim.weight + c > lim.leff then
+        over = true
+      end
+    elseif c > lim.leff then
+      over = true
+    end
+  end
+  if over then
+    undo(d, keys, n)
+  end
+  if sliding then
+    return sliding_eval(plan, now)
+  end
+  return fixed_eval(plan, now)
+end
+
+
+-- A per-identifier lock between workers: the gcra state is read and
+-- written under it (the dictionary has no compare-and-set). The holder
+-- never yields while holding it, so a taken lock is free again within
+-- microseconds, unless its worker died: then it expires.
+local function lock(d, key)
+  for _ = 1, LOCK_SPINS do
+    if d:add(key, true, LOCK_TTL) then
+      return true
+    end
+  end
+  local deadline = ngx.now() + LOCK_TIMEOUT
+  repeat
+    ngx.sleep(0.001)
+    if d:add(key, true, LOCK_TTL) then
+      return true
+    end
+  until ngx.now() > deadline
+  return nil, "could not lock " .. key
+end
+
+
+local function local_gcra(plan, base, now)
+  local d, err = dict()
+  if not d then
+    return nil, err
+  end
+  local lock_key = base .. ":lock"
+  local ok
+  ok, err = lock(d, lock_key)
+  if not ok then
+    return nil, err
+  end
+  local now_us = floor(now * 1e6)
+  local lims, keys, used = plan.lims, plan.keys, plan.used
+  local n = plan.n
+  for i = 1, n do
+    local key = base .. lims[i].sfx_gcra
+    keys[i] = key
+    local tat = tonumber((d:get(key)))
+    if not tat or tat < now_us then
+      tat = now_us
+    end
+    used[i] = tat
+  end
+  local allowed = gcra_eval(plan, now_us)
+  if allowed then
+    for i = 1, n do
+      local tat = used[i] + lims[i].t_us
+      local okset, serr = d:set(keys[i], tat, (tat - now_us) / 1e6 + 1)
+      if not okset then
+        d:delete(lock_key)
+        return nil, "could not store in '" .. DICT .. "': " .. tostring(serr)
+      end
+    end
+  end
+  d:delete(lock_key)
+  return allowed
+end
+
+
+-- policy redis ------------------------------------------------------------
+
+-- One script for the three algorithms; it counts the request in every
+-- limiter or in none, and returns { allowed (1/0), values... }:
+--   "f" fixed:   KEYS[i] counter; ARGV: leff, ttl per limiter;
+--                values: the counts before this request
+--   "s" sliding: KEYS[2i-1] current, KEYS[2i] previous counter;
+--                ARGV: leff, ttl, weight per limiter;
+--                values: current and previous count, per limiter
+--   "g" gcra:    KEYS[i] theoretical arrival time (µs); ARGV[3] now (µs),
+--                then T, tau per limiter; values: max(tat, now)
+local SCRIPT = [[
+local alg, n = ARGV[1], tonumber(ARGV[2])
+local out = { 1 }
+local ok = 1
+if alg == "f" then
+  for i = 1, n do
+    local c = tonumber(redis.call("GET", KEYS[i]) or "0")
+    out[i + 1] = c
+    if c + 1 > tonumber(ARGV[1 + 2 * i]) then ok = 0 end
+  end
+  if ok == 1 then
+    for i = 1, n do
+      if redis.call("INCR", KEYS[i]) == 1 then
+        redis.call("EXPIRE", KEYS[i], ARGV[2 + 2 * i])
+      end
+    end
+  end
+elseif alg == "s" then
+  for i = 1, n do
+    local c = tonumber(redis.call("GET", KEYS[2 * i - 1]) or "0")
+    local p = tonumber(redis.call("GET", KEYS[2 * i]) or "0")
+    out[2 * i] = c
+    out[2 * i + 1] = p
+    local est = p * tonumber(ARGV[2 + 3 * i]) + c
+    if est + 1 > tonumber(ARGV[3 * i]) then ok = 0 end
+  end
+  if ok == 1 then
+    for i = 1, n do
+      if redis.call("INCR", KEYS[2 * i - 1]) == 1 then
+        redis.call("EXPIRE", KEYS[2 * i - 1], ARGV[1 + 3 * i])
+      end
+    end
+  end
+else
+  local now = tonumber(ARGV[3])
+  for i = 1, n do
+    local tat = tonumber(redis.call("GET", KEYS[i]) or "0")
+    if tat < now then tat = now end
+    out[i + 1] = tat
+    if tat + tonumber(ARGV[2 + 2 * i]) - now > tonumber(ARGV[3 + 2 * i]) then
+      ok = 0
+    end
+  end
+  if ok == 1 then
+    for i = 1, n do
+      local tat = out[i + 1] + tonumber(ARGV[2 + 2 * i])
+      redis.call("SET", KEYS[i], string.format("%d", tat), "PX",
+                 math.floor((tat - now) / 1000) + 1000)
+    end
+  end
+end
+out[1] = ok
+return out
+]]
+
+local SCRIPT_SHA
+do
+  local bin = sha1_bin(SCRIPT)
+  local hex = {}
+  for i = 1, #bin do
+    hex[i] = fmt("%02x", bin:byte(i))
+  end
+  SCRIPT_SHA = table.concat(hex)
+end
+_M.SCRIPT = SCRIPT
+_M.SCRIPT_SHA = SCRIPT_SHA
+
+
+function _M.redis_client(conf)
+  local r = conf.redis or {}
+  return redis.new({
+    host = r.host,
+    port = r.port,
+    db = r.database,
+    username = r.username,
+    password = r.password,
+    timeout = r.timeout,
+  })
+end
+
+
+local function run_script(red, nkeys, argv)
+  local res, err = red:command("EVALSHA", SCRIPT_SHA, nkeys, unpack(argv))
+  if res == nil and err and find(err, "NOSCRIPT", 1, true) == 1 then
+    -- a fresh (or restarted) Redis: EVAL caches the script there
+    res, err = red:command("EVAL", SCRIPT, nkeys, unpack(argv))
+  end
+  if res == nil then
+    return nil, err
+  end
+  if type(res) ~= "table" or type(res[1]) ~= "number" then
+    return nil, "unexpected reply from the rate-limiting script"
+  end
+  return res
+end
+
+
+local function redis_acquire(plan, base, now)
+  local lims, used, prev = plan.lims, plan.used, plan.prev
+  local n = plan.n
+  local alg = plan.alg
+  local argv, nkeys
+  if alg == "gcra" then
+    local now_us = floor(now * 1e6)
+    argv = {}
+    for i = 1, n do
+      local lim = lims[i]
+      argv[i] = base .. lim.sfx_gcra
+      argv[n + 2 + 2 * i] = lim.t_us
+      argv[n + 3 + 2 * i] = lim.tau_us
+    end
+    argv[n + 1], argv[n + 2], argv[n + 3] = "g", n, fmt("%d", now_us)
+    local res, err = run_script(plan.red, n, argv)
+    if not res then
+      return nil, err
+    end
+    for i = 1, n do
+      used[i] = tonumber(res[i + 1]) or now_us
+    end
+    return gcra_eval(plan, now_us, res[1] == 1)
+  end
+
+  if alg == "sliding" then
+    nkeys = 2 * n
+    argv = {}
+    argv[nkeys + 1], argv[nkeys + 2] = "s", n
+    for i = 1, n do
+      local lim = lims[i]
+      argv[2 * i - 1] = base .. lim.sfx
+      argv[2 * i] = base .. lim.sfx_prev
+      argv[nkeys + 3 * i] = lim.leff
+      argv[nkeys + 1 + 3 * i] = ceil(lim.w_end - now + lim.next_len) + 1
+      argv[nkeys + 2 + 3 * i] = fmt("%.17g", lim.weight)
+    end
+  else
+    nkeys = n
+    argv = {}
+    argv[n + 1], argv[n + 2] = "f", n
+    for i = 1, n do
+      local lim = lims[i]
+      argv[i] = base .. lim.sfx
+      argv[n + 1 + 2 * i] = lim.leff
+      argv[n + 2 + 2 * i] = ceil(lim.w_end - now) + 1
+    end
+  end
+  local res, err = run_script(plan.red, nkeys, argv)
+  if not res then
+    return nil, err
+  end
+  -- other requests may have moved the windows while this one waited
+  prepare(plan, now)
+  if alg == "sliding" then
+    for i = 1, n do
+      used[i] = tonumber(res[2 * i]) or 0
+      prev[i] = tonumber(res[2 * i + 1]) or 0
+    end
+    return sliding_eval(plan, now, res[1] == 1)
+  end
+  for i = 1, n do
+    used[i] = tonumber(res[i + 1]) or 0
+  end
+  return fixed_eval(plan, now, res[1] == 1)
+end
+
+
+-- entry point -------------------------------------------------------------
+
+function _M.acquire(plan, base, now)
+  if plan.red then
+    return redis_acquire(plan, base, now)
+  end
+  local alg = plan.alg
+  if alg == "gcra" then
+    return local_gcra(plan, base, now)
+  end
+  return local_counts(plan, base, now, alg == "sliding")
+end
+
+
+-- exposed for unit specs
+_M.fixed_eval = fixed_eval
+_M.sliding_eval = sliding_eval
+_M.gcra_eval = gcra_eval
+
+return _M

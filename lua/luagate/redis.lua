@@ -197,8 +197,13 @@ local function args_of(name, ...)
     if ta == "string" then
       cmd[i + 1] = a
     elseif ta == "number" then
-      cmd[i + 1] = (a == a and a % 1 == 0 and a < 1e15 and a > -1e15)
-                   and fmt("%d", a) or tostring(a)
+      -- integers exactly (doubles hold them up to 2^53), others with
+      -- enough digits to round-trip
+      if a == a and a % 1 == 0 and a < 9007199254740992 and a > -9007199254740992 then
+        cmd[i + 1] = fmt("%d", a)
+      else
+        cmd[i + 1] = fmt("%.17g", a)
+      end
     elseif ta == "boolean" then
       cmd[i + 1] = a and "1" or "0"
     elseif ta == "nil" then
@@ -262,8 +267,16 @@ end
 -- red:eval(src, nkeys, ...), red:evalsha(sha, nkeys, ...)
 -- red:script(src, nkeys, ...): EVALSHA, and EVAL when Redis answers
 -- NOSCRIPT (the script is then cached by Redis).
+-- script source -> its SHA-1, computed once per source (plugins use a few
+-- fixed scripts)
+local script_sha = {}
+
 function mt.script(self, src, nkeys, ...)
-  local sha = sha1_hex(src)
+  local sha = script_sha[src]
+  if not sha then
+    sha = sha1_hex(src)
+    script_sha[src] = sha
+  end
   local v, err = mt.command(self, "EVALSHA", sha, nkeys or 0, ...)
   if v == nil and err and find(err, "NOSCRIPT", 1, true) == 1 then
     return mt.command(self, "EVAL", src, nkeys or 0, ...)

@@ -380,6 +380,17 @@ int gw_ffi_upstream_target(struct gw_req *r, const char *host, size_t hlen, int 
     return GW_OK;
 }
 
+int gw_ffi_upstream_xfwd(struct gw_req *r, int which, const char *v, size_t n, const char **err)
+{
+    if (which < 0 || which > 5) {
+        *err = "invalid X-Forwarded header";
+        return GW_ERROR;
+    }
+    if (!valid_header("X-Forwarded", 11, v, n, err))
+        return GW_ERROR;
+    return set_str(r, &r->xfwd[which], v, n, err);
+}
+
 int gw_ffi_upstream_timeouts(struct gw_req *r, int connect_ms, int write_ms, int read_ms)
 {
     if (connect_ms > 0)

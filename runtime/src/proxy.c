@@ -283,24 +283,48 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
         gw_buf_append(b, hv.value, hv.vlen);
         gw_buf_append(b, "\r\n", 2);
     }
+    /* Kong's X-Forwarded-*: computed here unless a plugin set them through
+     * ngx.var.upstream_x_forwarded_* (r->xfwd) */
+    const struct gw_str *xf = r->xfwd;
     gw_buf_appends(b, "X-Forwarded-For: ");
-    for (int i = 0; i < nxff; i++) {
-        gw_buf_append(b, xff[i].p, xff[i].n);
-        gw_buf_append(b, ", ", 2);
+    if (xf[0].p) {
+        gw_buf_append(b, xf[0].p, xf[0].n);
+    } else {
+        for (int i = 0; i < nxff; i++) {
+            gw_buf_append(b, xff[i].p, xff[i].n);
+            gw_buf_append(b, ", ", 2);
+        }
+        gw_buf_appends(b, c->peer_ip);
     }
-    gw_buf_appends(b, c->peer_ip);
-    gw_buf_appends(b, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ");
+    gw_buf_appends(b, "\r\nX-Forwarded-Proto: ");
+    if (xf[1].p)
+        gw_buf_append(b, xf[1].p, xf[1].n);
+    else
+        gw_buf_appends(b, "http");
+    gw_buf_appends(b, "\r\nX-Forwarded-Host: ");
     const char *colon = host.n && host.p[0] != '[' ? memchr(host.p, ':', host.n) : NULL;
-    if (host.n && host.p[0] == '[') {
+    if (xf[2].p) {
+        gw_buf_append(b, xf[2].p, xf[2].n);
+    } else if (host.n && host.p[0] == '[') {
         const char *rb = memchr(host.p, ']', host.n);
         gw_buf_append(b, host.p, rb ? (size_t)(rb - host.p) + 1 : host.n);
     } else {
         gw_buf_append(b, host.p, colon ? (size_t)(colon - host.p) : host.n);
     }
     gw_buf_appends(b, "\r\nX-Forwarded-Port: ");
-    gw_buf_append_u64(b, (uint64_t)c->listen->port);
+    if (xf[3].p)
+        gw_buf_append(b, xf[3].p, xf[3].n);
+    else
+        gw_buf_append_u64(b, (uint64_t)c->listen->port);
     gw_buf_appends(b, "\r\nX-Forwarded-Path: ");
-    gw_buf_append(b, base + r->url_off, r->path_len);
+    if (xf[4].p)
+        gw_buf_append(b, xf[4].p, xf[4].n);
+    else
+        gw_buf_append(b, base + r->url_off, r->path_len);
+    if (xf[5].p) {
+        gw_buf_appends(b, "\r\nX-Forwarded-Prefix: ");
+        gw_buf_append(b, xf[5].p, xf[5].n);
+    }
     gw_buf_appends(b, "\r\nX-Real-IP: ");
     gw_buf_appends(b, c->peer_ip);
     gw_buf_appends(b, "\r\nX-Request-ID: ");

@@ -412,7 +412,12 @@ end
 _M._get_var = get_var
 
 
-local xfwd_warned = false
+-- ngx.var.upstream_x_forwarded_* -> gw_ffi_upstream_xfwd's `which`
+local XFWD = {
+  upstream_x_forwarded_for = 0, upstream_x_forwarded_proto = 1,
+  upstream_x_forwarded_host = 2, upstream_x_forwarded_port = 3,
+  upstream_x_forwarded_path = 4, upstream_x_forwarded_prefix = 5,
+}
 
 local function ngx_log_warn(msg)
   C.gw_ffi_log(gw.LOG_WARN, msg, #msg)
@@ -455,13 +460,12 @@ local function set_var(r, name, value)
   elseif name == "args" or name == "query_string" then
     kservice.request._set_query(r, value or "", 3)
     return
-  elseif sub(name, 1, 21) == "upstream_x_forwarded_" then
-    -- kept (readable) but not sent: proxy.c writes its own X-Forwarded-*
-    if not xfwd_warned then
-      xfwd_warned = true
-      ngx_log_warn("ngx.var." .. name .. " is kept but not sent upstream: " ..
-                   "luagate sets X-Forwarded-* itself (see " ..
-                   "docs/kong-compatibility.md)")
+  elseif XFWD[name] then
+    -- sent upstream instead of the gateway's own X-Forwarded-* value
+    local v = tostring(value or "")
+    err_p[0] = nil
+    if C.gw_ffi_upstream_xfwd(r.ptr, XFWD[name], v, #v, err_p) ~= OK then
+      error(errmsg("could not set " .. name), 3)
     end
   elseif VARS[name] or var_kind(name) ~= "var" then
     error(fmt("variable \"%s\" not changeable", name), 3)

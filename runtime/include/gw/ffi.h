@@ -70,6 +70,10 @@ int gw_ffi_upstream_timeouts(struct gw_req *r, int connect_ms, int write_ms, int
  * and the service path applied, or what a plugin set. GW_DECLINED when the
  * request has no service. */
 int gw_ffi_upstream_uri(struct gw_req *r, const char **p, size_t *n);
+/* Overrides an X-Forwarded-* header the gateway sends upstream (Kong's
+ * ngx.var.upstream_x_forwarded_*): which = 0 For, 1 Proto, 2 Host, 3 Port,
+ * 4 Path, 5 Prefix (Prefix is only sent when set). */
+int gw_ffi_upstream_xfwd(struct gw_req *r, int which, const char *v, size_t n, const char **err);
 /* What was sent upstream (log phase): status of the try, address. */
 int gw_ffi_upstream_status(struct gw_req *r);
 

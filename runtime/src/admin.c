@@ -7,6 +7,7 @@
 #include "gw/balancer.h"
 #include "gw/buf.h"
 #include "gw/health.h"
+#include "gw/metrics.h"
 #include "gw/http.h"
 #include "gw/config-t.h"
 #include "gw/conn.h"
@@ -90,6 +91,14 @@ void gw_admin_handle(struct gw_conn *c)
             return;
         }
         status(c);
+        return;
+    }
+    if (r->path_len == 8 && memcmp(url, "/metrics", 8) == 0) {
+        struct gw_buf out = {0};
+        gw_metrics_render(&out);
+        gw_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+                        out.data ? out.data : "", out.len, 0);
+        gw_buf_free(&out);
         return;
     }
     if (r->path_len > 18 && memcmp(url, "/upstreams/", 11) == 0 &&

@@ -23,6 +23,7 @@
 #include "gw/conn.h"
 #include "gw/http.h"
 #include "gw/log.h"
+#include "gw/metrics.h"
 #include "gw/lua_req.h"
 #include "gw/pool.h"
 #include "gw/router.h"
@@ -186,6 +187,7 @@ void gw_conn_close(struct gw_conn *c)
             c->req->t_end = ev_now(wk->loop);
             gw_conn_log_phase(c);
             gw_access_log(c, c->req);
+            gw_metrics_request(c, c->req);
             wk->stats->requests++;
         }
         req_free(c);
@@ -270,6 +272,7 @@ static int conn_finish_request(struct gw_conn *c)
     r->t_end = ev_now(wk->loop);
     gw_conn_log_phase(c);
     gw_access_log(c, r);
+    gw_metrics_request(c, r);
     wk->stats->requests++;
     c->nrequests++;
     int keep = r->keepalive && !c->closing && !wk->stopping && c->state == GW_C_PROXY;

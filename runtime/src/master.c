@@ -24,6 +24,7 @@
 #include "gw/master.h"
 #include "gw/settings-t.h"
 #include "gw/health.h"
+#include "gw/metrics.h"
 #include "gw/shdict.h"
 #include "gw/stats.h"
 #include "gw/worker.h"
@@ -290,7 +291,7 @@ int gw_master_run(void)
             return 1;
         }
     if (gw_stats_init(gw_settings.workers) != 0 || gw_health_init(8192) != 0 ||
-        bind_all() != 0) {
+        gw_metrics_init(gw_settings.workers, 4096) != 0 || bind_all() != 0) {
         cleanup();
         return 1;
     }

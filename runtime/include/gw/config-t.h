@@ -10,6 +10,7 @@
 struct gw_router;
 struct gw_dns_entry;
 struct gw_health;
+struct gw_mslot;
 
 /* Phases a route may run Lua for; a route whose mask is 0 never enters Lua. */
 enum gw_phase {
@@ -91,6 +92,8 @@ struct gw_route {
     int preserve_host;
     int path_v1;   /* path_handling v1 */
     uint32_t phases; /* enum gw_phase mask */
+    struct gw_mslot *mslot[6]; /* metrics: series of the last status seen per class */
+    int mslot_code[6];
 };
 
 struct gw_config {

@@ -33,12 +33,17 @@ done
 # the whole runtime but main.c (the harness defines gw_settings); -Wl,-E so
 # that LuaJIT's FFI finds the gw_ffi_* and gw_shdict_* symbols
 SRC=$(ls runtime/src/*.c | grep -v '/main\.c$')
+# the libraries are the Makefile's LDLIBS (read, not copied, so that a new
+# runtime dependency needs no change here)
+LIBS=$(printf 'fuzz-print-ldlibs:\n\t@echo $(LDLIBS)\n' |
+       make -s --no-print-directory -f Makefile -f - fuzz-print-ldlibs 2>/dev/null) ||
+    LIBS="-lev $(pkg-config --libs luajit) -lpcre2-8 -lhiredis -lssl -lcrypto -lz -lm -ldl \
+-lpthread -lanl"
 # shellcheck disable=SC2086
 $CC $CFLAGS -std=c11 -Wall -Wextra -Wno-unused-parameter -o "$BIN" \
     runtime/fuzz/request_fuzzer.c $SRC \
     "$OUT/llhttp_api.o" "$OUT/llhttp_http.o" "$OUT/llhttp_llhttp.o" \
-    -lev $(pkg-config --libs luajit) -lpcre2-8 -lhiredis -lssl -lcrypto -lz -lm -ldl \
-    -lpthread -lanl -Wl,-E
+    $LIBS -Wl,-E
 
 if [ $# -gt 0 ]; then
     exec "$BIN" "$@"

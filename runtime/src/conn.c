@@ -81,6 +81,8 @@ static struct gw_req *req_new(struct gw_conn *c)
     r->target = -1;
     gw_pool_init(&r->pool, r->pool_first, sizeof(r->pool_first));
     c->hctx.head = &r->head;
+    c->hctx.bad_trailer = 0;
+    c->hctx.trailer_value_end = NULL;
     c->hctx.url_off = &r->url_off;
     c->hctx.url_len = &r->url_len;
     c->req = r;
@@ -475,8 +477,9 @@ static void conn_route(struct gw_conn *c)
     for (int i = 0; i < r->head.nhdr; i++) {
         const struct gw_hdr *h = &r->head.hdr[i];
         const char *name = c->in.data + h->name;
-        /* llhttp lets whitespace before the colon through; RFC 9112 5.1 says 400 */
-        if (h->name_len == 0 || name[h->name_len - 1] == ' ' || name[h->name_len - 1] == '\t') {
+        /* llhttp lets whitespace in a name through (before the colon too);
+         * RFC 9112 5.1 says 400, and a smuggler relies on it */
+        if (h->name_len == 0 || memchr(name, ' ', h->name_len) || memchr(name, '\t', h->name_len)) {
             gw_conn_error(c, 400, "Bad request: invalid header");
             return;
         }
@@ -522,9 +525,13 @@ static void conn_route(struct gw_conn *c)
         gw_conn_error(c, 400, "Bad request: invalid request target");
         return;
     }
-    if (memchr(url, '#', r->url_len)) {
-        gw_conn_error(c, 400, "Bad request: invalid request target");
-        return;
+    for (uint32_t i = 0; i < r->url_len; i++) {
+        unsigned char ch = (unsigned char)url[i];
+        /* controls (llhttp lets \t and \f through) and fragments */
+        if (ch < 0x21 || ch == 0x7f || ch == '#') {
+            gw_conn_error(c, 400, "Bad request: invalid request target");
+            return;
+        }
     }
     const char *q = memchr(url, '?', r->url_len);
     r->path_len = q ? (uint32_t)(q - url) : r->url_len;
@@ -598,11 +605,10 @@ static void conn_after_rewrite(struct gw_conn *c)
     }
     r->route = &r->config->routes[r->match.route];
     r->phases = r->route->phases;
-    if (r->route->service < 0) {
-        gw_conn_error(c, 503, "no Service found with those values");
-        return;
-    }
-    r->service = &r->config->services[r->route->service];
+    /* a route without a service still runs its plugins (one may answer:
+     * request-termination, aggregator); 503 only if none does */
+    if (r->route->service >= 0)
+        r->service = &r->config->services[r->route->service];
     if (r->phases & GW_PHASE_ACCESS) {
         int rc = gw_lua_phase(c, GW_PHASE_ACCESS);
         if (rc == GW_AGAIN)
@@ -619,6 +625,10 @@ static void conn_after_access(struct gw_conn *c)
 {
     if (c->req->has_exit) {
         gw_conn_send_exit(c);
+        return;
+    }
+    if (c->req->service == NULL) {
+        gw_conn_error(c, 503, "no Service found with those values");
         return;
     }
     gw_proxy_start(c);

@@ -30,12 +30,26 @@ static int on_status(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* Trailers of a chunked body are not recorded, but they are forwarded raw:
+ * the shapes refused in heads are refused there too. */
+static int bad_trailer(llhttp_t *p, const char *at, size_t len, int value)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = at[i];
+        if (value ? (ch == '\r' || ch == '\n' || ch == '\0') : (ch == ' ' || ch == '\t')) {
+            CTX(p)->bad_trailer = 1;
+            return HPE_USER;
+        }
+    }
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct gw_head_ctx *x = CTX(p);
     struct gw_head *h = x->head;
     if (h == NULL || h->complete)
-        return 0; /* trailers of a chunked body: not part of the head */
+        return bad_trailer(p, at, len, 0); /* trailers: not part of the head */
     if (!h->parsing_value) {
         if (h->nhdr == GW_MAX_HEADERS)
             return HPE_USER; /* too many headers: answered 431 */
@@ -53,8 +67,16 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct gw_head_ctx *x = CTX(p);
-    if (x->head == NULL || x->head->complete)
-        return 0;
+    if (x->head == NULL || x->head->complete) {
+        /* a value that does not continue where its last piece ended was
+         * folded onto a new line (obs-fold) */
+        if (x->trailer_value_end && at != x->trailer_value_end) {
+            x->bad_trailer = 1;
+            return HPE_USER;
+        }
+        x->trailer_value_end = at + len;
+        return bad_trailer(p, at, len, 1);
+    }
     struct gw_hdr *e = &x->head->hdr[x->head->nhdr];
     if (e->value_len == 0)
         e->value = (uint32_t)(at - x->base);
@@ -65,6 +87,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *p)
 {
     struct gw_head *h = CTX(p)->head;
+    CTX(p)->trailer_value_end = NULL;
     if (h == NULL || h->complete)
         return 0;
     struct gw_hdr *e = &h->hdr[h->nhdr];

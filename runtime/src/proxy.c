@@ -372,7 +372,8 @@ static int forward_body(struct gw_conn *c)
         GW_LOG(GW_LOG_INFO, "client %s sent a bad request body: %s", c->peer_ip,
                llhttp_errno_name(e));
         proxy_fail(c, 400, e == HPE_INVALID_CHUNK_SIZE ? "Bad request: invalid chunk size"
-                                                       : "Bad request");
+                           : c->hctx.bad_trailer             ? "Bad request: invalid trailer"
+                                                             : "Bad request");
         return GW_ERROR;
     }
     r->body_bytes += used;
@@ -854,6 +855,10 @@ static int write_filtered_head(struct gw_conn *c, struct gw_upstream *u)
         }
         r->resp_decode = GW_DECODE_FILTER;
         u->hctx.on_body = on_body_filter;
+        /* body_filter may change the body's length, so the body is always
+         * re-framed (chunked, or closed for HTTP/1.0): a Content-Length a
+         * plugin forgot to clear can never desynchronise the connection.
+         * nginx keeps it unless a filter clears it: a documented difference. */
         gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_CLEAR, "Content-Length", 14, "", 0);
         gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_CLEAR, "Transfer-Encoding", 17, "", 0);
         if (r->http_minor >= 1)
@@ -1010,6 +1015,8 @@ static int up_parse(struct gw_upstream *u)
                     run_header_filter(c);
                     if (c->req != r || r->resp_started)
                         return GW_ERROR;
+                    if (r->has_exit) /* kong.response.exit in header_filter: its status */
+                        r->resp_status = r->exit_status;
                     if (write_filtered_head(c, u) != 0)
                         return GW_ERROR;
                 }

@@ -129,6 +129,17 @@ describe("errors", function()
         400 },
       { "a fragment in the request target",
         "GET /echo#frag HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+      { "a control character in the request target",
+        "GET /ec\fho HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+      { "whitespace inside a header name",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer -Encoding: chunked\r\n" ..
+        "Content-Length: 3\r\n\r\nabc", 400 },
+      { "an obs-folded trailer line",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "0\r\nX-T: a\r\n b\r\n\r\n", 400 },
+      { "whitespace before a trailer's colon",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "0\r\nX-T : a\r\n\r\n", 400 },
       { "header block over --max-header-size",
         "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " ..
         string.rep("a", MAX_HEADER + 100) .. "\r\n\r\n", 431 },

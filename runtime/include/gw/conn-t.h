@@ -59,6 +59,8 @@ struct gw_head_ctx {
     int (*on_headers_complete)(llhttp_t *p);
     int (*on_message_complete)(llhttp_t *p);
     int (*on_body)(llhttp_t *p, const char *at, size_t len); /* NULL: bodies pass raw */
+    int bad_trailer; /* a trailer had a shape refused in heads */
+    const char *trailer_value_end; /* end of the trailer value's last piece */
 };
 
 enum gw_conn_state {

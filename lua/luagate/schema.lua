@@ -956,8 +956,10 @@ validate_record = function(def, input, opts)
         local _, derr = validate_record(f, d)
         if derr == nil then
           out[name] = d
-        elseif f.required then
-          errs[name] = MSG.REQUIRED
+        else
+          -- an absent record whose own fields are required: their errors,
+          -- as Kong reports them (`config.path: required field missing`)
+          errs[name] = derr
         end
       end
       if v == nil then

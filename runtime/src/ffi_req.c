@@ -96,6 +96,8 @@ int gw_ffi_req_query(struct gw_req *r, const char **p, size_t *n)
     struct gw_conn *c = conn_of(r);
     if (c == NULL)
         return GW_ERROR;
+    if (r->has_up_query) /* as nginx's $args: the query plugins set (Kong) */
+        return view(r->up_query.p ? r->up_query.p : "", r->up_query.n, p, n);
     if (r->url_len <= r->path_len)
         return view("", 0, p, n);
     return view(c->in.data + r->url_off + r->path_len + 1, r->url_len - r->path_len - 1, p, n);

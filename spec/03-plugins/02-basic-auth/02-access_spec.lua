@@ -228,8 +228,6 @@ describe("basic-auth", function()
 
     it("removes every header it read, and only those", function()
       -- Proxy-Authorization did not authenticate: both were read
-      -- (the runtime never forwards Proxy-Authorization, a hop-by-hop
-      -- header there; only Authorization can be checked upstream)
       local d = echo(get("/hide/request", {
         ["Proxy-Authorization"] = basic("ghost", "x"),
         Authorization = basic("bob-user", "kong") }))
@@ -243,9 +241,12 @@ describe("basic-auth", function()
       assert.equal("Bearer upstream-token", d.headers.authorization)
     end)
 
-    -- Kong (nginx) forwards Proxy-Authorization; runtime/src/http.c
-    -- gw_http_hop_by_hop drops it from every proxied request
-    pending("keeps Proxy-Authorization upstream when off")
+    it("keeps Proxy-Authorization upstream when off, as Kong (nginx) does", function()
+      local d = echo(get("/default/request", {
+        ["Proxy-Authorization"] = basic("bob-user", "kong") }))
+      assert.equal("bob-user", d.headers["x-credential-identifier"])
+      assert.equal(basic("bob-user", "kong"), d.headers["proxy-authorization"])
+    end)
   end)
 
   describe("anonymous", function()

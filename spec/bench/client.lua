@@ -11,8 +11,10 @@ local mode, port, n = arg[1], tonumber(arg[2]), tonumber(arg[3])
 
 -- BENCH_PATH picks the path (default /); the User-Agent is for the plugin
 -- benchmark's header read
+local EXTRA = os.getenv("BENCH_HEADER")
 local REQUEST = "GET " .. (os.getenv("BENCH_PATH") or "/") ..
-                " HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n"
+                " HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n" ..
+                (EXTRA and (EXTRA .. "\r\n") or "") .. "\r\n"
 
 local function read_response(sock)
   local line, err = sock:receive("*l")

@@ -116,6 +116,25 @@ nginx_conf upstream "$UP_PORT" 'return 200 "ok";'
 # the upstream answers on every loopback address: the balancing benchmark
 # spreads over 10 targets 127.0.0.2..11 of the same server
 sed -i "s/listen 127.0.0.1:$UP_PORT;/listen $UP_PORT;/" "$DIR/upstream/nginx.conf"
+REDIS_PORT=$(free_port)
+NL_PORT=$(free_port)
+# nginx + lua doing what the /auth route does: a key check against a table
+# and a shared-dict counter in access_by_lua, then proxy_pass
+nginx_conf proxylua "$NL_PORT" \
+  'access_by_lua_block {
+      local key = ngx.var.http_apikey
+      if not key or not keys[key] then return ngx.exit(401) end
+      local n = ngx.shared.counters:incr("rl:" .. key .. ":" .. math.floor(ngx.time() / 60), 1, 0, 60)
+      if n and n > 1000000000 then return ngx.exit(429) end
+      ngx.req.set_header("X-Consumer-Username", keys[key])
+      ngx.req.set_header("X-Bench", "1")
+    }
+    proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";' \
+  "upstream backend { server 127.0.0.1:$UP_PORT; keepalive 32; }
+  lua_shared_dict counters 12m;
+  init_by_lua_block { keys = { benchkey = \"bench\" } }"
+sed -i '1i load_module /usr/lib/nginx/modules/ndk_http_module.so;\nload_module /usr/lib/nginx/modules/ngx_http_lua_module.so;' \
+  "$DIR/proxylua/nginx.conf"
 nginx_conf proxy "$NG_PORT" \
   'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";' \
   "upstream backend { server 127.0.0.1:$UP_PORT; keepalive 32; }"
@@ -133,12 +152,45 @@ services:
     - /plugin
     plugins:
     - name: bench-header
+  - name: auth
+    paths:
+    - /auth
+    plugins:
+    - name: key-auth
+    - name: rate-limiting
+      config: {minute: 1000000000, policy: local}
+    - name: request-transformer
+      config: {add: {headers: ["X-Bench:1"]}}
+  - name: auth-redis
+    paths:
+    - /auth-redis
+    plugins:
+    - name: key-auth
+    - name: rate-limiting
+      config: {minute: 1000000000, policy: redis, redis: {host: 127.0.0.1, port: $REDIS_PORT}}
+    - name: request-transformer
+      config: {add: {headers: ["X-Bench:1"]}}
+  - name: cb
+    paths:
+    - /cb
+    plugins:
+    - name: circuit-breaker
+  - name: cache
+    paths:
+    - /cache
+    plugins:
+    - name: proxy-cache
+      config: {strategy: memory, content_type: ["text/plain", "application/octet-stream"]}
 - name: balanced
   host: pool
   routes:
   - name: lb
     paths:
     - /lb
+consumers:
+- username: bench
+  keyauth_credentials:
+  - key: benchkey
 upstreams:
 - name: pool
   targets:
@@ -353,6 +405,96 @@ if [ -z "${SKIP_LB:-}" ]; then
     add_summary "loop instructions/request, 10 targets" "$per" "-" \
       "$(awk -v a="$per" -v b="${base:-0}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
   fi
+fi
+
+# ------------------------- 2d. key-auth + rate-limiting + request-transformer
+# luagate's /auth route against nginx proxy_pass alone and against nginx +
+# lua doing the same key check and shared-dict counter; then the redis
+# policy against the local one; circuit breaker (closed) and proxy-cache
+# hits against the plain route.
+start_nginx_lua() {
+  $1 "$NGINX" -p "$DIR/proxylua" -c "$DIR/proxylua/nginx.conf" \
+    >>"$DIR/proxylua/logs/out" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  wait_port "$NL_PORT" "${2:-15}"
+}
+wrk_rps() { # url [header] -> req/s
+  if [ -n "${2:-}" ]; then
+    wrk -t1 -c"$CONNS" -d"$DURATION" -H "$2" "$1" | parse_wrk | awk '{print $1}'
+  else
+    wrk -t1 -c"$CONNS" -d"$DURATION" "$1" | parse_wrk | awk '{print $1}'
+  fi
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}'; }
+
+if [ -z "${SKIP_PLUGINS_BENCH:-}" ]; then
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no >"$DIR/redis.out" 2>&1 &
+  PIDS+=("$!")
+  REDIS_PID=$!
+  wait_port "$REDIS_PORT" 10
+  start_luagate "" || exit 1
+  LG_PID=$STARTED_PID
+  start_nginx "" || exit 1
+  NG_PID=$STARTED_PID
+  start_nginx_lua "" || { cat "$DIR/proxylua/logs/error.log"; exit 1; }
+  NL_PID=$STARTED_PID
+  H="apikey: benchkey"
+  for u in "http://127.0.0.1:$LG_PORT/auth" "http://127.0.0.1:$NL_PORT/"; do
+    wrk -t1 -c"$CONNS" -d2s -H "$H" "$u" >/dev/null
+  done
+  echo
+  echo "== key-auth + rate-limiting (local) + request-transformer"
+  printf '%-6s %12s %12s %12s %12s %10s %10s\n' round "luagate r/s" "nginx r/s" \
+    "nginx+lua" "lg redis" "vs nginx" "vs ng+lua"
+  : >"$DIR/auth.txt"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    la=$(wrk_rps "http://127.0.0.1:$LG_PORT/auth" "$H")
+    np=$(wrk_rps "http://127.0.0.1:$NG_PORT/")
+    nl=$(wrk_rps "http://127.0.0.1:$NL_PORT/" "$H")
+    lr=$(wrk_rps "http://127.0.0.1:$LG_PORT/auth-redis" "$H")
+    printf '%-6s %12s %12s %12s %12s %10s %10s\n' "$r" "$la" "$np" "$nl" "$lr" \
+      "$(ratio "$la" "$np")" "$(ratio "$la" "$nl")"
+    echo "$(ratio "$la" "$np") $(ratio "$la" "$nl") $(ratio "$lr" "$la")" >>"$DIR/auth.txt"
+  done
+  add_summary "auth+rl+rt / nginx proxy_pass (r/s)" "$(awk '{print $1}' "$DIR/auth.txt" | median)" "-" "-"
+  add_summary "auth+rl+rt / nginx+lua (r/s)" "$(awk '{print $2}' "$DIR/auth.txt" | median)" "-" "-"
+  add_summary "rate-limiting redis / local (r/s)" "$(awk '{print $3}' "$DIR/auth.txt" | median)" "-" "-"
+
+  echo
+  echo "== circuit breaker (closed) and proxy-cache hits, against the plain route"
+  printf '%-6s %12s %12s %12s %10s %10s\n' round "plain r/s" "cb r/s" "cache r/s" "cb/plain" \
+    "cache/plain"
+  : >"$DIR/cbcache.txt"
+  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/cache" >/dev/null
+  for ((r = 1; r <= ROUNDS; r++)); do
+    pl=$(wrk_rps "http://127.0.0.1:$LG_PORT/")
+    cb=$(wrk_rps "http://127.0.0.1:$LG_PORT/cb")
+    ca=$(wrk_rps "http://127.0.0.1:$LG_PORT/cache")
+    printf '%-6s %12s %12s %12s %10s %10s\n' "$r" "$pl" "$cb" "$ca" "$(ratio "$cb" "$pl")" \
+      "$(ratio "$ca" "$pl")"
+    echo "$(ratio "$cb" "$pl") $(ratio "$ca" "$pl")" >>"$DIR/cbcache.txt"
+  done
+  add_summary "circuit breaker closed / plain (r/s)" "$(awk '{print $1}' "$DIR/cbcache.txt" | median)" "-" "-"
+  add_summary "proxy-cache hits / plain proxy (r/s)" "$(awk '{print $2}' "$DIR/cbcache.txt" | median)" "-" "-"
+  stop_pid "$LG_PID" TERM 10
+  stop_pid "$NG_PID" QUIT 10
+  stop_pid "$NL_PID" QUIT 10
+
+  if [ -z "${SKIP_CALLGRIND:-}" ]; then
+    echo
+    echo "== callgrind: /auth route against nginx+lua ((Ir@2200 - Ir@200) / 2000)"
+    a1=$(BENCH_HEADER="$H" BENCH_PATH=/auth callgrind_run luagate-auth start_luagate TERM 200 "$LG_PORT")
+    a2=$(BENCH_HEADER="$H" BENCH_PATH=/auth callgrind_run luagate-auth start_luagate TERM 2200 "$LG_PORT")
+    n1=$(BENCH_HEADER="$H" callgrind_run nginx-lua start_nginx_lua QUIT 200 "$NL_PORT")
+    n2=$(BENCH_HEADER="$H" callgrind_run nginx-lua start_nginx_lua QUIT 2200 "$NL_PORT")
+    pa=$(awk -v a="$a1" -v b="$a2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
+    pn=$(awk -v a="$n1" -v b="$n2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
+    echo "luagate /auth $pa, nginx+lua $pn instructions per request"
+    add_summary "instructions/request, auth+rl+rt" "$pa" "$pn" "$(ratio "$pa" "$pn")"
+  fi
+  kill "$REDIS_PID" 2>/dev/null
 fi
 
 # ---------------------------------------------------------------- 3. RSS

@@ -383,11 +383,10 @@ static int up_on_header_value_complete(llhttp_t *p)
         fz_check("upstream-hop-by-hop",
                  conn_tokens_ok(u->value, u->value_len, &u->conn_upgrade));
     else
+        /* Proxy-Authorization/-Authenticate pass, as under nginx and Kong */
         fz_check("upstream-hop-by-hop",
                  !lc_is(n, nl, "keep-alive") && !lc_is(n, nl, "te") &&
-                     !lc_is(n, nl, "trailer") && !lc_is(n, nl, "proxy-connection") &&
-                     !lc_is(n, nl, "proxy-authorization") &&
-                     !lc_is(n, nl, "proxy-authenticate"));
+                     !lc_is(n, nl, "trailer") && !lc_is(n, nl, "proxy-connection"));
     return 0;
 }
 

@@ -70,6 +70,8 @@ int gw_ffi_upstream_timeouts(struct gw_req *r, int connect_ms, int write_ms,
 int gw_ffi_upstream_status(struct gw_req *r);
 int gw_ffi_upstream_uri(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_req_set_consumer(struct gw_req *r, const char *id, size_t len);
+int gw_ffi_req_target(struct gw_req *r, const char **p, size_t *n);
+int gw_ffi_req_server_addr(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_upstream_xfwd(struct gw_req *r, int which, const char *v, size_t n, const char **err);
 int gw_ffi_health_set(const char *key, int unhealthy);
 int gw_ffi_health_get(const char *key);

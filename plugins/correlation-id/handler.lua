@@ -13,8 +13,8 @@
 --   tracker       "<server_addr>-<server_port>-<pid>-<connection>-
 --                 <connection_requests>-<now>", from ngx.var; the variables
 --                 luagate does not have yet are replaced (see
---                 docs/plugins/correlation-id.md): server_addr by "-",
---                 connection by the client's port, connection_requests by
+--                 docs/plugins/correlation-id.md): connection by the
+--                 client's port, connection_requests by
 --                 the worker's request count.
 -- Random bytes come from getrandom(2), read 4 KiB at a time.
 

@@ -3,7 +3,9 @@
  * copied into the request pool on first change, overrides for path, query,
  * method, body, target) and applied when the upstream head is built or the
  * response head is written. */
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <sys/socket.h>
 #include <lua.h>
 #include <string.h>
 #include <strings.h>
@@ -101,6 +103,31 @@ int gw_ffi_req_query(struct gw_req *r, const char **p, size_t *n)
     if (r->url_len <= r->path_len)
         return view("", 0, p, n);
     return view(c->in.data + r->url_off + r->path_len + 1, r->url_len - r->path_len - 1, p, n);
+}
+
+int gw_ffi_req_target(struct gw_req *r, const char **p, size_t *n)
+{
+    struct gw_conn *c = conn_of(r);
+    if (c == NULL)
+        return GW_ERROR;
+    return view(c->in.data + r->url_off, r->url_len, p, n);
+}
+
+int gw_ffi_req_server_addr(struct gw_req *r, const char **p, size_t *n)
+{
+    struct gw_conn *c = conn_of(r);
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    if (c == NULL || getsockname(c->fd, (struct sockaddr *)&sa, &len) == -1)
+        return GW_ERROR;
+    char *buf = gw_pool_alloc(&r->pool, INET6_ADDRSTRLEN);
+    if (buf == NULL)
+        return GW_ERROR;
+    const void *a = sa.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&sa)->sin6_addr
+                                             : (const void *)&((struct sockaddr_in *)&sa)->sin_addr;
+    if (inet_ntop(sa.ss_family, a, buf, INET6_ADDRSTRLEN) == NULL)
+        return GW_ERROR;
+    return view(buf, strlen(buf), p, n);
 }
 
 int gw_ffi_req_http_version(struct gw_req *r, double *v)

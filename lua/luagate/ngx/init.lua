@@ -204,9 +204,8 @@ local VARS = {
     return current_path(r)
   end,
   request_uri = function(r)
-    local p = ffi_str(C.gw_ffi_req_raw_path, r.ptr) or "/"
-    local q = ffi_str(C.gw_ffi_req_query, r.ptr) or ""
-    return q ~= "" and (p .. "?" .. q) or p
+    -- the target as the client sent it (nginx's $request_uri)
+    return ffi_str(C.gw_ffi_req_target, r.ptr) or "/"
   end,
   args = function(r)
     local q = current_query(r)
@@ -274,16 +273,13 @@ local VARS = {
     end
     return nil
   end,
-  request = function(r)
-    local p = ffi_str(C.gw_ffi_req_raw_path, r.ptr) or "/"
-    local q = ffi_str(C.gw_ffi_req_query, r.ptr) or ""
+  request = function(r) -- the request line as received (nginx's $request)
     local proto = _M.VARS.server_protocol(r)
     return (ffi_str(C.gw_ffi_req_method, r.ptr) or "GET") .. " " ..
-           (q ~= "" and (p .. "?" .. q) or p) .. " " .. proto
+           (ffi_str(C.gw_ffi_req_target, r.ptr) or "/") .. " " .. proto
   end,
-  server_addr = function()
-    -- no FFI getter for the listener's local address yet
-    return "127.0.0.1"
+  server_addr = function(r)
+    return ffi_str(C.gw_ffi_req_server_addr, r.ptr)
   end,
   hostname = function()
     local k = rawget(_G, "kong")

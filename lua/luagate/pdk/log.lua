@@ -387,7 +387,9 @@ function _M.make_serialize(kong)
     local path = kreq.get_path()
     local raw_path = kreq.get_raw_path()
     local query = kreq.get_raw_query()
-    local request_uri = query ~= "" and (raw_path .. "?" .. query) or raw_path
+    -- the target as the client sent it (Kong: ngx.var.request_uri)
+    local request_uri = require("luagate.pdk.private").ffi_str(C.gw_ffi_req_target, ptr)
+                        or (query ~= "" and (raw_path .. "?" .. query) or raw_path)
     local host = kreq.get_host()
     local port = kreq.get_port()
 

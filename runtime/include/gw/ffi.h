@@ -22,6 +22,8 @@ int gw_ffi_req_method(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_req_raw_path(struct gw_req *r, const char **p, size_t *n);  /* as sent, no query */
 int gw_ffi_req_path(struct gw_req *r, const char **p, size_t *n);      /* normalized */
 int gw_ffi_req_query(struct gw_req *r, const char **p, size_t *n); /* no '?'; plugins' changes */
+int gw_ffi_req_target(struct gw_req *r, const char **p, size_t *n); /* as received */
+int gw_ffi_req_server_addr(struct gw_req *r, const char **p, size_t *n); /* local address */
 int gw_ffi_req_http_version(struct gw_req *r, double *v);
 int gw_ffi_req_id(struct gw_req *r, const char **p, size_t *n);
 double gw_ffi_req_start_time(struct gw_req *r);                        /* epoch seconds */

@@ -272,10 +272,16 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
         if (buffered && (GW_NAME_IS(name, nl, "content-length") ||
                          GW_NAME_IS(name, nl, "transfer-encoding")))
             continue;
+        /* headers a Connection token names are hop-by-hop (RFC 9110 7.6.1),
+         * except the body's framing: a client must not be able to make the
+         * gateway drop Content-Length or Transfer-Encoding (smuggling) */
         int named = 0;
         for (int t = 0; t < nctok; t++)
             if (ctok[t].n == nl && strncasecmp(name, ctok[t].p, nl) == 0)
                 named = 1;
+        if (named && (GW_NAME_IS(name, nl, "content-length") ||
+                      GW_NAME_IS(name, nl, "transfer-encoding")))
+            named = 0;
         if (named && !(r->upgrade && GW_NAME_IS(name, nl, "upgrade")))
             continue;
         gw_buf_append(b, name, nl);

@@ -174,6 +174,23 @@ describe("errors", function()
       raw:close()
     end)
 
+    it("a Connection header naming Content-Length cannot drop the body's framing", function()
+      -- found by the request fuzzer: the body would reach the upstream as
+      -- the next request (request smuggling)
+      local raw = assert(helpers.raw_connect(gw.proxy_port))
+      assert(raw:send("POST /echo/s1 HTTP/1.1\r\nHost: x\r\nConnection: Content-Length\r\n" ..
+                      "Content-Length: 4\r\n\r\nbody" ..
+                      "GET /echo/s2 HTTP/1.1\r\nHost: x\r\n\r\n"))
+      local res1 = assert(raw:read_response())
+      assert.equal(200, res1.status)
+      local echo1 = helpers.json_decode(res1.body)
+      assert.equal("body", echo1.body)
+      assert.equal("4", echo1.headers["content-length"])
+      local res2 = assert(raw:read_response())
+      assert.equal("/s2", helpers.json_decode(res2.body).path)
+      raw:close()
+    end)
+
     it("an Upgrade the upstream does not switch leaves the connection usable", function()
       local raw = assert(helpers.raw_connect(gw.proxy_port))
       assert(raw:send("GET /echo/u1 HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n" ..

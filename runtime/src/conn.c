@@ -83,6 +83,7 @@ static struct gw_req *req_new(struct gw_conn *c)
     c->hctx.head = &r->head;
     c->hctx.bad_trailer = 0;
     c->hctx.trailer_value_end = NULL;
+    c->hctx.trailer_named = 0;
     c->hctx.url_off = &r->url_off;
     c->hctx.url_len = &r->url_len;
     c->req = r;
@@ -181,6 +182,8 @@ void gw_conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 void gw_conn_close(struct gw_conn *c)
 {
     struct gw_worker *wk = gw_worker;
+    if (c->listen->admin)
+        gw_admin_conn_closed(c);
     gw_proxy_abort(c);
     if (c->req) {
         if (c->req->status == 0)
@@ -514,7 +517,7 @@ static void conn_route(struct gw_conn *c)
     }
     if (!r->body_done && !r->has_body)
         r->body_done = 1;
-    if (gw_settings.max_body_size && (p->flags & F_CONTENT_LENGTH) &&
+    if (gw_settings.max_body_size && !c->listen->admin && (p->flags & F_CONTENT_LENGTH) &&
         p->content_length > gw_settings.max_body_size) {
         gw_conn_error(c, 413, "Request size limit exceeded");
         return;
@@ -692,7 +695,9 @@ static int on_body_collect(llhttp_t *p, const char *at, size_t len)
 {
     struct gw_conn *c = gw_container_of(p->data, struct gw_conn, hctx);
     struct gw_req *r = c->req;
-    size_t max = gw_settings.max_body_size ? gw_settings.max_body_size : GW_MAX_BUFFERED_BODY;
+    size_t max = c->listen->admin          ? GW_ADMIN_MAX_BODY
+                 : gw_settings.max_body_size ? gw_settings.max_body_size
+                                             : GW_MAX_BUFFERED_BODY;
     if (r->body_buf.len + len > max) {
         r->body_too_large = 1;
         return HPE_USER;
@@ -752,6 +757,12 @@ static void conn_body_for_lua(struct gw_conn *c)
     int rc = conn_collect_body(c);
     if (rc == GW_AGAIN) {
         gw_conn_update(c);
+        return;
+    }
+    if (c->listen->admin) { /* an admin request, not a plugin, waits for it */
+        if (rc == GW_ERROR)
+            r->body_mode = GW_BODY_STREAM;
+        gw_admin_body_done(c, rc);
         return;
     }
     if (rc == GW_ERROR) {

@@ -48,8 +48,10 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct gw_head_ctx *x = CTX(p);
     struct gw_head *h = x->head;
-    if (h == NULL || h->complete)
-        return bad_trailer(p, at, len, 0); /* trailers: not part of the head */
+    if (h == NULL || h->complete) { /* trailers: not part of the head */
+        x->trailer_named = 1;
+        return bad_trailer(p, at, len, 0);
+    }
     if (!h->parsing_value) {
         if (h->nhdr == GW_MAX_HEADERS)
             return HPE_USER; /* too many headers: answered 431 */
@@ -88,8 +90,15 @@ static int on_header_value_complete(llhttp_t *p)
 {
     struct gw_head *h = CTX(p)->head;
     CTX(p)->trailer_value_end = NULL;
-    if (h == NULL || h->complete)
+    if (h == NULL || h->complete) {
+        /* a trailer line with an empty name (llhttp lets it through there) */
+        if (!CTX(p)->trailer_named) {
+            CTX(p)->bad_trailer = 1;
+            return HPE_USER;
+        }
+        CTX(p)->trailer_named = 0;
         return 0;
+    }
     struct gw_hdr *e = &h->hdr[h->nhdr];
     const char *base = CTX(p)->base;
     while (e->value_len > 0 &&

@@ -61,6 +61,7 @@ struct gw_head_ctx {
     int (*on_body)(llhttp_t *p, const char *at, size_t len); /* NULL: bodies pass raw */
     int bad_trailer; /* a trailer had a shape refused in heads */
     const char *trailer_value_end; /* end of the trailer value's last piece */
+    int trailer_named;             /* the current trailer line had a name */
 };
 
 enum gw_conn_state {

@@ -38,6 +38,7 @@ local lower = string.lower
 local upper = string.upper
 local match = string.match
 local find = string.find
+local gsub = string.gsub
 local fmt = string.format
 
 local DEFAULT_TIMEOUT = 60000 -- ms
@@ -78,9 +79,7 @@ local function parse_url(url)
   end
   scheme = lower(scheme)
   local authority, path = match(rest, "^([^/?#]*)(.*)$")
-  if authority:find("@", 1, true) then
-    authority = match(authority, "@(.*)$")
-  end
+  authority = gsub(authority, "^.*@", "") -- userinfo dropped
   local host, port = match(authority, "^%[([^%]]+)%]:?(%d*)$")
   if host then
     host = "[" .. host .. "]"
@@ -102,13 +101,26 @@ end
 _M.parse_url = parse_url
 
 
-local function build_request(method, host, port, path, opts)
-  local h = opts.headers or {}
-  local lines = { method, " ", path, " HTTP/1.1\r\n" }
+-- The Host header's value for a server: the port is left out when it is
+-- the scheme's default.
+local function host_header(scheme, host, port)
+  local default = scheme == "https" and 443 or 80
+  return port == default and host or fmt("%s:%d", host, port)
+end
+_M.host_header = host_header
+
+
+-- The request head: the request line, the caller's headers (name -> value,
+-- or an array of values: one line each), then those of `defaults` the
+-- caller did not give (names compared without case), in this order:
+-- host, user_agent, transfer_encoding, content_length (neither of these two
+-- when the caller gave either), connection. Ends with the blank line.
+-- Returns the head and the set of the caller's header names, lowercased.
+local function format_head(method, target, version, headers, defaults)
+  local lines = { method, " ", target, " HTTP/", version, "\r\n" }
   local have = {}
-  for k, v in pairs(h) do
-    local lk = lower(tostring(k))
-    have[lk] = true
+  for k, v in pairs(headers or {}) do
+    have[lower(tostring(k))] = true
     if type(v) == "table" then
       for _, vi in ipairs(v) do
         lines[#lines + 1] = fmt("%s: %s\r\n", k, tostring(vi))
@@ -117,35 +129,55 @@ local function build_request(method, host, port, path, opts)
       lines[#lines + 1] = fmt("%s: %s\r\n", k, tostring(v))
     end
   end
-  if not have["host"] then
-    lines[#lines + 1] = (port == 80) and fmt("Host: %s\r\n", host)
-                        or fmt("Host: %s:%d\r\n", host, port)
+  local d = defaults
+  if d.host and not have["host"] then
+    lines[#lines + 1] = "Host: " .. d.host .. "\r\n"
   end
-  if not have["user-agent"] then
-    lines[#lines + 1] = "User-Agent: " .. USER_AGENT .. "\r\n"
+  if d.user_agent and not have["user-agent"] then
+    lines[#lines + 1] = "User-Agent: " .. d.user_agent .. "\r\n"
   end
+  if not have["content-length"] and not have["transfer-encoding"] then
+    if d.transfer_encoding then
+      lines[#lines + 1] = "Transfer-Encoding: " .. d.transfer_encoding ..
+                          "\r\n"
+    end
+    if d.content_length then
+      lines[#lines + 1] = fmt("Content-Length: %d\r\n", d.content_length)
+    end
+  end
+  if d.connection and not have["connection"] then
+    lines[#lines + 1] = "Connection: " .. d.connection .. "\r\n"
+  end
+  lines[#lines + 1] = "\r\n"
+  return concat(lines), have
+end
+_M.format_head = format_head
+
+
+local function build_request(method, host, port, path, opts)
   local body = opts.body
   if body ~= nil and type(body) ~= "string" then
     body = tostring(body)
   end
-  if not have["content-length"] and not have["transfer-encoding"] and
-     (body or method == "POST" or method == "PUT" or method == "PATCH") then
-    lines[#lines + 1] = fmt("Content-Length: %d\r\n", body and #body or 0)
+  local length
+  if body or method == "POST" or method == "PUT" or method == "PATCH" then
+    length = body and #body or 0
   end
-  if not have["connection"] and opts.keepalive == false then
-    lines[#lines + 1] = "Connection: close\r\n"
-  end
-  lines[#lines + 1] = "\r\n"
-  if body then
-    lines[#lines + 1] = body
-  end
-  return concat(lines)
+  local head = format_head(method, path, "1.1", opts.headers, {
+    host = host_header("http", host, port),
+    user_agent = USER_AGENT,
+    content_length = length,
+    connection = opts.keepalive == false and "close" or nil,
+  })
+  return body and head .. body or head
 end
 
 
--- Reads the status line and headers; returns res or nil, err, started
--- (started: some bytes of the response arrived).
-local function read_head(sock)
+-- Reads the status line and headers (1xx interim responses but 101 are
+-- skipped); returns res { status, reason, headers, version } or nil, err,
+-- started (started: some bytes of the response arrived). new_headers()
+-- makes the headers table (default: names read in any case).
+local function read_head(sock, new_headers)
   while true do
     local line, err = sock:receive("*l")
     if not line then
@@ -157,7 +189,8 @@ local function read_head(sock)
       return nil, "bad status line: " .. line:sub(1, 80), true
     end
     status = tonumber(status)
-    local headers = setmetatable({}, headers_mt)
+    local headers = new_headers and new_headers() or
+                    setmetatable({}, headers_mt)
     while true do
       local hl
       hl, err = sock:receive("*l")
@@ -187,6 +220,7 @@ local function read_head(sock)
     -- 1xx interim response: the real one follows
   end
 end
+_M.read_head = read_head
 
 
 local function header_has(v, token)
@@ -197,66 +231,72 @@ local function header_has(v, token)
 end
 
 
--- Returns a reader: reader() -> chunk, or nil when done, or nil, err. On
--- the end of a body that allows it, the connection is kept alive.
-local function body_reader(sock, res, method, opts)
+-- True when the server lets the connection be reused after res.
+local function server_keeps_alive(res)
+  local connection = res.headers["connection"]
+  return not header_has(connection, "close") and
+         (res.version >= 1.1 or header_has(connection, "keep-alive"))
+end
+_M.server_keeps_alive = server_keeps_alive
+
+
+-- The reader of res's body: reader(max?) -> the next chunk (at most max
+-- bytes, 64 KiB by default), or nil when done, or nil, err. finish(reusable)
+-- is called once, when the body was read whole (reusable: the connection
+-- may serve another request) or failed (false). Returns nil, after
+-- finish(true), when the response has no body (HEAD, 1xx, 204, 304); the
+-- second value is true for a body that the connection's end delimits.
+local function body_reader(sock, res, method, finish)
   local te = res.headers["transfer-encoding"]
   local cl = tonumber(res.headers["content-length"])
   local status = res.status
-  local keep = opts.keepalive ~= false and
-               not header_has(res.headers["connection"], "close") and
-               (res.version >= 1.1 or
-                header_has(res.headers["connection"], "keep-alive"))
   local done = false
-  local function finish(reusable)
+  local function stop(reusable)
     done = true
-    if reusable and keep then
-      sock:setkeepalive(opts.keepalive_timeout, opts.keepalive_pool)
-    else
-      sock:close()
-    end
+    finish(reusable)
   end
 
   if method == "HEAD" or status == 204 or status == 304 or
      (status >= 100 and status < 200) then
-    finish(true)
-    return function() return nil end
+    stop(true)
+    return nil
   end
 
   if te and header_has(te, "chunked") then
     local left = 0 -- bytes left in the current chunk
-    return function()
+    return function(max)
       if done then
         return nil
       end
       if left == 0 then
         local line, err = sock:receive("*l")
         if not line then
-          finish(false)
+          stop(false)
           return nil, err
         end
         local size = tonumber(match(line, "^%s*(%x+)"), 16)
         if not size then
-          finish(false)
+          stop(false)
           return nil, "bad chunk size: " .. line:sub(1, 40)
         end
         if size == 0 then
           repeat -- trailers
             line, err = sock:receive("*l")
             if not line then
-              finish(false)
+              stop(false)
               return nil, err
             end
           until line == ""
-          finish(true)
+          stop(true)
           return nil
         end
         left = size
       end
-      local n = left < BODY_CHUNK and left or BODY_CHUNK
+      max = max or BODY_CHUNK
+      local n = left < max and left or max
       local data, err = sock:receive(n)
       if not data then
-        finish(false)
+        stop(false)
         return nil, err
       end
       left = left - n
@@ -264,7 +304,7 @@ local function body_reader(sock, res, method, opts)
         local crlf
         crlf, err = sock:receive("*l")
         if not crlf then
-          finish(false)
+          stop(false)
           return nil, err
         end
       end
@@ -275,41 +315,65 @@ local function body_reader(sock, res, method, opts)
   if cl then
     local left = cl
     if left == 0 then
-      finish(true)
+      stop(true)
     end
-    return function()
+    return function(max)
       if done then
         return nil
       end
-      local n = left < BODY_CHUNK and left or BODY_CHUNK
+      max = max or BODY_CHUNK
+      local n = left < max and left or max
       local data, err = sock:receive(n)
       if not data then
-        finish(false)
+        stop(false)
         return nil, err
       end
       left = left - n
       if left == 0 then
-        finish(true)
+        stop(true)
       end
       return data
     end
   end
 
   -- delimited by the connection's end
-  return function()
+  return function(max)
     if done then
       return nil
     end
-    local data, err = sock:receiveany(BODY_CHUNK)
+    local data, err = sock:receiveany(max or BODY_CHUNK)
     if not data then
-      finish(false)
+      stop(false)
       if err == "closed" then
         return nil
       end
       return nil, err
     end
     return data
+  end, true
+end
+_M.body_reader = body_reader
+
+
+-- Reads what reader gives to the end: the body, or nil, err.
+local function read_all(reader)
+  local parts = {}
+  while true do
+    local chunk, err = reader()
+    if not chunk then
+      if err then
+        return nil, err
+      end
+      return concat(parts)
+    end
+    parts[#parts + 1] = chunk
   end
+end
+_M.read_all = read_all
+
+
+local function no_body()
+  return nil
 end
 
 
@@ -341,37 +405,27 @@ local function attempt(method, host, port, path, opts, req)
            reused and err == "closed" and not started
   end
   res.reused = reused
-  local reader = body_reader(sock, res, method, opts)
+  local keep = opts.keepalive ~= false and server_keeps_alive(res)
+  local reader = body_reader(sock, res, method, function(reusable)
+    if reusable and keep then
+      sock:setkeepalive(opts.keepalive_timeout, opts.keepalive_pool)
+    else
+      sock:close()
+    end
+  end) or no_body
   res.body_reader = reader
   res.sock = sock
   if opts.stream then
     res.read_body = function()
-      local parts = {}
-      while true do
-        local chunk, rerr = reader()
-        if not chunk then
-          if rerr then
-            return nil, rerr
-          end
-          return concat(parts)
-        end
-        parts[#parts + 1] = chunk
-      end
+      return read_all(reader)
     end
     return res
   end
-  local parts = {}
-  while true do
-    local chunk, rerr = reader()
-    if not chunk then
-      if rerr then
-        return nil, "could not read the body: " .. tostring(rerr), false
-      end
-      break
-    end
-    parts[#parts + 1] = chunk
+  local body, rerr = read_all(reader)
+  if not body then
+    return nil, "could not read the body: " .. tostring(rerr), false
   end
-  res.body = concat(parts)
+  res.body = body
   return res
 end
 

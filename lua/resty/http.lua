@@ -16,19 +16,19 @@
 -- Not here: TLS (https:// answers nil, "https is not supported yet": the
 -- cosockets have no sslhandshake yet), proxies, HTTP/1.0 clients
 -- (version 1.0 is sent but responses are read the same way), trailers.
+--
+-- An adapter: URLs, request heads, response heads and bodies are
+-- luagate.http's.
 local socket = require "luagate.socket"
+local lhttp = require "luagate.http"
 
 local type = type
-local pairs = pairs
-local ipairs = ipairs
 local tostring = tostring
 local tonumber = tonumber
 local setmetatable = setmetatable
 local rawget = rawget
-local rawset = rawset
 local lower = string.lower
 local upper = string.upper
-local match = string.match
 local find = string.find
 local gsub = string.gsub
 local fmt = string.format
@@ -38,7 +38,6 @@ local _M = { _VERSION = "0.17.1" }
 local mt = { __index = _M }
 
 local USER_AGENT = "lua-resty-http/0.17.1 (luagate)"
-local DEFAULT_CHUNK = 65536
 
 local headers_mt = {
   __index = function(t, k)
@@ -82,32 +81,15 @@ function _M:parse_uri(uri, query_in_path)
   if query_in_path == nil then
     query_in_path = true
   end
-  local scheme, rest = match(uri, "^(%a[%w+.-]*)://(.*)$")
+  local scheme, host, port, path = lhttp.parse_url(uri)
   if not scheme then
     return nil, "bad uri: " .. tostring(uri)
   end
-  scheme = lower(scheme)
-  local authority, path = match(rest, "^([^/?#]*)(.*)$")
-  authority = gsub(authority, "^.*@", "") -- userinfo dropped
-  local host, port
-  if find(authority, "^%[") then
-    host, port = match(authority, "^(%[[^%]]+%]):?(%d*)$")
-  else
-    host, port = match(authority, "^([^:]*):?(%d*)$")
-  end
-  if not host or host == "" then
-    return nil, "bad uri: " .. tostring(uri)
-  end
-  port = tonumber(port) or (scheme == "https" and 443 or 80)
-  path = gsub(path, "#.*$", "")
   local query = ""
   local qpos = find(path, "?", 1, true)
   if qpos then
     query = path:sub(qpos + 1)
     path = path:sub(1, qpos - 1)
-  end
-  if path == "" then
-    path = "/"
   end
   if query_in_path then
     if query ~= "" then
@@ -192,195 +174,36 @@ local function format_request(self, params)
       path = path .. (find(path, "?", 1, true) and "&" or "?") .. query
     end
   end
-  local version = params.version or 1.1
-  local lines = { method, " ", path, " HTTP/",
-                  version == 1.0 and "1.0" or "1.1", "\r\n" }
-  local have = {}
+  local version = params.version == 1.0 and "1.0" or "1.1"
   local headers = params.headers or {}
-  for k, v in pairs(headers) do
-    local lk = lower(tostring(k))
-    have[lk] = true
-    if type(v) == "table" then
-      for _, vi in ipairs(v) do
-        lines[#lines + 1] = fmt("%s: %s\r\n", k, tostring(vi))
-      end
-    else
-      lines[#lines + 1] = fmt("%s: %s\r\n", k, tostring(v))
-    end
-  end
-  if not have["host"] and self.host then
-    local dport = self.scheme == "https" and 443 or 80
-    lines[#lines + 1] = self.port == dport and fmt("Host: %s\r\n", self.host)
-                        or fmt("Host: %s:%d\r\n", self.host, self.port)
-  end
-  if not have["user-agent"] then
-    lines[#lines + 1] = "User-Agent: " .. USER_AGENT .. "\r\n"
-  end
   local body = params.body
   local body_fn
   if type(body) == "function" then
     body_fn, body = body, nil
-    if not have["content-length"] and not have["transfer-encoding"] then
-      lines[#lines + 1] = "Transfer-Encoding: chunked\r\n"
-      self.chunked_upload = true
-    end
   elseif type(body) == "table" then
     body = concat(body)
   elseif body ~= nil then
     body = tostring(body)
   end
-  if body and not have["content-length"] and not have["transfer-encoding"] then
-    lines[#lines + 1] = fmt("Content-Length: %d\r\n", #body)
+  local head, have = lhttp.format_head(method, path, version, headers, {
+    host = self.host and lhttp.host_header(self.scheme, self.host, self.port),
+    user_agent = USER_AGENT,
+    transfer_encoding = body_fn and "chunked" or nil,
+    content_length = body and #body or nil,
+  })
+  if body_fn and not have["content-length"] and
+     not have["transfer-encoding"] then
+    self.chunked_upload = true
   end
   if have["connection"] then
     local c = headers.Connection or headers.connection
     if type(c) == "string" and find(lower(c), "close", 1, true) then
       self.keepalive = false
     end
-  elseif version == 1.0 then
+  elseif version == "1.0" then
     self.keepalive = false
   end
-  lines[#lines + 1] = "\r\n"
-  return concat(lines), body, body_fn
-end
-
-
-local function read_head(sock)
-  while true do
-    local line, err = sock:receive("*l")
-    if not line then
-      return nil, err
-    end
-    local version, status, reason =
-      match(line, "^HTTP/(%d%.%d) (%d%d%d) ?(.*)$")
-    if not status then
-      return nil, "bad status line: " .. line:sub(1, 80)
-    end
-    status = tonumber(status)
-    local headers = new_headers()
-    while true do
-      local hl
-      hl, err = sock:receive("*l")
-      if not hl then
-        return nil, err
-      end
-      if hl == "" then
-        break
-      end
-      local name, value = match(hl, "^([^:%s]+)%s*:%s*(.-)%s*$")
-      if name then
-        name = lower(name)
-        local old = rawget(headers, name)
-        if old == nil then
-          rawset(headers, name, value)
-        elseif type(old) == "table" then
-          old[#old + 1] = value
-        else
-          rawset(headers, name, { old, value })
-        end
-      end
-    end
-    if status >= 200 or status == 101 then
-      return { status = status, reason = reason, headers = headers,
-               version = tonumber(version) }
-    end
-  end
-end
-
-
-local function has_token(v, token)
-  if type(v) == "table" then
-    v = concat(v, ",")
-  end
-  return v ~= nil and find(lower(v), token, 1, true) ~= nil
-end
-
-
--- body_reader(max_chunk_size?) -> data, or nil when done, or nil, err
-local function make_reader(self, res, method)
-  local sock = self.sock
-  local h = res.headers
-  local status = res.status
-  local done = false
-  if method == "HEAD" or status == 204 or status == 304 then
-    return nil
-  end
-  if has_token(h["transfer-encoding"], "chunked") then
-    local left = 0
-    return function(max)
-      if done then
-        return nil
-      end
-      max = max or DEFAULT_CHUNK
-      if left == 0 then
-        local line, err = sock:receive("*l")
-        if not line then
-          return nil, err
-        end
-        local size = tonumber(match(line, "^%s*(%x+)"), 16)
-        if not size then
-          return nil, "bad chunk size"
-        end
-        if size == 0 then
-          repeat
-            line, err = sock:receive("*l")
-            if not line then
-              return nil, err
-            end
-          until line == ""
-          done = true
-          return nil
-        end
-        left = size
-      end
-      local n = left < max and left or max
-      local data, err = sock:receive(n)
-      if not data then
-        return nil, err
-      end
-      left = left - n
-      if left == 0 then
-        local _, e = sock:receive("*l")
-        if e then
-          return nil, e
-        end
-      end
-      return data
-    end
-  end
-  local cl = tonumber(h["content-length"])
-  if cl then
-    local left = cl
-    return function(max)
-      if left <= 0 then
-        return nil
-      end
-      max = max or DEFAULT_CHUNK
-      local n = left < max and left or max
-      local data, err = sock:receive(n)
-      if not data then
-        return nil, err
-      end
-      left = left - n
-      return data
-    end
-  end
-  -- until the peer closes: the connection cannot be reused
-  self.keepalive = false
-  return function(max)
-    if done then
-      return nil
-    end
-    local data, err = sock:receiveany(max or DEFAULT_CHUNK)
-    if not data then
-      done = true
-      if err == "closed" then
-        return nil
-      end
-      return nil, err
-    end
-    return data
-  end
+  return head, body, body_fn
 end
 
 
@@ -389,18 +212,7 @@ local function read_body(res)
   if not reader then
     return ""
   end
-  local parts = {}
-  while true do
-    local data, err = reader()
-    if err then
-      return nil, err
-    end
-    if not data then
-      break
-    end
-    parts[#parts + 1] = data
-  end
-  return concat(parts)
+  return lhttp.read_all(reader)
 end
 
 
@@ -438,18 +250,26 @@ end
 
 
 function _M:read_response(params)
-  local res, err = read_head(self.sock)
+  local res, err = lhttp.read_head(self.sock, new_headers)
   if not res then
     return nil, err
   end
-  local h = res.headers
-  if has_token(h["connection"], "close") or
-     (res.version == 1.0 and not has_token(h["connection"], "keep-alive")) then
+  if not lhttp.server_keeps_alive(res) then
     self.keepalive = false
   end
   local method = upper((params and params.method) or "GET")
-  res.body_reader = make_reader(self, res, method)
-  res.has_body = res.body_reader ~= nil
+  local reader, until_close = lhttp.body_reader(self.sock, res, method,
+    function(reusable)
+      if not reusable then
+        self.keepalive = false
+      end
+    end)
+  if until_close then
+    -- the connection cannot be reused
+    self.keepalive = false
+  end
+  res.body_reader = reader
+  res.has_body = reader ~= nil
   res.read_body = read_body
   res.read_trailers = function() end
   return res

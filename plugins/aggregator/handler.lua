@@ -22,6 +22,7 @@
 
 local http = require "luagate.http"
 local cjson = require "cjson.safe"
+local json = require "luagate.json"
 local buffer = require "string.buffer"
 local template = require "kong.plugins.aggregator.template"
 
@@ -32,8 +33,6 @@ local ipairs = ipairs
 local tostring = tostring
 local setmetatable = setmetatable
 local find = string.find
-local byte = string.byte
-local sub = string.sub
 local lower = string.lower
 local fmt = string.format
 local sort = table.sort
@@ -49,136 +48,10 @@ local AggregatorHandler = {
 }
 
 
--- strict JSON syntax check ----------------------------------------------------
 -- An answer is placed in the response as it came (no decode / encode: key
 -- order, big numbers and empty arrays stay as they are), so it must be
 -- exactly one valid JSON value: cjson's decoder accepts more (NaN, hex).
-
-local MAX_DEPTH = 512
-local check_value -- forward
-
-local function ws(s, i)
-  local _, e = find(s, "^[ \t\r\n]*", i)
-  return e + 1
-end
-
-local function check_string(s, i)
-  -- i is just past the opening quote
-  while true do
-    local j = find(s, "[\"\\%z\1-\31]", i)
-    if not j then
-      return nil
-    end
-    local c = byte(s, j)
-    if c == 34 then
-      return j + 1
-    elseif c == 92 then
-      local e = byte(s, j + 1)
-      if e == 117 then
-        if not find(s, "^%x%x%x%x", j + 2) then
-          return nil
-        end
-        i = j + 6
-      elseif e == 34 or e == 92 or e == 47 or e == 98 or e == 102 or
-             e == 110 or e == 114 or e == 116 then
-        i = j + 2
-      else
-        return nil
-      end
-    else
-      return nil
-    end
-  end
-end
-
-local function check_number(s, i)
-  local _, e = find(s, "^-?", i)
-  i = e + 1
-  if byte(s, i) == 48 then
-    i = i + 1
-  else
-    _, e = find(s, "^[1-9]%d*", i)
-    if not e then
-      return nil
-    end
-    i = e + 1
-  end
-  if byte(s, i) == 46 then
-    _, e = find(s, "^%d+", i + 1)
-    if not e then
-      return nil
-    end
-    i = e + 1
-  end
-  local c = byte(s, i)
-  if c == 101 or c == 69 then
-    _, e = find(s, "^[-+]?%d+", i + 1)
-    if not e then
-      return nil
-    end
-    i = e + 1
-  end
-  return i
-end
-
-check_value = function(s, i, depth)
-  i = ws(s, i)
-  local c = byte(s, i)
-  if c == 34 then
-    return check_string(s, i + 1)
-  elseif c == 123 or c == 91 then
-    if depth >= MAX_DEPTH then
-      return nil
-    end
-    local close = c == 123 and 125 or 93
-    i = ws(s, i + 1)
-    if byte(s, i) == close then
-      return i + 1
-    end
-    while true do
-      if c == 123 then
-        if byte(s, i) ~= 34 then
-          return nil
-        end
-        i = check_string(s, i + 1)
-        if not i then
-          return nil
-        end
-        i = ws(s, i)
-        if byte(s, i) ~= 58 then
-          return nil
-        end
-        i = i + 1
-      end
-      i = check_value(s, i, depth + 1)
-      if not i then
-        return nil
-      end
-      i = ws(s, i)
-      local d = byte(s, i)
-      if d == close then
-        return i + 1
-      elseif d ~= 44 then
-        return nil
-      end
-      i = ws(s, i + 1)
-    end
-  elseif c == 116 then
-    return sub(s, i, i + 3) == "true" and i + 4 or nil
-  elseif c == 102 then
-    return sub(s, i, i + 4) == "false" and i + 5 or nil
-  elseif c == 110 then
-    return sub(s, i, i + 3) == "null" and i + 4 or nil
-  elseif c == 45 or (c and c >= 48 and c <= 57) then
-    return check_number(s, i)
-  end
-  return nil
-end
-
-local function is_json_text(s)
-  local i = check_value(s, 1, 0)
-  return i ~= nil and ws(s, i) > #s
-end
+local is_json_text = json.is_valid
 AggregatorHandler._is_json_text = is_json_text
 
 

@@ -4,7 +4,7 @@
 --
 -- * log phase: custom_fields_by_lua are applied, the line is encoded and
 --   added to the worker's buffer for that path; a timer (ngx.timer.at(0))
---   is started if none is pending.
+--   is started if none is pending (kong.plugins.http-log.sink).
 -- * the timer writes every buffered line of a path with one write(2) on a
 --   descriptor opened O_WRONLY|O_CREAT|O_APPEND (mode 0644) and kept open
 --   (one per path and worker, as Kong's); O_APPEND keeps the lines of
@@ -15,16 +15,11 @@
 --   is logged ("[file-log] failed to open the file ...").
 
 local ffi = require "ffi"
-local cjson = require "cjson.safe"
-local custom_fields = require "kong.plugins.http-log.custom_fields"
+local sink = require "kong.plugins.http-log.sink"
 
 local kong = kong
-local ngx = ngx
-local tostring = tostring
 local tonumber = tonumber
 local concat = table.concat
-local clear_tab = require "table.clear"
-local encode = cjson.encode
 local C = ffi.C
 
 pcall(ffi.cdef, [[
@@ -53,7 +48,7 @@ local FileLogHandler = {
 }
 
 
--- path -> { path, fd, lines, n, scheduled, reopen }
+-- path -> { fd, reopen }: the open file of a path
 local files = {}
 
 
@@ -62,15 +57,11 @@ local function errno_string()
 end
 
 
-local function flush(premature, f)
-  f.scheduled = false
-  local n = f.n
-  if n == 0 then
-    return
-  end
-  local data = concat(f.lines, "\n", 1, n) .. "\n"
-  clear_tab(f.lines)
-  f.n = 0
+-- Appends lines[1..n] to conf.path with one write.
+local function write(conf, lines, n)
+  local path = conf.path
+  local f = files[path]
+  local data = concat(lines, "\n", 1, n) .. "\n"
 
   if f.reopen and f.fd then
     C.close(f.fd)
@@ -78,9 +69,9 @@ local function flush(premature, f)
   end
   f.reopen = false
   if not f.fd then
-    local fd = C.open(f.path, FLAGS, MODE)
+    local fd = C.open(path, FLAGS, MODE)
     if fd < 0 then
-      kong.log.err("[file-log] failed to open the file '", f.path, "': ",
+      kong.log.err("[file-log] failed to open the file '", path, "': ",
                    errno_string(), " (", n, " log lines lost)")
       return
     end
@@ -93,7 +84,7 @@ local function flush(premature, f)
     local w = tonumber(C.write(f.fd, buf + off, len - off))
     if w < 0 then
       if ffi.errno() ~= EINTR then
-        kong.log.err("[file-log] failed to write to the file '", f.path,
+        kong.log.err("[file-log] failed to write to the file '", path,
                      "': ", errno_string())
         C.close(f.fd)
         f.fd = nil -- opened again next time
@@ -106,41 +97,27 @@ local function flush(premature, f)
 end
 
 
-function FileLogHandler:configure(configs)
-  custom_fields.prepare(configs)
-end
+-- path -> its waiting lines (no limit: a write never waits)
+local buffers = sink.new("file-log", write)
+
+FileLogHandler.configure = sink.configure
 
 
 function FileLogHandler:log(conf)
-  custom_fields.apply(conf)
-
-  local line, err = encode(kong.log.serialize())
+  local line = sink.encode(sink.serialize(conf))
   if not line then
-    kong.log.err("could not encode the log entry: ", err)
     return
   end
-
   local path = conf.path
   local f = files[path]
   if not f then
-    f = { path = path, lines = {}, n = 0, scheduled = false,
-          reopen = false }
+    f = { fd = nil, reopen = false }
     files[path] = f
   end
-  local n = f.n + 1
-  f.n = n
-  f.lines[n] = line
   if conf.reopen then
     f.reopen = true
   end
-  if not f.scheduled then
-    local ok, terr = ngx.timer.at(0, flush, f)
-    if ok then
-      f.scheduled = true
-    else
-      kong.log.err("failed to create timer: ", tostring(terr))
-    end
-  end
+  buffers:push(path, conf, line)
 end
 
 

@@ -17,7 +17,7 @@
 -- config table; a request runs closures only.
 
 local jsonschema = require "kong.plugins.request-validator.jsonschema"
-local json = require "kong.plugins.request-validator.json"
+local json = require "luagate.json"
 local media = require "kong.plugins.request-validator.media"
 
 local kong = kong

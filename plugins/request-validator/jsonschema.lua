@@ -13,8 +13,8 @@
 -- JSON pointer (RFC 6901, "" for the root); without, validation stops at the
 -- first failure (the fast path) and errors is nil.
 --
--- Values are as json.lua decodes them: objects and arrays are tables (arrays
--- told apart by json.is_array), null is cjson.null.
+-- Values are as luagate.json decodes them: objects and arrays are tables
+-- (arrays told apart by json.is_array), null is cjson.null.
 --
 -- Supported: type (string or array, integer vs number), enum, const,
 -- properties, required, additionalProperties, patternProperties,
@@ -28,22 +28,7 @@
 -- time, email, uuid, ipv4, ipv6, hostname, uri; other formats are
 -- annotations). As draft 7 says, keywords next to $ref are ignored.
 
--- siblings load through the plugin searcher in a worker; the config loader
--- (luagate check, specs) loads plugin schemas without it
-local function sibling(name)
-  local modname = "kong.plugins.request-validator." .. name
-  local ok, m = pcall(require, modname)
-  if ok then
-    return m
-  end
-  local dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  m = dofile(dir .. "/" .. name .. ".lua")
-  package.loaded[modname] = m
-  return m
-end
-
-local json = sibling("json")
-
+local json = require "luagate.json"
 local ffi = require "ffi"
 
 local type = type

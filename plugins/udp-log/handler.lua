@@ -8,19 +8,15 @@
 -- waits; when the socket buffer is full the datagram is dropped and the
 -- loss logged, as when a message is larger than a datagram can be. A host
 -- name is resolved by the worker's resolver (cached). The entries of one
--- destination wait in a per-worker buffer (at most 10000; more are
--- dropped, with a warning) and one timer sends all of them.
+-- destination wait in a per-worker buffer (kong.plugins.http-log.sink: at
+-- most 10000; more are dropped, with a warning) and one timer sends all of
+-- them.
 
-local cjson = require "cjson.safe"
 local dgram = require "kong.plugins.udp-log.dgram"
-local custom_fields = require "kong.plugins.http-log.custom_fields"
+local sink = require "kong.plugins.http-log.sink"
 
 local kong = kong
-local ngx = ngx
 local tostring = tostring
-local pcall = pcall
-local clear_tab = require "table.clear"
-local encode = cjson.encode
 
 local MAX_PENDING = 10000
 
@@ -31,95 +27,45 @@ local UdpLogHandler = {
 }
 
 
--- "host:port" -> { host, port, entries, n, running, dropped }
-local buffers = {}
-
-
-local function drain(b)
-  while b.n > 0 do
-    local entries, n = b.entries, b.n
-    b.entries, b.n = b.spare, 0
-    b.spare = entries
-
-    local target = b.host .. ":" .. tostring(b.port)
-    local ip, err = dgram.resolve(b.host)
-    local addr
-    if ip then
-      addr, err = dgram.inet_addr(ip, b.port)
+-- Sends entries[1..n], one datagram each.
+local function send(conf, entries, n)
+  local host, port = conf.host, conf.port
+  local target = host .. ":" .. tostring(port)
+  local ip, err = dgram.resolve(host)
+  local addr
+  if ip then
+    addr, err = dgram.inet_addr(ip, port)
+  end
+  if not addr then
+    kong.log.err("[udp-log] could not send to ", target, ": ", err,
+                 " (", n, " log entries lost)")
+    return
+  end
+  local lost, first_err = 0, nil
+  for i = 1, n do
+    local ok, serr = dgram.send(addr, entries[i])
+    if not ok then
+      lost = lost + 1
+      first_err = first_err or serr
     end
-    if not addr then
-      kong.log.err("[udp-log] could not send to ", target, ": ", err,
-                   " (", n, " log entries lost)")
-    else
-      local lost, first_err = 0, nil
-      for i = 1, n do
-        local ok, serr = dgram.send(addr, entries[i])
-        if not ok then
-          lost = lost + 1
-          first_err = first_err or serr
-        end
-      end
-      if lost > 0 then
-        kong.log.err("[udp-log] could not send to ", target, ": ",
-                     first_err, " (", lost, " of ", n,
-                     " log entries lost)")
-      end
-    end
-    clear_tab(entries)
+  end
+  if lost > 0 then
+    kong.log.err("[udp-log] could not send to ", target, ": ",
+                 first_err, " (", lost, " of ", n, " log entries lost)")
   end
 end
 
 
-local function flush(premature, b)
-  local ok, err = pcall(drain, b)
-  b.running = false
-  if not ok then
-    kong.log.err("[udp-log] ", tostring(err))
-    clear_tab(b.entries)
-    b.n = 0
-  end
-end
+-- "host:port" -> its waiting entries
+local buffers = sink.new("udp-log", send, MAX_PENDING)
 
-
-function UdpLogHandler:configure(configs)
-  custom_fields.prepare(configs)
-end
+UdpLogHandler.configure = sink.configure
 
 
 function UdpLogHandler:log(conf)
-  custom_fields.apply(conf)
-
-  local message, err = encode(kong.log.serialize())
-  if not message then
-    kong.log.err("could not encode the log entry: ", err)
-    return
-  end
-
-  local key = conf.host .. ":" .. tostring(conf.port)
-  local b = buffers[key]
-  if not b then
-    b = { host = conf.host, port = conf.port, entries = {}, spare = {},
-          n = 0, running = false, dropped = 0 }
-    buffers[key] = b
-  end
-  if b.n >= MAX_PENDING then
-    b.dropped = b.dropped + 1
-    if b.dropped == 1 or b.dropped % 1000 == 0 then
-      kong.log.warn("[udp-log] ", b.dropped, " log entries for ", key,
-                    " dropped: ", MAX_PENDING, " are waiting already")
-    end
-    return
-  end
-  b.dropped = 0
-  b.n = b.n + 1
-  b.entries[b.n] = message
-  if not b.running then
-    local ok, terr = ngx.timer.at(0, flush, b)
-    if ok then
-      b.running = true
-    else
-      kong.log.err("failed to create timer: ", tostring(terr))
-    end
+  local message = sink.encode(sink.serialize(conf))
+  if message then
+    buffers:push(conf.host .. ":" .. tostring(conf.port), conf, message)
   end
 end
 

@@ -14,7 +14,7 @@
 -- filters run. Other content types pass through unchanged.
 
 local cjson = require "cjson.safe"
-local ojson = require "kong.plugins.xml-json.ojson"
+local json = require "luagate.json"
 local xml = require "kong.plugins.xml-json.xml"
 
 local kong = kong
@@ -82,13 +82,13 @@ function XmlJsonHandler:access(conf)
     return
   end
   local value
-  value, err = ojson.decode(body)
+  value, err = json.decode_ordered(body)
   if value == nil then
     return kong.response.exit(400, { message = MSG_BAD_JSON .. ": " .. err })
   end
   local soap = rq.soap
   local text
-  text, err = xml.from_json(value, ojson, { root = rq.root, soap = soap })
+  text, err = xml.from_json(value, json, { root = rq.root, soap = soap })
   if not text then
     return kong.response.exit(400, { message = MSG_CONVERT .. ": " .. err })
   end

@@ -204,9 +204,10 @@ write_element = function(buf, name, v, ojson, depth, extra)
 end
 
 
--- Converts a decoded (ojson) value to an XML document. opts: root (element
--- name), soap = { version, namespace } (optional), namespace. Returns the
--- text, or nil and an error message.
+-- Converts a value from luagate.json's decode_ordered (`ojson` is that
+-- module) to an XML document. opts: root (element name), soap = { version,
+-- namespace } (optional), namespace. Returns the text, or nil and an error
+-- message.
 function _M.from_json(v, ojson, opts)
   local buf = buffer.new()
   buf:put('<?xml version="1.0" encoding="UTF-8"?>')

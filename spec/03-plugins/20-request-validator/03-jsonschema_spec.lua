@@ -5,7 +5,7 @@ local helpers = require "spec.helpers"
 
 local DIR = helpers.root .. "/plugins/request-validator/"
 local jsonschema = dofile(DIR .. "jsonschema.lua")
-local json = package.loaded["kong.plugins.request-validator.json"]
+local json = require "luagate.json"
 local media = dofile(DIR .. "media.lua")
 
 

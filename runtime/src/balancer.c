@@ -201,14 +201,48 @@ static long hash_key(struct gw_balancer *b, int on, const char *name, struct gw_
     }
 }
 
+/* When no target of b is unhealthy (the common case), which targets can take
+ * a request depends only on their weights: computed once per health change
+ * (gw_health_version), not per request. Returns the mask, or 0 when some
+ * target is unhealthy and the full scan must run. */
+static uint32_t all_healthy_mask(struct gw_balancer *b, int nt)
+{
+    uint64_t v = gw_health_version();
+    if (v != b->health_seen || !b->health_cached) {
+        uint32_t mask = 0;
+        int healthy = 1;
+        for (int i = 0; i < nt; i++) {
+            struct gw_health *h = b->targets[i].health;
+            if (h && __atomic_load_n(&h->unhealthy, __ATOMIC_ACQUIRE))
+                healthy = 0;
+            if (b->targets[i].weight > 0)
+                mask |= 1u << i;
+        }
+        b->healthy_mask = healthy ? mask : 0;
+        b->health_seen = v;
+        b->health_cached = 1;
+    }
+    return b->healthy_mask;
+}
+
 int gw_balancer_pick(struct gw_balancer *b, struct gw_conn *c, uint32_t tried, int *probe)
 {
-    int64_t now = gw_health_now_ms();
     uint32_t ok = 0; /* bit i: target i can take the request */
     int tier = 1 << 30;
     int nt = b->ntargets > GW_MAX_TRIES ? GW_MAX_TRIES : b->ntargets;
     int probe_of = -1;
     *probe = 0;
+    uint32_t fast = all_healthy_mask(b, nt);
+    if (fast) {
+        ok = fast & ~tried;
+        if (ok == 0)
+            return -1;
+        for (int i = 0; i < nt; i++)
+            if ((ok & (1u << i)) && b->targets[i].priority < tier)
+                tier = b->targets[i].priority;
+        goto tiers;
+    }
+    int64_t now = gw_health_now_ms();
     for (int i = 0; i < nt; i++) {
         if (tried & (1u << i))
             continue;
@@ -228,6 +262,7 @@ int gw_balancer_pick(struct gw_balancer *b, struct gw_conn *c, uint32_t tried, i
     }
     if (ok == 0)
         return -1;
+tiers:
     /* failover: the best tier with a target that can take it */
     for (int i = 0; i < nt; i++)
         if ((ok & (1u << i)) && b->targets[i].priority != tier)

@@ -64,6 +64,9 @@ struct gw_balancer {
     int nring;
     int max_ejection_percent;
     int active_checks;       /* active probes configured (Lua runs them) */
+    uint64_t health_seen;    /* gw_health_version when healthy_mask was computed */
+    uint32_t healthy_mask;   /* targets with weight when none is unhealthy, else 0 */
+    int health_cached;
     struct gw_passive passive;
 };
 

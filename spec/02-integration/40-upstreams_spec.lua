@@ -79,9 +79,9 @@ describe("upstreams", function()
       helpers.stop_luagate(gw)
     end)
 
-    it("spreads requests by weight, smoothly, and never to a weight-0 target", function()
+    it("spreads 10,000 requests by weight, smoothly, and never to a weight-0 target", function()
       local client = helpers.proxy_client(gw)
-      local n = 2000
+      local n = 10000
       for _ = 1, n do
         assert.equal(200, get(client, "/x").status)
       end

@@ -110,6 +110,10 @@ local function is_null(v)
   if v == nil then
     return true
   end
+  local t = type(v)
+  if t == "string" or t == "number" or t == "boolean" then
+    return false
+  end
   if v == cjson_null or v == lyaml_null or v == _M.NULL then
     return true
   end
@@ -628,6 +632,9 @@ local function has_error(errs, path)
   if not errs then
     return false
   end
+  if not find(path, ".", 1, true) then
+    return errs[path] ~= nil
+  end
   local cur = errs
   for part in path:gmatch("[^%.]+") do
     if type(cur) ~= "table" then
@@ -690,6 +697,9 @@ end
 
 
 local function fields_have_errors(errs, list)
+  if next(errs) == nil then
+    return false
+  end
   for _, f in ipairs(list) do
     if has_error(errs, f) then
       return true

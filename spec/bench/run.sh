@@ -545,3 +545,14 @@ echo
 echo "== summary"
 printf '%-38s %14s %14s %10s\n' metric luagate nginx ratio
 for line in "${SUMMARY[@]}"; do echo "$line"; done
+
+# ---- config changes (spec/bench/config_swap.sh) ------------------------------
+# Load time of a 10,000-route / 1,000-consumer config and the latency of
+# requests during 20 SIGHUP reloads against steady state; its own processes.
+# SKIP_SWAP=1 skips it. docs/performance.md, "Config changes".
+if [ -z "${SKIP_SWAP:-}" ]; then
+  echo
+  echo "== config changes"
+  "$BENCH/config_swap.sh"
+fi
+# ---- end of config changes ---------------------------------------------------

@@ -527,6 +527,7 @@ local ca_certificates = {
 
 local registry = {}
 local order = {}
+_M.children_cache = {} -- kind -> children_of(kind)
 _M.registry = registry
 _M.order = order
 
@@ -566,6 +567,7 @@ function _M.register(name, schema_def, parent, extra)
     order[#order + 1] = name
   end
   registry[name] = entry
+  _M.children_cache = {}
   return entry
 end
 
@@ -598,13 +600,20 @@ _M.register("plugins", nil, {
 
 
 -- which kinds nest under `kind` ({ child_kind, ... })
+-- (cached until the next register; do not modify the result)
 function _M.children_of(kind)
-  local out = {}
+  local cache = _M.children_cache
+  local out = cache[kind]
+  if out then
+    return out
+  end
+  out = {}
   for _, name in ipairs(order) do
     if registry[name].parents[kind] then
       out[#out + 1] = name
     end
   end
+  cache[kind] = out
   return out
 end
 

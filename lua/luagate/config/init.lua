@@ -29,6 +29,7 @@ local concat = table.concat
 local sort = table.sort
 
 local ffi = require "ffi"
+local rshift = require("bit").rshift
 
 local Schema = require "luagate.schema"
 local entities = require "luagate.config.entities"
@@ -75,72 +76,66 @@ do
 end
 
 
+local HEX = {}
+for i = 0, 255 do
+  HEX[i] = fmt("%02x", i)
+end
+local md_buf = ffi.new("unsigned char[16]")
+local md_size = ffi.new("unsigned int[1]")
+local md_hex = {}
+local md5_type
+
+
+-- md5 of `s`, 32 lowercase hex digits. The output buffers are shared: no
+-- allocation but the result (ids are derived with it, one per entity).
 local function md5_hex(s)
   if not crypto then
     error("libcrypto is not available", 2)
   end
-  local md = ffi.new("unsigned char[16]")
-  local size = ffi.new("unsigned int[1]")
-  if crypto.EVP_Digest(s, #s, md, size, crypto.EVP_md5(), nil) ~= 1 then
+  md5_type = md5_type or crypto.EVP_md5()
+  if crypto.EVP_Digest(s, #s, md_buf, md_size, md5_type, nil) ~= 1 then
     error("EVP_Digest() failed", 2)
   end
-  local out = {}
   for i = 0, 15 do
-    out[i + 1] = fmt("%02x", md[i])
+    md_hex[i + 1] = HEX[md_buf[i]]
   end
-  return concat(out)
+  return concat(md_hex)
 end
 _M.md5_hex = md5_hex
 
 
 -- A UUID-shaped id derived from `key` (name-based, version 3 layout), so
 -- reloads of the same config keep the same ids.
+-- (the digest's hex digits 1-12, "3", 14-16, the variant 8 + (digit 17
+-- mod 4), 18-32, read straight from the digest's bytes)
+local NIBBLE = {}
+for i = 0, 15 do
+  NIBBLE[i] = fmt("%x", i)
+end
+local id_parts = {}
+
 local function derive_id(key)
-  local h = md5_hex("luagate:" .. key)
-  local variant = fmt("%x", 8 + tonumber(sub(h, 17, 17), 16) % 4)
-  return sub(h, 1, 8) .. "-" .. sub(h, 9, 12) .. "-3" .. sub(h, 14, 16) ..
-         "-" .. variant .. sub(h, 18, 20) .. "-" .. sub(h, 21, 32)
+  if not crypto then
+    error("libcrypto is not available", 2)
+  end
+  key = "luagate:" .. key
+  md5_type = md5_type or crypto.EVP_md5()
+  if crypto.EVP_Digest(key, #key, md_buf, md_size, md5_type, nil) ~= 1 then
+    error("EVP_Digest() failed", 2)
+  end
+  local b, p = md_buf, id_parts
+  p[1], p[2], p[3], p[4] = HEX[b[0]], HEX[b[1]], HEX[b[2]], HEX[b[3]]
+  p[5], p[6], p[7] = "-", HEX[b[4]], HEX[b[5]]
+  p[8], p[9], p[10] = "-3", NIBBLE[b[6] % 16], HEX[b[7]]
+  p[11], p[12] = "-", NIBBLE[8 + rshift(b[8], 4) % 4]
+  p[13], p[14] = NIBBLE[b[8] % 16], HEX[b[9]]
+  p[15] = "-"
+  for i = 10, 15 do
+    p[i + 6] = HEX[b[i]]
+  end
+  return concat(p, "", 1, 21)
 end
 _M.derive_id = derive_id
-
-
--- Deterministic serialization (sorted keys) for the config hash.
-local function serialize(v, buf)
-  local t = type(v)
-  if t == "table" then
-    if is_null(v) then
-      buf[#buf + 1] = "null"
-      return
-    end
-    local keys = {}
-    for k in pairs(v) do
-      keys[#keys + 1] = k
-    end
-    sort(keys, function(a, b)
-      local ta, tb = type(a), type(b)
-      if ta ~= tb then
-        return ta < tb
-      end
-      return a < b
-    end)
-    buf[#buf + 1] = "{"
-    for _, k in ipairs(keys) do
-      if type(v[k]) ~= "function" then
-        buf[#buf + 1] = fmt("%q", tostring(k))
-        buf[#buf + 1] = "="
-        serialize(v[k], buf)
-        buf[#buf + 1] = ","
-      end
-    end
-    buf[#buf + 1] = "}"
-  elseif t == "string" then
-    buf[#buf + 1] = fmt("%q", v)
-  elseif t == "number" then
-    buf[#buf + 1] = fmt("%.17g", v)
-  else
-    buf[#buf + 1] = tostring(v)
-  end
-end
 
 
 -- errors -------------------------------------------------------------------
@@ -226,7 +221,7 @@ end
 
 
 local function parse(text, format, name)
-  if format == "yaml" or format == "yml" then
+  if format == "yaml" then
     return yaml_reader.parse(text)
   elseif format == "json" then
     return json_reader.parse(text)
@@ -243,6 +238,84 @@ local function parse(text, format, name)
     return ydoc, ylines
   end
   return nil, ylines or lines, ymsg or msg
+end
+
+
+-- The fast path of JSON: lua-cjson, in C. It accepts a few inputs our own
+-- reader rejects (control characters in strings, "-.5"); those texts, and
+-- anything cjson rejects, take the reader (which gives the error message
+-- with its line). A decoded string with a control character may come from
+-- a raw one (rejected) or an escape (accepted): the reader decides.
+local cjson_fast
+do
+  local ok, cjson = pcall(require, "cjson")
+  if ok and cjson.new then
+    cjson_fast = cjson.new()
+    cjson_fast.decode_invalid_numbers(false)
+    pcall(cjson_fast.decode_max_depth, 1000)
+  end
+end
+
+local CONTROL = "[%z\1-\31]"
+
+
+-- Whether every string of `v` (keys and values) is free of control
+-- characters.
+local function plain_strings(v)
+  for k, x in pairs(v) do
+    if type(k) == "string" and find(k, CONTROL) then
+      return false
+    end
+    local t = type(x)
+    if t == "string" then
+      if find(x, CONTROL) then
+        return false
+      end
+    elseif t == "table" and not plain_strings(x) then
+      return false
+    end
+  end
+  return true
+end
+
+
+local function parse_json_fast(text)
+  -- (a raw control character outside strings fails cjson, inside one it
+  -- shows in the decoded string; "-." is searched plainly first: patterns
+  -- scan slowly)
+  if not cjson_fast or (find(text, "-.", 1, true) and
+     (find(text, "^%s*%-%.") or find(text, "[%[,:%s]%-%."))) then
+    return nil
+  end
+  local ok, doc = pcall(cjson_fast.decode, text)
+  if not ok or doc == nil then
+    return nil
+  end
+  if type(doc) == "table" and not plain_strings(doc) then
+    return nil
+  end
+  if type(doc) == "string" and find(doc, CONTROL) then
+    return nil
+  end
+  return doc
+end
+
+
+-- Parses without recording lines when that is faster: returns doc, lines,
+-- msg, tracked (false: `lines` is empty; parse again with `parse` for the
+-- lines of errors). Same documents and syntax errors as `parse`.
+local function parse_fast(text, format, name)
+  if format == "yaml" then
+    local doc, lines, msg = yaml_reader.parse(text, true)
+    return doc, lines, msg, doc == nil
+  elseif format == "json" or format == nil then
+    local doc = parse_json_fast(text)
+    if doc ~= nil then
+      return doc, {}, nil, false
+    end
+  end
+  local doc, lines, msg = parse(text, format, name)
+  return doc, lines, msg, true
 end
 
 
@@ -494,6 +567,9 @@ end
 local function id_key(rec)
   local out = rec.out or {}
   local kind = rec.kind
+  if rec.key then
+    return kind .. ":" .. rec.key
+  end
   local parent_id = ""
   for _, field in ipairs({ "service", "route", "consumer", "consumer_group",
                            "upstream", "certificate" }) do
@@ -743,25 +819,28 @@ function Loader:build()
     p.config = p.config or {}
   end
 
-  local buf = {}
-  serialize(conf, buf)
-  conf.hash = md5_hex(concat(buf))
+  -- the hash names the source: the file's bytes and the code of the
+  -- plugin schemas that normalized it (a schema's new default changes the
+  -- config as much as an edit of the file)
+  conf.hash = md5_hex(self.text .. "\0" .. self.plugins:signature())
   return conf
 end
 
 
 -- Validates and normalizes a parsed document. Returns conf, or nil and
 -- the error strings.
-local function load_document(doc, lines, name, opts)
+local function load_document(doc, lines, name, opts, text, copy)
   local errs = new_errors(name, lines)
   if type(doc) ~= "table" or is_null(doc) or
      (next(doc) ~= nil and is_array(doc)) then
     errs.add("", "expected a record at the top level of the config")
     return nil, errs.strings()
   end
-  doc = strip_meta(deep_copy(doc))
+  -- parsed documents are ours: only a Lua config's tables are copied
+  doc = strip_meta(copy and deep_copy(doc) or doc)
 
   local self = setmetatable({
+    text = text,
     errs = errs,
     recs = {},
     index_of = {},
@@ -858,12 +937,22 @@ function _M.load_string(text, format, name, opts)
   if type(text) ~= "string" then
     return nil, { name .. ": could not load config: expected a string" }
   end
-  local doc, lines, msg = parse(text, format, name)
+  if format == "yml" then
+    format = "yaml"
+  end
+  local doc, lines, msg, tracked = parse_fast(text, format, name)
   if doc == nil then
     local loc = lines and (name .. ":" .. tostring(lines)) or name
     return nil, { loc .. ": syntax error: " .. tostring(msg) }
   end
-  return load_document(doc, lines, name, opts)
+  local copy = format == "lua"
+  local conf, errs = load_document(doc, lines, name, opts, text, copy)
+  if conf or tracked then
+    return conf, errs
+  end
+  -- invalid: parse again, recording the lines the errors cite
+  doc, lines = parse(text, format, name)
+  return load_document(doc, lines, name, opts, text, copy)
 end
 
 

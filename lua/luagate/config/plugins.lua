@@ -11,6 +11,9 @@ local ipairs = ipairs
 local next = next
 local pcall = pcall
 local loadfile = loadfile
+local load = load
+local pairs = pairs
+local gsub = string.gsub
 local setmetatable = setmetatable
 local tostring = tostring
 local open = io.open
@@ -54,6 +57,7 @@ function _M.new(dirs)
     dirs = dirs or {},
     found = {},
     schemas = {},
+    sources = {}, -- name -> source text of the schema (or handler) file
   }, Registry)
 end
 
@@ -132,7 +136,19 @@ local function load_chunk(path, dirs, modname)
     end
   end
   local env = setmetatable({}, { __index = _G })
-  local chunk, err = loadfile(path, "t", env)
+  -- read here (not loadfile) to keep the source for the config hash
+  local f = open(path, "rb")
+  local src = f and f:read("*a")
+  if f then
+    f:close()
+  end
+  local chunk, err
+  if src then
+    -- as loadfile: a first line starting with "#" is skipped
+    chunk, err = load((gsub(src, "^#[^\n]*", "")), "@" .. path, "t", env)
+  else
+    chunk, err = loadfile(path, "t", env)
+  end
   if not chunk then
     return nil, err
   end
@@ -141,7 +157,7 @@ local function load_chunk(path, dirs, modname)
   if not ok then
     return nil, tostring(res)
   end
-  return res
+  return res, nil, src
 end
 
 
@@ -222,11 +238,11 @@ function Registry:schema(name)
   if not info then
     return nil, self:not_found_message(name), "not_found"
   end
-  local def, err
+  local def, err, src
   if info.single then
     local handler
-    handler, err = load_chunk(info.handler_path, self.dirs,
-                              "kong.plugins." .. name)
+    handler, err, src = load_chunk(info.handler_path, self.dirs,
+                                   "kong.plugins." .. name)
     if type(handler) == "table" then
       def = handler.SCHEMA or handler.schema
       if def == nil then
@@ -236,8 +252,8 @@ function Registry:schema(name)
       err = info.handler_path .. " must return a table"
     end
   else
-    def, err = load_chunk(info.schema_path, self.dirs,
-                          "kong.plugins." .. name .. ".schema")
+    def, err, src = load_chunk(info.schema_path, self.dirs,
+                               "kong.plugins." .. name .. ".schema")
   end
   if def == nil then
     return nil, "could not load the schema of plugin '" .. name .. "': " ..
@@ -249,7 +265,24 @@ function Registry:schema(name)
     return nil, "invalid schema of plugin '" .. name .. "': " .. err
   end
   self.schemas[name] = entry
+  self.sources[name] = src or ""
   return entry
+end
+
+
+-- The schemas loaded so far, as one string: name and source of each, by
+-- name (part of the config hash).
+function Registry:signature()
+  local names = {}
+  for name in pairs(self.sources) do
+    names[#names + 1] = name
+  end
+  sort(names)
+  local parts = {}
+  for i, name in ipairs(names) do
+    parts[i] = name .. "\0" .. self.sources[name]
+  end
+  return concat(parts, "\0")
 end
 
 

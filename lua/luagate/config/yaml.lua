@@ -16,6 +16,8 @@ local tostring = tostring
 local tonumber = tonumber
 local match = string.match
 local gsub = string.gsub
+local find = string.find
+local lower = string.lower
 
 local yaml = require "yaml"
 local implicit = require "lyaml.implicit"
@@ -43,6 +45,12 @@ local RESOLVERS = {
 
 local TAG_PREFIX = "tag:yaml.org,2002:"
 
+-- words the implicit resolvers turn into null or a boolean (lowercased)
+local WORDS = {
+  null = true, ["true"] = true, ["false"] = true, yes = true, no = true,
+  on = true, off = true, y = true, n = true,
+}
+
 
 local function resolve_scalar(ev)
   local value = ev.value
@@ -60,6 +68,10 @@ local function resolve_scalar(ev)
     end
   end
   if ev.style ~= "PLAIN" then
+    return value
+  end
+  -- a word (map keys mostly) is a string unless it spells null or a bool
+  if find(value, "^[%a_][%w_]*$") and not WORDS[lower(value)] then
     return value
   end
   for _, r in ipairs(RESOLVERS) do
@@ -107,11 +119,13 @@ end
 
 
 -- Parses `text`. Returns doc, lines; or nil, line, message on a syntax
--- error.
-function _M.parse(text)
+-- error. With `no_lines`, `lines` stays empty (no paths are built: the
+-- fast path of a config that turns out valid; see luagate.config).
+function _M.parse(text, no_lines)
   local next_event = yaml.parser(text)
   local anchors = {}
   local lines = {}
+  local track = not no_lines
   local doc
   local done = false
 
@@ -124,7 +138,7 @@ function _M.parse(text)
   -- reads the node that begins with event `ev` at `path`
   read_node = function(ev, path)
     local line = ev.start_mark.line + 1
-    if lines[path] == nil then
+    if track and lines[path] == nil then
       lines[path] = line
     end
     local t = ev.type
@@ -152,7 +166,7 @@ function _M.parse(text)
         if e.type == "SEQUENCE_END" then
           break
         end
-        seq[i + 1] = read_node(e, child_path(path, i))
+        seq[i + 1] = read_node(e, track and child_path(path, i) or path)
         i = i + 1
       end
       return seq
@@ -185,9 +199,13 @@ function _M.parse(text)
           merges = merges or {}
           merges[#merges + 1] = read_node(vev, path)
         else
-          local kpath = child_path(path, key)
-          lines[kpath .. "?key"] = e.start_mark.line + 1
-          map[key] = read_node(vev, kpath)
+          if track then
+            local kpath = child_path(path, key)
+            lines[kpath .. "?key"] = e.start_mark.line + 1
+            map[key] = read_node(vev, kpath)
+          else
+            map[key] = read_node(vev, path)
+          end
         end
       end
       if merges then

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "gw/accesslog.h"
+#include "gw/admin.h"
 #include "gw/buf.h"
 #include "gw/config-t.h"
 #include "gw/config-t.h"
@@ -74,7 +75,13 @@ static void ms_field(struct gw_buf *b, const char *key, double sec)
 void gw_access_log(struct gw_conn *c, struct gw_req *r)
 {
     struct gw_worker *w = gw_worker;
-    if (w->access_fd < 0 || c->listen->admin) /* admin calls are not proxy traffic */
+    if (c->listen->admin) /* admin calls are not proxy traffic */
+        return;
+    /* POST /debug/routes/{route}: nothing to pay while no switch is on */
+    int debug = r->route && gw_admin_debug_on(r->route->id, r->t_start);
+    if (debug)
+        gw_admin_debug_log(c, r);
+    if (w->access_fd < 0)
         return;
     struct gw_buf *b = &w->access_buf;
     /* the date part is formatted once a second */
@@ -143,6 +150,8 @@ void gw_access_log(struct gw_conn *c, struct gw_req *r)
         gw_buf_append(b, "]", 1);
     }
     str_field(b, ",\"consumer\":", r->consumer_id);
+    if (debug)
+        gw_admin_debug_fields(b, c, r);
     gw_buf_appends(b, "}\n");
     if (gw_buf_pending(b) >= FLUSH_AT)
         gw_access_log_flush();

@@ -1,5 +1,6 @@
-/* The command line: luagate run | check | version | help. Every option of
- * `run` has a LUAGATE_* environment variable; the command line wins. */
+/* The command line: luagate run | check | reload | health | config diff |
+ * version | help. Every option of `run` has a LUAGATE_* environment
+ * variable; the command line wins. */
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gw/admin_cli.h"
 #include "gw/config.h"
 #include "gw/log.h"
 #include "gw/master.h"
@@ -25,6 +27,13 @@ static const char usage[] =
     "  run       start the gateway (master and workers) in the foreground\n"
     "  check     validate a configuration file and exit: 0 when valid, 1 with\n"
     "            one error per line (FILE:LINE: path: message) otherwise\n"
+    "  reload    [--pid FILE] send SIGHUP to the running master (its pid file):\n"
+    "            exit 0, or 1 with the reason\n"
+    "  health    [--admin ADDR:PORT] [--admin-token T] GET /status: exit 0 when it\n"
+    "            answers with workers > 0, 1 otherwise (container health checks)\n"
+    "  config diff -c FILE [--admin ADDR:PORT] [--admin-token T] [--plugins-dir DIR]\n"
+    "            compare FILE with the running configuration (GET /config) by\n"
+    "            entity: exit 0 when equal, 1 when different, 2 on error\n"
     "  version   print the version\n"
     "  help      print this text\n"
     "\n"
@@ -43,6 +52,10 @@ static const char usage[] =
     "                                 (default notice)                LUAGATE_LOG_LEVEL\n"
     "  --error-log PATH|stderr        error log (default stderr)      LUAGATE_ERROR_LOG\n"
     "  --access-log PATH|stdout|off   JSON access log (default stdout) LUAGATE_ACCESS_LOG\n"
+    "  --admin-token TOKEN            token the admin API asks for (Authorization:\n"
+    "                                 Bearer TOKEN or Kong-Admin-Token: TOKEN); required\n"
+    "                                 when --admin-listen is not a loopback address\n"
+    "                                                                 LUAGATE_ADMIN_TOKEN\n"
     "  --pid FILE                     write the master's pid          LUAGATE_PID\n"
     "  --client-header-timeout MS     time to receive a request head (default 60000)\n"
     "                                                                 LUAGATE_CLIENT_HEADER_TIMEOUT\n"
@@ -71,7 +84,9 @@ static const char usage[] =
     "  -h, --help                     this text\n"
     "\n"
     "signals (to the master): HUP reloads the configuration (an invalid one is refused\n"
-    "and the running one stays), TERM/INT stop gracefully, QUIT stops at once.\n";
+    "and the running one stays), TERM/INT stop gracefully, QUIT stops at once.\n"
+    "The admin API (POST /config, GET /config, entities, debug switches) is described\n"
+    "in docs/admin-api.md; running in production in docs/operations.md.\n";
 
 enum {
     O_LISTEN = 256,
@@ -93,6 +108,7 @@ enum {
     O_UP_KA_TO,
     O_SHDICT,
     O_DNS,
+    O_ADMIN_TOKEN,
 };
 
 static const struct option options[] = {
@@ -116,6 +132,7 @@ static const struct option options[] = {
     {"upstream-keepalive-timeout", required_argument, NULL, O_UP_KA_TO},
     {"shared-dict", required_argument, NULL, O_SHDICT},
     {"dns-resolver", required_argument, NULL, O_DNS},
+    {"admin-token", required_argument, NULL, O_ADMIN_TOKEN},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -144,6 +161,7 @@ static const struct {
     {O_UP_KA_TO, "LUAGATE_UPSTREAM_KEEPALIVE_TIMEOUT"},
     {O_SHDICT, "LUAGATE_SHARED_DICTS"},
     {O_DNS, "LUAGATE_DNS_RESOLVER"},
+    {O_ADMIN_TOKEN, "LUAGATE_ADMIN_TOKEN"},
 };
 
 /* The listeners given by flags replace those given by environment, which
@@ -336,6 +354,9 @@ static int apply(int opt, const char *v, int from_cli)
     case O_ACCLOG:
         gw_settings.access_log = v;
         return 0;
+    case O_ADMIN_TOKEN:
+        gw_settings.admin_token = *v ? v : NULL;
+        return 0;
     case O_PID:
         gw_settings.pid_file = v;
         return 0;
@@ -484,8 +505,22 @@ static int load_options(int argc, char **argv)
     for (int i = 0; i < nproxy_specs; i++)
         if (parse_listen(proxy_specs[i], 0) != 0)
             return -1;
-    if (strcmp(admin_spec, "off") != 0 && parse_listen(admin_spec, 1) != 0)
-        return -1;
+    if (strcmp(admin_spec, "off") != 0) {
+        if (parse_listen(admin_spec, 1) != 0)
+            return -1;
+        /* an admin API others can reach must ask for a token */
+        const struct gw_listen *l = &gw_settings.listen[gw_settings.nlisten - 1];
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&l->addr;
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&l->addr;
+        int loopback = l->addr.ss_family == AF_INET
+                           ? (ntohl(s4->sin_addr.s_addr) >> 24) == 127
+                           : IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+        if (!loopback && gw_settings.admin_token == NULL)
+            return fail("the admin API would listen on %s, which is not a loopback address: "
+                        "set a token with --admin-token TOKEN (or LUAGATE_ADMIN_TOKEN), or "
+                        "listen on 127.0.0.1",
+                        l->text);
+    }
     if (gw_settings.config_path == NULL) {
         fprintf(stderr, "luagate: no configuration file: use -c FILE (or LUAGATE_CONFIG)\n");
         return -1;
@@ -528,6 +563,11 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;
+    }
+    if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "health") == 0 ||
+        strcmp(cmd, "config") == 0) {
+        defaults();
+        return gw_admin_cli(argc, argv);
     }
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
         fprintf(stderr, "luagate: unknown command '%s'\n\n%s", cmd, usage);

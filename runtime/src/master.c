@@ -3,7 +3,10 @@
  * same socket and no queued connection is lost), forks the workers and
  * supervises them. It runs no event loop: it waits for signals with
  * sigtimedwait(). SIGHUP reloads, SIGTERM/SIGINT drain and stop, SIGQUIT
- * stops at once, SIGCHLD restarts a worker that died. */
+ * stops at once, SIGCHLD restarts a worker that died. SIGUSR1 from a worker
+ * says it wrote on its report pipe: "apply <path>" (POST /config), a config
+ * the master validates and distributes as a reload, answering the worker
+ * "applied <hash>" or "apply-failed <reason>". */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gw/admin.h"
 #include "gw/config.h"
 #include "gw/log.h"
 #include "gw/master.h"
@@ -32,6 +36,9 @@
 struct slot {
     pid_t pid;
     int ctl;             /* write end of the worker's pipe */
+    int report;          /* read end of the worker's report pipe */
+    char report_buf[1024];
+    size_t report_len;
     double started;      /* when it was forked */
     int quick_deaths;    /* consecutive deaths within a second of starting */
     double respawn_at;   /* 0: not waiting */
@@ -42,6 +49,7 @@ static struct slot slots[GW_MAX_WORKERS];
 static char rundir[64];
 static char snapshot[256];
 static int snapshot_gen;
+static char kept[3][256]; /* the last snapshots: a starting worker may still read one */
 
 static double now(void)
 {
@@ -93,7 +101,7 @@ static int take_snapshot(const char *path, char *out, size_t outlen)
 
 /* Validates a snapshot with the master's own Lua state, exactly as workers
  * will load it. Prints errors to the error log. */
-static int validate(const char *path, int to_stderr)
+static int validate(const char *path, int to_stderr, char *hash, char *why, size_t whylen)
 {
     lua_State *L = gw_lua_new();
     if (L == NULL)
@@ -106,10 +114,18 @@ static int validate(const char *path, int to_stderr)
         else
             gw_log(GW_LOG_ERR, "invalid configuration, keeping the running one:\n%s",
                    errs ? errs : "");
+        if (why) {
+            snprintf(why, whylen, "%s", errs ? errs : "invalid configuration");
+            for (char *q = why; *q; q++)
+                if (*q == '\n')
+                    *q = ' ';
+        }
         free(errs);
         lua_close(L);
         return -1;
     }
+    if (hash)
+        snprintf(hash, 65, "%s", cf->hash);
     gw_config_release(&cf);
     lua_close(L);
     return 0;
@@ -152,9 +168,15 @@ static int bind_all(void)
 
 static int spawn(int id)
 {
-    int p[2];
+    int p[2], rp[2];
     if (pipe2(p, O_CLOEXEC) == -1) {
         gw_log(GW_LOG_ALERT, "pipe2() failed: %s", strerror(errno));
+        return -1;
+    }
+    if (pipe2(rp, O_CLOEXEC) == -1) {
+        gw_log(GW_LOG_ALERT, "pipe2() failed: %s", strerror(errno));
+        close(p[0]);
+        close(p[1]);
         return -1;
     }
     pid_t pid = fork();
@@ -162,10 +184,13 @@ static int spawn(int id)
         gw_log(GW_LOG_ALERT, "fork() failed: %s", strerror(errno));
         close(p[0]);
         close(p[1]);
+        close(rp[0]);
+        close(rp[1]);
         return -1;
     }
     if (pid == 0) {
         close(p[1]);
+        close(rp[0]);
         for (int w = 0; w < gw_settings.workers; w++) {
             if (w == id)
                 continue;
@@ -173,10 +198,16 @@ static int spawn(int id)
                 close(listen_fds[w][i]);
             if (slots[w].ctl > 0)
                 close(slots[w].ctl);
+            if (slots[w].report > 0)
+                close(slots[w].report);
         }
-        gw_worker_main(id, listen_fds[id], p[0], snapshot);
+        gw_worker_main(id, listen_fds[id], p[0], rp[1], snapshot);
     }
     close(p[0]);
+    close(rp[1]);
+    fcntl(rp[0], F_SETFL, O_NONBLOCK);
+    slots[id].report = rp[0];
+    slots[id].report_len = 0;
     fcntl(p[1], F_SETFL, O_NONBLOCK);
     slots[id].pid = pid;
     slots[id].ctl = p[1];
@@ -186,40 +217,106 @@ static int spawn(int id)
     return 0;
 }
 
-static void reload(void)
+/* Makes path the running snapshot and tells every worker to load it. */
+static void distribute(const char *path)
 {
-    char path[256];
-    if (take_snapshot(gw_settings.config_path, path, sizeof(path)) != 0)
-        return;
-    if (validate(path, 0) != 0) {
-        unlink(path);
-        return;
-    }
-    char old[256];
-    snprintf(old, sizeof(old), "%s", snapshot);
     snprintf(snapshot, sizeof(snapshot), "%s", path);
     char line[300];
     int n = snprintf(line, sizeof(line), "reload %s\n", snapshot);
     for (int i = 0; i < gw_settings.workers; i++)
         if (slots[i].pid > 0 && write(slots[i].ctl, line, (size_t)n) != n)
             gw_log(GW_LOG_ERR, "could not signal worker %d to reload: %s", i, strerror(errno));
-    gw_log(GW_LOG_NOTICE, "configuration reloaded from %s", gw_settings.config_path);
     /* workers read the new snapshot at once; the one before it may still be in
      * use by a worker that is starting: drop the one before that */
-    (void)old;
-    char older[300];
-    snprintf(older, sizeof(older), "%s/config-%d%s", rundir, snapshot_gen - 2,
-             ext_of(gw_settings.config_path));
-    unlink(older);
+    if (kept[0][0])
+        unlink(kept[0]);
+    memmove(kept[0], kept[1], sizeof(kept[0]) * 2);
+    snprintf(kept[2], sizeof(kept[2]), "%s", snapshot);
+}
+
+static void reload(void)
+{
+    char path[256];
+    if (take_snapshot(gw_settings.config_path, path, sizeof(path)) != 0)
+        return;
+    if (validate(path, 0, NULL, NULL, 0) != 0) {
+        unlink(path);
+        return;
+    }
+    distribute(path);
+    gw_log(GW_LOG_NOTICE, "configuration reloaded from %s", gw_settings.config_path);
+}
+
+/* POST /config from worker id: the worker validated the file at path and
+ * waits for "applied <hash>" or "apply-failed <reason>" on its pipe. */
+static void apply(int id, const char *path)
+{
+    char snap[256], hash[65] = "", why[2048] = "";
+    char answer[2200];
+    int n;
+    size_t rl = strlen(rundir);
+    /* only files a worker wrote in our run directory */
+    if (strncmp(path, rundir, rl) != 0 || path[rl] != '/' || strstr(path, "/..") ||
+        strchr(path + rl + 1, '/')) {
+        gw_log(GW_LOG_ERR, "worker %d asked to apply \"%s\", outside the run directory", id,
+               path);
+        return;
+    }
+    if (take_snapshot(path, snap, sizeof(snap)) != 0) {
+        unlink(path);
+        n = snprintf(answer, sizeof(answer), "apply-failed could not store the configuration\n");
+    } else if (validate(snap, 0, hash, why, sizeof(why)) != 0) {
+        unlink(path);
+        unlink(snap);
+        n = snprintf(answer, sizeof(answer), "apply-failed %s\n", why);
+    } else {
+        unlink(path);
+        distribute(snap);
+        gw_log(GW_LOG_NOTICE, "configuration %s applied from the admin API (POST /config)", hash);
+        n = snprintf(answer, sizeof(answer), "applied %s\n", hash);
+    }
+    if (n >= (int)sizeof(answer))
+        n = (int)sizeof(answer) - 1, answer[n - 1] = '\n';
+    if (slots[id].pid > 0 && write(slots[id].ctl, answer, (size_t)n) != n)
+        gw_log(GW_LOG_ERR, "could not answer worker %d: %s", id, strerror(errno));
+}
+
+/* Reads what workers wrote on their report pipes. */
+static void read_reports(void)
+{
+    for (int i = 0; i < gw_settings.workers; i++) {
+        struct slot *s = &slots[i];
+        if (s->pid <= 0 || s->report <= 0)
+            continue;
+        for (;;) {
+            ssize_t n = read(s->report, s->report_buf + s->report_len,
+                             sizeof(s->report_buf) - 1 - s->report_len);
+            if (n <= 0)
+                break;
+            s->report_len += (size_t)n;
+            s->report_buf[s->report_len] = '\0';
+            char *line = s->report_buf, *nl;
+            while ((nl = strchr(line, '\n')) != NULL) {
+                *nl = '\0';
+                if (strncmp(line, "apply ", 6) == 0)
+                    apply(i, line + 6);
+                line = nl + 1;
+            }
+            s->report_len = strlen(line);
+            memmove(s->report_buf, line, s->report_len);
+            if (s->report_len == sizeof(s->report_buf) - 1)
+                s->report_len = 0; /* a line too long: drop it */
+        }
+    }
 }
 
 static void cleanup(void)
 {
-    char p[300];
-    for (int g = snapshot_gen - 2; g <= snapshot_gen; g++) {
-        snprintf(p, sizeof(p), "%s/config-%d%s", rundir, g, ext_of(gw_settings.config_path));
-        unlink(p);
-    }
+    for (int i = 0; i < 3; i++)
+        if (kept[i][0])
+            unlink(kept[i]);
+    if (snapshot[0])
+        unlink(snapshot);
     rmdir(rundir);
     if (gw_settings.pid_file)
         unlink(gw_settings.pid_file);
@@ -245,6 +342,9 @@ static void reap(int stopping)
             slots[i].pid = 0;
             close(slots[i].ctl);
             slots[i].ctl = -1;
+            if (slots[i].report > 0)
+                close(slots[i].report);
+            slots[i].report = -1;
             gw_stats->w[i].pid = 0;
             gw_stats->w[i].active = 0;
             if (stopping)
@@ -279,7 +379,7 @@ int gw_master_run(void)
         return 1;
     }
     if (take_snapshot(gw_settings.config_path, snapshot, sizeof(snapshot)) != 0 ||
-        validate(snapshot, 1) != 0) {
+        validate(snapshot, 1, NULL, NULL, 0) != 0) {
         cleanup();
         return 1;
     }
@@ -290,7 +390,9 @@ int gw_master_run(void)
             cleanup();
             return 1;
         }
+    snprintf(kept[2], sizeof(kept[2]), "%s", snapshot);
     if (gw_stats_init(gw_settings.workers) != 0 || gw_health_init(8192) != 0 ||
+        gw_admin_shm_init() != 0 ||
         gw_metrics_init(gw_settings.workers, 4096) != 0 || bind_all() != 0) {
         cleanup();
         return 1;
@@ -313,6 +415,7 @@ int gw_master_run(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -357,6 +460,8 @@ int gw_master_run(void)
             return 0;
         }
         reap(stopping);
+        if (!stopping)
+            read_reports(); /* SIGUSR1, or a signal lost: every 200 ms anyway */
         if (stopping) {
             if (alive_count() == 0)
                 break;

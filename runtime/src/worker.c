@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "gw/accesslog.h"
+#include "gw/admin.h"
 #include "gw/buf.h"
 #include "gw/config.h"
 #include "gw/conn.h"
@@ -48,6 +49,7 @@ static void reload(const char *path)
     worker.config = cf;
     gw_config_release(&old); /* freed when its last request ends */
     worker.stats->reloads++;
+    gw_admin_config_loaded();
     snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s", cf->hash);
     gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu)", cf->hash,
            (unsigned long long)cf->generation);
@@ -93,6 +95,10 @@ static void ctl_cb(struct ev_loop *loop, ev_io *w, int revents)
         const char *line = b->data + b->off;
         if (strncmp(line, "reload ", 7) == 0)
             reload(line + 7);
+        else if (strncmp(line, "applied ", 8) == 0) /* POST /config: the master's answer */
+            gw_admin_applied(1, line + 8);
+        else if (strncmp(line, "apply-failed ", 13) == 0)
+            gw_admin_applied(0, line + 13);
         gw_buf_consume(b, (size_t)(nl - line) + 1);
         if (b->len == 0)
             break;
@@ -119,7 +125,8 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         gw_access_log_flush();
 }
 
-void gw_worker_main(int id, const int *listen_fds, int ctl_fd, const char *config_path)
+void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
+                    const char *config_path)
 {
     char role[32];
     snprintf(role, sizeof(role), "worker %d", id);
@@ -173,6 +180,14 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, const char *confi
         ev_io_start(worker.loop, &worker.lio[i]);
     }
     worker.ctl_fd = ctl_fd;
+    {
+        char dir[256];
+        snprintf(dir, sizeof(dir), "%s", config_path);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        gw_admin_worker_init(slash ? dir : ".", report_fd);
+    }
     ev_io_init(&worker.ctl, ctl_cb, ctl_fd, EV_READ);
     ev_io_start(worker.loop, &worker.ctl);
     ev_signal_init(&worker.sigterm, sig_cb, SIGTERM);

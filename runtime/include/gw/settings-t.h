@@ -30,6 +30,7 @@ struct gw_settings {
     const char *access_log; /* path, "stdout" or "off" */
     const char *error_log;  /* path or "stderr" */
     const char *pid_file;   /* NULL: none */
+    const char *admin_token; /* NULL: the admin API asks for none */
     /* limits, in milliseconds or bytes */
     int client_header_timeout;
     int client_body_timeout;

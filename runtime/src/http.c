@@ -49,7 +49,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     struct gw_head_ctx *x = CTX(p);
     struct gw_head *h = x->head;
     if (h == NULL || h->complete) { /* trailers: not part of the head */
-        x->trailer_named = 1;
+        if (len > 0) /* llhttp calls this with no bytes for an empty name */
+            x->trailer_named = 1;
         return bad_trailer(p, at, len, 0);
     }
     if (!h->parsing_value) {

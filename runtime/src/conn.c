@@ -477,6 +477,7 @@ static void conn_route(struct gw_conn *c)
     r->has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     c->state = GW_C_PROXY;
 
+    int te_seen = 0; /* a Transfer-Encoding header, even an empty one */
     for (int i = 0; i < r->head.nhdr; i++) {
         const struct gw_hdr *h = &r->head.hdr[i];
         const char *name = c->in.data + h->name;
@@ -497,6 +498,8 @@ static void conn_route(struct gw_conn *c)
                 return;
             }
             r->host_hdr = i;
+        } else if (GW_NAME_IS(name, h->name_len, "transfer-encoding")) {
+            te_seen = 1;
         } else if (GW_NAME_IS(name, h->name_len, "expect")) {
             r->expect_continue = gw_http_has_token(c->in.data + h->value, h->value_len,
                                                    "100-continue");
@@ -506,8 +509,10 @@ static void conn_route(struct gw_conn *c)
         gw_conn_error(c, 400, "Bad request: invalid HTTP version");
         return;
     }
-    /* llhttp checks this after on_headers_complete, which pauses first */
-    if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED)) {
+    /* llhttp checks this after on_headers_complete, which pauses first; an
+     * empty Transfer-Encoding sets no flag there, and would go upstream
+     * beside a Content-Length */
+    if ((te_seen || (p->flags & F_TRANSFER_ENCODING)) && !(p->flags & F_CHUNKED)) {
         gw_conn_error(c, 400, "Bad request: invalid Transfer-Encoding");
         return;
     }

@@ -140,6 +140,9 @@ describe("errors", function()
       { "whitespace before a trailer's colon",
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
         "0\r\nX-T : a\r\n\r\n", 400 },
+      { "an empty Transfer-Encoding beside a Content-Length",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\nContent-Length: 4\r\n\r\nbody",
+        400 },
       { "a trailer with an empty name",
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
         "0\r\n: a\r\n\r\n", 400 },

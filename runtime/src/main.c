@@ -56,6 +56,9 @@ static const char usage[] =
     "                                 Bearer TOKEN or Kong-Admin-Token: TOKEN); required\n"
     "                                 when --admin-listen is not a loopback address\n"
     "                                                                 LUAGATE_ADMIN_TOKEN\n"
+    "  --metrics on|off               per-request Prometheus series (requests, latency,\n"
+    "                                 bytes by service and route; default on)\n"
+    "                                                                 LUAGATE_METRICS\n"
     "  --pid FILE                     write the master's pid          LUAGATE_PID\n"
     "  --client-header-timeout MS     time to receive a request head (default 60000)\n"
     "                                                                 LUAGATE_CLIENT_HEADER_TIMEOUT\n"
@@ -109,6 +112,7 @@ enum {
     O_SHDICT,
     O_DNS,
     O_ADMIN_TOKEN,
+    O_METRICS,
 };
 
 static const struct option options[] = {
@@ -133,6 +137,7 @@ static const struct option options[] = {
     {"shared-dict", required_argument, NULL, O_SHDICT},
     {"dns-resolver", required_argument, NULL, O_DNS},
     {"admin-token", required_argument, NULL, O_ADMIN_TOKEN},
+    {"metrics", required_argument, NULL, O_METRICS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -162,6 +167,7 @@ static const struct {
     {O_SHDICT, "LUAGATE_SHARED_DICTS"},
     {O_DNS, "LUAGATE_DNS_RESOLVER"},
     {O_ADMIN_TOKEN, "LUAGATE_ADMIN_TOKEN"},
+    {O_METRICS, "LUAGATE_METRICS"},
 };
 
 /* The listeners given by flags replace those given by environment, which
@@ -353,6 +359,14 @@ static int apply(int opt, const char *v, int from_cli)
         return 0;
     case O_ACCLOG:
         gw_settings.access_log = v;
+        return 0;
+    case O_METRICS:
+        if (strcmp(v, "on") == 0)
+            gw_settings.metrics_off = 0;
+        else if (strcmp(v, "off") == 0)
+            gw_settings.metrics_off = 1;
+        else
+            return fail("--metrics takes on or off, not '%s'", v);
         return 0;
     case O_ADMIN_TOKEN:
         gw_settings.admin_token = *v ? v : NULL;

@@ -13,6 +13,7 @@
 #include "gw/http.h"
 #include "gw/log.h"
 #include "gw/metrics.h"
+#include "gw/settings-t.h"
 #include "gw/shdict.h"
 #include "gw/stats.h"
 #include "gw/worker-t.h"
@@ -95,7 +96,7 @@ static void observe(struct gw_mslot *s, int which, double ms)
 
 void gw_metrics_request(struct gw_conn *c, struct gw_req *r)
 {
-    if (base == NULL || gw_worker == NULL || c->listen->admin)
+    if (base == NULL || gw_worker == NULL || c->listen->admin || gw_settings.metrics_off)
         return;
     int status = r->status;
     int cls = status >= 100 && status < 600 ? status / 100 : 0;

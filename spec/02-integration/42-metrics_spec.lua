@@ -84,3 +84,38 @@ describe("metrics", function()
     assert.matches('kong_data_plane_config_hash{hash="%x+"} 1', body)
   end)
 end)
+
+describe("metrics with --metrics off", function()
+  local mock, gw
+
+  lazy_setup(function()
+    mock = helpers.mock_upstream()
+    gw = assert(helpers.start_luagate({
+      workers = 1,
+      args = { "--metrics", "off" },
+      config = {
+        _format_version = "3.0",
+        services = {
+          { name = "api", url = fmt("http://127.0.0.1:%d", mock.port),
+            routes = { { name = "echo", paths = { "/echo" } } } },
+        },
+      },
+    }))
+  end)
+
+  lazy_teardown(function()
+    if gw then helpers.stop_luagate(gw) end
+    if mock then mock.stop() end
+  end)
+
+  it("keeps no per-request series, and still serves the node's gauges", function()
+    for _ = 1, 3 do
+      assert.equal(200, helpers.request_once(gw.proxy_port, { path = "/echo/x" }).status)
+    end
+    local body = scrape(gw)
+    assert.is_nil(body:find("kong_http_requests_total{", 1, true))
+    assert.is_nil(body:find('kong_request_latency_ms_count{service="api"}', 1, true))
+    assert.equal(1, value(body, "luagate_workers"))
+    assert.is_true(value(body, "kong_nginx_requests_total") >= 3)
+  end)
+end)

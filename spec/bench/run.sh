@@ -12,7 +12,8 @@
 # 3. memory: worker RSS per idle keepalive connection, 10,000 connections.
 #
 # Environment: ROUNDS (3), DURATION (10s), CONNS (50), IDLE_CONNS (10000),
-# SKIP_WRK=1, SKIP_CALLGRIND=1, SKIP_RSS=1.
+# SKIP_WRK=1, SKIP_CALLGRIND=1, SKIP_RSS=1; per section: SKIP_PLUGIN (2b),
+# SKIP_LB (2c), SKIP_METRICS (2e), SKIP_PLUGINS_BENCH (2d), SKIP_SWAP.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -205,15 +206,18 @@ start_upstream() {
   PIDS+=("$STARTED_PID")
   wait_port "$UP_PORT" 10
 }
+# LG_LISTEN (a port, default $LG_PORT) and LG_EXTRA (more flags) vary it.
 start_luagate() {
-  $1 "$LUAGATE" run -c "$DIR/luagate.yml" --listen "127.0.0.1:$LG_PORT" \
+  local port=${LG_LISTEN:-$LG_PORT}
+  # shellcheck disable=SC2086
+  $1 "$LUAGATE" run -c "$DIR/luagate.yml" --listen "127.0.0.1:$port" \
     --admin-listen off --workers 1 --access-log off \
-    --plugins-dir "$BENCH/plugins" \
+    --plugins-dir "$BENCH/plugins" ${LG_EXTRA:-} \
     --error-log "$DIR/luagate-error.log" --log-level error \
     >>"$DIR/luagate.out" 2>&1 &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
-  wait_port "$LG_PORT" "${2:-15}"
+  wait_port "$port" "${2:-15}"
 }
 start_nginx() {
   $1 "$NGINX" -p "$DIR/proxy" -c "$DIR/proxy/nginx.conf" \
@@ -404,6 +408,44 @@ if [ -z "${SKIP_LB:-}" ]; then
     echo "event-loop instructions per request: 10 targets $per"
     add_summary "loop instructions/request, 10 targets" "$per" "-" \
       "$(awk -v a="$per" -v b="${base:-0}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+  fi
+fi
+
+# ------------------------------------------- 2e. metrics on vs --metrics off
+# Two luagate processes on two ports, the plain route, wrk rounds
+# interleaved; then event-loop instructions per request of each.
+if [ -z "${SKIP_METRICS:-}" ]; then
+  MOFF_PORT=$(free_port)
+  start_luagate "" || exit 1
+  MON_PID=$STARTED_PID
+  LG_LISTEN=$MOFF_PORT LG_EXTRA="--metrics off" start_luagate "" || exit 1
+  MOFF_PID=$STARTED_PID
+  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/" >/dev/null
+  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$MOFF_PORT/" >/dev/null
+  echo
+  echo "== metrics on vs --metrics off, luagate, plain route"
+  printf '%-6s %14s %14s %8s\n' round "on r/s" "off r/s" ratio
+  : >"$DIR/metrics.txt"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    read -r onr _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$LG_PORT/" | parse_wrk)
+    read -r offr _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$MOFF_PORT/" | parse_wrk)
+    ratio=$(awk -v a="$onr" -v b="$offr" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
+    printf '%-6s %14s %14s %8s\n' "$r" "$onr" "$offr" "$ratio"
+    echo "$ratio" >>"$DIR/metrics.txt"
+  done
+  m_mratio=$(median <"$DIR/metrics.txt")
+  echo "median metrics-on/metrics-off ratio: $m_mratio"
+  stop_pid "$MON_PID" TERM 10
+  stop_pid "$MOFF_PID" TERM 10
+  add_summary "metrics on / off (r/s ratio)" "$m_mratio" "-" "-"
+  if [ -z "${SKIP_CALLGRIND:-}" ]; then
+    mon=$(callgrind_loop / 2000)
+    moff=$(LG_EXTRA="--metrics off" callgrind_loop / 2000)
+    echo "event-loop instructions per request: metrics on $mon, off $moff"
+    add_summary "loop instructions/request, metrics on/off" "$mon" "$moff" \
+      "$(awk -v a="$mon" -v b="$moff" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')"
   fi
 fi
 

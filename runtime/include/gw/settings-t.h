@@ -31,6 +31,7 @@ struct gw_settings {
     const char *error_log;  /* path or "stderr" */
     const char *pid_file;   /* NULL: none */
     const char *admin_token; /* NULL: the admin API asks for none */
+    int metrics_off; /* --metrics off: no per-request series */
     /* limits, in milliseconds or bytes */
     int client_header_timeout;
     int client_body_timeout;

@@ -58,8 +58,64 @@ static int point_cmp(const void *a, const void *b)
 /* Points per target in proportion to its weight; each point's hash depends
  * only on the target's name and its number, so adding or removing a target
  * leaves every other point where it was. */
+static int gcd(int a, int b)
+{
+    while (b) {
+        int t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* The first try when every target is healthy (the common case) needs no
+ * scan: the candidates (first_ok) are known at config load and, for
+ * round-robin, so is the smooth weighted order over them (one cycle of at
+ * most 4,096 picks; longer cycles keep the scan). */
+static int build_first(struct gw_balancer *b)
+{
+    int nt = b->ntargets > GW_MAX_TRIES ? GW_MAX_TRIES : b->ntargets;
+    int tier = 1 << 30, g = 0, len = 0;
+    for (int i = 0; i < nt; i++)
+        if (b->targets[i].weight > 0 && b->targets[i].priority < tier)
+            tier = b->targets[i].priority;
+    b->first_ok = 0;
+    for (int i = 0; i < nt; i++)
+        if (b->targets[i].weight > 0 && b->targets[i].priority == tier) {
+            b->first_ok |= 1u << i;
+            g = gcd(g, b->targets[i].weight);
+        }
+    if (b->algo != GW_ALGO_RR || b->first_ok == 0)
+        return 0;
+    for (int i = 0; i < nt; i++)
+        if (b->first_ok & (1u << i))
+            len += b->targets[i].weight / g;
+    if (len > 4096)
+        return 0;
+    b->sched = malloc((size_t)len * sizeof(*b->sched));
+    if (b->sched == NULL)
+        return -1;
+    int cw[GW_MAX_TRIES] = {0};
+    for (int k = 0; k < len; k++) {
+        int pick = -1;
+        for (int i = 0; i < nt; i++) {
+            if (!(b->first_ok & (1u << i)))
+                continue;
+            cw[i] += b->targets[i].weight / g;
+            if (pick < 0 || cw[i] > cw[pick])
+                pick = i;
+        }
+        cw[pick] -= len;
+        b->sched[k] = (uint16_t)pick;
+    }
+    b->nsched = len;
+    return 0;
+}
+
 int gw_balancer_build(struct gw_balancer *b)
 {
+    if (build_first(b) != 0)
+        return -1;
     if (b->algo != GW_ALGO_HASH)
         return 0;
     int total = 0;
@@ -106,6 +162,7 @@ void gw_balancer_free(struct gw_balancer *b)
     free(b->targets);
     free(b->ring);
     free(b->ring_target);
+    free(b->sched);
     free(b->name);
     free(b->hash_on_name);
     free(b->hash_fallback_name);
@@ -233,6 +290,15 @@ int gw_balancer_pick(struct gw_balancer *b, struct gw_conn *c, uint32_t tried, i
     int probe_of = -1;
     *probe = 0;
     uint32_t fast = all_healthy_mask(b, nt);
+    if (fast && tried == 0) { /* a first try, every target healthy */
+        if (b->nsched) {
+            int k = b->sched_pos;
+            b->sched_pos = k + 1 == b->nsched ? 0 : k + 1;
+            return b->sched[k];
+        }
+        ok = b->first_ok;
+        goto pick;
+    }
     if (fast) {
         ok = fast & ~tried;
         if (ok == 0)
@@ -274,6 +340,7 @@ tiers:
     if (probe_of >= 0) /* the probe's tier lost: give the probe back */
         __atomic_store_n(&b->targets[probe_of].health->probing, 0, __ATOMIC_RELEASE);
 
+pick:;
     int pick = -1;
     switch (b->algo) {
     case GW_ALGO_HASH: {

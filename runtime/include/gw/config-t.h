@@ -67,6 +67,10 @@ struct gw_balancer {
     uint64_t health_seen;    /* gw_health_version when healthy_mask was computed */
     uint32_t healthy_mask;   /* targets with weight when none is unhealthy, else 0 */
     int health_cached;
+    uint32_t first_ok;       /* targets with weight in the best tier: a first try when all are healthy */
+    uint16_t *sched;         /* round-robin: smooth WRR order over first_ok, precomputed */
+    int nsched;              /* 0: none (too long a cycle), pick by the scan */
+    int sched_pos;
     struct gw_passive passive;
 };
 

@@ -295,7 +295,8 @@ sum_ir() {
 # callgrind_run name starter signal requests -> prints total Ir
 callgrind_run() {
   local name=$1 starter=$2 sig=$3 n=$4 port=$5
-  local out="$DIR/cg-$name-$n"
+  local out="$DIR/cg-$name-$n${CG_RUN:+-$CG_RUN}"
+  rm -rf "$out"
   mkdir -p "$out"
   chmod 777 "$out"
   "$starter" "valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=$out/cg.%p" 120 ||
@@ -308,13 +309,33 @@ callgrind_run() {
   sum_ir "$out"
 }
 
+# callgrind_per_request name starter signal port -> "median min max" of
+# CG_REPEAT (default 3) pairs of runs, each (Ir@2200 - Ir@200) / 2000. One
+# pair is not enough where LuaJIT runs at start-up (luagate's master and
+# worker load the config, nginx+lua its init code): its instruction count
+# moves by several million from one start to the next (hash seeds,
+# addresses, GC and JIT timing), which is thousands per request over 2,000.
+callgrind_per_request() {
+  local name=$1 starter=$2 sig=$3 port=$4 i ir1 ir2
+  local vals=()
+  for ((i = 1; i <= ${CG_REPEAT:-3}; i++)); do
+    ir1=$(CG_RUN=$i callgrind_run "$name" "$starter" "$sig" 200 "$port")
+    ir2=$(CG_RUN=$i callgrind_run "$name" "$starter" "$sig" 2200 "$port")
+    vals+=("$(awk -v a="$ir1" -v b="$ir2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')")
+  done
+  printf '%s\n' "${vals[@]}" | grep -v n/a | sort -n |
+    awk '{a[NR]=$1} END {if (NR==0) {print "n/a n/a n/a"; exit}
+      printf "%d %d %d\n", a[int((NR+1)/2)], a[1], a[NR]}'
+}
+
 # callgrind_loop path n -> instructions per request inside luagate's event
 # loop only (--toggle-collect=ev_run: no start-up, no config load, no
 # master), n sequential keepalive requests to path. For comparing luagate
 # routes with each other; the nginx comparison uses the difference method.
 callgrind_loop() {
   local path=$1 n=$2
-  local out="$DIR/cgl-${path//\//_}"
+  local out="$DIR/cgl-${path//\//_}${LG_EXTRA:+-${LG_EXTRA// /_}}"
+  rm -rf "$out" # one run's files only: the same path is measured in several sections
   mkdir -p "$out"
   chmod 777 "$out"
   start_luagate "valgrind --tool=callgrind --trace-children=yes --collect-atstart=no --toggle-collect=ev_run --callgrind-out-file=$out/cg.%p" 120 ||
@@ -328,17 +349,15 @@ callgrind_loop() {
 
 if [ -z "${SKIP_CALLGRIND:-}" ]; then
   echo
-  echo "== callgrind: instructions per request ((Ir@2200 - Ir@200) / 2000)"
+  echo "== callgrind: instructions per request ((Ir@2200 - Ir@200) / 2000, median of ${CG_REPEAT:-3} pairs)"
   for target in luagate nginx; do
     if [ "$target" = luagate ]; then
       starter=start_luagate sig=TERM port=$LG_PORT
     else
       starter=start_nginx sig=QUIT port=$NG_PORT
     fi
-    ir1=$(callgrind_run "$target" "$starter" "$sig" 200 "$port")
-    ir2=$(callgrind_run "$target" "$starter" "$sig" 2200 "$port")
-    per=$(awk -v a="$ir1" -v b="$ir2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
-    printf '%-8s Ir@200=%s Ir@2200=%s per request=%s\n' "$target" "$ir1" "$ir2" "$per"
+    read -r per lo hi < <(callgrind_per_request "$target" "$starter" "$sig" "$port")
+    printf '%-8s per request: median %s (min %s, max %s)\n' "$target" "$per" "$lo" "$hi"
     eval "IR_$target=\$per"
   done
   add_summary "instructions per request (callgrind)" "$IR_luagate" "$IR_nginx" \
@@ -527,13 +546,11 @@ if [ -z "${SKIP_PLUGINS_BENCH:-}" ]; then
   if [ -z "${SKIP_CALLGRIND:-}" ]; then
     echo
     echo "== callgrind: /auth route against nginx+lua ((Ir@2200 - Ir@200) / 2000)"
-    a1=$(BENCH_HEADER="$H" BENCH_PATH=/auth callgrind_run luagate-auth start_luagate TERM 200 "$LG_PORT")
-    a2=$(BENCH_HEADER="$H" BENCH_PATH=/auth callgrind_run luagate-auth start_luagate TERM 2200 "$LG_PORT")
-    n1=$(BENCH_HEADER="$H" callgrind_run nginx-lua start_nginx_lua QUIT 200 "$NL_PORT")
-    n2=$(BENCH_HEADER="$H" callgrind_run nginx-lua start_nginx_lua QUIT 2200 "$NL_PORT")
-    pa=$(awk -v a="$a1" -v b="$a2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
-    pn=$(awk -v a="$n1" -v b="$n2" 'BEGIN{ if (a>0 && b>a) printf "%d", (b-a)/2000; else print "n/a"}')
-    echo "luagate /auth $pa, nginx+lua $pn instructions per request"
+    read -r pa alo ahi < <(BENCH_HEADER="$H" BENCH_PATH=/auth \
+      callgrind_per_request luagate-auth start_luagate TERM "$LG_PORT")
+    read -r pn nlo nhi < <(BENCH_HEADER="$H" \
+      callgrind_per_request nginx-lua start_nginx_lua QUIT "$NL_PORT")
+    echo "luagate /auth $pa (min $alo, max $ahi), nginx+lua $pn (min $nlo, max $nhi) instructions per request"
     add_summary "instructions/request, auth+rl+rt" "$pa" "$pn" "$(ratio "$pa" "$pn")"
   fi
   kill "$REDIS_PID" 2>/dev/null

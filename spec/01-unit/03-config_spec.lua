@@ -525,5 +525,28 @@ test_credentials:
           .. "'ghost'",
       }, errs)
     end)
+
+    it("refuses a top-level credential or target that names no owner",
+       function()
+      local _, errs = yaml([[
+_format_version: "3.0"
+consumers:
+  - username: u
+    keyauth_credentials:
+      - key: nested
+keyauth_credentials:
+  - key: orphan
+upstreams:
+  - name: up
+    targets:
+      - target: 127.0.0.1:80
+targets:
+  - target: 127.0.0.1:81
+]])
+      assert.same({
+        "t.yml:7: keyauth_credentials[0].consumer: required field missing",
+        "t.yml:13: targets[0].upstream: required field missing",
+      }, errs)
+    end)
   end)
 end)

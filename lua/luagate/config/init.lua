@@ -613,6 +613,14 @@ function Loader:resolve()
     local entry = entities.registry[kind]
     local seen_key, seen_id = {}, {}
     for _, rec in ipairs(self.recs[kind]) do
+      -- a credential (any kind under consumers but plugins) or a target
+      -- given at the top level must name its consumer or upstream
+      local owner = kind ~= "plugins" and (entry.parents.consumers or
+                                           entry.parents.upstreams)
+      if owner and not rec.links[owner] and not rec.refs[owner] then
+        errs.add(child_path(rec.path, owner), "required field missing")
+      end
+
       -- references to other entities
       for field, ref in pairs(rec.refs) do
         local target = self:lookup(ref.target, ref.value)

@@ -535,6 +535,13 @@ static void proxy_connect(struct gw_conn *c)
 void gw_proxy_start(struct gw_conn *c)
 {
     struct gw_req *r = c->req;
+    /* no TLS client yet: never send an https service's request in clear */
+    if (r->service->https) {
+        gw_log(GW_LOG_ERR, "service %s: upstream TLS is not supported yet (request %s)",
+               r->service->name ? r->service->name : r->service->host, r->id);
+        gw_conn_error(c, 502, "upstream TLS is not supported yet");
+        return;
+    }
     if (r->expect_continue && r->has_body && !r->body_done && r->http_minor >= 1)
         gw_buf_appends(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
     proxy_connect(c);

@@ -27,6 +27,9 @@ describe("errors", function()
           { name = "slow", url = fmt("http://127.0.0.1:%d", mock.port),
             read_timeout = 500,
             routes = { { name = "slow", paths = { "/slow" } } } },
+          -- no TLS client yet: such a request must never go out in clear
+          { name = "tls", url = fmt("https://127.0.0.1:%d", mock.port),
+            routes = { { name = "tls", paths = { "/tls" } } } },
         },
       },
       args = {
@@ -97,6 +100,16 @@ describe("errors", function()
       assert.same({}, json)
       client:close()
     end)
+  end)
+
+  it("an https service -> 502, and nothing is sent to it in clear", function()
+    local res = assert(helpers.request_once(gw.proxy_port, {
+      path = "/tls/x", headers = { ["X-Tls-Check"] = "1" } }))
+    local body = assert.res_status(502, res)
+    assert.equal("upstream TLS is not supported yet", helpers.json_decode(body).message)
+    for _, req in ipairs(mock.requests()) do
+      assert.is_nil(req.headers["x-tls-check"])
+    end
   end)
 
   describe("bad requests", function()

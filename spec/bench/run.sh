@@ -364,29 +364,37 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
     "$(awk -v a="$IR_luagate" -v b="$IR_nginx" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
 fi
 
+# interleaved_rounds name "label A" urlA "label B" urlB -> the rounds'
+# table on stdout; the median A/B r/s ratio in $DIR/<name>.median
+interleaved_rounds() {
+  local name=$1 la=$2 ua=$3 lb=$4 ub=$5 r ar br abad ratio
+  wrk -t1 -c"$CONNS" -d2s "$ua" >/dev/null
+  wrk -t1 -c"$CONNS" -d2s "$ub" >/dev/null
+  printf '%-6s %14s %14s %8s\n' round "$la r/s" "$lb r/s" ratio
+  : >"$DIR/$name.txt"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    read -r ar _ abad < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$ua" | parse_wrk)
+    read -r br _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$ub" | parse_wrk)
+    ratio=$(awk -v a="$ar" -v b="$br" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
+    printf '%-6s %14s %14s %8s\n' "$r" "$ar" "$br" "$ratio"
+    [ "${abad:-0}" != 0 ] && echo "  $la: $abad non-2xx responses"
+    echo "$ratio" >>"$DIR/$name.txt"
+  done
+  median <"$DIR/$name.txt" >"$DIR/$name.median"
+  echo "median $la/$lb ratio: $(cat "$DIR/$name.median")"
+}
+
 # ------------------------------------------------- 2b. one plugin vs none
 # The same luagate, route /plugin (bench-header: reads a header, sets an
 # upstream header) against route / (no plugin), wrk rounds interleaved.
 if [ -z "${SKIP_PLUGIN:-}" ]; then
   start_luagate "" || exit 1
   LG_PID=$STARTED_PID
-  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/plugin" >/dev/null
   echo
   echo "== one plugin (read a header, set an upstream header) vs no plugin, luagate"
-  printf '%-6s %14s %14s %8s\n' round "plugin r/s" "no plugin r/s" ratio
-  : >"$DIR/plugin.txt"
-  for ((r = 1; r <= ROUNDS; r++)); do
-    read -r pr _ pbad < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
-      "http://127.0.0.1:$LG_PORT/plugin" | parse_wrk)
-    read -r br _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
-      "http://127.0.0.1:$LG_PORT/" | parse_wrk)
-    ratio=$(awk -v a="$pr" -v b="$br" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
-    printf '%-6s %14s %14s %8s\n' "$r" "$pr" "$br" "$ratio"
-    [ "${pbad:-0}" != 0 ] && echo "  plugin route: $pbad non-2xx responses"
-    echo "$ratio" >>"$DIR/plugin.txt"
-  done
-  m_pratio=$(median <"$DIR/plugin.txt")
-  echo "median plugin/no-plugin ratio: $m_pratio"
+  interleaved_rounds plugin plugin "http://127.0.0.1:$LG_PORT/plugin" \
+    "no plugin" "http://127.0.0.1:$LG_PORT/"
+  m_pratio=$(cat "$DIR/plugin.median")
   stop_pid "$LG_PID" TERM 10
   add_summary "one plugin / no plugin (r/s ratio)" "$m_pratio" "-" "-"
   if [ -z "${SKIP_CALLGRIND:-}" ]; then
@@ -403,23 +411,11 @@ fi
 if [ -z "${SKIP_LB:-}" ]; then
   start_luagate "" || exit 1
   LG_PID=$STARTED_PID
-  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/lb" >/dev/null
   echo
   echo "== balancing over 10 targets (round-robin) vs one target, luagate"
-  printf '%-6s %14s %14s %8s\n' round "10 targets r/s" "1 target r/s" ratio
-  : >"$DIR/lb.txt"
-  for ((r = 1; r <= ROUNDS; r++)); do
-    read -r lr _ lbad < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
-      "http://127.0.0.1:$LG_PORT/lb" | parse_wrk)
-    read -r sr _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
-      "http://127.0.0.1:$LG_PORT/" | parse_wrk)
-    ratio=$(awk -v a="$lr" -v b="$sr" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
-    printf '%-6s %14s %14s %8s\n' "$r" "$lr" "$sr" "$ratio"
-    [ "${lbad:-0}" != 0 ] && echo "  balanced route: $lbad non-2xx responses"
-    echo "$ratio" >>"$DIR/lb.txt"
-  done
-  m_lbratio=$(median <"$DIR/lb.txt")
-  echo "median 10-targets/1-target ratio: $m_lbratio"
+  interleaved_rounds lb "10 targets" "http://127.0.0.1:$LG_PORT/lb" \
+    "1 target" "http://127.0.0.1:$LG_PORT/"
+  m_lbratio=$(cat "$DIR/lb.median")
   stop_pid "$LG_PID" TERM 10
   add_summary "10 targets / 1 target (r/s ratio)" "$m_lbratio" "-" "-"
   if [ -z "${SKIP_CALLGRIND:-}" ]; then
@@ -439,23 +435,11 @@ if [ -z "${SKIP_METRICS:-}" ]; then
   MON_PID=$STARTED_PID
   LG_LISTEN=$MOFF_PORT LG_EXTRA="--metrics off" start_luagate "" || exit 1
   MOFF_PID=$STARTED_PID
-  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/" >/dev/null
-  wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$MOFF_PORT/" >/dev/null
   echo
   echo "== metrics on vs --metrics off, luagate, plain route"
-  printf '%-6s %14s %14s %8s\n' round "on r/s" "off r/s" ratio
-  : >"$DIR/metrics.txt"
-  for ((r = 1; r <= ROUNDS; r++)); do
-    read -r onr _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
-      "http://127.0.0.1:$LG_PORT/" | parse_wrk)
-    read -r offr _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
-      "http://127.0.0.1:$MOFF_PORT/" | parse_wrk)
-    ratio=$(awk -v a="$onr" -v b="$offr" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
-    printf '%-6s %14s %14s %8s\n' "$r" "$onr" "$offr" "$ratio"
-    echo "$ratio" >>"$DIR/metrics.txt"
-  done
-  m_mratio=$(median <"$DIR/metrics.txt")
-  echo "median metrics-on/metrics-off ratio: $m_mratio"
+  interleaved_rounds metrics "metrics on" "http://127.0.0.1:$LG_PORT/" \
+    "metrics off" "http://127.0.0.1:$MOFF_PORT/"
+  m_mratio=$(cat "$DIR/metrics.median")
   stop_pid "$MON_PID" TERM 10
   stop_pid "$MOFF_PID" TERM 10
   add_summary "metrics on / off (r/s ratio)" "$m_mratio" "-" "-"

@@ -13,7 +13,8 @@
 #
 # Environment: ROUNDS (3), DURATION (10s), CONNS (50), IDLE_CONNS (10000),
 # SKIP_WRK=1, SKIP_CALLGRIND=1, SKIP_RSS=1; per section: SKIP_PLUGIN (2b),
-# SKIP_LB (2c), SKIP_METRICS (2e), SKIP_PLUGINS_BENCH (2d), SKIP_SWAP.
+# SKIP_LB (2c), SKIP_METRICS (2e), SKIP_AGG (2f), SKIP_PLUGINS_BENCH (2d),
+# SKIP_SWAP.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -119,6 +120,7 @@ nginx_conf upstream "$UP_PORT" 'return 200 "ok";'
 sed -i "s/listen 127.0.0.1:$UP_PORT;/listen $UP_PORT;/" "$DIR/upstream/nginx.conf"
 REDIS_PORT=$(free_port)
 NL_PORT=$(free_port)
+MOCK_PORT=$(free_port) # the specs' mock upstream (/delay/S), for the aggregator
 # nginx + lua doing what the /auth route does: a key check against a table
 # and a shared-dict counter in access_by_lua, then proxy_pass
 nginx_conf proxylua "$NL_PORT" \
@@ -182,6 +184,23 @@ services:
     plugins:
     - name: proxy-cache
       config: {strategy: memory, content_type: ["text/plain", "application/octet-stream"]}
+- name: mock
+  url: http://127.0.0.1:$MOCK_PORT
+  routes:
+  - name: slowest
+    paths:
+    - /slowest
+    strip_path: true
+  - name: agg
+    paths:
+    - /agg
+    plugins:
+    - name: aggregator
+      config:
+        calls:
+        - {name: a, url: "http://127.0.0.1:$MOCK_PORT/delay/0.05"}
+        - {name: b, url: "http://127.0.0.1:$MOCK_PORT/delay/0.1"}
+        - {name: c, url: "http://127.0.0.1:$MOCK_PORT/delay/0.2"}
 - name: balanced
   host: pool
   routes:
@@ -450,6 +469,38 @@ if [ -z "${SKIP_METRICS:-}" ]; then
     add_summary "loop instructions/request, metrics on/off" "$mon" "$moff" \
       "$(awk -v a="$mon" -v b="$moff" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')"
   fi
+fi
+
+# ------------------------------------------------- 2f. aggregator (BFF)
+# /agg makes 3 calls in parallel to the mock upstream (/delay/0.05, 0.1,
+# 0.2); /slowest proxies /delay/0.2 alone. Median wall time of AGG_N
+# sequential requests each (curl), and the ratio (goal: at most 1.10).
+if [ -z "${SKIP_AGG:-}" ]; then
+  python3 "$ROOT/spec/fixtures/mock_upstream.py" --port "$MOCK_PORT" \
+    >"$DIR/mock.out" 2>&1 &
+  MOCK_PID=$!
+  PIDS+=("$MOCK_PID")
+  wait_port "$MOCK_PORT" 10 || exit 1
+  start_luagate "" || exit 1
+  LG_PID=$STARTED_PID
+  echo
+  echo "== aggregator: 3 parallel calls (50, 100, 200 ms) vs the slowest call alone"
+  agg_median() { # path -> median seconds of AGG_N requests
+    local i t
+    for ((i = 0; i < ${AGG_N:-21}; i++)); do
+      t=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "http://127.0.0.1:$LG_PORT$1")
+      [ "${t%% *}" = 200 ] || { echo "  $1 answered ${t%% *}" >&2; continue; }
+      echo "${t#* }"
+    done | median
+  }
+  agg_median /slowest/delay/0.2 >/dev/null # warm the pools
+  ts=$(agg_median /slowest/delay/0.2)
+  ta=$(agg_median /agg)
+  ar=$(awk -v a="$ta" -v b="$ts" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
+  echo "median: aggregated $ta s, slowest call alone $ts s, ratio $ar"
+  stop_pid "$LG_PID" TERM 10
+  stop_pid "$MOCK_PID" TERM 5
+  add_summary "aggregator (3 calls) / slowest call" "$ar" "-" "-"
 fi
 
 # ------------------------- 2d. key-auth + rate-limiting + request-transformer

@@ -55,9 +55,6 @@ static int point_cmp(const void *a, const void *b)
     return x->hash < y->hash ? -1 : x->hash > y->hash;
 }
 
-/* Points per target in proportion to its weight; each point's hash depends
- * only on the target's name and its number, so adding or removing a target
- * leaves every other point where it was. */
 static int gcd(int a, int b)
 {
     while (b) {
@@ -112,6 +109,10 @@ static int build_first(struct gw_balancer *b)
     return 0;
 }
 
+/* Also, for consistent hashing, points per target in proportion to its
+ * weight; each point's hash depends only on the target's name and its
+ * number, so adding or removing a target leaves every other point where it
+ * was. */
 int gw_balancer_build(struct gw_balancer *b)
 {
     if (build_first(b) != 0)

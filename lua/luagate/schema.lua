@@ -711,53 +711,35 @@ end
 
 local CHECKS = {}
 
-CHECKS.at_least_one_of = function(arg, e)
-  for _, f in ipairs(arg) do
+-- how many of the fields (dotted paths) are set in e
+local function count_set(fields, e)
+  local n = 0
+  for _, f in ipairs(fields) do
     if is_set(get_path(e, f)) then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- a check that counts the set fields of its list: ok(n, #list)
+local function counting_check(ok, msg)
+  return function(arg, e)
+    if ok(count_set(arg, e), #arg) then
       return true
     end
+    return nil, fmt(msg, quote_list(arg))
   end
-  return nil, fmt(MSG.AT_LEAST_ONE_OF, quote_list(arg))
 end
 
-CHECKS.only_one_of = function(arg, e)
-  local n = 0
-  for _, f in ipairs(arg) do
-    if is_set(get_path(e, f)) then
-      n = n + 1
-    end
-  end
-  if n ~= 1 then
-    return nil, fmt(MSG.ONLY_ONE_OF, quote_list(arg))
-  end
-  return true
-end
-
-CHECKS.mutually_required = function(arg, e)
-  local n = 0
-  for _, f in ipairs(arg) do
-    if is_set(get_path(e, f)) then
-      n = n + 1
-    end
-  end
-  if n ~= 0 and n ~= #arg then
-    return nil, fmt(MSG.MUTUALLY_REQUIRED, quote_list(arg))
-  end
-  return true
-end
-
-CHECKS.mutually_exclusive = function(arg, e)
-  local n = 0
-  for _, f in ipairs(arg) do
-    if is_set(get_path(e, f)) then
-      n = n + 1
-    end
-  end
-  if n > 1 then
-    return nil, fmt(MSG.MUTUALLY_EXCLUSIVE, quote_list(arg))
-  end
-  return true
-end
+CHECKS.at_least_one_of = counting_check(function(n) return n > 0 end,
+                                        MSG.AT_LEAST_ONE_OF)
+CHECKS.only_one_of = counting_check(function(n) return n == 1 end,
+                                    MSG.ONLY_ONE_OF)
+CHECKS.mutually_required = counting_check(
+  function(n, total) return n == 0 or n == total end, MSG.MUTUALLY_REQUIRED)
+CHECKS.mutually_exclusive = counting_check(function(n) return n <= 1 end,
+                                           MSG.MUTUALLY_EXCLUSIVE)
 
 CHECKS.distinct = function(arg, e)
   local seen = {}
@@ -786,10 +768,8 @@ CHECKS.conditional_at_least_one_of = function(arg, e)
   else
     return true
   end
-  for _, f in ipairs(list) do
-    if is_set(get_path(e, f)) then
-      return true
-    end
+  if count_set(list, e) > 0 then
+    return true
   end
   return nil, fmt(err_fmt or MSG.AT_LEAST_ONE_OF, quote_list(list))
 end

@@ -276,44 +276,34 @@ end
 _M.validate_path = validate_path
 
 
-local function validate_name(s)
-  if find(s, "^[%w%.%-_~]+$") then
-    return true
+-- a validator accepting the strings that match `pattern` (anchored);
+-- the message is `before .. s .. after`
+local function charset_validator(pattern, before, after)
+  return function(s)
+    if find(s, pattern) then
+      return true
+    end
+    return nil, before .. s .. after
   end
-  return nil, "invalid value '" .. s .. "': it must only contain " ..
-              "alphanumeric and '., -, _, ~' characters"
 end
+
+local validate_name = charset_validator("^[%w%.%-_~]+$", "invalid value '",
+  "': it must only contain alphanumeric and '., -, _, ~' characters")
 _M.validate_name = validate_name
 
+-- letters, digits, '.-_~' and any non-ASCII (UTF-8) byte
+local validate_utf8_name = charset_validator("^[%w%.%-_~\128-\255]+$",
+  "invalid value '", "': the only accepted ascii characters are " ..
+  "alphanumerics or ., -, _, and ~")
 
-local function validate_utf8_name(s)
-  -- letters, digits, '.-_~' and any non-ASCII (UTF-8) byte
-  if find(s, "^[%w%.%-_~\128-\255]+$") then
-    return true
-  end
-  return nil, "invalid value '" .. s .. "': the only accepted ascii " ..
-              "characters are alphanumerics or ., -, _, and ~"
-end
-
-
-local function validate_header_name(s)
-  if find(s, "^[%w_%-]+$") then
-    return true
-  end
-  return nil, "bad header name '" .. s .. "', allowed characters are " ..
-              "A-Z, a-z, 0-9, '_', and '-'"
-end
+local validate_header_name = charset_validator("^[%w_%-]+$",
+  "bad header name '", "', allowed characters are A-Z, a-z, 0-9, '_', and '-'")
 _M.validate_header_name = validate_header_name
 
-
-local function validate_cookie_name(s)
-  -- RFC 6265 token: no CTLs, separators or spaces
-  if find(s, "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$") then
-    return true
-  end
-  return nil, "bad cookie name '" .. s .. "', allowed characters are " ..
-              "A-Z, a-z, 0-9, and !#$%&'*+-.^_`|~"
-end
+-- RFC 6265 token: no CTLs, separators or spaces
+local validate_cookie_name = charset_validator("^[%w!#%$%%&'%*%+%-%.%^_`|~]+$",
+  "bad cookie name '", "', allowed characters are A-Z, a-z, 0-9, and " ..
+  "!#$%&'*+-.^_`|~")
 
 
 local function validate_tag(s)

@@ -246,6 +246,9 @@ start_nginx() {
   wait_port "$NG_PORT" "${2:-15}"
 }
 
+# ratio a b [decimals (2)] -> a/b, or n/a
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN{ if (b>0) printf "%.*f", d, a/b; else print "n/a"}'; }
+
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"; exit}
   if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -285,7 +288,7 @@ if [ -z "${SKIP_WRK:-}" ]; then
       "http://127.0.0.1:$LG_PORT/" | parse_wrk)
     read -r nr np nbad < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
       "http://127.0.0.1:$NG_PORT/" | parse_wrk)
-    ratio=$(awk -v a="$lr" -v b="$nr" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')
+    ratio=$(ratio "$lr" "$nr")
     printf '%-6s %12s %10s %12s %10s %8s\n' "$r" "$lr" "$lp" "$nr" "$np" "$ratio"
     [ "${lbad:-0}" != 0 ] && echo "  luagate: $lbad non-2xx responses"
     [ "${nbad:-0}" != 0 ] && echo "  nginx: $nbad non-2xx responses"
@@ -300,7 +303,7 @@ if [ -z "${SKIP_WRK:-}" ]; then
     "$m_np" "$m_ratio"
   add_summary "requests/s (median of $ROUNDS)" "$m_lr" "$m_nr" "$m_ratio"
   add_summary "p99 latency ms (median)" "$m_lp" "$m_np" \
-    "$(awk -v a="$m_lp" -v b="$m_np" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+    "$(ratio "$m_lp" "$m_np")"
   stop_pid "$LG_PID" TERM 10
   stop_pid "$NG_PID" QUIT 10
 fi
@@ -380,7 +383,7 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
     eval "IR_$target=\$per"
   done
   add_summary "instructions per request (callgrind)" "$IR_luagate" "$IR_nginx" \
-    "$(awk -v a="$IR_luagate" -v b="$IR_nginx" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+    "$(ratio "$IR_luagate" "$IR_nginx")"
 fi
 
 # interleaved_rounds name "label A" urlA "label B" urlB -> the rounds'
@@ -394,7 +397,7 @@ interleaved_rounds() {
   for ((r = 1; r <= ROUNDS; r++)); do
     read -r ar _ abad < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$ua" | parse_wrk)
     read -r br _ _ < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$ub" | parse_wrk)
-    ratio=$(awk -v a="$ar" -v b="$br" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
+    ratio=$(ratio "$ar" "$br" 3)
     printf '%-6s %14s %14s %8s\n' "$r" "$ar" "$br" "$ratio"
     [ "${abad:-0}" != 0 ] && echo "  $la: $abad non-2xx responses"
     echo "$ratio" >>"$DIR/$name.txt"
@@ -421,7 +424,7 @@ if [ -z "${SKIP_PLUGIN:-}" ]; then
     per=$(callgrind_loop /plugin 2000)
     echo "event-loop instructions per request: one plugin $per, no plugin $base"
     add_summary "loop instructions/request, one plugin" "$per" "-" \
-      "$(awk -v a="$per" -v b="$base" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+      "$(ratio "$per" "$base")"
     add_summary "loop instructions/request, no plugin" "$base" "-" "-"
   fi
 fi
@@ -441,7 +444,7 @@ if [ -z "${SKIP_LB:-}" ]; then
     per=$(callgrind_loop /lb 2000)
     echo "event-loop instructions per request: 10 targets $per"
     add_summary "loop instructions/request, 10 targets" "$per" "-" \
-      "$(awk -v a="$per" -v b="${base:-0}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+      "$(ratio "$per" "${base:-0}")"
   fi
 fi
 
@@ -467,7 +470,7 @@ if [ -z "${SKIP_METRICS:-}" ]; then
     moff=$(LG_EXTRA="--metrics off" callgrind_loop / 2000)
     echo "event-loop instructions per request: metrics on $mon, off $moff"
     add_summary "loop instructions/request, metrics on/off" "$mon" "$moff" \
-      "$(awk -v a="$mon" -v b="$moff" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')"
+      "$(ratio "$mon" "$moff" 3)"
   fi
 fi
 
@@ -496,7 +499,7 @@ if [ -z "${SKIP_AGG:-}" ]; then
   agg_median /slowest/delay/0.2 >/dev/null # warm the pools
   ts=$(agg_median /slowest/delay/0.2)
   ta=$(agg_median /agg)
-  ar=$(awk -v a="$ta" -v b="$ts" 'BEGIN{ if (b>0) printf "%.3f", a/b; else print "n/a"}')
+  ar=$(ratio "$ta" "$ts" 3)
   echo "median: aggregated $ta s, slowest call alone $ts s, ratio $ar"
   stop_pid "$LG_PID" TERM 10
   stop_pid "$MOCK_PID" TERM 5
@@ -522,7 +525,6 @@ wrk_rps() { # url [header] -> req/s
     wrk -t1 -c"$CONNS" -d"$DURATION" "$1" | parse_wrk | awk '{print $1}'
   fi
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}'; }
 
 if [ -z "${SKIP_PLUGINS_BENCH:-}" ]; then
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
@@ -630,7 +632,7 @@ if [ -z "${SKIP_RSS:-}" ]; then
   RSS_luagate=$(rss_run luagate start_luagate TERM "$LG_PORT")
   RSS_nginx=$(rss_run nginx start_nginx QUIT "$NG_PORT")
   add_summary "RSS bytes per idle connection" "$RSS_luagate" "$RSS_nginx" \
-    "$(awk -v a="$RSS_luagate" -v b="$RSS_nginx" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')"
+    "$(ratio "$RSS_luagate" "$RSS_nginx")"
 fi
 
 stop_pid "$UP_PID" QUIT 10

@@ -1210,4 +1210,59 @@ local function queryparam(state, args)
 end
 luassert:register("assertion", "queryparam", queryparam)
 
+-- Registers the hooks of a suite that drives one test plugin from
+-- spec/fixtures/plugins on the route /io: a backend (`"mock"`, the mock
+-- upstream, whose port and a closed port go into the plugin's config; or
+-- `"redis"`, a redis-server whose port does), a gateway, and a proxy client
+-- per test. Returns a table filled by the hooks: mock or redis, gw, client,
+-- and call(query): GET /io?query, the decoded JSON of a 200 answer.
+function helpers.io_suite(plugin, backend)
+  -- busted's hooks live in the calling spec file's environment
+  local env = getfenv(2)
+  local lazy_setup, lazy_teardown = env.lazy_setup, env.lazy_teardown
+  local before_each, after_each = env.before_each, env.after_each
+  local s = {}
+  lazy_setup(function()
+    local url, conf
+    if backend == "redis" then
+      s.redis = helpers.redis()
+      url = "http://127.0.0.1:" .. helpers.get_free_port()
+      conf = { port = s.redis.port }
+    else
+      s.mock = helpers.mock_upstream()
+      url = fmt("http://127.0.0.1:%d", s.mock.port)
+      conf = { port = s.mock.port, closed_port = helpers.get_free_port() }
+    end
+    s.gw = assert(helpers.start_luagate({
+      config = {
+        _format_version = "3.0",
+        services = {
+          { name = "backend", url = url,
+            routes = { { name = "io", paths = { "/io" },
+                         plugins = { { name = plugin, config = conf } } } } },
+        },
+      },
+      args = { "--plugins-dir", helpers.root .. "/spec/fixtures/plugins" },
+      log_level = "notice",
+    }))
+  end)
+  lazy_teardown(function()
+    if s.gw then helpers.stop_luagate(s.gw) end
+    if s.mock then s.mock.stop() end
+    if s.redis then s.redis.stop() end
+  end)
+  before_each(function()
+    s.client = helpers.proxy_client(s.gw, 10)
+  end)
+  after_each(function()
+    if s.client then s.client:close() end
+  end)
+  function s.call(query)
+    local res = s.client:get("/io?" .. query)
+    return env.assert(helpers.json_decode(env.assert.res_status(200, res)))
+  end
+  return s
+end
+
+
 return helpers

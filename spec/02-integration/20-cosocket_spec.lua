@@ -2,51 +2,12 @@
 -- real binary, with the io-cosocket test plugin against the mock upstream.
 local helpers = require "spec.helpers"
 
-local fmt = string.format
-local PLUGINS_DIR = helpers.root .. "/spec/fixtures/plugins"
-
 
 describe("cosockets", function()
-  local mock, gw, client
-
-  lazy_setup(function()
-    mock = helpers.mock_upstream()
-    gw = assert(helpers.start_luagate({
-      config = {
-        _format_version = "3.0",
-        services = {
-          { name = "mock", url = fmt("http://127.0.0.1:%d", mock.port),
-            routes = {
-              { name = "io", paths = { "/io" },
-                plugins = {
-                  { name = "io-cosocket",
-                    config = { port = mock.port,
-                               closed_port = helpers.get_free_port() } },
-                } },
-            } },
-        },
-      },
-      args = { "--plugins-dir", PLUGINS_DIR },
-      log_level = "notice",
-    }))
-  end)
-
-  lazy_teardown(function()
-    if gw then helpers.stop_luagate(gw) end
-    if mock then mock.stop() end
-  end)
-
-  before_each(function()
-    client = helpers.proxy_client(gw, 10)
-  end)
-
-  after_each(function()
-    if client then client:close() end
-  end)
+  local s = helpers.io_suite("io-cosocket", "mock")
 
   local function call(mode)
-    local res = client:get("/io?mode=" .. mode)
-    return assert(helpers.json_decode(assert.res_status(200, res)))
+    return s.call("mode=" .. mode)
   end
 
   it("connects, sends a table, reads lines, receiveuntil and sizes", function()
@@ -95,7 +56,7 @@ describe("cosockets", function()
   end)
 
   it("the worker serves others while a cosocket waits", function()
-    local slow = helpers.raw_connect(gw.proxy_port)
+    local slow = helpers.raw_connect(s.gw.proxy_port)
     assert(slow:send("GET /io?mode=timeout HTTP/1.1\r\nHost: x\r\n\r\n"))
     local t0 = helpers.gettime()
     local d = call("refused")
@@ -134,7 +95,7 @@ describe("cosockets", function()
   end)
 
   it("closes the sockets a request forgot", function()
-    mock.clear()
+    s.mock.clear()
     local d = call("leak")
     assert.is_number(d.pool)
     -- the mock sees the connection end: a new request on it would fail;
@@ -144,15 +105,15 @@ describe("cosockets", function()
   end)
 
   it("survives a client that leaves while the plugin waits", function()
-    local pids = helpers.worker_pids(gw)
+    local pids = helpers.worker_pids(s.gw)
     for _ = 1, 3 do
-      local c = helpers.raw_connect(gw.proxy_port)
+      local c = helpers.raw_connect(s.gw.proxy_port)
       assert(c:send("GET /io?mode=timeout HTTP/1.1\r\nHost: x\r\n\r\n"))
       helpers.sleep(0.05)
       c:close()
     end
     helpers.sleep(0.5) -- the read timeouts fire after the requests ended
     assert.equal("connection refused", call("refused").err)
-    assert.same(pids, helpers.worker_pids(gw))
+    assert.same(pids, helpers.worker_pids(s.gw))
   end)
 end)

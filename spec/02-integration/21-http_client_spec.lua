@@ -2,52 +2,10 @@
 -- against the mock upstream.
 local helpers = require "spec.helpers"
 
-local fmt = string.format
-local PLUGINS_DIR = helpers.root .. "/spec/fixtures/plugins"
-
 
 describe("http client", function()
-  local mock, gw, client
-
-  lazy_setup(function()
-    mock = helpers.mock_upstream()
-    gw = assert(helpers.start_luagate({
-      config = {
-        _format_version = "3.0",
-        services = {
-          { name = "mock", url = fmt("http://127.0.0.1:%d", mock.port),
-            routes = {
-              { name = "io", paths = { "/io" },
-                plugins = {
-                  { name = "io-http",
-                    config = { port = mock.port,
-                               closed_port = helpers.get_free_port() } },
-                } },
-            } },
-        },
-      },
-      args = { "--plugins-dir", PLUGINS_DIR },
-      log_level = "notice",
-    }))
-  end)
-
-  lazy_teardown(function()
-    if gw then helpers.stop_luagate(gw) end
-    if mock then mock.stop() end
-  end)
-
-  before_each(function()
-    client = helpers.proxy_client(gw, 10)
-  end)
-
-  after_each(function()
-    if client then client:close() end
-  end)
-
-  local function call(query)
-    local res = client:get("/io?" .. query)
-    return assert(helpers.json_decode(assert.res_status(200, res)))
-  end
+  local s = helpers.io_suite("io-http", "mock")
+  local call = s.call
 
   it("GETs with headers and keeps the connection alive", function()
     local d = call("mode=get")

@@ -2,50 +2,10 @@
 -- test plugin against a real redis-server.
 local helpers = require "spec.helpers"
 
-local PLUGINS_DIR = helpers.root .. "/spec/fixtures/plugins"
-
 
 describe("redis client", function()
-  local red_srv, gw, client
-
-  lazy_setup(function()
-    red_srv = helpers.redis()
-    gw = assert(helpers.start_luagate({
-      config = {
-        _format_version = "3.0",
-        services = {
-          { name = "none", url = "http://127.0.0.1:" ..
-                                 helpers.get_free_port(),
-            routes = {
-              { name = "io", paths = { "/io" },
-                plugins = {
-                  { name = "io-redis", config = { port = red_srv.port } },
-                } },
-            } },
-        },
-      },
-      args = { "--plugins-dir", PLUGINS_DIR },
-      log_level = "notice",
-    }))
-  end)
-
-  lazy_teardown(function()
-    if gw then helpers.stop_luagate(gw) end
-    if red_srv then red_srv.stop() end
-  end)
-
-  before_each(function()
-    client = helpers.proxy_client(gw, 10)
-  end)
-
-  after_each(function()
-    if client then client:close() end
-  end)
-
-  local function call(query)
-    local res = client:get("/io?" .. query)
-    return assert(helpers.json_decode(assert.res_status(200, res)))
-  end
+  local s = helpers.io_suite("io-redis", "redis")
+  local call = s.call
 
   it("runs commands and converts replies", function()
     local d = call("mode=basic")
@@ -96,7 +56,7 @@ describe("redis client", function()
   end)
 
   it("does not block the worker while waiting", function()
-    local slow = helpers.raw_connect(gw.proxy_port)
+    local slow = helpers.raw_connect(s.gw.proxy_port)
     assert(slow:send("GET /io?mode=parallel_free&timeout=3000 HTTP/1.1\r\n" ..
                      "Host: x\r\n\r\n"))
     helpers.sleep(0.05)
@@ -116,8 +76,8 @@ describe("redis client", function()
 
   it("reports a stopped redis and recovers after its restart", function()
     assert.equal("PONG", call("mode=ping").v)
-    local port = red_srv.port
-    red_srv.stop()
+    local port = s.redis.port
+    s.redis.stop()
     local d = call("mode=ping")
     assert.is_nil(d.v)
     assert.is_string(d.err)
@@ -132,14 +92,14 @@ describe("redis client", function()
   end)
 
   it("survives a client that leaves while a command waits", function()
-    local pids = helpers.worker_pids(gw)
-    local c = helpers.raw_connect(gw.proxy_port)
+    local pids = helpers.worker_pids(s.gw)
+    local c = helpers.raw_connect(s.gw.proxy_port)
     assert(c:send("GET /io?mode=blocking&timeout=300 HTTP/1.1\r\n" ..
                   "Host: x\r\n\r\n"))
     helpers.sleep(0.05)
     c:close()
     helpers.sleep(0.5)
     assert.equal("PONG", call("mode=ping").v)
-    assert.same(pids, helpers.worker_pids(gw))
+    assert.same(pids, helpers.worker_pids(s.gw))
   end)
 end)

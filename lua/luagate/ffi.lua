@@ -38,6 +38,14 @@ double gw_ffi_req_start_time(struct gw_req *r);
 int gw_ffi_req_client(struct gw_req *r, const char **ip, size_t *iplen,
                       int *port);
 int gw_ffi_req_server_port(struct gw_req *r);
+int gw_ffi_req_tls(struct gw_req *r);
+int gw_ffi_tls_var(struct gw_req *r, int which, const char **p, size_t *n);
+int gw_ffi_tls_client_chain(struct gw_req *r, const char **p, size_t *n);
+int gw_ffi_tls_client_info(struct gw_req *r, const char **p, size_t *n);
+void *gw_ffi_tls_store_new(const char *pem, size_t n, const char **err);
+void gw_ffi_tls_store_free(void *store);
+int gw_ffi_tls_verify_client(struct gw_req *r, void *store, int depth, int flags,
+                             const char **err);
 int gw_ffi_req_header(struct gw_req *r, const char *name, size_t nlen,
                       int idx, const char **p, size_t *n);
 int gw_ffi_req_header_count(struct gw_req *r);

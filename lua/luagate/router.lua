@@ -153,6 +153,17 @@ function _M.compile(config)
       local nheaders = headers and #headers or 0
       local rp = route.regex_priority
       rp = type(rp) == "number" and rp or 0
+      -- https requests skip routes without https; http requests still
+      -- match https-only routes, which answer with their redirect (Kong)
+      local http_only = false
+      if type(route.protocols) == "table" then
+        http_only = true
+        for _, proto in ipairs(route.protocols) do
+          if proto == "https" or proto == "grpcs" then
+            http_only = false
+          end
+        end
+      end
 
       local function add(path, regex, pidx)
         keyed[#keyed + 1] = {
@@ -171,6 +182,7 @@ function _M.compile(config)
             hosts = hosts and strings(hosts),
             methods = methods and strings(methods),
             headers = headers and header_list(route.headers),
+            http_only = http_only or nil,
           },
         }
       end

@@ -16,6 +16,7 @@
 #include "gw/log.h"
 #include "gw/router.h"
 #include "gw/settings-t.h"
+#include "gw/tls.h"
 #include "gw/worker-t.h"
 
 static uint64_t generation;
@@ -134,6 +135,18 @@ static int read_routes(lua_State *L, int conf, struct gw_config *cf)
         r->path_v1 = ph && strcmp(ph, "v1") == 0;
         free(ph);
         r->phases = (uint32_t)int_field(L, e, "phases", 0);
+        r->https_redirect = (int)int_field(L, e, "https_redirect_status_code", 426);
+        lua_getfield(L, e, "protocols");
+        int np = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0, http = 0, https = 0;
+        for (int j = 1; j <= np; j++) {
+            lua_rawgeti(L, -1, j);
+            const char *pr = lua_tostring(L, -1);
+            http |= pr && (strcmp(pr, "http") == 0 || strcmp(pr, "grpc") == 0);
+            https |= pr && (strcmp(pr, "https") == 0 || strcmp(pr, "grpcs") == 0);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        r->https_only = https && !http;
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -316,6 +329,7 @@ static void config_free(struct gw_config *cf, lua_State *L)
     free(cf->services);
     free(cf->routes);
     gw_router_free(&cf->router);
+    gw_tls_config_free(cf);
     if (L && cf->lua_ref != LUA_NOREF)
         luaL_unref(L, LUA_REGISTRYINDEX, cf->lua_ref);
     free(cf);
@@ -369,6 +383,15 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
         read_balancers(L, conf, cf) != 0)
         goto oom;
     cf->global_phases = (uint32_t)int_field(L, conf, "global_phases", 0);
+    char terr[512];
+    if (gw_tls_config_build(L, conf, cf, terr, sizeof(terr)) != 0) {
+        char buf[768];
+        snprintf(buf, sizeof(buf), "%s: %s", path, terr);
+        *errs = strdup(buf);
+        config_free(cf, NULL);
+        lua_settop(L, top);
+        return NULL;
+    }
     const char *rerr = NULL;
     if (gw_router_build(L, entries, &cf->router, &rerr) != GW_OK) {
         char buf[512];

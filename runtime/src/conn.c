@@ -7,6 +7,7 @@
  * the request (pipelining) wait there for the next request. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "gw/config.h"
 #include "gw/ffi.h"
 #include "gw/conn.h"
+#include "gw/hlist.h"
 #include "gw/http.h"
 #include "gw/log.h"
 #include "gw/metrics.h"
@@ -28,6 +30,7 @@
 #include "gw/pool.h"
 #include "gw/router.h"
 #include "gw/stats.h"
+#include "gw/tls.h"
 #include "gw/version.h"
 #include "gw/worker-t.h"
 
@@ -148,6 +151,17 @@ int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_stor
     ev_io_start(loop, &c->io);
     ev_init(&c->timer, conn_timer_cb);
     c->state = GW_C_HEAD;
+    if (ls->ssl) {
+        c->ssl = gw_tls_accept(fd);
+        if (c->ssl == NULL) {
+            gw_log(GW_LOG_ERR, "could not start TLS on a connection from %s", c->peer_ip);
+            ev_io_stop(loop, &c->io);
+            close(fd);
+            free(c);
+            return GW_ERROR;
+        }
+        c->state = GW_C_HANDSHAKE;
+    }
     c->head_deadline = ev_now(loop) + gw_settings.client_header_timeout / 1000.0;
     gw_list_insert_tail(&wk->conns, &c->link);
     wk->nconns++;
@@ -199,6 +213,7 @@ void gw_conn_close(struct gw_conn *c)
     }
     ev_io_stop(wk->loop, &c->io);
     ev_timer_stop(wk->loop, &c->timer);
+    gw_tls_close(c->ssl);
     close(c->fd);
     gw_buf_free(&c->in);
     gw_buf_free(&c->out);
@@ -225,6 +240,7 @@ void gw_conn_update(struct gw_conn *c)
         ev = EV_READ;
         after = gw_settings.keepalive_timeout / 1000.0;
         break;
+    case GW_C_HANDSHAKE:
     case GW_C_HEAD:
         ev = EV_READ;
         after = c->head_deadline - ev_now(loop);
@@ -253,6 +269,8 @@ void gw_conn_update(struct gw_conn *c)
         ev |= EV_WRITE;
         after = gw_settings.send_timeout / 1000.0;
     }
+    if (c->ssl && c->tls_want_write && (ev & EV_READ))
+        ev = (ev & ~EV_READ) | EV_WRITE; /* TLS: the read waits for a write first */
     if (ev != c->events) {
         ev_io_stop(loop, &c->io);
         ev_io_set(&c->io, c->fd, ev);
@@ -266,6 +284,10 @@ void gw_conn_update(struct gw_conn *c)
     } else if (ev_is_active(&c->timer)) {
         ev_timer_stop(loop, &c->timer);
     }
+    /* TLS: decrypted bytes held inside OpenSSL do not make the socket
+     * readable; they are read now (a stopped watcher lost any fed event) */
+    if (c->ssl && (ev & EV_READ) && SSL_pending(c->ssl) > 0)
+        ev_feed_event(loop, &c->io, EV_READ);
 }
 
 /* Ends the request: log, release, then close or wait for the next request.
@@ -310,7 +332,9 @@ int gw_conn_flush(struct gw_conn *c)
 {
     struct gw_buf *b = &c->out;
     while (gw_buf_pending(b)) {
-        ssize_t n = write(c->fd, b->data + b->off, gw_buf_pending(b));
+        int ww;
+        ssize_t n = c->ssl ? gw_tls_write(c->ssl, b->data + b->off, gw_buf_pending(b), &ww)
+                           : write(c->fd, b->data + b->off, gw_buf_pending(b));
         if (n == -1) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -357,7 +381,16 @@ static ssize_t conn_read(struct gw_conn *c, size_t max)
             return -3; /* full */
     }
     for (;;) {
-        ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+        ssize_t n;
+        if (c->ssl) {
+            c->tls_want_write = 0;
+            n = gw_tls_read(c->ssl, c->in.data + c->in.len, c->in.cap - c->in.len,
+                            &c->tls_want_write);
+            if (n > 0 && SSL_pending(c->ssl) > 0) /* more than the buffer took */
+                ev_feed_event(gw_worker->loop, &c->io, EV_READ);
+        } else {
+            n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+        }
         if (n >= 0) {
             c->in.len += (size_t)n;
             return n;
@@ -426,6 +459,12 @@ static void conn_bad_request(struct gw_conn *c, llhttp_errno_t e)
         gw_conn_error(c, 431, "Request header fields too large");
         return;
     }
+    if (c->nrequests == 0 && c->in.len && (unsigned char)c->in.data[0] == 0x16) {
+        /* a TLS handshake on a plain port: no answer it could read */
+        GW_LOG(GW_LOG_INFO, "client %s started TLS on a plain HTTP port", c->peer_ip);
+        gw_conn_close(c);
+        return;
+    }
     GW_LOG(GW_LOG_INFO, "client %s sent a bad request: %s (%s)", c->peer_ip, llhttp_errno_name(e),
            llhttp_get_error_reason(&c->parser));
     gw_conn_error(c, 400, bad_request_reason(e));
@@ -476,6 +515,10 @@ static void conn_route(struct gw_conn *c)
     r->upgrade = p->upgrade;
     r->has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     c->state = GW_C_PROXY;
+    if (c->plain_on_tls) {
+        gw_conn_error(c, 400, "The plain HTTP request was sent to HTTPS port");
+        return;
+    }
 
     int te_seen = 0; /* a Transfer-Encoding header, even an empty one */
     for (int i = 0; i < r->head.nhdr; i++) {
@@ -586,6 +629,48 @@ static int router_header(void *ud, const char *lname, size_t len, int idx, struc
 
 static void conn_after_access(struct gw_conn *c);
 
+/* An https-only route reached over http: Kong's answer, before any plugin's
+ * access phase (426 with Upgrade, or a redirect to the same host and URI). */
+static void conn_https_redirect(struct gw_conn *c)
+{
+    struct gw_req *r = c->req;
+    int st = r->route->https_redirect;
+    if (r->resp_hdrs == NULL && (r->resp_hdrs = gw_hlist_new(&r->pool, 8)) == NULL) {
+        gw_conn_close(c);
+        return;
+    }
+    r->has_exit = 1;
+    r->exit_status = st;
+    if (st == 426) {
+        static const char body[] = "{\"message\":\"Please use HTTPS protocol\"}";
+        static const char ctype[] = "application/json; charset=utf-8";
+        static const char up[] = "TLS/1.2, HTTP/1.1";
+        gw_hlist_push(&r->pool, r->resp_hdrs, "Content-Type", 12, ctype, sizeof(ctype) - 1);
+        gw_hlist_push(&r->pool, r->resp_hdrs, "Upgrade", 7, up, sizeof(up) - 1);
+        r->exit_body = (struct gw_str){body, sizeof(body) - 1};
+    } else {
+        struct gw_str host = {"", 0};
+        router_header(c, "host", 4, 0, &host);
+        const char *colon = host.n && host.p[0] != '[' ? memchr(host.p, ':', host.n) : NULL;
+        if (host.n && host.p[0] == '[')
+            colon = memchr(host.p, ']', host.n) ? (const char *)memchr(host.p, ']', host.n) + 1
+                                                 : NULL;
+        size_t hn = colon ? (size_t)(colon - host.p) : host.n;
+        size_t n = 8 + hn + r->url_len;
+        char *loc = gw_pool_alloc(&r->pool, n);
+        if (loc == NULL) {
+            gw_conn_close(c);
+            return;
+        }
+        memcpy(loc, "https://", 8);
+        memcpy(loc + 8, host.p, hn);
+        memcpy(loc + 8 + hn, c->in.data + r->url_off, r->url_len);
+        gw_hlist_push(&r->pool, r->resp_hdrs, "Location", 8, loc, n);
+        r->exit_body = (struct gw_str){NULL, 0};
+    }
+    gw_conn_send_exit(c);
+}
+
 static void conn_after_rewrite(struct gw_conn *c)
 {
     struct gw_req *r = c->req;
@@ -604,6 +689,7 @@ static void conn_after_rewrite(struct gw_conn *c)
     rr.path.p = r->npath;
     rr.path.n = r->npath_len;
     rr.port = c->listen->port;
+    rr.https = c->ssl != NULL;
     rr.header = router_header;
     rr.ud = c;
     if (r->config->router == NULL || gw_router_match(r->config->router, &rr, &r->match) != GW_OK) {
@@ -613,6 +699,10 @@ static void conn_after_rewrite(struct gw_conn *c)
     }
     r->route = &r->config->routes[r->match.route];
     r->phases = r->route->phases;
+    if (r->route->https_only && c->ssl == NULL) {
+        conn_https_redirect(c);
+        return;
+    }
     /* a route without a service still runs its plugins (one may answer:
      * request-termination, aggregator); 503 only if none does */
     if (r->route->service >= 0)
@@ -782,9 +872,65 @@ static void conn_body_for_lua(struct gw_conn *c)
     gw_lua_wake(r->lctx, 0);
 }
 
+/* A TLS listener's first bytes: a handshake record (0x16) goes to OpenSSL;
+ * a letter is plain HTTP, read as a request and answered 400 as nginx does
+ * (its client reads the message); anything else is closed. */
+static void conn_handshake(struct gw_conn *c)
+{
+    if (!c->tls_started) {
+        unsigned char first;
+        ssize_t k = recv(c->fd, &first, 1, MSG_PEEK);
+        if (k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (k <= 0) {
+            gw_conn_close(c);
+            return;
+        }
+        if (first != 0x16) {
+            gw_tls_close(c->ssl);
+            c->ssl = NULL;
+            if (first < 'A' || first > 'Z') {
+                GW_LOG(GW_LOG_INFO, "client %s sent neither TLS nor HTTP to a TLS port",
+                       c->peer_ip);
+                gw_conn_close(c);
+                return;
+            }
+            c->plain_on_tls = 1;
+            c->state = GW_C_HEAD;
+            gw_conn_update(c);
+            conn_head_read(c);
+            return;
+        }
+        c->tls_started = 1;
+    }
+    int ww = 0;
+    int rc = gw_tls_handshake(c, &ww);
+    if (rc < 0) {
+        gw_conn_close(c);
+        return;
+    }
+    c->tls_want_write = ww;
+    if (rc == 0) {
+        gw_conn_update(c);
+        return;
+    }
+    c->tls_want_write = 0;
+    c->state = GW_C_IDLE;
+    gw_conn_update(c);
+    conn_head_read(c); /* the first request may have come with the last flight */
+}
+
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct gw_conn *c = gw_container_of(w, struct gw_conn, io);
+    if (c->state == GW_C_HANDSHAKE) {
+        conn_handshake(c);
+        return;
+    }
+    if (c->ssl && c->tls_want_write && (revents & EV_WRITE)) {
+        c->tls_want_write = 0; /* the read that waited for it goes on */
+        revents |= EV_READ;
+    }
     if (revents & EV_WRITE) {
         if (gw_conn_flush(c) != GW_OK)
             return;
@@ -823,6 +969,7 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         gw_proxy_on_client_data(c);
         return;
     }
+    case GW_C_HANDSHAKE: /* handled above */
     case GW_C_CLOSING:
         return;
     }
@@ -832,6 +979,10 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct gw_conn *c = gw_container_of(w, struct gw_conn, timer);
     switch (c->state) {
+    case GW_C_HANDSHAKE:
+        GW_LOG(GW_LOG_INFO, "client %s timed out in the TLS handshake", c->peer_ip);
+        gw_conn_close(c);
+        return;
     case GW_C_HEAD:
         if (c->in.len > 0 && c->req) {
             GW_LOG(GW_LOG_INFO, "client %s timed out sending its request head", c->peer_ip);
@@ -860,7 +1011,8 @@ void gw_conn_drain_all(void)
     while (l != &gw_worker->conns) {
         struct gw_conn *c = gw_container_of(l, struct gw_conn, link);
         l = l->next;
-        if (c->state == GW_C_IDLE || (c->state == GW_C_HEAD && c->in.len == 0))
+        if (c->state == GW_C_IDLE || c->state == GW_C_HANDSHAKE ||
+            (c->state == GW_C_HEAD && c->in.len == 0))
             gw_conn_close(c);
         else
             c->closing = 1;

@@ -40,7 +40,7 @@ static const char usage[] =
     "options (each has an environment variable; the command line wins):\n"
     "  -c, --config FILE              declarative config, Kong's format (.yml, .yaml,\n"
     "                                 .json or .lua)                  LUAGATE_CONFIG\n"
-    "  --listen ADDR:PORT             proxy listener, repeatable (default\n"
+    "  --listen \"ADDR:PORT [ssl]\"     proxy listener, repeatable; ssl: TLS (default\n"
     "                                 0.0.0.0:8000)                   LUAGATE_LISTEN (comma-separated)\n"
     "  --admin-listen ADDR:PORT|off   admin API listener (default 127.0.0.1:8001)\n"
     "                                                                 LUAGATE_ADMIN_LISTEN\n"
@@ -84,6 +84,11 @@ static const char usage[] =
     "                                 ...)                            LUAGATE_SHARED_DICTS (comma-separated)\n"
     "  --dns-resolver ADDR[:PORT]     DNS server for upstream names (default: resolv.conf;\n"
     "                                 /etc/hosts is read first)     LUAGATE_DNS_RESOLVER\n"
+    "  --ssl-cert FILE                default certificate (PEM, leaf then chain) of the\n"
+    "                                 listeners with the ssl flag (--listen \"ADDR:PORT ssl\");\n"
+    "                                 without it they use a self-signed one for localhost\n"
+    "                                                                 LUAGATE_SSL_CERT\n"
+    "  --ssl-key FILE                 its private key (PEM)           LUAGATE_SSL_CERT_KEY\n"
     "  -h, --help                     this text\n"
     "\n"
     "signals (to the master): HUP reloads the configuration (an invalid one is refused\n"
@@ -113,6 +118,8 @@ enum {
     O_DNS,
     O_ADMIN_TOKEN,
     O_METRICS,
+    O_SSL_CERT,
+    O_SSL_KEY,
 };
 
 static const struct option options[] = {
@@ -138,6 +145,8 @@ static const struct option options[] = {
     {"dns-resolver", required_argument, NULL, O_DNS},
     {"admin-token", required_argument, NULL, O_ADMIN_TOKEN},
     {"metrics", required_argument, NULL, O_METRICS},
+    {"ssl-cert", required_argument, NULL, O_SSL_CERT},
+    {"ssl-key", required_argument, NULL, O_SSL_KEY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -168,6 +177,8 @@ static const struct {
     {O_DNS, "LUAGATE_DNS_RESOLVER"},
     {O_ADMIN_TOKEN, "LUAGATE_ADMIN_TOKEN"},
     {O_METRICS, "LUAGATE_METRICS"},
+    {O_SSL_CERT, "LUAGATE_SSL_CERT"},
+    {O_SSL_KEY, "LUAGATE_SSL_CERT_KEY"},
 };
 
 /* The listeners given by flags replace those given by environment, which
@@ -199,9 +210,16 @@ static int parse_listen(const char *spec, int admin)
         for (char *f = strtok(sp + 1, " "); f; f = strtok(NULL, " ")) {
             if (strcmp(f, "reuseport") == 0 || strncmp(f, "backlog=", 8) == 0)
                 continue;
-            if (strcmp(f, "ssl") == 0 || strcmp(f, "http2") == 0)
-                return fail("listener flag '%s' is not supported yet (TLS and HTTP/2 come "
-                            "with a later release)", f);
+            if (strcmp(f, "ssl") == 0 && !admin) {
+                l->ssl = 1;
+                continue;
+            }
+            if (strcmp(f, "ssl") == 0)
+                return fail("listener flag '%s' is not supported on the admin listener "
+                            "(put it behind a TLS proxy or keep it on loopback)", f);
+            if (strcmp(f, "http2") == 0)
+                return fail("listener flag '%s' is not supported yet (HTTP/2 comes with a "
+                            "later release)", f);
             return fail("unknown listener flag '%s'", f);
         }
     }
@@ -374,6 +392,12 @@ static int apply(int opt, const char *v, int from_cli)
     case O_PID:
         gw_settings.pid_file = v;
         return 0;
+    case O_SSL_CERT:
+        gw_settings.ssl_cert = v;
+        return 0;
+    case O_SSL_KEY:
+        gw_settings.ssl_key = v;
+        return 0;
     case O_HDR_TO:
     case O_BODY_TO:
     case O_KA_TO:
@@ -534,6 +558,10 @@ static int load_options(int argc, char **argv)
                         "set a token with --admin-token TOKEN (or LUAGATE_ADMIN_TOKEN), or "
                         "listen on 127.0.0.1",
                         l->text);
+    }
+    if ((gw_settings.ssl_cert == NULL) != (gw_settings.ssl_key == NULL)) {
+        fprintf(stderr, "luagate: --ssl-cert and --ssl-key go together\n");
+        return -1;
     }
     if (gw_settings.config_path == NULL) {
         fprintf(stderr, "luagate: no configuration file: use -c FILE (or LUAGATE_CONFIG)\n");

@@ -31,6 +31,7 @@
 #include "gw/metrics.h"
 #include "gw/shdict.h"
 #include "gw/stats.h"
+#include "gw/tls.h"
 #include "gw/worker.h"
 
 struct slot {
@@ -380,6 +381,12 @@ int gw_master_run(void)
     }
     if (take_snapshot(gw_settings.config_path, snapshot, sizeof(snapshot)) != 0 ||
         validate(snapshot, 1, NULL, NULL, 0) != 0) {
+        cleanup();
+        return 1;
+    }
+    char tls_err[1024];
+    if (gw_tls_init(tls_err, sizeof(tls_err)) != 0) {
+        fprintf(stderr, "luagate: %s\n", tls_err);
         cleanup();
         return 1;
     }

@@ -31,7 +31,9 @@ int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_hlist *h, 
         if ((clen >= 0 || chunked) && (GW_NAME_IS(v->name, v->nlen, "content-length") ||
                                        GW_NAME_IS(v->name, v->nlen, "transfer-encoding")))
             continue;
-        if (gw_http_hop_by_hop(v->name, v->nlen))
+        /* a 426 names the protocols to switch to (RFC 9110 15.5.22) */
+        if (gw_http_hop_by_hop(v->name, v->nlen) &&
+            !(status == 426 && GW_NAME_IS(v->name, v->nlen, "upgrade")))
             continue;
         gw_buf_append(b, v->name, v->nlen);
         gw_buf_append(b, ": ", 2);
@@ -47,6 +49,8 @@ int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_hlist *h, 
     }
     if (close_after)
         gw_buf_appends(b, "Connection: close\r\n");
+    else if (status == 426)
+        gw_buf_appends(b, "Connection: Upgrade\r\n");
     return gw_buf_append(b, "\r\n", 2);
 }
 

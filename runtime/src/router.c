@@ -57,6 +57,7 @@ struct gw_rentry {
     size_t nmethods;
     struct gw_rheader *headers;
     size_t nheaders;
+    int http_only;      /* the route's protocols exclude https */
 };
 
 struct gw_rnode {
@@ -580,6 +581,10 @@ static int read_entry(lua_State *L, int t, struct gw_rentry *e, uint32_t *maxcap
     e->regex = lua_toboolean(L, -1) && e->path.p != NULL;
     lua_settop(L, top);
 
+    raw_field(L, t, "http_only");
+    e->http_only = lua_toboolean(L, -1);
+    lua_settop(L, top);
+
     if (raw_field(L, t, "methods") == LUA_TTABLE) {
         e->has_methods = 1;
         if (read_strings(L, &e->methods, &e->nmethods) != GW_OK) {
@@ -772,6 +777,8 @@ struct gw_rbest {
 /* Methods and headers: the constraints not decided by the group. */
 static int entry_filters(const struct gw_rentry *e, const struct gw_router_req *req)
 {
+    if (e->http_only && req->https)
+        return 0;
     if (e->has_methods) {
         size_t i;
 

@@ -55,6 +55,8 @@ local OK, AGAIN = gw.OK, gw.AGAIN
 local HDR_SET, HDR_ADD, HDR_CLEAR = gw.HDR_SET, gw.HDR_ADD, gw.HDR_CLEAR
 
 local ffi_str = private.ffi_str
+local tls = require "luagate.pdk.tls"
+local tls_var = tls.var
 local errmsg = private.errmsg
 local normalize_header_name = private.normalize_header_name
 local header_value = private.header_value
@@ -221,11 +223,40 @@ local VARS = {
   request_method = function(r)
     return ffi_str(C.gw_ffi_req_method, r.ptr)
   end,
-  scheme = function()
-    return "http"
+  scheme = function(r)
+    return C.gw_ffi_req_tls(r.ptr) == 1 and "https" or "http"
   end,
-  https = function()
-    return ""
+  https = function(r)
+    return C.gw_ffi_req_tls(r.ptr) == 1 and "on" or ""
+  end,
+  ssl_protocol = function(r)
+    return tls_var(r, 1)
+  end,
+  ssl_cipher = function(r)
+    return tls_var(r, 2)
+  end,
+  ssl_server_name = function(r)
+    return tls_var(r, 3)
+  end,
+  ssl_session_reused = function(r)
+    return tls_var(r, 4)
+  end,
+  ssl_client_s_dn = function(r)
+    local info = tls.client_info(r)
+    return info and info.subject_dn
+  end,
+  ssl_client_i_dn = function(r)
+    local info = tls.client_info(r)
+    return info and info.issuer_dn
+  end,
+  ssl_client_raw_cert = function(r)
+    return tls.client_chain(r)
+  end,
+  ssl_client_verify = function(r)
+    if r.tls_client_verify then
+      return r.tls_client_verify
+    end
+    return tls.client_info(r) and "FAILED:not verified" or "NONE"
   end,
   server_port = function(r)
     return tostring(C.gw_ffi_req_server_port(r.ptr))

@@ -176,9 +176,11 @@ local function new_client()
   end
 
   function client.get_protocol(allow_terminated)
-    check(ACCESS_AND_AFTER)
-    return "http"
+    local r = check(ACCESS_AND_AFTER)
+    return C.gw_ffi_req_tls(r.ptr) == 1 and "https" or "http"
   end
+
+  client.tls = require("luagate.pdk.tls").new(check)
 
   return client
 end

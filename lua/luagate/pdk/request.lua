@@ -106,8 +106,8 @@ end
 
 
 function _M.get_scheme()
-  check(REQUEST)
-  return "http"
+  local r = check(REQUEST)
+  return C.gw_ffi_req_tls(r.ptr) == 1 and "https" or "http"
 end
 
 
@@ -124,8 +124,8 @@ end
 
 -- no trusted_ips yet: the forwarded values are the direct ones
 function _M.get_forwarded_scheme()
-  check(REQUEST)
-  return "http"
+  local r = check(REQUEST)
+  return C.gw_ffi_req_tls(r.ptr) == 1 and "https" or "http"
 end
 
 

@@ -11,6 +11,7 @@ struct gw_router;
 struct gw_dns_entry;
 struct gw_health;
 struct gw_mslot;
+struct gw_tls_certs;
 
 /* Phases a route may run Lua for; a route whose mask is 0 never enters Lua. */
 enum gw_phase {
@@ -98,6 +99,8 @@ struct gw_route {
     int strip_path;
     int preserve_host;
     int path_v1;   /* path_handling v1 */
+    int https_only;     /* protocols has https and not http: http gets redirected */
+    int https_redirect; /* https_redirect_status_code (426 by default) */
     uint32_t phases; /* enum gw_phase mask */
     struct gw_mslot *mslot[6]; /* metrics: series of the last status seen per class */
     int mslot_code[6];
@@ -116,6 +119,7 @@ struct gw_config {
     char hash[65];
     int lua_ref;  /* the normalized Lua config table, kept for plugins */
     uint32_t global_phases; /* phases of global plugins (rewrite, and requests no route took) */
+    struct gw_tls_certs *tls; /* certificates by SNI (tls.c) */
 };
 
 #endif

@@ -22,6 +22,7 @@ struct gw_service;
 struct gw_upstream;
 struct gw_lctx;
 struct gw_compress;
+struct ssl_st;
 
 /* A header as offsets into the buffer that holds the head. */
 struct gw_hdr {
@@ -65,6 +66,7 @@ struct gw_head_ctx {
 };
 
 enum gw_conn_state {
+    GW_C_HANDSHAKE, /* TLS listener: before and during the handshake */
     GW_C_IDLE,    /* keepalive, no request bytes yet */
     GW_C_HEAD,    /* reading a request head */
     GW_C_PROXY,   /* a request is being served */
@@ -183,6 +185,10 @@ struct gw_conn {
     ev_tstamp head_deadline;
     char peer_ip[INET6_ADDRSTRLEN];
     uint16_t peer_port;
+    struct ssl_st *ssl;  /* TLS listeners: the session, NULL on plain ones */
+    int tls_want_write;  /* TLS: the last read waits for writability */
+    int tls_started;     /* TLS: the first bytes were a handshake record */
+    int plain_on_tls;    /* plain HTTP came to a TLS listener: answered 400 */
 };
 
 enum gw_up_state {

@@ -154,4 +154,16 @@ int gw_ffi_timer_at(double delay, int64_t job, const char **err);
 int gw_ffi_timers_pending(void);
 int gw_ffi_exiting(void);
 
+/* ---- TLS (tls.c): the connection, the client certificate ---- */
+int gw_ffi_req_tls(struct gw_req *r); /* 1: the request came over TLS */
+/* which: 1 protocol ("TLSv1.3"), 2 cipher, 3 server name (SNI), 4 session
+ * reused ("r" or "."); GW_DECLINED on a plain connection or when unset */
+int gw_ffi_tls_var(struct gw_req *r, int which, const char **p, size_t *n);
+int gw_ffi_tls_client_chain(struct gw_req *r, const char **p, size_t *n);
+int gw_ffi_tls_client_info(struct gw_req *r, const char **p, size_t *n);
+void *gw_ffi_tls_store_new(const char *pem, size_t n, const char **err);
+void gw_ffi_tls_store_free(void *store);
+int gw_ffi_tls_verify_client(struct gw_req *r, void *store, int depth, int flags,
+                             const char **err);
+
 #endif

@@ -16,6 +16,7 @@ struct gw_listen {
     socklen_t addrlen;
     int port;
     int admin; /* serves the admin API instead of the proxy */
+    int ssl;   /* the "ssl" flag: TLS on accept */
 };
 
 struct gw_settings {
@@ -32,6 +33,8 @@ struct gw_settings {
     const char *pid_file;   /* NULL: none */
     const char *admin_token; /* NULL: the admin API asks for none */
     int metrics_off; /* --metrics off: no per-request series */
+    const char *ssl_cert; /* default certificate (chain) of TLS listeners, PEM file */
+    const char *ssl_key;
     /* limits, in milliseconds or bytes */
     int client_header_timeout;
     int client_body_timeout;

@@ -243,12 +243,12 @@ static int use_pem(SSL_CTX *ctx, const char *cert, size_t clen, const char *key,
         BIO_free(b);
         return -1;
     }
-    X509_free(leaf);
     X509 *ca;
     while ((ca = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
         if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
             X509_free(ca);
             BIO_free(b);
+            X509_free(leaf);
             snprintf(what, sizeof(what), "invalid chain in %s", which);
             tls_error(err, errlen, what);
             return -1;
@@ -259,19 +259,22 @@ static int use_pem(SSL_CTX *ctx, const char *cert, size_t clen, const char *key,
     b = BIO_new_mem_buf(key, (int)klen);
     EVP_PKEY *pk = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
     BIO_free(b);
-    if (pk == NULL || SSL_CTX_use_PrivateKey(ctx, pk) != 1) {
-        EVP_PKEY_free(pk);
+    int rc = -1;
+    if (pk == NULL) {
         snprintf(what, sizeof(what), "invalid key for %s", which);
         tls_error(err, errlen, what);
-        return -1;
+    } else if (X509_check_private_key(leaf, pk) != 1) {
+        ERR_clear_error();
+        snprintf(err, errlen, "the key does not match %s", which);
+    } else if (SSL_CTX_use_PrivateKey(ctx, pk) != 1) {
+        snprintf(what, sizeof(what), "invalid key for %s", which);
+        tls_error(err, errlen, what);
+    } else {
+        rc = 0;
     }
     EVP_PKEY_free(pk);
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(what, sizeof(what), "the key does not match %s", which);
-        tls_error(err, errlen, what);
-        return -1;
-    }
-    return 0;
+    X509_free(leaf);
+    return rc;
 }
 
 /* A self-signed certificate for "localhost", as Kong makes when no

@@ -518,9 +518,15 @@ _M.key = Typedef {
   referenceable = true,
 }
 
+-- "*" alone is the catch-all SNI: its certificate replaces the default one
 _M.sni = Typedef {
   type = "string",
-  custom_validator = validate_wildcard_host,
+  custom_validator = function(s)
+    if s == "*" then
+      return true
+    end
+    return validate_wildcard_host(s)
+  end,
 }
 
 _M.ttl = Typedef {

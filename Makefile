@@ -6,7 +6,7 @@ DEPS := build-essential pkg-config libev-dev libssl-dev libhiredis-dev \
         node-llhttp libluajit2-5.1-dev luajit2 lua-cjson lua-yaml lua-busted \
         lua-socket lua-penlight lua-expat libpcre2-dev zlib1g-dev \
         libbrotli-dev libnghttp2-dev redis-server nginx libnginx-mod-http-lua \
-        wrk valgrind lua-check clang libclang-rt-14-dev libyaml-dev python3 chromium \
+        wrk nghttp2-client valgrind lua-check clang libclang-rt-14-dev libyaml-dev python3 chromium \
         curl
 
 LLHTTP_DIR := /usr/share/llhttp

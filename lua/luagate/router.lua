@@ -7,7 +7,7 @@
 -- kong/router/transform.lua get_priority. Most significant first:
 --
 --   1. match weight: one point per set field among methods, hosts, headers,
---      paths (Kong also counts snis, sources, destinations; we have none).
+--      paths, snis (Kong also counts sources, destinations: stream only).
 --      The docs list "methods, host, headers, snis"; transform.lua also
 --      counts paths, and a route with more fields must not be shadowed by a
 --      looser one, so paths count here too.
@@ -32,7 +32,9 @@
 --   { route = <0-based index into config.routes>, path = "/x" | nil,
 --     regex = bool, hosts = { "a.com", "*.b.com", "c.*", "d.com:8000" } | nil,
 --     methods = { "GET", ... } | nil,
---     headers = { { name = "x-foo", values = { "a", "b" } }, ... } | nil }
+--     headers = { { name = "x-foo", values = { "a", "b" } }, ... } | nil,
+--     snis = { "a.com", "*.b.com", "c.*" } | nil (lowercase; TLS only),
+--     http_only = true | nil (protocols without https: TLS requests skip it) }
 -- A field is nil when the route does not constrain it. A non-nil but empty
 -- array (every value of the field was unusable) never matches; a route whose
 -- paths are all unusable gets no entry. Regexes are not validated here (the
@@ -142,6 +144,8 @@ function _M.compile(config)
       local hosts = nonempty(route.hosts)
       local headers = nonempty(route.headers)
       local paths = nonempty(route.paths)
+      local snis = nonempty(route.snis)
+      snis = snis and strings(snis, lower)
 
       methods = methods and strings(methods, upper)
       hosts = hosts and strings(hosts, lower)
@@ -149,6 +153,7 @@ function _M.compile(config)
 
       local weight = (methods and 1 or 0) + (hosts and 1 or 0)
                      + (headers and 1 or 0) + (paths and 1 or 0)
+                     + (snis and 1 or 0)
       local plain_hosts = not (hosts and has_wildcard(hosts))
       local nheaders = headers and #headers or 0
       local rp = route.regex_priority
@@ -183,6 +188,7 @@ function _M.compile(config)
             methods = methods and strings(methods),
             headers = headers and header_list(route.headers),
             http_only = http_only or nil,
+            snis = snis and strings(snis),
           },
         }
       end

@@ -690,6 +690,8 @@ static void conn_after_rewrite(struct gw_conn *c)
     rr.path.n = r->npath_len;
     rr.port = c->listen->port;
     rr.https = c->ssl != NULL;
+    rr.sni.p = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+    rr.sni.n = rr.sni.p ? strlen(rr.sni.p) : 0;
     rr.header = router_header;
     rr.ud = c;
     if (r->config->router == NULL || gw_router_match(r->config->router, &rr, &r->match) != GW_OK) {

@@ -58,6 +58,9 @@ struct gw_rentry {
     struct gw_rheader *headers;
     size_t nheaders;
     int http_only;      /* the route's protocols exclude https */
+    int has_snis;       /* snis constrained: TLS requests with one of them */
+    struct gw_str *snis; /* lowercase; "*.b.com" and "c.*" are wildcards */
+    size_t nsnis;
 };
 
 struct gw_rnode {
@@ -585,6 +588,15 @@ static int read_entry(lua_State *L, int t, struct gw_rentry *e, uint32_t *maxcap
     e->http_only = lua_toboolean(L, -1);
     lua_settop(L, top);
 
+    if (raw_field(L, t, "snis") == LUA_TTABLE) {
+        e->has_snis = 1;
+        if (read_strings(L, &e->snis, &e->nsnis) != GW_OK) {
+            rc = GW_ERROR;
+            goto done;
+        }
+    }
+    lua_settop(L, top);
+
     if (raw_field(L, t, "methods") == LUA_TTABLE) {
         e->has_methods = 1;
         if (read_strings(L, &e->methods, &e->nmethods) != GW_OK) {
@@ -743,6 +755,7 @@ void gw_router_free(struct gw_router **rp)
         }
         free(e->cap_names);
         free_strings(e->methods, e->nmethods);
+        free_strings(e->snis, e->nsnis);
         for (size_t j = 0; j < e->nheaders; j++) {
             free((char *)e->headers[j].name.p);
             free_strings(e->headers[j].values, e->headers[j].nvalues);
@@ -775,10 +788,35 @@ struct gw_rbest {
 };
 
 /* Methods and headers: the constraints not decided by the group. */
+/* A route's sni against the handshake's: exact, "*.b.com" (one label) or
+ * "c.*", as certificates are chosen. */
+static int sni_matches(const struct gw_str *pat, const struct gw_str *sni)
+{
+    if (pat->n > 2 && pat->p[0] == '*' && pat->p[1] == '.') {
+        const char *dot = memchr(sni->p, '.', sni->n);
+        return dot && eq_nocase(pat->p + 1, pat->n - 1, dot, sni->n - (size_t)(dot - sni->p));
+    }
+    if (pat->n > 2 && pat->p[pat->n - 1] == '*' && pat->p[pat->n - 2] == '.') {
+        size_t k = sni->n;
+        while (k > 0 && sni->p[k - 1] != '.')
+            k--;
+        return k > 0 && eq_nocase(pat->p, pat->n - 1, sni->p, k);
+    }
+    return eq_nocase(pat->p, pat->n, sni->p, sni->n);
+}
+
 static int entry_filters(const struct gw_rentry *e, const struct gw_router_req *req)
 {
     if (e->http_only && req->https)
         return 0;
+    if (e->has_snis) {
+        size_t i;
+        for (i = 0; req->sni.n && i < e->nsnis; i++)
+            if (sni_matches(&e->snis[i], &req->sni))
+                break;
+        if (req->sni.n == 0 || i == e->nsnis)
+            return 0;
+    }
     if (e->has_methods) {
         size_t i;
 

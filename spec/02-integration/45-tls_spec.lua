@@ -67,6 +67,8 @@ describe("TLS listeners", function()
             { name = "moved", paths = { "/moved" }, protocols = { "https" },
               https_redirect_status_code = 308 },
             { name = "plain", paths = { "/plain" }, protocols = { "http" } },
+            { name = "bysni", paths = { "/bysni" }, protocols = { "https" },
+              snis = { "example.test", "*.wild.test" } },
           } },
       },
     }
@@ -308,6 +310,15 @@ print(data.count(b"HTTP/1.1 200 "), data.count(b'"x-forwarded-path": "/echo/'))
       local status, body = curl(tls_port, { path = "/secure/x" })
       assert.equal(200, status)
       assert.equal("/x", helpers.json_decode(body).path) -- strip_path
+    end)
+
+    it("matches routes by the handshake's SNI, wildcards included", function()
+      assert.equal(200, (curl(tls_port, { path = "/bysni", sni = "example.test" })))
+      assert.equal(200, (curl(tls_port, { path = "/bysni", sni = "api.wild.test" })))
+      assert.equal(404, (curl(tls_port, { path = "/bysni", sni = "other.test" })))
+      assert.equal(404, (curl(tls_port, { path = "/bysni" }))) -- an IP: no SNI
+      -- the Host header does not stand in for the SNI
+      assert.equal(404, (curl(tls_port, { path = "/bysni", extra = "-H 'Host: example.test'" })))
     end)
 
     it("does not match an http-only route over TLS", function()

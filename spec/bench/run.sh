@@ -14,7 +14,7 @@
 # Environment: ROUNDS (3), DURATION (10s), CONNS (50), IDLE_CONNS (10000),
 # SKIP_WRK=1, SKIP_CALLGRIND=1, SKIP_RSS=1; per section: SKIP_PLUGIN (2b),
 # SKIP_LB (2c), SKIP_METRICS (2e), SKIP_AGG (2f), SKIP_PLUGINS_BENCH (2d),
-# SKIP_SWAP.
+# SKIP_SWAP, SKIP_TLS.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -651,4 +651,13 @@ if [ -z "${SKIP_SWAP:-}" ]; then
   echo "== config changes"
   "$BENCH/config_swap.sh"
 fi
+
 # ---- end of config changes ---------------------------------------------------
+
+# ---- TLS (spec/bench/tls.sh) --------------------------------------------------
+# HTTPS keepalive throughput, resumed and full handshakes against nginx with
+# the same certificate; its own processes. SKIP_TLS=1 skips it.
+if [ -z "${SKIP_TLS:-}" ]; then
+  echo
+  "$BENCH/tls.sh"
+fi

@@ -16,6 +16,7 @@ struct gw_router_req {
     struct gw_str path;   /* normalized path, no query string */
     int port;             /* local port the request arrived on */
     int https;            /* it came over TLS */
+    struct gw_str sni;    /* the handshake's server name; n == 0: none */
     /* Header lookup: lname is lowercase; returns the idx-th value of that
      * header in *v (0-based) and GW_OK, or GW_DECLINED when there is none. */
     int (*header)(void *ud, const char *lname, size_t lname_len, int idx, struct gw_str *v);

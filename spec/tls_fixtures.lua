@@ -20,7 +20,8 @@
 --   tls.certs.revoked      client: CN carol, SAN DNS:carol.clients.test,
 --                          signed by the client CA and revoked
 --   tls.client_ca.crl_pem  the client CA's CRL (PEM) listing `revoked`
---                          (made on first use, in crl/ under the fixtures)
+--   tls.ca.crl_pem         the test CA's CRL (PEM), empty
+--                          (CRLs: made on first use, in crl/)
 -- Every key is ECDSA P-256.
 
 local _M = {}
@@ -132,12 +133,11 @@ local function build(dir)
   write(dir .. "/done", "1")
 end
 
--- the revoked client certificate and the client CA's CRL listing it
--- (`openssl ca` keeps the revocation in a CA database)
-local function build_crl(dir)
-  local db = dir .. "/crl"
-  make_leaf(dir, "revoked", "client_ca", "carol", "DNS:carol.clients.test",
-            CLIENT)
+-- crl/<ca>.crl: the CRL of CA `ca` (a make_ca name) revoking the leaves
+-- named in `revoke` (`openssl ca` keeps them in a CA database)
+local function make_crl(dir, ca, revoke)
+  local db = fmt("%s/crl/%s", dir, ca)
+  sh(fmt("mkdir -p %s", db))
   write(db .. "/index.txt", "")
   write(db .. "/crlnumber", "1000\n")
   write(db .. "/ca.cnf", fmt([[
@@ -150,11 +150,22 @@ crlnumber = $dir/crlnumber
 default_md = sha256
 default_crl_days = 3650
 ]], db))
-  local ca = fmt("-config %s/ca.cnf -cert %s/client_ca.crt -keyfile " ..
-                 "%s/client_ca.key", db, dir, dir)
-  sh(fmt("openssl ca -batch %s -revoke %s/revoked.crt", ca, dir))
-  sh(fmt("openssl ca -batch %s -gencrl -out %s/client_ca.crl", ca, db))
-  write(db .. "/done", "1")
+  local opts = fmt("-config %s/ca.cnf -cert %s/%s.crt -keyfile %s/%s.key",
+                   db, dir, ca, dir, ca)
+  for _, leaf in ipairs(revoke) do
+    sh(fmt("openssl ca -batch %s -revoke %s/%s.crt", opts, dir, leaf))
+  end
+  sh(fmt("openssl ca -batch %s -gencrl -out %s/crl/%s.crl", opts, dir, ca))
+end
+
+-- the revoked client certificate, the client CA's CRL listing it and an
+-- empty CRL of the (server) test CA
+local function build_crl(dir)
+  make_leaf(dir, "revoked", "client_ca", "carol", "DNS:carol.clients.test",
+            CLIENT)
+  make_crl(dir, "client_ca", { "revoked" })
+  make_crl(dir, "ca", {})
+  write(dir .. "/crl/done", "1")
 end
 
 local NAMES = { "localhost", "example.test", "wild.test", "other.test",
@@ -216,8 +227,10 @@ function _M.get(root)
   revoked.cert_pem = read(revoked.cert)
   revoked.key_pem = read(revoked.key)
   t.certs.revoked = revoked
-  t.client_ca.crl = dir .. "/crl/client_ca.crl"
-  t.client_ca.crl_pem = read(t.client_ca.crl)
+  for _, ca in ipairs({ "ca", "client_ca" }) do
+    t[ca].crl = fmt("%s/crl/%s.crl", dir, ca)
+    t[ca].crl_pem = read(t[ca].crl)
+  end
   cached = t
   return t
 end

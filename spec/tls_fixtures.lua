@@ -17,6 +17,11 @@
 --   tls.certs.untrusted    client: CN alice, signed by a CA nobody trusts
 --   tls.certs.upstream     server: CN upstream.test, SAN DNS:upstream.test,
 --                          DNS:localhost, IP:127.0.0.1 (signed by the CA)
+--   tls.certs.revoked      client: CN carol, SAN DNS:carol.clients.test,
+--                          signed by the client CA and revoked
+--   tls.client_ca.crl_pem  the client CA's CRL (PEM) listing `revoked`
+--   tls.ca.crl_pem         the test CA's CRL (PEM), empty
+--                          (CRLs: made on first use, in crl/)
 -- Every key is ECDSA P-256.
 
 local _M = {}
@@ -128,10 +133,70 @@ local function build(dir)
   write(dir .. "/done", "1")
 end
 
+-- crl/<ca>.crl: the CRL of CA `ca` (a make_ca name) revoking the leaves
+-- named in `revoke` (`openssl ca` keeps them in a CA database)
+local function make_crl(dir, ca, revoke)
+  local db = fmt("%s/crl/%s", dir, ca)
+  sh(fmt("mkdir -p %s", db))
+  write(db .. "/index.txt", "")
+  write(db .. "/crlnumber", "1000\n")
+  write(db .. "/ca.cnf", fmt([[
+[ca]
+default_ca = d
+[d]
+dir = %s
+database = $dir/index.txt
+crlnumber = $dir/crlnumber
+default_md = sha256
+default_crl_days = 3650
+]], db))
+  local opts = fmt("-config %s/ca.cnf -cert %s/%s.crt -keyfile %s/%s.key",
+                   db, dir, ca, dir, ca)
+  for _, leaf in ipairs(revoke) do
+    sh(fmt("openssl ca -batch %s -revoke %s/%s.crt", opts, dir, leaf))
+  end
+  sh(fmt("openssl ca -batch %s -gencrl -out %s/crl/%s.crl", opts, dir, ca))
+end
+
+-- the revoked client certificate, the client CA's CRL listing it and an
+-- empty CRL of the (server) test CA
+local function build_crl(dir)
+  make_leaf(dir, "revoked", "client_ca", "carol", "DNS:carol.clients.test",
+            CLIENT)
+  make_crl(dir, "client_ca", { "revoked" })
+  make_crl(dir, "ca", {})
+  write(dir .. "/crl/done", "1")
+end
+
 local NAMES = { "localhost", "example.test", "wild.test", "other.test",
                 "upstream", "alice", "bob", "expired", "untrusted" }
 
 local cached
+
+-- Runs build(dir) once across spec processes: the first to make
+-- lock_dir builds and writes done_file, the others wait for it.
+local function once(lock_dir, done_file, build_fn, dir)
+  if exists(done_file) then
+    return
+  end
+  if os.execute("mkdir '" .. lock_dir .. "' 2>/dev/null") == 0 then
+    local ok, err = pcall(build_fn, dir)
+    if not ok then
+      os.execute("rm -rf '" .. lock_dir .. "'")
+      error(err)
+    end
+  else
+    -- another spec process builds them: wait for it
+    local socket = require "socket"
+    local deadline = socket.gettime() + 60
+    while not exists(done_file) do
+      if socket.gettime() > deadline then
+        error("timed out waiting for " .. done_file)
+      end
+      socket.sleep(0.1)
+    end
+  end
+end
 
 -- Returns the fixture table (see the top of this file). root: where to
 -- keep them (default: the spec tmp directory).
@@ -143,25 +208,9 @@ function _M.get(root)
          ((os.getenv("LUAGATE_ROOT") or os.getenv("PWD") or ".") .. "/spec/.tmp")
   os.execute("mkdir -p '" .. root .. "'")
   local dir = root .. "/tls-fixtures"
-  if not exists(dir .. "/done") then
-    if os.execute("mkdir '" .. dir .. "' 2>/dev/null") == 0 then
-      local ok, err = pcall(build, dir)
-      if not ok then
-        os.execute("rm -rf '" .. dir .. "'")
-        error(err)
-      end
-    else
-      -- another spec process builds them: wait for it
-      local socket = require "socket"
-      local deadline = socket.gettime() + 60
-      while not exists(dir .. "/done") do
-        if socket.gettime() > deadline then
-          error("timed out waiting for " .. dir .. "/done")
-        end
-        socket.sleep(0.1)
-      end
-    end
-  end
+  once(dir, dir .. "/done", build, dir)
+  -- a later addition: fixtures made before it lack crl/
+  once(dir .. "/crl", dir .. "/crl/done", build_crl, dir)
   local t = { dir = dir, certs = {} }
   for _, ca in ipairs({ "ca", "client_ca", "rogue_ca" }) do
     t[ca] = { cert = fmt("%s/%s.crt", dir, ca), key = fmt("%s/%s.key", dir, ca),
@@ -174,6 +223,14 @@ function _M.get(root)
     t.certs[n] = c
   end
   t.certs.localhost.chain = dir .. "/localhost-chain.crt"
+  local revoked = { cert = dir .. "/revoked.crt", key = dir .. "/revoked.key" }
+  revoked.cert_pem = read(revoked.cert)
+  revoked.key_pem = read(revoked.key)
+  t.certs.revoked = revoked
+  for _, ca in ipairs({ "ca", "client_ca" }) do
+    t[ca].crl = fmt("%s/crl/%s.crl", dir, ca)
+    t[ca].crl_pem = read(t[ca].crl)
+  end
   cached = t
   return t
 end

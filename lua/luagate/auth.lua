@@ -57,8 +57,9 @@ end
 -- Kong's set_consumer of its auth plugins: authenticates the request
 -- (kong.client.authenticate) and sets or clears the upstream headers
 -- X-Consumer-ID, X-Consumer-Custom-ID, X-Consumer-Username,
--- X-Credential-Identifier (`identifier`, by default credential.id) and
--- X-Anonymous-Consumer ("true" when there is no credential).
+-- X-Credential-Identifier (`identifier`, by default credential.id; false:
+-- none, as mtls-auth) and X-Anonymous-Consumer ("true" when there is no
+-- credential).
 function _M.set_consumer(consumer, credential, identifier)
   local kong = K()
   kong.client.authenticate(consumer, credential)
@@ -88,7 +89,7 @@ function _M.set_consumer(consumer, credential, identifier)
     clear_header(HEADERS.CONSUMER_USERNAME)
   end
 
-  if credential then
+  if credential and identifier ~= false then
     v = identifier or credential.id
   else
     v = nil

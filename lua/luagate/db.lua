@@ -492,6 +492,14 @@ BUILDERS.consumer_groups = function(conf, idx)
   idx.consumer_groups = set
 end
 
+BUILDERS.ca_certificates = function(conf, idx)
+  local set = new_set()
+  for _, c in ipairs(conf.ca_certificates or {}) do
+    add(set, shallow_copy(c))
+  end
+  idx.ca_certificates = set
+end
+
 BUILDERS.services = function(conf, idx)
   local set = new_set()
   for _, s in ipairs(conf.services or {}) do

@@ -494,6 +494,33 @@ local BASE_PLUGIN_SCHEMA = Schema.new({
 })
 
 
+-- The config fields of a plugin that name entities of another kind:
+-- luagate's `reference = "<kind>"` on a string field or an array of
+-- strings directly under `config` (mtls-auth's ca_certificates), as
+-- { field, kind } pairs, computed once per plugin schema.
+local function config_references(pentry)
+  local refs = pentry.config_refs
+  if refs then
+    return refs
+  end
+  refs = {}
+  for _, item in ipairs(pentry.def.fields) do
+    local fname, f = next(item)
+    if fname == "config" and type(f.fields) == "table" then
+      for _, citem in ipairs(f.fields) do
+        local cname, cf = next(citem)
+        if type(cf) == "table" and cf.type ~= "foreign" and
+           type(cf.reference) == "string" then
+          refs[#refs + 1] = { field = cname, kind = cf.reference }
+        end
+      end
+    end
+  end
+  pentry.config_refs = refs
+  return refs
+end
+
+
 function Loader:validate_plugin(rec, input)
   local errs = self.errs
   local name = input.name
@@ -507,6 +534,7 @@ function Loader:validate_plugin(rec, input)
   end
   if pentry then
     rec.forbidden = pentry.forbidden
+    rec.config_refs = config_references(pentry)
     local out, tree = pentry.schema:validate(input)
     if tree then
       errs.add_tree(rec.path, tree)
@@ -665,6 +693,11 @@ function Loader:resolve()
       end
       self:index(kind, rec)
 
+      if kind == "plugins" and rec.out and rec.config_refs and
+         rec.config_refs[1] then
+        self:check_config_references(rec)
+      end
+
       -- scope restrictions of plugins (typedefs.no_consumer...)
       if kind == "plugins" and rec.forbidden then
         for field in pairs(rec.forbidden) do
@@ -714,6 +747,31 @@ function Loader:resolve()
                      (ref_value(m) or "?") .. "'")
           end
         end
+      end
+    end
+  end
+end
+
+
+-- Every id a plugin's config names through a `reference` field must be
+-- an entity of that kind in this config (those kinds are resolved before
+-- plugins), else an error at the element's path.
+function Loader:check_config_references(rec)
+  local config = rec.out.config
+  if type(config) ~= "table" then
+    return
+  end
+  local cpath = child_path(rec.path, "config")
+  for _, r in ipairs(rec.config_refs) do
+    local idx = self.index_of[r.kind]
+    local v = config[r.field]
+    local fpath = child_path(cpath, r.field)
+    local list = type(v) == "table" and v or { v }
+    for i, x in ipairs(list) do
+      if type(x) == "string" and not (idx and idx.by_id[x]) then
+        self.errs.add(type(v) == "table" and child_path(fpath, i - 1) or
+                      fpath, "could not find " .. (SINGULAR[r.kind] or
+                      r.kind) .. " '" .. x .. "'")
       end
     end
   end

@@ -110,6 +110,62 @@ static void upstream_health(struct gw_conn *c, const char *name, size_t nlen)
     gw_conn_error(c, 404, "Not found");
 }
 
+/* PUT (or POST) /upstreams/{name}/targets/{target}/healthy|unhealthy:
+ * Kong's manual override, 204. Healthy clears any ejection and the counters;
+ * unhealthy ejects the target until this API or an active probe readmits
+ * it (passive readmission probes do not). The state is shared memory: every
+ * worker sees it at once. */
+static void target_set_health(struct gw_conn *c, const char *path, size_t plen)
+{
+    const char *up = path + 11; /* after "/upstreams/" */
+    const char *end = path + plen;
+    const char *sep = memchr(up, '/', (size_t)(end - up));
+    if (sep == NULL || (size_t)(end - sep) < 9 || memcmp(sep, "/targets/", 9) != 0) {
+        gw_conn_error(c, 404, "Not found");
+        return;
+    }
+    const char *tg = sep + 9;
+    const char *last = end;
+    while (last > tg && last[-1] != '/')
+        last--;
+    int healthy;
+    if ((size_t)(end - last) == 7 && memcmp(last, "healthy", 7) == 0)
+        healthy = 1;
+    else if ((size_t)(end - last) == 9 && memcmp(last, "unhealthy", 9) == 0)
+        healthy = 0;
+    else {
+        gw_conn_error(c, 404, "Not found");
+        return;
+    }
+    size_t ulen = (size_t)(sep - up), tlen = last > tg ? (size_t)(last - 1 - tg) : 0;
+    const struct gw_config *cf = gw_worker->config;
+    for (int i = 0; i < cf->nbalancers; i++) {
+        struct gw_balancer *b = &cf->balancers[i];
+        if (strlen(b->name) != ulen || memcmp(b->name, up, ulen) != 0)
+            continue;
+        for (int j = 0; j < b->ntargets; j++) {
+            struct gw_target *t = &b->targets[j];
+            struct gw_health *h = t->health;
+            if (strlen(t->name) != tlen || memcmp(t->name, tg, tlen) != 0 || h == NULL)
+                continue;
+            h->http_failures = h->tcp_failures = h->timeouts = h->successes = 0;
+            h->backoff_ms = 0;
+            h->readmit_at_ms = 0;
+            __atomic_store_n(&h->probing, 0, __ATOMIC_RELEASE);
+            h->by_active = healthy ? 0 : 1;
+            if ((h->unhealthy != 0) == healthy)
+                gw_health_changed(h, healthy ? 0 : 1);
+            gw_log(healthy ? GW_LOG_NOTICE : GW_LOG_WARN,
+                   "target %s/%s set %s through the admin API", b->name, t->name,
+                   healthy ? "healthy" : "unhealthy");
+            gw_conn_respond(c, 204, "application/json; charset=utf-8", "", 0, 0);
+            return;
+        }
+        break;
+    }
+    gw_conn_error(c, 404, "Not found");
+}
+
 /* ---- the debug switches (shared memory, written by any worker) ---- */
 
 struct debug_table {
@@ -652,6 +708,16 @@ void gw_admin_handle(struct gw_conn *c)
     if (plen > 18 && memcmp(url, "/upstreams/", 11) == 0 &&
         memcmp(url + plen - 7, "/health", 7) == 0) {
         upstream_health(c, url + 11, plen - 18);
+        return;
+    }
+    if (plen > 18 && memcmp(url, "/upstreams/", 11) == 0 && memmem(url, plen, "/targets/", 9) &&
+        ((plen > 8 && memcmp(url + plen - 8, "/healthy", 8) == 0) ||
+         (plen > 10 && memcmp(url + plen - 10, "/unhealthy", 10) == 0))) {
+        if (strcmp(method, "PUT") != 0 && strcmp(method, "POST") != 0) {
+            gw_conn_error(c, 405, "Method not allowed");
+            return;
+        }
+        target_set_health(c, url, plen);
         return;
     }
     if (path_is(url, plen, "/dashboard") || path_is(url, plen, "/dashboard/")) {

@@ -10,7 +10,6 @@
 #include "gw/log.h"
 #include "gw/worker-t.h"
 
-#define RING_POINTS_PER_TARGET 160
 
 int gw_target_parse(struct gw_target *t)
 {
@@ -110,9 +109,19 @@ static int build_first(struct gw_balancer *b)
 }
 
 /* Also, for consistent hashing, points per target in proportion to its
- * weight; each point's hash depends only on the target's name and its
- * number, so adding or removing a target leaves every other point where it
- * was. */
+ * weight and to the upstream's slots (slots / 62.5 per weight 100: 160 with
+ * Kong's default 10000); each point's hash depends only on the target's name
+ * and its number, and a target's count only on its own weight, so adding or
+ * removing a target leaves every other point where it was. */
+static int ring_points(const struct gw_balancer *b, int weight)
+{
+    if (weight <= 0)
+        return 0;
+    long long slots = b->slots > 0 ? b->slots : 10000;
+    long long n = ((long long)weight * slots * 16 + 99999) / 100000;
+    return n < 1 ? 1 : (int)n;
+}
+
 int gw_balancer_build(struct gw_balancer *b)
 {
     if (build_first(b) != 0)
@@ -121,8 +130,7 @@ int gw_balancer_build(struct gw_balancer *b)
         return 0;
     int total = 0;
     for (int i = 0; i < b->ntargets; i++)
-        if (b->targets[i].weight > 0)
-            total += (b->targets[i].weight * RING_POINTS_PER_TARGET + 99) / 100;
+        total += ring_points(b, b->targets[i].weight);
     if (total == 0)
         return 0;
     struct point *pts = malloc((size_t)total * sizeof(*pts));
@@ -131,7 +139,7 @@ int gw_balancer_build(struct gw_balancer *b)
     int k = 0;
     for (int i = 0; i < b->ntargets; i++) {
         struct gw_target *t = &b->targets[i];
-        int np = t->weight > 0 ? (t->weight * RING_POINTS_PER_TARGET + 99) / 100 : 0;
+        int np = ring_points(b, t->weight);
         for (int j = 0; j < np; j++) {
             uint32_t h = fnv1a(t->name, strlen(t->name), 2166136261u);
             pts[k].hash = fnv1a(&j, sizeof(j), h);
@@ -167,6 +175,7 @@ void gw_balancer_free(struct gw_balancer *b)
     free(b->name);
     free(b->hash_on_name);
     free(b->hash_fallback_name);
+    free(b->host_header);
 }
 
 /* Whether target i can take the request now. An ejected target whose

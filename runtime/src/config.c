@@ -67,6 +67,23 @@ static int bool_field(lua_State *L, int idx, const char *k, int dflt)
     return v;
 }
 
+/* The Host a service's requests carry: name, with the port when it is not
+ * the scheme's default. */
+static int set_host_header(struct gw_service *s, const char *name)
+{
+    size_t hl = strlen(name) + 16;
+    char *h = malloc(hl);
+    if (h == NULL)
+        return -1;
+    int dflt = s->port == (s->https ? 443 : 80);
+    int is6 = strchr(name, ':') != NULL && name[0] != '[';
+    snprintf(h, hl, dflt ? (is6 ? "[%s]" : "%s") : (is6 ? "[%s]:%d" : "%s:%d"), name, s->port);
+    free(s->host_header);
+    s->host_header = h;
+    s->host_header_len = strlen(h);
+    return 0;
+}
+
 static int read_services(lua_State *L, int conf, struct gw_config *cf)
 {
     lua_getfield(L, conf, "services");
@@ -97,15 +114,8 @@ static int read_services(lua_State *L, int conf, struct gw_config *cf)
             s->host = strdup("");
         if (s->host == NULL)
             return -1;
-        size_t hl = strlen(s->host) + 16;
-        s->host_header = malloc(hl);
-        if (s->host_header == NULL)
+        if (set_host_header(s, s->host) != 0)
             return -1;
-        int dflt = s->port == (s->https ? 443 : 80);
-        int is6 = strchr(s->host, ':') != NULL && s->host[0] != '[';
-        snprintf(s->host_header, hl, dflt ? (is6 ? "[%s]" : "%s") : (is6 ? "[%s]:%d" : "%s:%d"),
-                 s->host, s->port);
-        s->host_header_len = strlen(s->host_header);
     }
     lua_pop(L, 1);
     return 0;
@@ -262,6 +272,8 @@ static int read_balancers(lua_State *L, int conf, struct gw_config *cf)
             b->hash_fallback_name = dup_field(L, e, field);
         }
         b->max_ejection_percent = (int)int_field(L, e, "max_ejection_percent", 100);
+        b->slots = (int)int_field(L, e, "slots", 10000);
+        b->host_header = dup_field(L, e, "host_header");
         struct gw_passive *pv = &b->passive;
         pv->http_failures = (int)path_int(L, e, "healthchecks.passive.unhealthy.http_failures", 0);
         pv->tcp_failures = (int)path_int(L, e, "healthchecks.passive.unhealthy.tcp_failures", 0);
@@ -307,6 +319,11 @@ static int read_balancers(lua_State *L, int conf, struct gw_config *cf)
         for (int j = 0; j < cf->nbalancers; j++)
             if (strcmp(cf->services[i].host, cf->balancers[j].name) == 0)
                 cf->services[i].balancer = j;
+        /* the upstream's host_header replaces its name as the Host sent */
+        int j = cf->services[i].balancer;
+        if (j >= 0 && cf->balancers[j].host_header &&
+            set_host_header(&cf->services[i], cf->balancers[j].host_header) != 0)
+            return -1;
     }
     return 0;
 }

@@ -125,11 +125,14 @@ void gw_conn_respond(struct gw_conn *c, int status, const char *ctype, const cha
     r->resp_started = 1;
     struct gw_buf *b = &c->out;
     char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n" SERVER_HDR
-                     "%s\r\n",
-                     status, gw_http_reason(status), ctype, len,
-                     close_after ? "Connection: close\r\n" : "");
+    int n = status == 204 /* no content, no Content-Length (RFC 9110 8.6) */
+                ? snprintf(head, sizeof(head), "HTTP/1.1 204 No Content\r\n" SERVER_HDR "%s\r\n",
+                           close_after ? "Connection: close\r\n" : "")
+                : snprintf(head, sizeof(head),
+                           "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                           SERVER_HDR "%s\r\n",
+                           status, gw_http_reason(status), ctype, len,
+                           close_after ? "Connection: close\r\n" : "");
     if (gw_buf_append(b, head, (size_t)n) != 0 ||
         (!r->is_head && len && gw_buf_append(b, body, len) != 0)) {
         gw_conn_close(c);

@@ -116,11 +116,86 @@ describe("upstreams", function()
       local missing = helpers.request_once(gw.admin_port, { path = "/upstreams/nope/health" })
       assert.equal(404, missing.status)
     end)
+
+    it("takes Kong's manual override: PUT .../targets/{t}/unhealthy and /healthy", function()
+      local function put(path, method)
+        return assert(helpers.request_once(gw.admin_port, { method = method or "PUT", path = path }))
+      end
+      local function health(i)
+        local res = helpers.request_once(gw.admin_port, { path = "/upstreams/pool/health" })
+        return helpers.json_decode(res.body).data[i].health
+      end
+      local res = put("/upstreams/pool/targets/" .. t(2) .. "/unhealthy")
+      assert.equal(204, res.status)
+      assert.is_nil(res.headers["content-length"])
+      assert.equal("UNHEALTHY", health(2))
+      assert.matches("set unhealthy through the admin API", helpers.read_file(gw.error_log), 1, true)
+      -- every request goes to the one healthy target now
+      local client = helpers.proxy_client(gw)
+      local _, from = targets_of(gw)
+      for _ = 1, 20 do
+        assert.equal(200, get(client, "/x").status)
+      end
+      wait_logged(gw, from + 20)
+      for _, e in ipairs((targets_of(gw, from))) do
+        assert.equal(t(1), e.target)
+      end
+      -- Kong 1.x's POST works too
+      assert.equal(204, put("/upstreams/pool/targets/" .. t(2) .. "/healthy", "POST").status)
+      assert.equal("HEALTHY", health(2))
+      local seen = {}
+      _, from = targets_of(gw)
+      for _ = 1, 8 do
+        assert.equal(200, get(client, "/x").status)
+      end
+      client:close()
+      wait_logged(gw, from + 8)
+      for _, e in ipairs((targets_of(gw, from))) do
+        seen[e.target] = true
+      end
+      assert.truthy(seen[t(2)])
+      -- unknown names and other methods
+      assert.equal(404, put("/upstreams/nope/targets/" .. t(2) .. "/healthy").status)
+      assert.equal(404, put("/upstreams/pool/targets/127.0.0.1:1/healthy").status)
+      assert.equal(405, put("/upstreams/pool/targets/" .. t(2) .. "/healthy", "DELETE").status)
+    end)
+  end)
+
+  describe("host_header", function()
+    it("sends the upstream's host_header as Host, its name otherwise", function()
+      local gw = assert(helpers.start_luagate({
+        config = {
+          _format_version = "3.0",
+          upstreams = {
+            { name = "named", host_header = "api.internal", targets = { { target = t(1) } } },
+            { name = "plain", targets = { { target = t(1) } } },
+          },
+          services = {
+            { name = "a", host = "named", routes = { { name = "a", paths = { "/a" } } } },
+            { name = "b", host = "plain", port = 8080,
+              routes = { { name = "b", paths = { "/b" } } } },
+            { name = "c", host = "named", routes = { { name = "c", paths = { "/c" },
+                                                       preserve_host = true } } },
+          },
+        },
+      }))
+      finally(function() helpers.stop_luagate(gw) end)
+      local client = helpers.proxy_client(gw)
+      local function host_seen(path)
+        local res = get(client, path, { Host = "client.example" })
+        assert.equal(200, res.status)
+        return helpers.json_decode(res.body).headers.host
+      end
+      assert.equal("api.internal", host_seen("/a"))
+      assert.equal("plain:8080", host_seen("/b"))
+      assert.equal("client.example", host_seen("/c"))
+      client:close()
+    end)
   end)
 
   describe("consistent hashing", function()
     local gw
-    local function config(n)
+    local function config(n, slots)
       local targets = {}
       for i = 1, n do
         targets[i] = { target = t(i) }
@@ -129,7 +204,7 @@ describe("upstreams", function()
         _format_version = "3.0",
         upstreams = { { name = "pool", algorithm = "consistent-hashing",
                         hash_on = "header", hash_on_header = "X-User",
-                        hash_fallback = "ip", targets = targets } },
+                        hash_fallback = "ip", targets = targets, slots = slots } },
         services = { service("pool") },
       }
     end
@@ -178,6 +253,26 @@ describe("upstreams", function()
       -- about a third moves, all to the new target
       assert.is_true(moved > keys * 0.2 and moved < keys * 0.5, "moved " .. moved)
       assert.equal(moved, to_new)
+    end)
+
+    it("sizes the ring by slots: 65536 spreads 1,200 keys within a few percent", function()
+      assert(helpers.reload_luagate(gw, config(3, 65536)))
+      local _, seen = targets_of(gw)
+      local client = helpers.proxy_client(gw)
+      local keys = 1200
+      for k = 1, keys do
+        get(client, "/x", { ["X-User"] = "slots-" .. k })
+      end
+      client:close()
+      wait_logged(gw, seen + keys)
+      local count = {}
+      for _, e in ipairs((targets_of(gw, seen))) do
+        count[e.target] = (count[e.target] or 0) + 1
+      end
+      for i = 1, 3 do
+        local share = (count[t(i)] or 0) / keys
+        assert.is_true(share > 0.27 and share < 0.40, t(i) .. " got " .. share)
+      end
     end)
   end)
 

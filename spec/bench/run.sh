@@ -207,6 +207,12 @@ services:
   - name: lb
     paths:
     - /lb
+- name: single
+  host: one
+  routes:
+  - name: l1
+    paths:
+    - /l1
 consumers:
 - username: bench
   keyauth_credentials:
@@ -215,6 +221,9 @@ upstreams:
 - name: pool
   targets:
 $(for i in 2 3 4 5 6 7 8 9 10 11; do echo "  - target: 127.0.0.$i:$UP_PORT"; done)
+- name: one
+  targets:
+  - target: 127.0.0.2:$UP_PORT
 EOF
 
 # Background starters; each sets STARTED_PID. $1 = command prefix (valgrind).
@@ -430,21 +439,25 @@ if [ -z "${SKIP_PLUGIN:-}" ]; then
 fi
 
 # --------------------------------------------- 2c. 10 targets vs a single one
+# Route /lb: upstream `pool`, 10 targets (127.0.0.2..11); route /l1 (same
+# path length, same router cost): upstream `one`, 1 target. Both go through
+# the balancer; the difference is the number of targets alone.
 if [ -z "${SKIP_LB:-}" ]; then
   start_luagate "" || exit 1
   LG_PID=$STARTED_PID
   echo
   echo "== balancing over 10 targets (round-robin) vs one target, luagate"
   interleaved_rounds lb "10 targets" "http://127.0.0.1:$LG_PORT/lb" \
-    "1 target" "http://127.0.0.1:$LG_PORT/"
+    "1 target" "http://127.0.0.1:$LG_PORT/l1"
   m_lbratio=$(cat "$DIR/lb.median")
   stop_pid "$LG_PID" TERM 10
   add_summary "10 targets / 1 target (r/s ratio)" "$m_lbratio" "-" "-"
   if [ -z "${SKIP_CALLGRIND:-}" ]; then
     per=$(callgrind_loop /lb 2000)
-    echo "event-loop instructions per request: 10 targets $per"
-    add_summary "loop instructions/request, 10 targets" "$per" "-" \
-      "$(ratio "$per" "${base:-0}")"
+    one=$(callgrind_loop /l1 2000)
+    echo "event-loop instructions per request: 10 targets $per, 1 target $one"
+    add_summary "loop instructions/request, 10 targets" "$per" "-" "$(ratio "$per" "$one" 3)"
+    add_summary "loop instructions/request, 1 target" "$one" "-" "-"
   fi
 fi
 

@@ -56,6 +56,8 @@ struct gw_passive {
 struct gw_balancer {
     char *name;
     int algo;                /* enum gw_algo */
+    int slots;               /* consistent hashing: ring density (points = weight * slots / 6250) */
+    char *host_header;       /* Host sent to its targets instead of its name; NULL: none */
     int hash_on, hash_fallback;            /* enum gw_hash_on */
     char *hash_on_name, *hash_fallback_name; /* header, cookie, query arg or capture name */
     struct gw_target *targets;

@@ -125,6 +125,13 @@ describe("upstream TLS", function()
     assert.equal(a.connection_id, b.connection_id)
   end)
 
+  it("resumes the TLS session on a new connection", function()
+    local first = echo_of(gw, "/name/close") -- the mock closes after it
+    local again = echo_of(gw, "/name/again")
+    assert.not_equal(first.connection_id, again.connection_id)
+    assert.is_true(again.tls_session_reused)
+  end)
+
   it("streams large bodies both ways", function()
     local res = get(gw, "/name/bytes/300000")
     local body = assert.res_status(200, res)

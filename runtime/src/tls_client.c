@@ -40,13 +40,28 @@ struct gw_tls_client {
     int sess_next;        /* the slot the next new key replaces */
 };
 
+/* A session handed to Lua: TLS 1.3 servers send their tickets after the
+ * handshake, so the resumable session arrives later than the handshake's
+ * answer; the box follows the connection's newest session. */
+struct gw_tls_sess {
+    SSL_SESSION *sess;
+    int refs;             /* Lua's reference, and the connection's while it lives */
+};
+
 static int ctx_idx = -1;  /* SSL_CTX ex_data: its gw_tls_client, NULL once freed */
 static int key_idx = -1;  /* SSL ex_data: the session cache key (malloc'd) */
+static int box_idx = -1;  /* SSL ex_data: its gw_tls_sess, if Lua asked for one */
 
 static void key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
                      void *argp)
 {
     free(ptr);
+}
+
+static void box_unref(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                      void *argp)
+{
+    gw_tls_session_release(ptr);
 }
 
 static int indexes_init(void)
@@ -55,7 +70,42 @@ static int indexes_init(void)
         ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     if (key_idx == -1)
         key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, key_free);
-    return ctx_idx != -1 && key_idx != -1 ? 0 : -1;
+    if (box_idx == -1)
+        box_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, box_unref);
+    return ctx_idx != -1 && key_idx != -1 && box_idx != -1 ? 0 : -1;
+}
+
+struct gw_tls_sess *gw_tls_session_box(SSL *ssl)
+{
+    struct gw_tls_sess *box = SSL_get_ex_data(ssl, box_idx);
+    if (box == NULL) {
+        box = calloc(1, sizeof(*box));
+        if (box == NULL)
+            return NULL;
+        box->sess = SSL_get1_session(ssl);
+        box->refs = 1; /* the connection's */
+        if (SSL_set_ex_data(ssl, box_idx, box) != 1) {
+            SSL_SESSION_free(box->sess);
+            free(box);
+            return NULL;
+        }
+    }
+    box->refs++;
+    return box;
+}
+
+SSL_SESSION *gw_tls_session_get(const struct gw_tls_sess *box)
+{
+    return box ? box->sess : NULL;
+}
+
+void gw_tls_session_release(struct gw_tls_sess *box)
+{
+    if (box == NULL || --box->refs > 0)
+        return;
+    if (box->sess)
+        SSL_SESSION_free(box->sess);
+    free(box);
 }
 
 static char errbuf[512];
@@ -83,6 +133,12 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
     struct gw_tls_client *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_idx);
     const char *key = SSL_get_ex_data(ssl, key_idx);
+    struct gw_tls_sess *box = SSL_get_ex_data(ssl, box_idx);
+    if (box && SSL_SESSION_up_ref(sess) == 1) {
+        if (box->sess)
+            SSL_SESSION_free(box->sess);
+        box->sess = sess;
+    }
     if (t == NULL || key == NULL)
         return 0;
     struct sess_slot *slot = NULL;

@@ -16,6 +16,7 @@
 struct ssl_st;
 struct ssl_session_st;
 struct gw_tls_client;
+struct gw_tls_sess;
 
 /* What a client context is made of. PEM texts are NUL-terminated. */
 struct gw_tls_client_conf {
@@ -78,6 +79,16 @@ ssize_t gw_tls_write(struct ssl_st *ssl, const void *buf, size_t n, int *want);
 /* Bytes (decrypted or not yet) that OpenSSL holds: the socket will not
  * become readable for them. */
 int gw_tls_pending(const struct ssl_st *ssl);
+
+/* A reference to ssl's session as it evolves (TLS 1.3 tickets come after
+ * the handshake), for a later connection's resumption: NULL when out of
+ * memory. Released with gw_tls_session_release. */
+struct gw_tls_sess *gw_tls_session_box(struct ssl_st *ssl);
+
+/* The newest session in box (may be NULL: none yet). */
+struct ssl_session_st *gw_tls_session_get(const struct gw_tls_sess *box);
+
+void gw_tls_session_release(struct gw_tls_sess *box);
 
 /* Sends close_notify without waiting and frees ssl (NULL is a no-op). */
 void gw_tls_close(struct ssl_st *ssl);

@@ -952,7 +952,8 @@ end
 
 -- Starts spec/fixtures/mock_upstream.py. opts.port (default: a free one);
 -- opts.tls = { cert = FILE, key = FILE, client_ca = FILE? } makes it speak
--- TLS (requests() and clear() then cannot be used: they speak plain HTTP).
+-- TLS (requests() and clear() then cannot be used: they speak plain HTTP);
+-- opts.static_dir: files served as /static/NAME.
 -- Returns { port, pid, stop(), requests(), clear() }.
 function helpers.mock_upstream(opts)
   opts = opts or {}
@@ -965,6 +966,9 @@ function helpers.mock_upstream(opts)
     if opts.tls.client_ca then
       cmd = cmd .. " --tls-client-ca " .. shell_quote(opts.tls.client_ca)
     end
+  end
+  if opts.static_dir then
+    cmd = cmd .. " --static-dir " .. shell_quote(opts.static_dir)
   end
   local proc = spawn(cmd, dir, "mock")
   local ok, port = pcall(helpers.wait_until, function()

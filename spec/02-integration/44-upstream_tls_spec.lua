@@ -6,6 +6,7 @@
 local helpers = require "spec.helpers"
 
 local fmt = string.format
+local ngx_sleep = require("socket").sleep
 
 local CA_ID = "6f1b2c1e-8c1a-4d51-9d7e-0a1b2c3d4e01"
 local ROGUE_ID = "6f1b2c1e-8c1a-4d51-9d7e-0a1b2c3d4e02"
@@ -312,5 +313,60 @@ describe("upstream TLS configuration", function()
     })
     assert.equal(0, rc)
     assert.matches("is valid", out)
+  end)
+end)
+
+
+describe("active health checks of type https", function()
+  local tls, up, other, gw
+
+  lazy_setup(function()
+    tls = require("spec.tls_fixtures").get()
+    local c = tls.certs.upstream
+    up = helpers.mock_upstream({ tls = { cert = c.cert, key = c.key } })
+    local ex = tls.certs["example.test"]
+    other = helpers.mock_upstream({ tls = { cert = ex.cert, key = ex.key } })
+    gw = assert(helpers.start_luagate({
+      args = { "--lua-ssl-trusted-certificate", tls.ca.cert },
+      config = {
+        _format_version = "3.0",
+        upstreams = { { name = "hc",
+          healthchecks = { active = {
+            type = "https", https_sni = "upstream.test",
+            http_path = "/status/200", timeout = 1,
+            healthy = { interval = 0.2, successes = 1 },
+            unhealthy = { interval = 0.2, tcp_failures = 1 } } },
+          targets = { { target = "127.0.0.1:" .. up.port },
+                      { target = "127.0.0.1:" .. other.port } } } },
+        services = { { name = "s", host = "hc", protocol = "https",
+                       routes = { { name = "r", paths = { "/" } } } } },
+      },
+    }))
+  end)
+
+  lazy_teardown(function()
+    helpers.stop_luagate(gw)
+    up.stop()
+    other.stop()
+  end)
+
+  local function health_of(target)
+    local res = helpers.request_once(gw.admin_port,
+                                     { path = "/upstreams/hc/health" })
+    for _, d in ipairs(helpers.json_decode(res.body).data) do
+      if d.target == target then
+        return d.health
+      end
+    end
+  end
+
+  it("probe over TLS with https_sni, verifying the certificate (Kong's " ..
+     "https_verify_certificate default)", function()
+    helpers.wait_until(function()
+      return health_of("127.0.0.1:" .. other.port) == "UNHEALTHY"
+    end, 10)
+    -- the probes passed long enough for the other one to fail twice over
+    ngx_sleep(0.6)
+    assert.equal("HEALTHY", health_of("127.0.0.1:" .. up.port))
   end)
 end)

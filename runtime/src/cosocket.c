@@ -696,10 +696,13 @@ int gw_ffi_sock_keepalive(int id, int timeout_ms, int pool_size, const char **er
         return GW_ERROR;
     }
     char c;
-    ssize_t k = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (k != -1 || (errno != EAGAIN && errno != EWOULDBLOCK) || (s->ssl && gw_tls_pending(s->ssl))) {
-        int unread = k > 0 || (k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK));
-        *err = unread ? "unread data in buffer" : "closed";
+    int want;
+    /* TLS: records that are not data (a late session ticket) are taken in
+     * here; data left unread, or the peer's close, refuse the pooling */
+    ssize_t k = s->ssl ? gw_tls_peek(s->ssl, &c, 1, &want)
+                       : recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (k != -1 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        *err = k > 0 ? "unread data in buffer" : "closed";
         sock_free(s);
         return GW_ERROR;
     }

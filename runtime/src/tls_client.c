@@ -460,6 +460,18 @@ ssize_t gw_tls_read(SSL *ssl, void *buf, size_t n, int *want)
     return st == GW_DONE ? 0 : -1;
 }
 
+ssize_t gw_tls_peek(SSL *ssl, void *buf, size_t n, int *want)
+{
+    size_t got = 0;
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_peek_ex(ssl, buf, n, &got) == 1) {
+        *want = 0;
+        return (ssize_t)got;
+    }
+    return io_status(ssl, 0, want) == GW_DONE ? 0 : -1;
+}
+
 ssize_t gw_tls_write(SSL *ssl, const void *buf, size_t n, int *want)
 {
     size_t put = 0;

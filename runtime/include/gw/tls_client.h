@@ -72,6 +72,10 @@ int gw_tls_handshake(struct ssl_st *ssl, int *want, char *err, size_t errlen,
  * TLS error, see gw_tls_error) or the socket's error. */
 ssize_t gw_tls_read(struct ssl_st *ssl, void *buf, size_t n, int *want);
 
+/* gw_tls_read without taking the bytes (MSG_PEEK); records that carry no
+ * data (session tickets, key updates) are processed. */
+ssize_t gw_tls_peek(struct ssl_st *ssl, void *buf, size_t n, int *want);
+
 /* write(2)-like, partial writes allowed; the same bytes must be offered
  * again after EAGAIN (they may have moved: the buffer can grow). */
 ssize_t gw_tls_write(struct ssl_st *ssl, const void *buf, size_t n, int *want);

@@ -60,7 +60,8 @@ local function probe(active, target)
                                   headers = { ["User-Agent"] = "luagate-healthcheck" },
                                   keepalive = false,
                                   -- Kong's https_verify_certificate, https_sni
-                                  ssl_verify = active.https_verify_certificate ~= false,
+                                  ssl_verify =
+                                    active.https_verify_certificate ~= false,
                                   ssl_server_name = active.https_sni })
   if not res then
     return err == "timeout" and "timeout" or "tcp"

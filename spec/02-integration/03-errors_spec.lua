@@ -106,7 +106,8 @@ describe("errors", function()
 
   -- (spec/02-integration/44-upstream_tls_spec.lua has upstream TLS itself)
   it("an https service whose upstream speaks plain HTTP -> 504 after the " ..
-     "connect timeout (the handshake never ends), nothing sent in clear", function()
+     "connect timeout (the handshake never ends), nothing sent in clear",
+     function()
     local t0 = ngx_now()
     local res = assert(helpers.request_once(gw.proxy_port, {
       path = "/tls/x", headers = { ["X-Tls-Check"] = "1" } }))

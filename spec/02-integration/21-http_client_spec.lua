@@ -149,7 +149,8 @@ describe("http client over TLS", function()
     return helpers.json_decode(assert.res_status(200, res))
   end
 
-  it("requests https URLs, verifying the server, keeping connections", function()
+  it("requests https URLs, verifying the server, keeping connections",
+     function()
     local d = call("tls")
     assert.is_nil(d.a.err)
     assert.equal(200, d.a.status)
@@ -173,7 +174,8 @@ describe("http client over TLS", function()
 
   it("fails a request whose certificate does not verify", function()
     local d = call("tls_fail")
-    assert.equal("TLS handshake failed: certificate host mismatch", d.mismatch.err)
+    assert.equal("TLS handshake failed: certificate host mismatch",
+                 d.mismatch.err)
     assert.equal(200, d.no_verify.status)
     assert.equal(200, d.right_name.status)
     assert.equal("example.test", d.right_name.echo.tls_sni)

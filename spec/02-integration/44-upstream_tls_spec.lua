@@ -137,8 +137,8 @@ describe("upstream TLS", function()
     local res = get(gw, "/name/bytes/300000")
     local body = assert.res_status(200, res)
     assert.equal(300000, #body)
-    assert.equal(string.rep("abcdefghijklmnopqrstuvwxyz0123456789", 8334):sub(1, 300000),
-                 body)
+    local pattern = "abcdefghijklmnopqrstuvwxyz0123456789"
+    assert.equal(string.rep(pattern, 8334):sub(1, 300000), body)
     local payload = string.rep("0123456789abcdef", 65536) -- 1 MiB
     res = assert(helpers.request_once(gw.proxy_port, {
       method = "POST", path = "/name/upload", body = payload }))
@@ -148,15 +148,18 @@ describe("upstream TLS", function()
   end)
 
   describe("tls_verify", function()
-    it("accepts a certificate from ca_certificates for the host name", function()
+    it("accepts a certificate from ca_certificates for the host name",
+       function()
       assert.equal("localhost", echo_of(gw, "/verify-name").tls_sni)
     end)
 
     it("checks an IP literal against the certificate's IP addresses", function()
-      assert.equal("/verify-ip", echo_of(gw, "/verify-ip").headers["x-forwarded-path"])
+      local echo = echo_of(gw, "/verify-ip")
+      assert.equal("/verify-ip", echo.headers["x-forwarded-path"])
     end)
 
-    it("refuses a certificate the system store does not trust: 502 JSON", function()
+    it("refuses a certificate the system store does not trust: 502 JSON",
+       function()
       local res = get(gw, "/verify-system")
       local body = assert.res_status(502, res)
       assert.equal("An invalid response was received from the upstream server",
@@ -182,8 +185,8 @@ describe("upstream TLS", function()
       local body = assert.res_status(502, res)
       assert.is_table(helpers.json_decode(body))
       helpers.wait_until(function()
-        return error_log(gw):find("certificate verify failed: hostname mismatch",
-                                  1, true)
+        return error_log(gw):find("certificate verify failed: hostname " ..
+                                  "mismatch", 1, true)
       end, 5)
     end)
 
@@ -198,7 +201,8 @@ describe("upstream TLS", function()
       assert.equal("localhost", echo_of(gw, "/no-verify-mismatch").tls_sni)
     end)
 
-    it("a refused certificate is a failed try: the next target answers", function()
+    it("a refused certificate is a failed try: the next target answers",
+       function()
       for _ = 1, 4 do
         local echo = echo_of(gw, "/retry/x")
         assert.equal("localhost", echo.tls_sni)
@@ -238,7 +242,8 @@ describe("upstream TLS", function()
       end
     end)
 
-    it("never gives one SNI's connection to another on the same address", function()
+    it("never gives one SNI's connection to another on the same address",
+       function()
       local by_ip = echo_of(gw, "/ip/p")
       local by_name = echo_of(gw, "/name/p")
       assert.not_equal(by_ip.connection_id, by_name.connection_id)
@@ -280,14 +285,16 @@ describe("upstream TLS configuration", function()
     local rc, _, err = check({ _format_version = "3.0", services = {
       service({ client_certificate = ALICE_ID }) } })
     assert.equal(1, rc)
-    assert.matches("could not find certificate '" .. ALICE_ID .. "'", err, 1, true)
+    assert.matches("could not find certificate '" .. ALICE_ID .. "'", err, 1,
+                   true)
   end)
 
   it("refuses a ca_certificates id that does not exist", function()
     local rc, _, err = check({ _format_version = "3.0", services = {
       service({ tls_verify = true, ca_certificates = { CA_ID } }) } })
     assert.equal(1, rc)
-    assert.matches("could not find ca_certificate '" .. CA_ID .. "'", err, 1, true)
+    assert.matches("could not find ca_certificate '" .. CA_ID .. "'", err, 1,
+                   true)
   end)
 
   it("refuses a client certificate whose key does not match", function()

@@ -62,7 +62,7 @@ local err_p = ffi_new("const char *[1]")
 local int_p = ffi_new("int[1]")
 local id_buf = ffi_new("int[1]")
 local char_p_t = ffi.typeof("const char *")
-local sess_ptr_t = ffi.typeof("struct gw_tls_sess *")
+local sess_ptr_t = ffi.typeof("struct gw_tls_client_sess *")
 
 local DEFAULT_TIMEOUT = 60000   -- ms, lua_socket_*_timeout
 local DEFAULT_KEEPALIVE = 60000 -- ms, lua_socket_keepalive_timeout

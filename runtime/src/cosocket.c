@@ -184,7 +184,7 @@ static void sock_free(struct gw_sock *s)
     ev_timer_stop(gw_worker->loop, &s->timer);
     gw_list_remove(&s->dns.link);
     gw_lop_remove(&s->lop);
-    gw_tls_close(s->ssl);
+    gw_tls_client_close(s->ssl);
     free(s->tls_name);
     if (s->fd != -1)
         close(s->fd);
@@ -265,7 +265,7 @@ static int do_send(struct gw_sock *s, const char **err)
 {
     s->want = EV_WRITE;
     while (s->sn > 0) {
-        ssize_t k = s->ssl ? gw_tls_write(s->ssl, s->sp, s->sn, &s->want)
+        ssize_t k = s->ssl ? gw_tls_client_write(s->ssl, s->sp, s->sn, &s->want)
                            : send(s->fd, s->sp, s->sn, MSG_NOSIGNAL);
         if (k == -1) {
             if (errno == EINTR)
@@ -273,7 +273,7 @@ static int do_send(struct gw_sock *s, const char **err)
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return GW_AGAIN;
             if (s->ssl && errno == EPROTO) {
-                gw_log(GW_LOG_INFO, "cosocket SSL_write() failed: %s", gw_tls_error());
+                gw_log(GW_LOG_INFO, "cosocket SSL_write() failed: %s", gw_tls_client_error());
                 *err = "closed";
                 return GW_ERROR;
             }
@@ -303,7 +303,7 @@ static int handshake_step(struct gw_sock *s, const char **err)
 {
     char what[400];
     long vr;
-    int rc = gw_tls_handshake(s->ssl, &s->want, what, sizeof(what), &vr);
+    int rc = gw_tls_client_handshake(s->ssl, &s->want, what, sizeof(what), &vr);
     if (rc != GW_ERROR)
         return rc;
     gw_log(GW_LOG_INFO, "cosocket TLS handshake with %s failed: %s",
@@ -564,7 +564,7 @@ int gw_ffi_sock_recv(struct gw_lctx *x, int id, size_t max, int timeout_ms, cons
         max = RBUF_SIZE;
     s->want = EV_READ;
     for (;;) {
-        ssize_t k = s->ssl ? gw_tls_read(s->ssl, s->rbuf, max, &s->want)
+        ssize_t k = s->ssl ? gw_tls_client_read(s->ssl, s->rbuf, max, &s->want)
                            : recv(s->fd, s->rbuf, max, 0);
         if (k > 0) {
             *p = s->rbuf;
@@ -580,7 +580,7 @@ int gw_ffi_sock_recv(struct gw_lctx *x, int id, size_t max, int timeout_ms, cons
         if (errno == ECONNRESET)
             return GW_DONE;
         if (s->ssl && errno == EPROTO) {
-            gw_log(GW_LOG_INFO, "cosocket SSL_read() failed: %s", gw_tls_error());
+            gw_log(GW_LOG_INFO, "cosocket SSL_read() failed: %s", gw_tls_client_error());
             *err = "closed";
             return GW_ERROR;
         }
@@ -652,7 +652,7 @@ static void idle_free(struct idle_conn *ic)
     gw_list_remove(&ic->link);
     ic->b->n--;
     nidle--;
-    gw_tls_close(ic->ssl);
+    gw_tls_client_close(ic->ssl);
     free(ic->tls_name);
     close(ic->fd);
     free(ic);
@@ -699,7 +699,7 @@ int gw_ffi_sock_keepalive(int id, int timeout_ms, int pool_size, const char **er
     int want;
     /* TLS: records that are not data (a late session ticket) are taken in
      * here; data left unread, or the peer's close, refuse the pooling */
-    ssize_t k = s->ssl ? gw_tls_peek(s->ssl, &c, 1, &want)
+    ssize_t k = s->ssl ? gw_tls_client_peek(s->ssl, &c, 1, &want)
                        : recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (k != -1 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
         *err = k > 0 ? "unread data in buffer" : "closed";
@@ -780,7 +780,7 @@ static struct gw_tls_client *lua_tls_get(const char **err)
     return lua_tls;
 }
 
-int gw_ffi_sock_sslhandshake(struct gw_lctx *x, int id, struct gw_tls_sess *sess,
+int gw_ffi_sock_sslhandshake(struct gw_lctx *x, int id, struct gw_tls_client_sess *sess,
                              const char *server_name, int verify, int status_req, int timeout_ms,
                              int *reused, const char **err)
 {
@@ -829,7 +829,7 @@ int gw_ffi_sock_sslhandshake(struct gw_lctx *x, int id, struct gw_tls_sess *sess
         return GW_ERROR;
     }
     s->tls_verify = verify;
-    s->ssl = gw_tls_client_ssl(t, s->fd, name, verify, gw_tls_session_get(sess), err);
+    s->ssl = gw_tls_client_ssl(t, s->fd, name, verify, gw_tls_client_session_get(sess), err);
     if (s->ssl == NULL)
         return GW_ERROR;
     if (status_req)
@@ -842,15 +842,15 @@ int gw_ffi_sock_sslhandshake(struct gw_lctx *x, int id, struct gw_tls_sess *sess
     return GW_AGAIN;
 }
 
-struct gw_tls_sess *gw_ffi_sock_ssl_session(int id)
+struct gw_tls_client_sess *gw_ffi_sock_ssl_session(int id)
 {
     struct gw_sock *s = sock_get(id);
     if (s == NULL || s->ssl == NULL)
         return NULL;
-    return gw_tls_session_box(s->ssl);
+    return gw_tls_client_session_box(s->ssl);
 }
 
-void gw_ffi_ssl_session_free(struct gw_tls_sess *sess)
+void gw_ffi_ssl_session_free(struct gw_tls_client_sess *sess)
 {
-    gw_tls_session_release(sess);
+    gw_tls_client_session_release(sess);
 }

@@ -602,7 +602,7 @@ static void up_update(struct gw_upstream *u)
         if (u->ssl) {
             ev |= u->tls_want; /* a read that waits for a write, or the reverse */
             /* bytes OpenSSL already holds never make the socket readable */
-            if ((ev & EV_READ) && gw_tls_pending(u->ssl))
+            if ((ev & EV_READ) && gw_tls_client_pending(u->ssl))
                 ev_feed_event(loop, &u->io, EV_READ);
         }
     }
@@ -699,7 +699,7 @@ static int up_flush(struct gw_upstream *u)
     struct gw_buf *b = &u->out;
     while (gw_buf_pending(b)) {
         int want = 0;
-        ssize_t n = u->ssl ? gw_tls_write(u->ssl, b->data + b->off, gw_buf_pending(b), &want)
+        ssize_t n = u->ssl ? gw_tls_client_write(u->ssl, b->data + b->off, gw_buf_pending(b), &want)
                            : send(u->fd, b->data + b->off, gw_buf_pending(b), MSG_NOSIGNAL);
         if (n == -1) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -711,7 +711,7 @@ static int up_flush(struct gw_upstream *u)
                 continue;
             char what[600];
             if (u->ssl && errno == EPROTO)
-                snprintf(what, sizeof(what), "SSL_write() failed: %s", gw_tls_error());
+                snprintf(what, sizeof(what), "SSL_write() failed: %s", gw_tls_client_error());
             else
                 snprintf(what, sizeof(what), "send() failed: %s", strerror(errno));
             up_failed(u, 502, MSG_502, what);
@@ -1120,9 +1120,9 @@ static void up_read(struct gw_upstream *u)
             return;
         }
         int want = 0;
-        ssize_t n = u->ssl ? gw_tls_read(u->ssl, u->in.data + u->in.len, u->in.cap - u->in.len,
-                                         &want)
-                           : read(u->fd, u->in.data + u->in.len, u->in.cap - u->in.len);
+        char *at = u->in.data + u->in.len;
+        size_t room = u->in.cap - u->in.len;
+        ssize_t n = u->ssl ? gw_tls_client_read(u->ssl, at, room, &want) : read(u->fd, at, room);
         if (n == -1) {
             if (errno == EINTR)
                 continue;
@@ -1133,7 +1133,7 @@ static void up_read(struct gw_upstream *u)
             }
             char what[600];
             if (u->ssl && errno == EPROTO)
-                snprintf(what, sizeof(what), "SSL_read() failed: %s", gw_tls_error());
+                snprintf(what, sizeof(what), "SSL_read() failed: %s", gw_tls_client_error());
             else
                 snprintf(what, sizeof(what), "read() failed: %s", strerror(errno));
             if (!c->req->resp_started) {
@@ -1191,7 +1191,7 @@ static int up_handshake(struct gw_upstream *u)
 {
     char what[400];
     long vr;
-    int rc = gw_tls_handshake(u->ssl, &u->tls_want, what, sizeof(what), &vr);
+    int rc = gw_tls_client_handshake(u->ssl, &u->tls_want, what, sizeof(what), &vr);
     if (rc == GW_AGAIN) {
         up_update(u);
         return GW_AGAIN;

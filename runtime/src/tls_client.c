@@ -43,14 +43,14 @@ struct gw_tls_client {
 /* A session handed to Lua: TLS 1.3 servers send their tickets after the
  * handshake, so the resumable session arrives later than the handshake's
  * answer; the box follows the connection's newest session. */
-struct gw_tls_sess {
+struct gw_tls_client_sess {
     SSL_SESSION *sess;
     int refs;             /* Lua's reference, and the connection's while it lives */
 };
 
 static int ctx_idx = -1;  /* SSL_CTX ex_data: its gw_tls_client, NULL once freed */
 static int key_idx = -1;  /* SSL ex_data: the session cache key (malloc'd) */
-static int box_idx = -1;  /* SSL ex_data: its gw_tls_sess, if Lua asked for one */
+static int box_idx = -1;  /* SSL ex_data: its gw_tls_client_sess, if Lua asked for one */
 
 static void key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
                      void *argp)
@@ -61,7 +61,7 @@ static void key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long 
 static void box_unref(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
                       void *argp)
 {
-    gw_tls_session_release(ptr);
+    gw_tls_client_session_release(ptr);
 }
 
 static int indexes_init(void)
@@ -75,9 +75,9 @@ static int indexes_init(void)
     return ctx_idx != -1 && key_idx != -1 && box_idx != -1 ? 0 : -1;
 }
 
-struct gw_tls_sess *gw_tls_session_box(SSL *ssl)
+struct gw_tls_client_sess *gw_tls_client_session_box(SSL *ssl)
 {
-    struct gw_tls_sess *box = SSL_get_ex_data(ssl, box_idx);
+    struct gw_tls_client_sess *box = SSL_get_ex_data(ssl, box_idx);
     if (box == NULL) {
         box = calloc(1, sizeof(*box));
         if (box == NULL)
@@ -94,12 +94,12 @@ struct gw_tls_sess *gw_tls_session_box(SSL *ssl)
     return box;
 }
 
-SSL_SESSION *gw_tls_session_get(const struct gw_tls_sess *box)
+SSL_SESSION *gw_tls_client_session_get(const struct gw_tls_client_sess *box)
 {
     return box ? box->sess : NULL;
 }
 
-void gw_tls_session_release(struct gw_tls_sess *box)
+void gw_tls_client_session_release(struct gw_tls_client_sess *box)
 {
     if (box == NULL || --box->refs > 0)
         return;
@@ -110,7 +110,7 @@ void gw_tls_session_release(struct gw_tls_sess *box)
 
 static char errbuf[512];
 
-const char *gw_tls_error(void)
+const char *gw_tls_client_error(void)
 {
     size_t n = 0;
     unsigned long e;
@@ -133,7 +133,7 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
     struct gw_tls_client *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_idx);
     const char *key = SSL_get_ex_data(ssl, key_idx);
-    struct gw_tls_sess *box = SSL_get_ex_data(ssl, box_idx);
+    struct gw_tls_client_sess *box = SSL_get_ex_data(ssl, box_idx);
     if (box && SSL_SESSION_up_ref(sess) == 1) {
         if (box->sess)
             SSL_SESSION_free(box->sess);
@@ -268,22 +268,22 @@ struct gw_tls_client *gw_tls_client_new(const struct gw_tls_client_conf *cc, cha
             int n = add_pem_cas(store, cc->ca_pem[i]);
             if (n <= 0) {
                 snprintf(err, errlen, "could not load CA certificate #%d: %s", i + 1,
-                         n == 0 ? "no certificate in the PEM text" : gw_tls_error());
+                         n == 0 ? "no certificate in the PEM text" : gw_tls_client_error());
                 goto fail;
             }
         }
     } else if (cc->ca_file) {
         if (SSL_CTX_load_verify_locations(ctx, cc->ca_file, NULL) != 1) {
             snprintf(err, errlen, "could not load the CA file %s: %s", cc->ca_file,
-                     gw_tls_error());
+                     gw_tls_client_error());
             goto fail;
         }
     } else if (cc->verify && SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        snprintf(err, errlen, "could not load the system CA store: %s", gw_tls_error());
+        snprintf(err, errlen, "could not load the system CA store: %s", gw_tls_client_error());
         goto fail;
     }
     if (cc->cert_pem && cc->key_pem && use_cert_key(ctx, cc->cert_pem, cc->key_pem) != 0) {
-        snprintf(err, errlen, "could not load the client certificate: %s", gw_tls_error());
+        snprintf(err, errlen, "could not load the client certificate: %s", gw_tls_client_error());
         goto fail;
     }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
@@ -296,7 +296,7 @@ struct gw_tls_client *gw_tls_client_new(const struct gw_tls_client_conf *cc, cha
     return t;
 
 fail_ssl:
-    snprintf(err, errlen, "could not create a TLS context: %s", gw_tls_error());
+    snprintf(err, errlen, "could not create a TLS context: %s", gw_tls_client_error());
 fail:
     SSL_CTX_free(ctx);
     free(t);
@@ -331,7 +331,7 @@ uint64_t gw_tls_client_id(const struct gw_tls_client *t)
     return t->id;
 }
 
-int gw_tls_is_ip(const char *name)
+int gw_tls_client_is_ip(const char *name)
 {
     unsigned char buf[sizeof(struct in6_addr)];
     return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
@@ -351,7 +351,7 @@ SSL *gw_tls_client_ssl(struct gw_tls_client *t, int fd, const char *name, int ve
         verify = t->verify;
     else
         SSL_set_verify(ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-    int ip = name && name[0] && gw_tls_is_ip(name);
+    int ip = name && name[0] && gw_tls_client_is_ip(name);
     if (name && name[0] && !ip && SSL_set_tlsext_host_name(ssl, name) != 1) {
         *err = "bad server name";
         SSL_free(ssl);
@@ -417,7 +417,7 @@ static int io_status(SSL *ssl, int rc, int *want)
     }
 }
 
-int gw_tls_handshake(SSL *ssl, int *want, char *err, size_t errlen, long *verify_failed)
+int gw_tls_client_handshake(SSL *ssl, int *want, char *err, size_t errlen, long *verify_failed)
 {
     *verify_failed = 0;
     ERR_clear_error();
@@ -441,12 +441,12 @@ int gw_tls_handshake(SSL *ssl, int *want, char *err, size_t errlen, long *verify
     } else if (errno != EPROTO) {
         snprintf(err, errlen, "TLS handshake failed: %s", strerror(errno));
     } else {
-        snprintf(err, errlen, "TLS handshake failed: %s", gw_tls_error());
+        snprintf(err, errlen, "TLS handshake failed: %s", gw_tls_client_error());
     }
     return GW_ERROR;
 }
 
-ssize_t gw_tls_read(SSL *ssl, void *buf, size_t n, int *want)
+ssize_t gw_tls_client_read(SSL *ssl, void *buf, size_t n, int *want)
 {
     size_t got = 0;
     ERR_clear_error();
@@ -460,7 +460,7 @@ ssize_t gw_tls_read(SSL *ssl, void *buf, size_t n, int *want)
     return st == GW_DONE ? 0 : -1;
 }
 
-ssize_t gw_tls_peek(SSL *ssl, void *buf, size_t n, int *want)
+ssize_t gw_tls_client_peek(SSL *ssl, void *buf, size_t n, int *want)
 {
     size_t got = 0;
     ERR_clear_error();
@@ -472,7 +472,7 @@ ssize_t gw_tls_peek(SSL *ssl, void *buf, size_t n, int *want)
     return io_status(ssl, 0, want) == GW_DONE ? 0 : -1;
 }
 
-ssize_t gw_tls_write(SSL *ssl, const void *buf, size_t n, int *want)
+ssize_t gw_tls_client_write(SSL *ssl, const void *buf, size_t n, int *want)
 {
     size_t put = 0;
     ERR_clear_error();
@@ -492,12 +492,12 @@ ssize_t gw_tls_write(SSL *ssl, const void *buf, size_t n, int *want)
     return -1;
 }
 
-int gw_tls_pending(const SSL *ssl)
+int gw_tls_client_pending(const SSL *ssl)
 {
     return SSL_has_pending(ssl);
 }
 
-void gw_tls_close(SSL *ssl)
+void gw_tls_client_close(SSL *ssl)
 {
     if (ssl == NULL)
         return;

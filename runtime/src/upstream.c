@@ -61,7 +61,7 @@ void gw_upstream_free(struct gw_upstream *u)
     ev_io_stop(loop, &u->io);
     ev_timer_stop(loop, &u->timer);
     if (u->ssl) {
-        gw_tls_close(u->ssl);
+        gw_tls_client_close(u->ssl);
         free(u->tls_name);
     }
     close(u->fd);
@@ -157,7 +157,7 @@ void gw_upstream_keep(struct gw_upstream *u)
     u->client = NULL;
     if (gw_worker->stopping || pool_count[b] >= gw_settings.upstream_keepalive ||
         u->requests >= gw_settings.upstream_keepalive_requests ||
-        (u->ssl && (u->tls_want || gw_tls_pending(u->ssl)))) {
+        (u->ssl && (u->tls_want || gw_tls_client_pending(u->ssl)))) {
         gw_upstream_free(u);
         return;
     }

@@ -20,7 +20,7 @@
 #include <stddef.h>
 
 struct gw_lctx;
-struct gw_tls_sess;
+struct gw_tls_client_sess;
 
 /* A new, unconnected socket owned by x: its id (>= 0), or GW_ERROR. */
 int gw_ffi_sock_open(struct gw_lctx *x, const char **err);
@@ -70,16 +70,16 @@ int gw_ffi_sock_keepalive(int id, int timeout_ms, int pool_size, const char **er
  * (*reused > 0). GW_OK, GW_AGAIN (wait, bounded by timeout_ms), GW_ERROR
  * with *err ("NN: reason" for a refused certificate, "certificate host
  * mismatch", "handshake failed", "closed"). */
-int gw_ffi_sock_sslhandshake(struct gw_lctx *x, int id, struct gw_tls_sess *sess,
+int gw_ffi_sock_sslhandshake(struct gw_lctx *x, int id, struct gw_tls_client_sess *sess,
                              const char *server_name, int verify, int status_req, int timeout_ms,
                              int *reused, const char **err);
 
 /* A reference to id's TLS session (NULL when none), which follows the
  * connection's newest session (TLS 1.3 tickets), for a later handshake's
  * resumption; released with gw_ffi_ssl_session_free. */
-struct gw_tls_sess *gw_ffi_sock_ssl_session(int id);
+struct gw_tls_client_sess *gw_ffi_sock_ssl_session(int id);
 
-void gw_ffi_ssl_session_free(struct gw_tls_sess *sess);
+void gw_ffi_ssl_session_free(struct gw_tls_client_sess *sess);
 
 /* Idle pooled connections of the worker (for specs and stats). */
 int gw_ffi_sock_pool_count(void);

@@ -16,7 +16,7 @@
 struct ssl_st;
 struct ssl_session_st;
 struct gw_tls_client;
-struct gw_tls_sess;
+struct gw_tls_client_sess;
 
 /* What a client context is made of. PEM texts are NUL-terminated. */
 struct gw_tls_client_conf {
@@ -51,7 +51,7 @@ uint64_t gw_tls_client_id(const struct gw_tls_client *t);
 uint64_t gw_tls_client_conf_id(const struct gw_tls_client_conf *cc);
 
 /* Whether name is an IPv4 or IPv6 literal (never sent as SNI). */
-int gw_tls_is_ip(const char *name);
+int gw_tls_client_is_ip(const char *name);
 
 /* A client connection over fd, not yet handshaken. name (may be NULL) is
  * sent as SNI unless it is an IP literal, and is what the certificate is
@@ -64,41 +64,41 @@ struct ssl_st *gw_tls_client_ssl(struct gw_tls_client *t, int fd, const char *na
 /* One step of the handshake: GW_OK done; GW_AGAIN with *want; GW_ERROR
  * with a description in err (the verification reason when the certificate
  * was refused: *verify_failed is set then to the X509 verify code). */
-int gw_tls_handshake(struct ssl_st *ssl, int *want, char *err, size_t errlen,
+int gw_tls_client_handshake(struct ssl_st *ssl, int *want, char *err, size_t errlen,
                      long *verify_failed);
 
 /* read(2)-like: > 0 bytes; 0 the peer closed (close_notify or EOF); -1
  * with errno: EAGAIN (*want says which readiness to wait for), EPROTO (a
- * TLS error, see gw_tls_error) or the socket's error. */
-ssize_t gw_tls_read(struct ssl_st *ssl, void *buf, size_t n, int *want);
+ * TLS error, see gw_tls_client_error) or the socket's error. */
+ssize_t gw_tls_client_read(struct ssl_st *ssl, void *buf, size_t n, int *want);
 
-/* gw_tls_read without taking the bytes (MSG_PEEK); records that carry no
+/* gw_tls_client_read without taking the bytes (MSG_PEEK); records that carry no
  * data (session tickets, key updates) are processed. */
-ssize_t gw_tls_peek(struct ssl_st *ssl, void *buf, size_t n, int *want);
+ssize_t gw_tls_client_peek(struct ssl_st *ssl, void *buf, size_t n, int *want);
 
 /* write(2)-like, partial writes allowed; the same bytes must be offered
  * again after EAGAIN (they may have moved: the buffer can grow). */
-ssize_t gw_tls_write(struct ssl_st *ssl, const void *buf, size_t n, int *want);
+ssize_t gw_tls_client_write(struct ssl_st *ssl, const void *buf, size_t n, int *want);
 
 /* Bytes (decrypted or not yet) that OpenSSL holds: the socket will not
  * become readable for them. */
-int gw_tls_pending(const struct ssl_st *ssl);
+int gw_tls_client_pending(const struct ssl_st *ssl);
 
 /* A reference to ssl's session as it evolves (TLS 1.3 tickets come after
  * the handshake), for a later connection's resumption: NULL when out of
- * memory. Released with gw_tls_session_release. */
-struct gw_tls_sess *gw_tls_session_box(struct ssl_st *ssl);
+ * memory. Released with gw_tls_client_session_release. */
+struct gw_tls_client_sess *gw_tls_client_session_box(struct ssl_st *ssl);
 
 /* The newest session in box (may be NULL: none yet). */
-struct ssl_session_st *gw_tls_session_get(const struct gw_tls_sess *box);
+struct ssl_session_st *gw_tls_client_session_get(const struct gw_tls_client_sess *box);
 
-void gw_tls_session_release(struct gw_tls_sess *box);
+void gw_tls_client_session_release(struct gw_tls_client_sess *box);
 
 /* Sends close_notify without waiting and frees ssl (NULL is a no-op). */
-void gw_tls_close(struct ssl_st *ssl);
+void gw_tls_client_close(struct ssl_st *ssl);
 
 /* The OpenSSL error queue as text (drained), in a static buffer: for logs
  * after EPROTO. */
-const char *gw_tls_error(void);
+const char *gw_tls_client_error(void);
 
 #endif

@@ -950,13 +950,26 @@ end
 -- mock upstream and redis
 ---------------------------------------------------------------------------
 
--- Starts spec/fixtures/mock_upstream.py. opts.port (default: a free one).
+-- Starts spec/fixtures/mock_upstream.py. opts.port (default: a free one);
+-- opts.tls = { cert = FILE, key = FILE, client_ca = FILE? } makes it speak
+-- TLS (requests() and clear() then cannot be used: they speak plain HTTP);
+-- opts.static_dir: files served as /static/NAME.
 -- Returns { port, pid, stop(), requests(), clear() }.
 function helpers.mock_upstream(opts)
   opts = opts or {}
   local dir = helpers.make_prefix("mock")
   local cmd = fmt("exec %s %s --port %d", shell_quote(helpers.python),
                   shell_quote(helpers.mock_upstream_script), opts.port or 0)
+  if opts.tls then
+    cmd = cmd .. fmt(" --tls-cert %s --tls-key %s",
+                     shell_quote(opts.tls.cert), shell_quote(opts.tls.key))
+    if opts.tls.client_ca then
+      cmd = cmd .. " --tls-client-ca " .. shell_quote(opts.tls.client_ca)
+    end
+  end
+  if opts.static_dir then
+    cmd = cmd .. " --static-dir " .. shell_quote(opts.static_dir)
+  end
   local proc = spawn(cmd, dir, "mock")
   local ok, port = pcall(helpers.wait_until, function()
     if proc_exit_code(proc) then

@@ -58,7 +58,11 @@ local function probe(active, target)
   local res, err = http.request(fmt("%s://%s%s", scheme, target, active.http_path),
                                 { timeout = active.timeout * 1000,
                                   headers = { ["User-Agent"] = "luagate-healthcheck" },
-                                  keepalive = false })
+                                  keepalive = false,
+                                  -- Kong's https_verify_certificate, https_sni
+                                  ssl_verify =
+                                    active.https_verify_certificate ~= false,
+                                  ssl_server_name = active.https_sni })
   if not res then
     return err == "timeout" and "timeout" or "tcp"
   end

@@ -16,6 +16,13 @@
 --   local results, errs = http.request_multi({ { url1 }, { url2, opts } })
 --   local i, res = http.request_multi({ { url1 }, { url2 } }, "any")
 --
+-- https:// URLs speak TLS (sslhandshake of luagate.socket): the server's
+-- certificate is verified against --lua-ssl-trusted-certificate (or the
+-- system store) and the host name unless opts.ssl_verify is false;
+-- opts.ssl_server_name replaces the host as SNI and verified name. TLS
+-- connections are pooled apart from plain ones, by server name and
+-- verification.
+--
 -- Responses: Content-Length, chunked and close-delimited bodies; 1xx
 -- interim responses are skipped. Connections go back to the keepalive pool
 -- (key "host:port") once the body was read whole, unless the server or the
@@ -154,7 +161,7 @@ end
 _M.format_head = format_head
 
 
-local function build_request(method, host, port, path, opts)
+local function build_request(method, host, port, path, opts, scheme)
   local body = opts.body
   if body ~= nil and type(body) ~= "string" then
     body = tostring(body)
@@ -164,7 +171,7 @@ local function build_request(method, host, port, path, opts)
     length = body and #body or 0
   end
   local head = format_head(method, path, "1.1", opts.headers, {
-    host = host_header("http", host, port),
+    host = host_header(scheme or "http", host, port),
     user_agent = USER_AGENT,
     content_length = length,
     connection = opts.keepalive == false and "close" or nil,
@@ -378,7 +385,7 @@ end
 
 
 -- One attempt: returns res, or nil, err, retryable.
-local function attempt(method, host, port, path, opts, req)
+local function attempt(method, host, port, path, opts, req, tls)
   local sock = socket.tcp()
   local timeout = opts.timeout or DEFAULT_TIMEOUT
   sock:settimeouts(opts.connect_timeout or timeout,
@@ -388,6 +395,13 @@ local function attempt(method, host, port, path, opts, req)
   local ok, err = sock:connect(chost, port, { pool = opts.pool })
   if not ok then
     return nil, "could not connect: " .. tostring(err), false
+  end
+  if tls then
+    ok, err = sock:sslhandshake(false, opts.ssl_server_name or chost,
+                                opts.ssl_verify ~= false)
+    if not ok then
+      return nil, "TLS handshake failed: " .. tostring(err), false
+    end
   end
   local reused = (sock:getreusedtimes() or 0) > 0
   local sent
@@ -434,7 +448,8 @@ end
 -- headers (name -> value or array), body (string), timeout (ms, all three;
 -- or connect_timeout, send_timeout, read_timeout), keepalive (default true),
 -- keepalive_timeout (ms), keepalive_pool (size), pool (pool key), stream
--- (true: res.body stays nil; read res.body_reader() or res.read_body()).
+-- (true: res.body stays nil; read res.body_reader() or res.read_body()),
+-- ssl_verify (https: default true), ssl_server_name (default: the host).
 function _M.request(url, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -444,11 +459,13 @@ function _M.request(url, opts)
   if not scheme then
     return nil, host
   end
-  if scheme == "https" then
-    return nil, "https is not supported yet"
-  elseif scheme ~= "http" then
+  if scheme ~= "http" and scheme ~= "https" then
     return nil, "unsupported scheme: " .. scheme
   end
+  if opts.ssl_server_name ~= nil and type(opts.ssl_server_name) ~= "string" then
+    error("bad ssl_server_name option (string expected)", 2)
+  end
+
   if opts.query then
     local q = opts.query
     if type(q) == "table" then
@@ -461,10 +478,11 @@ function _M.request(url, opts)
     path = path .. (find(path, "?", 1, true) and "&" or "?") .. q
   end
   local method = upper(opts.method or "GET")
-  local req = build_request(method, host, port, path, opts)
-  local res, err, retry = attempt(method, host, port, path, opts, req)
+  local tls = scheme == "https"
+  local req = build_request(method, host, port, path, opts, scheme)
+  local res, err, retry = attempt(method, host, port, path, opts, req, tls)
   if not res and retry then
-    res, err = attempt(method, host, port, path, opts, req)
+    res, err = attempt(method, host, port, path, opts, req, tls)
   end
   return res, err
 end

@@ -24,6 +24,14 @@ int gw_ffi_sock_close(int id);
 int gw_ffi_sock_keepalive(int id, int timeout_ms, int pool_size,
                           const char **err);
 int gw_ffi_sock_pool_count(void);
+struct gw_tls_client_sess;
+int gw_ffi_sock_sslhandshake(struct gw_lctx *x, int id,
+                             struct gw_tls_client_sess *sess,
+                             const char *server_name, int verify,
+                             int status_req, int timeout_ms, int *reused,
+                             const char **err);
+struct gw_tls_client_sess *gw_ffi_sock_ssl_session(int id);
+void gw_ffi_ssl_session_free(struct gw_tls_client_sess *sess);
 ]]
 
 local REDIS = [[

@@ -49,6 +49,7 @@ local co_status = coroutine.status
 local yield = coroutine.yield
 local ffi_string = ffi.string
 local ffi_new = ffi.new
+local ffi_gc = ffi.gc
 local cast = ffi.cast
 
 local C = gw.C
@@ -61,6 +62,7 @@ local err_p = ffi_new("const char *[1]")
 local int_p = ffi_new("int[1]")
 local id_buf = ffi_new("int[1]")
 local char_p_t = ffi.typeof("const char *")
+local sess_ptr_t = ffi.typeof("struct gw_tls_client_sess *")
 
 local DEFAULT_TIMEOUT = 60000   -- ms, lua_socket_*_timeout
 local DEFAULT_KEEPALIVE = 60000 -- ms, lua_socket_keepalive_timeout
@@ -236,8 +238,54 @@ function Sock:getreusedtimes()
 end
 
 
-function Sock:sslhandshake()
-  return nil, "not supported yet"
+-- sock:sslhandshake(reused_session?, server_name?, ssl_verify?,
+--                   send_status_req?) -> session | true, or nil, err
+-- (lua-nginx-module). The handshake waits like the other operations, within
+-- the connect timeout. ssl_verify checks the certificate against
+-- --lua-ssl-trusted-certificate (or the system store) and server_name.
+-- The session returned (unless reused_session is false) may be given to a
+-- later handshake to resume it. A failed handshake closes the socket.
+function Sock:sslhandshake(reused_session, server_name, ssl_verify,
+                           send_status_req)
+  local id = self.id
+  if not id then
+    return nil, "closed"
+  end
+  if server_name ~= nil and type(server_name) ~= "string" then
+    error("bad argument #2 to 'sslhandshake' (string expected)", 2)
+  end
+  local r, err = cur_request()
+  if not r then
+    error(err, 2)
+  end
+  local sess = ffi.istype(sess_ptr_t, reused_session) and reused_session or nil
+  err_p[0] = nil
+  int_p[0] = 0
+  local rc = C.gw_ffi_sock_sslhandshake(r.lctx, id, sess, server_name,
+                                        ssl_verify and 1 or 0,
+                                        send_status_req and 1 or 0,
+                                        self.connect_timeout, int_p, err_p)
+  if rc == OK then
+    self.reused = int_p[0] -- an idle TLS connection of this identity
+  elseif rc == AGAIN then
+    rc, err = wait_op(r, id)
+  else
+    err = errstr()
+  end
+  if rc ~= OK then
+    if self.id == id then
+      self:close()
+    end
+    return nil, err
+  end
+  if reused_session == false then
+    return true
+  end
+  local p = C.gw_ffi_sock_ssl_session(id)
+  if p == nil then
+    return true
+  end
+  return ffi_gc(p, C.gw_ffi_ssl_session_free)
 end
 
 

@@ -13,9 +13,13 @@
 --   local body = res:read_body()                   -- or res.body_reader(n)
 --   httpc:set_keepalive(60000, 10)                 -- or httpc:close()
 --
--- Not here: TLS (https:// answers nil, "https is not supported yet": the
--- cosockets have no sslhandshake yet), proxies, HTTP/1.0 clients
--- (version 1.0 is sent but responses are read the same way), trailers.
+-- https: connect{ scheme = "https", ssl_verify (default true),
+-- ssl_server_name (default: the host), ssl_reused_session,
+-- ssl_send_status_req } and request_uri's params of the same names, over
+-- the cosockets' sslhandshake (trusted CAs: --lua-ssl-trusted-certificate).
+-- Not here: client certificates (ssl_client_cert, ssl_client_priv_key
+-- answer nil, err), proxies, HTTP/1.0 clients (version 1.0 is sent but
+-- responses are read the same way), trailers.
 --
 -- An adapter: URLs, request heads, response heads and bodies are
 -- luagate.http's.
@@ -105,15 +109,28 @@ end
 -- port, pool, pool_size, backlog, ssl_* ... }.
 function _M:connect(options, port, opts)
   local host, scheme = options, "http"
+  local tls
   if type(options) == "table" then
     host = options.host
     port = options.port
     scheme = options.scheme or "http"
     opts = { pool = options.pool }
     self.pool_size = options.pool_size
+    if scheme == "https" then
+      if options.ssl_client_cert or options.ssl_client_priv_key then
+        return nil, "client certificates (ssl_client_cert) are not supported"
+      end
+      tls = {
+        session = options.ssl_reused_session,
+        -- lua-resty-http: ssl_verify defaults to true
+        verify = options.ssl_verify ~= false,
+        server_name = options.ssl_server_name,
+        status_req = options.ssl_send_status_req,
+      }
+    end
   end
-  if scheme == "https" or (opts and opts.ssl) then
-    return nil, "https is not supported yet"
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, "unsupported scheme: " .. tostring(scheme)
   end
   if type(host) ~= "string" then
     return nil, "no host given"
@@ -121,14 +138,35 @@ function _M:connect(options, port, opts)
   if find(host, "^unix:") then
     return nil, "unix domain sockets are not supported"
   end
-  port = tonumber(port) or 80
+  port = tonumber(port) or (scheme == "https" and 443 or 80)
   local ok, err = self.sock:connect(host, port, opts)
   if not ok then
     return nil, err
   end
+  if tls then
+    -- a pooled TLS connection of the same identity is picked up by the
+    -- handshake itself (luagate.socket)
+    ok, err = self.sock:sslhandshake(tls.session, tls.server_name or host,
+                                     tls.verify, tls.status_req)
+    if not ok then
+      return nil, err
+    end
+    self.ssl_session = ok
+  end
   self.host, self.port, self.scheme = host, port, scheme
   self.keepalive = true
   return true
+end
+
+
+-- The old form: connect(host, port) then ssl_handshake(...) (the
+-- cosocket's sslhandshake arguments).
+function _M:ssl_handshake(...)
+  local ok, err = self.sock:sslhandshake(...)
+  if ok then
+    self.scheme = "https"
+  end
+  return ok, err
 end
 
 
@@ -308,7 +346,11 @@ function _M:request_uri(uri, params)
   end
   local ok
   ok, err = self:connect({ scheme = scheme, host = host, port = port,
-                           pool = params.pool })
+                           pool = params.pool, ssl_verify = params.ssl_verify,
+                           ssl_server_name = params.ssl_server_name,
+                           ssl_send_status_req = params.ssl_send_status_req,
+                           ssl_client_cert = params.ssl_client_cert,
+                           ssl_client_priv_key = params.ssl_client_priv_key })
   if not ok then
     return nil, err
   end

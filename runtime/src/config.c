@@ -17,6 +17,7 @@
 #include "gw/router.h"
 #include "gw/settings-t.h"
 #include "gw/tls.h"
+#include "gw/tls_client.h"
 #include "gw/worker-t.h"
 
 static uint64_t generation;
@@ -84,7 +85,95 @@ static int set_host_header(struct gw_service *s, const char *name)
     return 0;
 }
 
-static int read_services(lua_State *L, int conf, struct gw_config *cf)
+/* The entry of conf[list] whose id is id, pushed (nil when none). */
+static void push_by_id(lua_State *L, int conf, const char *list, const char *id)
+{
+    lua_getfield(L, conf, list);
+    int t = lua_gettop(L);
+    int n = lua_istable(L, t) ? (int)lua_objlen(L, t) : 0;
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, t, i);
+        lua_getfield(L, -1, "id");
+        const char *eid = lua_tostring(L, -1);
+        int found = eid && strcmp(eid, id) == 0;
+        lua_pop(L, 1);
+        if (found) {
+            lua_remove(L, t);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+}
+
+#define MAX_SERVICE_CAS 64
+
+/* The TLS client context of the https service at index e (services[i]):
+ * one per distinct set of parameters, shared by reference. -1 with err. */
+static int read_service_tls(lua_State *L, int conf, int e, struct gw_config *cf, int i,
+                            char *err, size_t errlen)
+{
+    struct gw_service *s = &cf->services[i];
+    const char *cas[MAX_SERVICE_CAS];
+    struct gw_tls_client_conf cc = {0};
+    int top = lua_gettop(L);
+    int rc = -1;
+    cc.verify = bool_field(L, e, "tls_verify", 0);
+    cc.depth = (int)int_field(L, e, "tls_verify_depth", 1);
+    cc.ca_pem = cas;
+    /* the PEM strings stay on the Lua stack (anchored) until the context is built */
+    lua_getfield(L, e, "ca_certificates");
+    int list = lua_gettop(L);
+    int n = lua_istable(L, list) ? (int)lua_objlen(L, list) : 0;
+    if (n > MAX_SERVICE_CAS) {
+        snprintf(err, errlen, "more than %d ca_certificates", MAX_SERVICE_CAS);
+        goto out;
+    }
+    for (int k = 1; k <= n; k++) {
+        lua_rawgeti(L, list, k);
+        const char *id = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        push_by_id(L, conf, "ca_certificates", id ? id : "");
+        lua_getfield(L, -1, "cert");
+        if (!lua_isstring(L, -1)) {
+            snprintf(err, errlen, "could not find ca_certificate '%s'", id ? id : "?");
+            goto out;
+        }
+        cas[cc.nca++] = lua_tostring(L, -1);
+    }
+    lua_getfield(L, e, "client_certificate");
+    if (lua_istable(L, -1))
+        lua_getfield(L, -1, "id");
+    if (lua_isstring(L, -1)) {
+        const char *id = lua_tostring(L, -1);
+        push_by_id(L, conf, "certificates", id);
+        int c = lua_gettop(L);
+        lua_getfield(L, c, "cert");
+        lua_getfield(L, c, "key");
+        if (!lua_isstring(L, -2) || !lua_isstring(L, -1)) {
+            snprintf(err, errlen, "could not find certificate '%s'", id);
+            goto out;
+        }
+        cc.cert_pem = lua_tostring(L, -2);
+        cc.key_pem = lua_tostring(L, -1);
+    }
+    uint64_t id = gw_tls_client_conf_id(&cc);
+    for (int k = 0; k < i; k++)
+        if (cf->services[k].tls && gw_tls_client_id(cf->services[k].tls) == id) {
+            s->tls = cf->services[k].tls;
+            gw_tls_client_retain(s->tls);
+            rc = 0;
+            goto out;
+        }
+    s->tls = gw_tls_client_new(&cc, err, errlen);
+    rc = s->tls ? 0 : -1;
+out:
+    lua_settop(L, top);
+    return rc;
+}
+
+static int read_services(lua_State *L, int conf, struct gw_config *cf, char **errs)
 {
     lua_getfield(L, conf, "services");
     int t = lua_gettop(L);
@@ -109,6 +198,17 @@ static int read_services(lua_State *L, int conf, struct gw_config *cf)
         s->write_timeout = (int)int_field(L, e, "write_timeout", 60000);
         s->read_timeout = (int)int_field(L, e, "read_timeout", 60000);
         s->retries = (int)int_field(L, e, "retries", 5);
+        if (s->https) {
+            char err[400];
+            if (read_service_tls(L, conf, e, cf, i, err, sizeof(err)) != 0) {
+                char msg[600];
+                snprintf(msg, sizeof(msg), "service '%s': %s",
+                         s->name ? s->name : s->host ? s->host : "?", err);
+                *errs = strdup(msg);
+                lua_pop(L, 2);
+                return -1;
+            }
+        }
         lua_pop(L, 1);
         if (s->host == NULL)
             s->host = strdup("");
@@ -335,6 +435,7 @@ static void config_free(struct gw_config *cf, lua_State *L)
         free(cf->services[i].host);
         free(cf->services[i].path);
         free(cf->services[i].host_header);
+        gw_tls_client_release(&cf->services[i].tls);
     }
     for (int i = 0; i < cf->nroutes; i++) {
         free(cf->routes[i].name);
@@ -396,9 +497,20 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
     lua_getfield(L, conf, "hash");
     snprintf(cf->hash, sizeof(cf->hash), "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
     lua_pop(L, 1);
-    if (read_services(L, conf, cf) != 0 || read_routes(L, conf, cf) != 0 ||
-        read_balancers(L, conf, cf) != 0)
-        goto oom;
+    if (read_services(L, conf, cf, errs) != 0 || read_routes(L, conf, cf) != 0 ||
+        read_balancers(L, conf, cf) != 0) {
+        if (*errs == NULL)
+            goto oom;
+        char *e = *errs;
+        size_t n = strlen(path) + strlen(e) + 4;
+        *errs = malloc(n);
+        if (*errs)
+            snprintf(*errs, n, "%s: %s", path, e);
+        free(e);
+        config_free(cf, NULL);
+        lua_settop(L, top);
+        return NULL;
+    }
     cf->global_phases = (uint32_t)int_field(L, conf, "global_phases", 0);
     char terr[512];
     if (gw_tls_config_build(L, conf, cf, terr, sizeof(terr)) != 0) {

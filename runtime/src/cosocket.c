@@ -9,6 +9,9 @@
 #include <lua.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,6 +22,8 @@
 #include "gw/dns.h"
 #include "gw/log.h"
 #include "gw/lua_req.h"
+#include "gw/settings-t.h"
+#include "gw/tls_client.h"
 #include "gw/worker-t.h"
 
 #define SLOT_BITS 20
@@ -26,7 +31,7 @@
 #define GEN_MASK 0x7ff
 #define RBUF_SIZE 16384
 
-enum { OP_NONE, OP_CONNECT, OP_SEND, OP_RECV };
+enum { OP_NONE, OP_CONNECT, OP_SEND, OP_RECV, OP_HANDSHAKE };
 enum { S_NEW, S_CONNECTING, S_OPEN };
 
 struct sock_wait;
@@ -52,6 +57,11 @@ struct gw_sock {
     char *rbuf;              /* RBUF_SIZE bytes once the socket reads */
     char *key;               /* keepalive pool key */
     unsigned reused;         /* times taken from the pool */
+    struct ssl_st *ssl;      /* after sslhandshake: all I/O goes through it */
+    char *tls_name;          /* its server name ("" when none) */
+    int tls_verify;          /* the certificate was verified */
+    int want;                /* EV_READ/EV_WRITE the TLS operation waits for */
+    char errbuf[160];        /* err text that needs formatting */
 };
 
 struct sock_wait {
@@ -74,6 +84,9 @@ struct idle_conn {
     struct pool_bucket *b;
     int fd;
     unsigned reused;
+    struct ssl_st *ssl; /* a TLS connection, pooled under its identity */
+    char *tls_name;
+    int tls_verify;
     ev_io io;      /* readable while idle: the peer closed (or misbehaves) */
     ev_timer t;    /* idle timeout */
 };
@@ -171,6 +184,8 @@ static void sock_free(struct gw_sock *s)
     ev_timer_stop(gw_worker->loop, &s->timer);
     gw_list_remove(&s->dns.link);
     gw_lop_remove(&s->lop);
+    gw_tls_client_close(s->ssl);
+    free(s->tls_name);
     if (s->fd != -1)
         close(s->fd);
     free(s->rbuf);
@@ -248,13 +263,20 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static int do_send(struct gw_sock *s, const char **err)
 {
+    s->want = EV_WRITE;
     while (s->sn > 0) {
-        ssize_t k = send(s->fd, s->sp, s->sn, MSG_NOSIGNAL);
+        ssize_t k = s->ssl ? gw_tls_client_write(s->ssl, s->sp, s->sn, &s->want)
+                           : send(s->fd, s->sp, s->sn, MSG_NOSIGNAL);
         if (k == -1) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return GW_AGAIN;
+            if (s->ssl && errno == EPROTO) {
+                gw_log(GW_LOG_INFO, "cosocket SSL_write() failed: %s", gw_tls_client_error());
+                *err = "closed";
+                return GW_ERROR;
+            }
             *err = errtext(errno);
             return GW_ERROR;
         }
@@ -262,6 +284,40 @@ static int do_send(struct gw_sock *s, const char **err)
         s->sn -= (size_t)k;
     }
     return GW_OK;
+}
+
+/* Watches s->fd for ev only (the TLS wait may change direction). */
+static void watch(struct gw_sock *s, int ev)
+{
+    if (ev_is_active(&s->io) && (s->io.events & (EV_READ | EV_WRITE)) == ev)
+        return;
+    ev_io_stop(gw_worker->loop, &s->io);
+    ev_io_set(&s->io, s->fd, ev);
+    ev_io_start(gw_worker->loop, &s->io);
+}
+
+/* One step of the handshake: GW_OK, GW_AGAIN (s->want), GW_ERROR with
+ * lua-nginx-module's texts: "NN: reason" for a refused certificate,
+ * "certificate host mismatch", "handshake failed". */
+static int handshake_step(struct gw_sock *s, const char **err)
+{
+    char what[400];
+    long vr;
+    int rc = gw_tls_client_handshake(s->ssl, &s->want, what, sizeof(what), &vr);
+    if (rc != GW_ERROR)
+        return rc;
+    gw_log(GW_LOG_INFO, "cosocket TLS handshake with %s failed: %s",
+           s->tls_name[0] ? s->tls_name : "(no name)", what);
+    if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH)
+        *err = "certificate host mismatch";
+    else if (vr) {
+        snprintf(s->errbuf, sizeof(s->errbuf), "%ld: %s", vr,
+                 X509_verify_cert_error_string(vr));
+        *err = s->errbuf;
+    } else {
+        *err = "handshake failed";
+    }
+    return GW_ERROR;
 }
 
 static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -291,6 +347,14 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
     case OP_RECV:
         op_done(s, GW_OK, NULL); /* readable: the caller reads */
         return;
+    case OP_HANDSHAKE: {
+        int rc = handshake_step(s, &err);
+        if (rc != GW_AGAIN)
+            op_done(s, rc, err);
+        else
+            watch(s, s->want);
+        return;
+    }
     default:
         ev_io_stop(loop, io);
     }
@@ -366,6 +430,16 @@ static void dns_cb(struct gw_dns_waiter *dw)
     op_done(s, rc, err);
 }
 
+/* The pool key of a TLS connection: the socket's key (the user's pool name
+ * or "host:port") with its server name and verification, so that a plain
+ * connect never takes a TLS connection and a handshake only reuses one made
+ * for the same name with the same verification. 0, or -1 when too long. */
+static int tls_pool_key(const char *key, const char *name, int verify, char *out, size_t n)
+{
+    int k = snprintf(out, n, "%s\x1ftls\x1f%s\x1f%d", key, name ? name : "", verify);
+    return k < 0 || (size_t)k >= n ? -1 : 0;
+}
+
 /* Moves a pooled connection for key into s: 1 when there was one. */
 static int pool_take(struct gw_sock *s, const char *key)
 {
@@ -383,6 +457,9 @@ static int pool_take(struct gw_sock *s, const char *key)
         s->fd = ic->fd;
         s->reused = ic->reused + 1;
         s->state = S_OPEN;
+        s->ssl = ic->ssl;
+        s->tls_name = ic->tls_name;
+        s->tls_verify = ic->tls_verify;
         free(ic);
         return 1;
     }
@@ -462,8 +539,7 @@ int gw_ffi_sock_send(struct gw_lctx *x, int id, const char *p, size_t n, int tim
         s->sn = 0;
         return rc;
     }
-    ev_io_set(&s->io, s->fd, EV_WRITE);
-    ev_io_start(gw_worker->loop, &s->io);
+    watch(s, s->want);
     op_start(s, OP_SEND, timeout_ms);
     return GW_AGAIN;
 }
@@ -486,8 +562,10 @@ int gw_ffi_sock_recv(struct gw_lctx *x, int id, size_t max, int timeout_ms, cons
     }
     if (max == 0 || max > RBUF_SIZE)
         max = RBUF_SIZE;
+    s->want = EV_READ;
     for (;;) {
-        ssize_t k = recv(s->fd, s->rbuf, max, 0);
+        ssize_t k = s->ssl ? gw_tls_client_read(s->ssl, s->rbuf, max, &s->want)
+                           : recv(s->fd, s->rbuf, max, 0);
         if (k > 0) {
             *p = s->rbuf;
             *n = (size_t)k;
@@ -501,11 +579,15 @@ int gw_ffi_sock_recv(struct gw_lctx *x, int id, size_t max, int timeout_ms, cons
             break;
         if (errno == ECONNRESET)
             return GW_DONE;
+        if (s->ssl && errno == EPROTO) {
+            gw_log(GW_LOG_INFO, "cosocket SSL_read() failed: %s", gw_tls_client_error());
+            *err = "closed";
+            return GW_ERROR;
+        }
         *err = errtext(errno);
         return GW_ERROR;
     }
-    ev_io_set(&s->io, s->fd, EV_READ);
-    ev_io_start(gw_worker->loop, &s->io);
+    watch(s, s->want);
     op_start(s, OP_RECV, timeout_ms);
     return GW_AGAIN;
 }
@@ -570,6 +652,8 @@ static void idle_free(struct idle_conn *ic)
     gw_list_remove(&ic->link);
     ic->b->n--;
     nidle--;
+    gw_tls_client_close(ic->ssl);
+    free(ic->tls_name);
     close(ic->fd);
     free(ic);
 }
@@ -612,13 +696,29 @@ int gw_ffi_sock_keepalive(int id, int timeout_ms, int pool_size, const char **er
         return GW_ERROR;
     }
     char c;
-    ssize_t k = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    int want;
+    /* TLS: records that are not data (a late session ticket) are taken in
+     * here; data left unread, or the peer's close, refuse the pooling */
+    ssize_t k = s->ssl ? gw_tls_client_peek(s->ssl, &c, 1, &want)
+                       : recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (k != -1 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
         *err = k > 0 ? "unread data in buffer" : "closed";
         sock_free(s);
         return GW_ERROR;
     }
-    struct pool_bucket *b = bucket_get(s->key ? s->key : "");
+    /* a TLS connection goes to the pool of its identity, never to the
+     * plain one of its key: see tls_pool_key */
+    char tkey[1024];
+    const char *key = s->key ? s->key : "";
+    if (s->ssl) {
+        if (tls_pool_key(key, s->tls_name, s->tls_verify, tkey, sizeof(tkey)) != 0) {
+            *err = "pool name too long";
+            sock_free(s);
+            return GW_ERROR;
+        }
+        key = tkey;
+    }
+    struct pool_bucket *b = bucket_get(key);
     struct idle_conn *ic = b ? calloc(1, sizeof(*ic)) : NULL;
     if (ic == NULL) {
         *err = "no memory";
@@ -632,6 +732,11 @@ int gw_ffi_sock_keepalive(int id, int timeout_ms, int pool_size, const char **er
     ic->b = b;
     ic->fd = s->fd;
     ic->reused = s->reused;
+    ic->ssl = s->ssl;
+    ic->tls_name = s->tls_name;
+    ic->tls_verify = s->tls_verify;
+    s->ssl = NULL;
+    s->tls_name = NULL;
     s->fd = -1;
     sock_free(s);
     ev_io_init(&ic->io, idle_io_cb, ic->fd, EV_READ);
@@ -650,4 +755,102 @@ int gw_ffi_sock_keepalive(int id, int timeout_ms, int pool_size, const char **er
 int gw_ffi_sock_pool_count(void)
 {
     return nidle;
+}
+
+/* ---- TLS ---- */
+
+static struct gw_tls_client *lua_tls; /* per worker, made at the first handshake */
+
+/* The cosockets' client context: trusts lua_ssl_trusted_certificate (or the
+ * system store); verification is chosen per handshake. NULL with *err. */
+static struct gw_tls_client *lua_tls_get(const char **err)
+{
+    if (lua_tls)
+        return lua_tls;
+    struct gw_tls_client_conf cc = {0};
+    char msg[400];
+    cc.verify = 1; /* load the trusted CAs; each handshake sets its own mode */
+    cc.depth = gw_settings.lua_ssl_verify_depth;
+    cc.ca_file = gw_settings.lua_ssl_trusted_certificate;
+    lua_tls = gw_tls_client_new(&cc, msg, sizeof(msg));
+    if (lua_tls == NULL) {
+        gw_log(GW_LOG_ERR, "cosockets: %s", msg);
+        *err = "could not load the trusted CA certificates";
+    }
+    return lua_tls;
+}
+
+int gw_ffi_sock_sslhandshake(struct gw_lctx *x, int id, struct gw_tls_client_sess *sess,
+                             const char *server_name, int verify, int status_req, int timeout_ms,
+                             int *reused, const char **err)
+{
+    struct gw_sock *s = sock_get(id);
+    const char *name = server_name ? server_name : "";
+    *reused = 0;
+    if (s == NULL || s->owner != x || s->state != S_OPEN || s->fd == -1) {
+        *err = "closed";
+        return GW_ERROR;
+    }
+    if (s->op != OP_NONE) {
+        *err = "socket busy";
+        return GW_ERROR;
+    }
+    verify = verify != 0;
+    if (s->ssl) {
+        /* from the pool of this identity, or a second call */
+        if (strcmp(s->tls_name, name) == 0 && s->tls_verify == verify) {
+            *reused = (int)s->reused;
+            return GW_OK;
+        }
+        *err = "TLS already established for another server name";
+        return GW_ERROR;
+    }
+    char tkey[1024];
+    if (tls_pool_key(s->key ? s->key : "", name, verify, tkey, sizeof(tkey)) != 0) {
+        *err = "pool name too long";
+        return GW_ERROR;
+    }
+    /* a fresh connection, and one of this identity is idle in the pool: that
+     * one serves (a TLS handshake costs more than the connect just made) */
+    if (s->reused == 0) {
+        int fd = s->fd;
+        if (pool_take(s, tkey)) {
+            close(fd);
+            *reused = (int)s->reused;
+            return GW_OK;
+        }
+    }
+    struct gw_tls_client *t = lua_tls_get(err);
+    if (t == NULL)
+        return GW_ERROR;
+    s->tls_name = strdup(name);
+    if (s->tls_name == NULL) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    s->tls_verify = verify;
+    s->ssl = gw_tls_client_ssl(t, s->fd, name, verify, gw_tls_client_session_get(sess), err);
+    if (s->ssl == NULL)
+        return GW_ERROR;
+    if (status_req)
+        SSL_set_tlsext_status_type(s->ssl, TLSEXT_STATUSTYPE_ocsp);
+    int rc = handshake_step(s, err);
+    if (rc != GW_AGAIN)
+        return rc;
+    watch(s, s->want);
+    op_start(s, OP_HANDSHAKE, timeout_ms);
+    return GW_AGAIN;
+}
+
+struct gw_tls_client_sess *gw_ffi_sock_ssl_session(int id)
+{
+    struct gw_sock *s = sock_get(id);
+    if (s == NULL || s->ssl == NULL)
+        return NULL;
+    return gw_tls_client_session_box(s->ssl);
+}
+
+void gw_ffi_ssl_session_free(struct gw_tls_client_sess *sess)
+{
+    gw_tls_client_session_release(sess);
 }

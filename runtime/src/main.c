@@ -89,6 +89,11 @@ static const char usage[] =
     "                                 without it they use a self-signed one for localhost\n"
     "                                                                 LUAGATE_SSL_CERT\n"
     "  --ssl-key FILE                 its private key (PEM)           LUAGATE_SSL_CERT_KEY\n"
+    "  --lua-ssl-trusted-certificate FILE  CAs (PEM) that cosockets' sslhandshake and\n"
+    "                                 luagate.http verify servers with (default: the system\n"
+    "                                 store)                          LUAGATE_LUA_SSL_TRUSTED_CERTIFICATE\n"
+    "  --lua-ssl-verify-depth N       their verification depth (default 1, Kong's)\n"
+    "                                                                 LUAGATE_LUA_SSL_VERIFY_DEPTH\n"
     "  -h, --help                     this text\n"
     "\n"
     "signals (to the master): HUP reloads the configuration (an invalid one is refused\n"
@@ -120,6 +125,8 @@ enum {
     O_METRICS,
     O_SSL_CERT,
     O_SSL_KEY,
+    O_LUA_SSL_CA,
+    O_LUA_SSL_DEPTH,
 };
 
 static const struct option options[] = {
@@ -147,6 +154,8 @@ static const struct option options[] = {
     {"metrics", required_argument, NULL, O_METRICS},
     {"ssl-cert", required_argument, NULL, O_SSL_CERT},
     {"ssl-key", required_argument, NULL, O_SSL_KEY},
+    {"lua-ssl-trusted-certificate", required_argument, NULL, O_LUA_SSL_CA},
+    {"lua-ssl-verify-depth", required_argument, NULL, O_LUA_SSL_DEPTH},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -179,6 +188,8 @@ static const struct {
     {O_METRICS, "LUAGATE_METRICS"},
     {O_SSL_CERT, "LUAGATE_SSL_CERT"},
     {O_SSL_KEY, "LUAGATE_SSL_CERT_KEY"},
+    {O_LUA_SSL_CA, "LUAGATE_LUA_SSL_TRUSTED_CERTIFICATE"},
+    {O_LUA_SSL_DEPTH, "LUAGATE_LUA_SSL_VERIFY_DEPTH"},
 };
 
 /* The listeners given by flags replace those given by environment, which
@@ -459,6 +470,17 @@ static int apply(int opt, const char *v, int from_cli)
             return -1;
         gw_settings.upstream_keepalive = (int)n;
         return 0;
+    case O_LUA_SSL_CA:
+        /* checked here so that a typo fails at start, not at the first handshake */
+        if (access(v, R_OK) != 0)
+            return fail("--lua-ssl-trusted-certificate: cannot read '%s'", v);
+        gw_settings.lua_ssl_trusted_certificate = v;
+        return 0;
+    case O_LUA_SSL_DEPTH:
+        if (parse_int("--lua-ssl-verify-depth", v, 0, 100, &n) != 0)
+            return -1;
+        gw_settings.lua_ssl_verify_depth = (int)n;
+        return 0;
     }
     return -1;
 }
@@ -479,6 +501,7 @@ static void defaults(void)
     gw_settings.upstream_keepalive = 512;
     gw_settings.upstream_keepalive_timeout = 60000;
     gw_settings.upstream_keepalive_requests = 10000;
+    gw_settings.lua_ssl_verify_depth = 1;
     /* Kong's dictionaries, so that plugins that use them find them */
     static const char *const kong_dicts[] = {
         "kong=5m", "kong_locks=8m", "kong_healthchecks=5m", "kong_cluster_events=5m",

@@ -24,6 +24,7 @@
 #include "gw/log.h"
 #include "gw/pool.h"
 #include "gw/router.h"
+#include "gw/tls_client.h"
 #include "gw/upstream.h"
 #include "gw/worker-t.h"
 
@@ -424,6 +425,25 @@ static void target_release(struct gw_req *r)
     }
 }
 
+/* Makes the new connection u a TLS one: the handshake starts once the TCP
+ * connect is done (up_io_cb). GW_ERROR when the request failed. */
+static int tls_start(struct gw_conn *c, struct gw_upstream *u, struct gw_tls_client *t,
+                     const char *name)
+{
+    const char *err = NULL;
+    struct ssl_st *ssl = gw_tls_client_ssl(t, u->fd, name, -1, NULL, &err);
+    if (ssl == NULL || gw_upstream_set_tls(u, ssl, gw_tls_client_id(t), name) != GW_OK) {
+        gw_log(GW_LOG_ERR, "upstream %s: could not start TLS: %s (request %s)", name,
+               err ? err : "no memory", c->req->id);
+        gw_upstream_free(u);
+        proxy_fail(c, 500, "An unexpected error occurred");
+        return GW_ERROR;
+    }
+    /* even a connect that finished at once goes through the handshake */
+    u->state = GW_U_CONNECTING;
+    return GW_OK;
+}
+
 static void proxy_connect(struct gw_conn *c)
 {
     struct gw_req *r = c->req;
@@ -433,9 +453,11 @@ static void proxy_connect(struct gw_conn *c)
     struct gw_dns_entry *dns = s->dns;
     int port = s->port;
     struct gw_balancer *b = balancer_of(r);
+    const char *tls_name = s->host; /* SNI and the name verified (https) */
     if (r->up_target_host) { /* kong.service.set_target */
         dns = gw_dns_get(r->up_target_host);
         port = r->up_target_port;
+        tls_name = r->up_target_host;
     } else if (b) {
         if (r->target < 0) {
             int probe = 0;
@@ -457,6 +479,7 @@ static void proxy_connect(struct gw_conn *c)
             t->dns = t->srv ? gw_dns_get_srv(t->host) : gw_dns_get(t->host);
         dns = t->dns;
         port = t->port;
+        tls_name = t->host;
     } else if (dns == NULL) {
         dns = s->dns = gw_dns_get(s->host);
     }
@@ -474,10 +497,13 @@ static void proxy_connect(struct gw_conn *c)
         return;
     }
     struct gw_upstream *u = NULL;
+    uint64_t tls_id = s->tls ? gw_tls_client_id(s->tls) : 0;
     if (r->tries == 0)
-        u = gw_upstream_pool_get((struct sockaddr *)&sa, salen);
+        u = gw_upstream_pool_get((struct sockaddr *)&sa, salen, tls_id, tls_name);
     if (u == NULL) {
         u = gw_upstream_connect((struct sockaddr *)&sa, salen);
+        if (u && s->tls && tls_start(c, u, s->tls, tls_name) != GW_OK)
+            return;
         if (u == NULL) {
             gw_log(GW_LOG_ERR, "connect() to %s:%d failed: %s", s->host, port, strerror(errno));
             if (b && r->target >= 0) {
@@ -535,13 +561,6 @@ static void proxy_connect(struct gw_conn *c)
 void gw_proxy_start(struct gw_conn *c)
 {
     struct gw_req *r = c->req;
-    /* no TLS client yet: never send an https service's request in clear */
-    if (r->service->https) {
-        gw_log(GW_LOG_ERR, "service %s: upstream TLS is not supported yet (request %s)",
-               r->service->name ? r->service->name : r->service->host, r->id);
-        gw_conn_error(c, 502, "upstream TLS is not supported yet");
-        return;
-    }
     if (r->expect_continue && r->has_body && !r->body_done && r->http_minor >= 1)
         gw_buf_appends(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
     proxy_connect(c);
@@ -568,7 +587,8 @@ static void up_update(struct gw_upstream *u)
     double after;
     const struct gw_req *r = c->req;
     if (u->state == GW_U_CONNECTING) {
-        ev = EV_WRITE;
+        /* the TLS handshake is bounded by the connect timeout too (nginx) */
+        ev = u->tls_handshake ? u->tls_want : EV_WRITE;
         after = (r->up_connect_timeout ? r->up_connect_timeout : s->connect_timeout) / 1000.0;
     } else {
         if (gw_buf_pending(&c->out) < GW_HIGH_WATER)
@@ -578,6 +598,12 @@ static void up_update(struct gw_upstream *u)
             after = (r->up_write_timeout ? r->up_write_timeout : s->write_timeout) / 1000.0;
         } else {
             after = (r->up_read_timeout ? r->up_read_timeout : s->read_timeout) / 1000.0;
+        }
+        if (u->ssl) {
+            ev |= u->tls_want; /* a read that waits for a write, or the reverse */
+            /* bytes OpenSSL already holds never make the socket readable */
+            if ((ev & EV_READ) && gw_tls_client_pending(u->ssl))
+                ev_feed_event(loop, &u->io, EV_READ);
         }
     }
     if (ev != u->events) {
@@ -672,14 +698,22 @@ static int up_flush(struct gw_upstream *u)
 {
     struct gw_buf *b = &u->out;
     while (gw_buf_pending(b)) {
-        ssize_t n = send(u->fd, b->data + b->off, gw_buf_pending(b), MSG_NOSIGNAL);
+        int want = 0;
+        ssize_t n = u->ssl ? gw_tls_client_write(u->ssl, b->data + b->off, gw_buf_pending(b), &want)
+                           : send(u->fd, b->data + b->off, gw_buf_pending(b), MSG_NOSIGNAL);
         if (n == -1) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (want == EV_READ)
+                    u->tls_want = EV_READ; /* a write that waits for a read */
                 break;
+            }
             if (errno == EINTR)
                 continue;
-            char what[128];
-            snprintf(what, sizeof(what), "send() failed: %s", strerror(errno));
+            char what[600];
+            if (u->ssl && errno == EPROTO)
+                snprintf(what, sizeof(what), "SSL_write() failed: %s", gw_tls_client_error());
+            else
+                snprintf(what, sizeof(what), "send() failed: %s", strerror(errno));
             up_failed(u, 502, MSG_502, what);
             return GW_ERROR;
         }
@@ -1085,14 +1119,23 @@ static void up_read(struct gw_upstream *u)
             gw_conn_close(c);
             return;
         }
-        ssize_t n = read(u->fd, u->in.data + u->in.len, u->in.cap - u->in.len);
+        int want = 0;
+        char *at = u->in.data + u->in.len;
+        size_t room = u->in.cap - u->in.len;
+        ssize_t n = u->ssl ? gw_tls_client_read(u->ssl, at, room, &want) : read(u->fd, at, room);
         if (n == -1) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (want == EV_WRITE)
+                    u->tls_want = EV_WRITE; /* a read that waits for a write */
                 break;
-            char what[128];
-            snprintf(what, sizeof(what), "read() failed: %s", strerror(errno));
+            }
+            char what[600];
+            if (u->ssl && errno == EPROTO)
+                snprintf(what, sizeof(what), "SSL_read() failed: %s", gw_tls_client_error());
+            else
+                snprintf(what, sizeof(what), "read() failed: %s", strerror(errno));
             if (!c->req->resp_started) {
                 up_failed(u, 502, MSG_502, what);
             } else {
@@ -1141,23 +1184,52 @@ static void up_read(struct gw_upstream *u)
     }
 }
 
+/* One step of the TLS handshake: GW_OK when it is done; GW_AGAIN when it
+ * waits (watchers updated); GW_ERROR when the try failed: a refused
+ * certificate counts as a connect failure (nginx: the next upstream). */
+static int up_handshake(struct gw_upstream *u)
+{
+    char what[400];
+    long vr;
+    int rc = gw_tls_client_handshake(u->ssl, &u->tls_want, what, sizeof(what), &vr);
+    if (rc == GW_AGAIN) {
+        up_update(u);
+        return GW_AGAIN;
+    }
+    if (rc != GW_OK) {
+        u->reused = 0; /* never a stale pooled connection: not retried as one */
+        up_failed_kind(u, 502, MSG_502, what, GW_OUT_TCP, 1);
+        return GW_ERROR;
+    }
+    u->tls_handshake = 0;
+    return GW_OK;
+}
+
 static void up_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct gw_upstream *u = gw_container_of(w, struct gw_upstream, io);
     struct gw_conn *c = u->client;
     if (u->state == GW_U_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-            err = errno;
-        if (err) {
-            char what[128];
-            snprintf(what, sizeof(what), "connect() failed: %s", strerror(err));
-            up_failed_kind(u, 502, MSG_502, what, GW_OUT_TCP, 1);
-            return;
+        if (!u->tls_handshake) {
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+                err = errno;
+            if (err) {
+                char what[128];
+                snprintf(what, sizeof(what), "connect() failed: %s", strerror(err));
+                up_failed_kind(u, 502, MSG_502, what, GW_OUT_TCP, 1);
+                return;
+            }
+            u->tls_handshake = u->ssl != NULL;
         }
+        if (u->tls_handshake && up_handshake(u) != GW_OK)
+            return;
         u->state = GW_U_ACTIVE;
         revents |= EV_WRITE;
+    } else if (u->ssl && u->tls_want) {
+        revents |= EV_READ | EV_WRITE; /* retry both: one waited for the other */
+        u->tls_want = 0;
     }
     if (revents & EV_WRITE) {
         if (up_flush(u) != GW_OK)
@@ -1176,7 +1248,9 @@ static void up_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct gw_upstream *u = gw_container_of(w, struct gw_upstream, timer);
     struct gw_conn *c = u->client;
-    const char *what = u->state == GW_U_CONNECTING ? "timed out connecting"
+    const char *what = u->state == GW_U_CONNECTING
+                           ? (u->tls_handshake ? "timed out in the TLS handshake"
+                                               : "timed out connecting")
                        : gw_buf_pending(&u->out) ? "timed out receiving the request"
                                                  : "timed out sending the response";
     if (c->state == GW_C_TUNNEL) {

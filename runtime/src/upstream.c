@@ -1,5 +1,5 @@
 /* Upstream connections and their keepalive pool. The pool is a hash of
- * address -> most-recently-used list of idle connections. An idle connection
+ * address (and TLS identity) -> most-recently-used list of idle connections. An idle connection
  * watches for readability (the peer closed it, or sent bytes it should not
  * have) and for its idle timeout, and is closed on either. */
 #include <errno.h>
@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include "gw/buf.h"
+#include "gw/core-t.h"
 #include "gw/log.h"
 #include "gw/settings-t.h"
+#include "gw/tls_client.h"
 #include "gw/upstream.h"
 #include "gw/worker-t.h"
 
@@ -29,6 +31,19 @@ static uint32_t addr_hash(const struct sockaddr *a, socklen_t len)
     return h;
 }
 
+/* The pool key of a TLS connection: its address's, mixed with the context
+ * fingerprint (names are compared, not hashed: they are rarely distinct
+ * for one address). */
+static uint32_t tls_key(uint32_t key, uint64_t tls_id)
+{
+    return tls_id ? key ^ (uint32_t)(tls_id ^ (tls_id >> 32)) : key;
+}
+
+static int same_name(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 static void pool_init(void)
 {
     for (int i = 0; i < POOL_BUCKETS; i++)
@@ -45,6 +60,10 @@ void gw_upstream_free(struct gw_upstream *u)
     }
     ev_io_stop(loop, &u->io);
     ev_timer_stop(loop, &u->timer);
+    if (u->ssl) {
+        gw_tls_client_close(u->ssl);
+        free(u->tls_name);
+    }
     close(u->fd);
     gw_buf_free(&u->in);
     gw_buf_free(&u->out);
@@ -61,15 +80,17 @@ static void idle_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     gw_upstream_free(gw_container_of(w, struct gw_upstream, timer));
 }
 
-struct gw_upstream *gw_upstream_pool_get(const struct sockaddr *addr, socklen_t len)
+struct gw_upstream *gw_upstream_pool_get(const struct sockaddr *addr, socklen_t len,
+                                         uint64_t tls_id, const char *tls_name)
 {
     if (!pool_ready)
         pool_init();
-    uint32_t key = addr_hash(addr, len);
+    uint32_t key = tls_key(addr_hash(addr, len), tls_id);
     struct gw_list *h = &pool[key % POOL_BUCKETS];
     for (struct gw_list *l = h->next; l != h; l = l->next) {
         struct gw_upstream *u = gw_container_of(l, struct gw_upstream, link);
-        if (u->key == key && u->addrlen == len && memcmp(&u->addr, addr, len) == 0) {
+        if (u->key == key && u->addrlen == len && memcmp(&u->addr, addr, len) == 0 &&
+            u->tls_id == tls_id && (tls_id == 0 || same_name(u->tls_name, tls_name))) {
             gw_list_remove(l);
             pool_count[key % POOL_BUCKETS]--;
             /* the read watcher stays on (no epoll_ctl churn); the new owner
@@ -118,13 +139,25 @@ struct gw_upstream *gw_upstream_connect(const struct sockaddr *addr, socklen_t l
     return u;
 }
 
+int gw_upstream_set_tls(struct gw_upstream *u, struct ssl_st *ssl, uint64_t tls_id,
+                        const char *tls_name)
+{
+    u->ssl = ssl;
+    u->tls_id = tls_id;
+    u->key = tls_key(addr_hash((const struct sockaddr *)&u->addr, u->addrlen), tls_id);
+    if (tls_name && (u->tls_name = strdup(tls_name)) == NULL)
+        return GW_ERROR;
+    return GW_OK;
+}
+
 void gw_upstream_keep(struct gw_upstream *u)
 {
     struct ev_loop *loop = gw_worker->loop;
     int b = u->key % POOL_BUCKETS;
     u->client = NULL;
     if (gw_worker->stopping || pool_count[b] >= gw_settings.upstream_keepalive ||
-        u->requests >= gw_settings.upstream_keepalive_requests) {
+        u->requests >= gw_settings.upstream_keepalive_requests ||
+        (u->ssl && (u->tls_want || gw_tls_client_pending(u->ssl)))) {
         gw_upstream_free(u);
         return;
     }

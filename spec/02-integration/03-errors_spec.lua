@@ -2,6 +2,7 @@
 local helpers = require "spec.helpers"
 
 local fmt = string.format
+local ngx_now = require("socket").gettime
 
 local HEADER_TIMEOUT = 1000    -- ms
 local BODY_TIMEOUT = 1000      -- ms
@@ -29,6 +30,7 @@ describe("errors", function()
             routes = { { name = "slow", paths = { "/slow" } } } },
           -- no TLS client yet: such a request must never go out in clear
           { name = "tls", url = fmt("https://127.0.0.1:%d", mock.port),
+            connect_timeout = 500,
             routes = { { name = "tls", paths = { "/tls" } } } },
         },
       },
@@ -102,11 +104,16 @@ describe("errors", function()
     end)
   end)
 
-  it("an https service -> 502, and nothing is sent to it in clear", function()
+  -- (spec/02-integration/44-upstream_tls_spec.lua has upstream TLS itself)
+  it("an https service whose upstream speaks plain HTTP -> 504 after the " ..
+     "connect timeout (the handshake never ends), nothing sent in clear",
+     function()
+    local t0 = ngx_now()
     local res = assert(helpers.request_once(gw.proxy_port, {
       path = "/tls/x", headers = { ["X-Tls-Check"] = "1" } }))
-    local body = assert.res_status(502, res)
-    assert.equal("upstream TLS is not supported yet", helpers.json_decode(body).message)
+    local body = assert.res_status(504, res)
+    assert.equal("The upstream server is timing out", helpers.json_decode(body).message)
+    assert.is_true(ngx_now() - t0 >= 0.45)
     for _, req in ipairs(mock.requests()) do
       assert.is_nil(req.headers["x-tls-check"])
     end

@@ -91,7 +91,7 @@ describe("cosockets", function()
     assert.equal(5, #d.any)
     assert.matches("\n$", d.inclusive)
     assert.equal("closed", d.close_again[2])
-    assert.equal("not supported yet", d.ssl[2])
+    assert.equal("closed", d.ssl[2]) -- sslhandshake on a closed socket
   end)
 
   it("closes the sockets a request forgot", function()
@@ -115,5 +115,115 @@ describe("cosockets", function()
     helpers.sleep(0.5) -- the read timeouts fire after the requests ended
     assert.equal("connection refused", call("refused").err)
     assert.same(pids, helpers.worker_pids(s.gw))
+  end)
+end)
+
+
+describe("cosockets over TLS", function()
+  local tls, up, other, plain, gw
+
+  lazy_setup(function()
+    tls = require("spec.tls_fixtures").get()
+    local c = tls.certs.upstream
+    up = helpers.mock_upstream({ tls = { cert = c.cert, key = c.key } })
+    local ex = tls.certs["example.test"]
+    other = helpers.mock_upstream({ tls = { cert = ex.cert, key = ex.key } })
+    plain = helpers.mock_upstream()
+    gw = assert(helpers.start_luagate({
+      config = {
+        _format_version = "3.0",
+        services = {
+          { name = "backend", url = "http://127.0.0.1:" .. plain.port,
+            routes = { { name = "io", paths = { "/io" }, plugins = { {
+              name = "io-cosocket",
+              config = { port = plain.port, tls_port = up.port,
+                         tls_other_port = other.port } } } } } },
+        },
+      },
+      args = { "--plugins-dir", helpers.root .. "/spec/fixtures/plugins",
+               "--lua-ssl-trusted-certificate", tls.ca.cert },
+      log_level = "info",
+    }))
+  end)
+
+  lazy_teardown(function()
+    helpers.stop_luagate(gw)
+    up.stop()
+    other.stop()
+    plain.stop()
+  end)
+
+  local function call(mode)
+    local res = assert(helpers.request_once(gw.proxy_port,
+                                            { path = "/io?mode=" .. mode }))
+    return helpers.json_decode(assert.res_status(200, res))
+  end
+
+  it("sslhandshake verifies, sends SNI, and pools TLS connections by " ..
+     "identity", function()
+    local d = call("tls")
+    assert.equal("cdata", d.handshake1) -- a session
+    assert.equal("cdata", d.handshake2)
+    assert.equal("localhost", d.sni)
+    assert.matches("^https://", d.url)
+    -- the second socket got the first one's connection (its fresh TCP
+    -- connection was dropped for it)
+    assert.equal(0, d.reused1)
+    assert.is_true(d.reused2 > 0)
+    assert.equal(d.conn1, d.conn2)
+    -- a plain connect and another server name never get it
+    assert.equal(0, d.plain_reused)
+    assert.is_true(d.ip_handshake) -- reused_session false: true
+    assert.equal(0, d.ip_reused)
+  end)
+
+  it("resumes TLS sessions (the one given back, else the worker's cache " ..
+     "for the name)", function()
+    local d = call("tls_session")
+    assert.equal("cdata", d.second)
+    assert.is_true(d.resumed)
+  end)
+
+  it("reports verification failures with lua-nginx-module's texts", function()
+    local d = call("tls_fail")
+    assert.is_nil(d.mismatch.ok)
+    assert.equal("certificate host mismatch", d.mismatch.err)
+    -- the failed socket is closed
+    assert.equal("closed", d.mismatch.send_after)
+    assert.is_true(d.no_verify.ok)
+    assert.is_true(d.right_name.ok)
+    assert.is_nil(d.plain.ok)
+    assert.equal("timeout", d.plain.err)
+  end)
+
+  it("refuses a server the trusted certificates do not cover", function()
+    -- without --lua-ssl-trusted-certificate: the system store, which does
+    -- not know the test CA
+    local gw2 = assert(helpers.start_luagate({
+      config = {
+        _format_version = "3.0",
+        services = {
+          { name = "backend", url = "http://127.0.0.1:" .. plain.port,
+            routes = { { name = "io", paths = { "/io" }, plugins = { {
+              name = "io-cosocket",
+              config = { port = plain.port, tls_port = up.port,
+                         tls_other_port = other.port } } } } } },
+        },
+      },
+      args = { "--plugins-dir", helpers.root .. "/spec/fixtures/plugins" },
+    }))
+    local res = assert(helpers.request_once(gw2.proxy_port,
+                                            { path = "/io?mode=tls_fail" }))
+    helpers.stop_luagate(gw2)
+    local d = helpers.json_decode(assert.res_status(200, res))
+    assert.equal("20: unable to get local issuer certificate", d.right_name.err)
+    assert.is_true(d.no_verify.ok)
+  end)
+
+  it("refuses an unreadable --lua-ssl-trusted-certificate at start", function()
+    local rc, _, err = helpers.luagate_exec({ "check", "-c", gw.config_path,
+      "--lua-ssl-trusted-certificate", "/nonexistent/ca.pem" })
+    assert.equal(2, rc) -- a usage error
+    assert.matches("cannot read '/nonexistent/ca.pem'", err, 1, true)
   end)
 end)

@@ -102,9 +102,95 @@ describe("http client", function()
     assert.equal(200, call("mode=get").a.status)
   end)
 
-  it("rejects bad urls and https", function()
+  it("rejects bad urls and unknown schemes", function()
     local d = call("mode=bad")
     assert.matches("bad url", d.errs[1])
-    assert.matches("https", d.errs[2])
+    assert.equal("unsupported scheme: ftp", d.errs[2])
+  end)
+end)
+
+
+describe("http client over TLS", function()
+  local tls, up, other, plain, gw
+
+  lazy_setup(function()
+    tls = require("spec.tls_fixtures").get()
+    local c = tls.certs.upstream
+    up = helpers.mock_upstream({ tls = { cert = c.cert, key = c.key } })
+    local ex = tls.certs["example.test"]
+    other = helpers.mock_upstream({ tls = { cert = ex.cert, key = ex.key } })
+    plain = helpers.mock_upstream()
+    gw = assert(helpers.start_luagate({
+      config = {
+        _format_version = "3.0",
+        services = {
+          { name = "backend", url = "http://127.0.0.1:" .. plain.port,
+            routes = { { name = "io", paths = { "/io" }, plugins = { {
+              name = "io-http",
+              config = { port = plain.port, tls_port = up.port,
+                         tls_other_port = other.port } } } } } },
+        },
+      },
+      args = { "--plugins-dir", helpers.root .. "/spec/fixtures/plugins",
+               "--lua-ssl-trusted-certificate", tls.ca.cert },
+    }))
+  end)
+
+  lazy_teardown(function()
+    helpers.stop_luagate(gw)
+    up.stop()
+    other.stop()
+    plain.stop()
+  end)
+
+  local function call(mode)
+    local res = assert(helpers.request_once(gw.proxy_port,
+                                            { path = "/io?mode=" .. mode }))
+    return helpers.json_decode(assert.res_status(200, res))
+  end
+
+  it("requests https URLs, verifying the server, keeping connections",
+     function()
+    local d = call("tls")
+    assert.is_nil(d.a.err)
+    assert.equal(200, d.a.status)
+    assert.equal("/tls", d.a.echo.path)
+    assert.equal("1", d.a.echo.query.x)
+    assert.equal("tls", d.a.echo.headers["x-test"])
+    assert.equal("localhost", d.a.echo.tls_sni)
+    -- the default port of the scheme is not in Host; this one is
+    assert.equal("localhost:" .. up.port, d.a.echo.headers.host)
+    -- kept alive and reused
+    assert.is_true(d.b.reused)
+    assert.equal(d.a.conn_id, d.b.conn_id)
+    assert.equal(200000, d.post.echo.body_size)
+    -- by IP: no SNI, and the IP address is what is verified
+    assert.equal(200, d.ip.status)
+    assert.equal(require("cjson").null, d.ip.echo.tls_sni)
+    -- ssl_server_name: another identity, another connection
+    assert.equal("upstream.test", d.sni.echo.tls_sni)
+    assert.not_equal(d.a.conn_id, d.sni.conn_id)
+  end)
+
+  it("fails a request whose certificate does not verify", function()
+    local d = call("tls_fail")
+    assert.equal("TLS handshake failed: certificate host mismatch",
+                 d.mismatch.err)
+    assert.equal(200, d.no_verify.status)
+    assert.equal(200, d.right_name.status)
+    assert.equal("example.test", d.right_name.echo.tls_sni)
+  end)
+
+  it("resty.http: request_uri and connect with https", function()
+    local d = call("resty_tls")
+    assert.is_nil(d.a.err)
+    assert.equal(200, d.a.status)
+    assert.equal("b", d.a.echo.query.a)
+    assert.equal("localhost", d.a.echo.tls_sni)
+    assert.equal("certificate host mismatch", d.fail.err)
+    assert.equal(200, d.no_verify.status)
+    assert.equal(200, d.steps.status)
+    assert.equal("/steps", d.steps.echo.path)
+    assert.equal("upstream.test", d.steps.echo.tls_sni)
   end)
 end)

@@ -578,7 +578,8 @@ _M.register("certificates", certificates, nil)
 _M.register("snis", snis, "certificates", { key = "name" })
 _M.register("ca_certificates", ca_certificates, nil)
 _M.register("services", services, nil,
-            { key = "name", pre = service_pre })
+            { key = "name", pre = service_pre,
+              refs = { client_certificate = "certificates" } })
 _M.register("routes", routes, "services", { key = "name", post = route_post })
 _M.register("consumers", consumers, nil, { key = "username" })
 _M.register("consumer_groups", consumer_groups, nil, { key = "name" })

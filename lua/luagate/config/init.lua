@@ -712,6 +712,20 @@ function Loader:resolve()
     end
   end
 
+  -- services' ca_certificates name entities (Kong checks them when the
+  -- service is saved)
+  for _, rec in ipairs(self.recs.services) do
+    local cas = rec.out and rec.out.ca_certificates
+    if type(cas) == "table" then
+      for i, id in ipairs(cas) do
+        if not self:lookup("ca_certificates", id) then
+          errs.add(child_path(child_path(rec.path, "ca_certificates"), i - 1),
+                   "could not find ca_certificate '" .. tostring(id) .. "'")
+        end
+      end
+    end
+  end
+
   -- memberships
   for _, g in ipairs(self.recs.consumer_groups) do
     if g.members ~= nil then
@@ -826,6 +840,13 @@ function Loader:build()
 
   for _, rec in ipairs(self.recs.routes) do
     rec.out.service = link(rec, "service")
+  end
+
+  -- a service's client certificate keeps Kong's shape ({ id = ... }); the
+  -- runtime finds its PEM texts in conf.certificates by id
+  for _, rec in ipairs(self.recs.services) do
+    local l = rec.links.client_certificate
+    rec.out.client_certificate = l and { id = l.id } or nil
   end
 
   for _, up in ipairs(conf.upstreams) do

@@ -12,6 +12,7 @@ struct gw_dns_entry;
 struct gw_health;
 struct gw_mslot;
 struct gw_tls_certs;
+struct gw_tls_client;
 
 /* Phases a route may run Lua for; a route whose mask is 0 never enters Lua. */
 enum gw_phase {
@@ -81,7 +82,7 @@ struct gw_service {
     char *name;              /* may be NULL */
     char *host;              /* hostname or IP literal */
     int port;
-    int https;               /* protocol https (TLS comes with a later issue) */
+    int https;               /* protocol https or grpcs: tls is set */
     char *path;              /* NULL when the service has no path */
     size_t path_len;
     char *host_header;       /* "host" or "host:port" when the port is not the default */
@@ -92,6 +93,7 @@ struct gw_service {
     int retries;
     struct gw_dns_entry *dns; /* per-worker resolver cache entry */
     int balancer;            /* index into config balancers when host names an upstream, -1 */
+    struct gw_tls_client *tls; /* https: the client context (held reference), else NULL */
 };
 
 struct gw_route {

@@ -223,6 +223,12 @@ struct gw_upstream {
     struct gw_head head;
     struct gw_buf in;
     struct gw_buf out;
+    /* ---- TLS (services with protocol https); ssl NULL: plain ---- */
+    struct ssl_st *ssl;
+    uint64_t tls_id;      /* gw_tls_client_id of its context, 0 for plain */
+    char *tls_name;       /* the SNI / verified name it was made for, or NULL */
+    int tls_handshake;    /* state GW_U_CONNECTING: the TCP part is done */
+    int tls_want;         /* EV_READ/EV_WRITE OpenSSL waits for (0: none) */
 };
 
 #endif

@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 struct gw_lctx;
+struct gw_tls_client_sess;
 
 /* A new, unconnected socket owned by x: its id (>= 0), or GW_ERROR. */
 int gw_ffi_sock_open(struct gw_lctx *x, const char **err);
@@ -58,6 +59,27 @@ int gw_ffi_sock_close(int id);
  * holds pool_size connections of that key (the oldest goes). GW_ERROR with
  * *err when the connection cannot be reused (it is closed then). */
 int gw_ffi_sock_keepalive(int id, int timeout_ms, int pool_size, const char **err);
+
+/* Starts TLS on the connected socket id (lua-nginx-module's sslhandshake):
+ * server_name (may be NULL) is sent as SNI and, when verify, checked
+ * against the certificate, which must chain to lua_ssl_trusted_certificate
+ * (or the system store) within lua_ssl_verify_depth. sess (an SSL_SESSION
+ * from gw_ffi_sock_ssl_session, or NULL) is offered for resumption;
+ * status_req asks for OCSP stapling. When a fresh connection's pool holds
+ * an idle TLS connection of the same identity, that one replaces it
+ * (*reused > 0). GW_OK, GW_AGAIN (wait, bounded by timeout_ms), GW_ERROR
+ * with *err ("NN: reason" for a refused certificate, "certificate host
+ * mismatch", "handshake failed", "closed"). */
+int gw_ffi_sock_sslhandshake(struct gw_lctx *x, int id, struct gw_tls_client_sess *sess,
+                             const char *server_name, int verify, int status_req, int timeout_ms,
+                             int *reused, const char **err);
+
+/* A reference to id's TLS session (NULL when none), which follows the
+ * connection's newest session (TLS 1.3 tickets), for a later handshake's
+ * resumption; released with gw_ffi_ssl_session_free. */
+struct gw_tls_client_sess *gw_ffi_sock_ssl_session(int id);
+
+void gw_ffi_ssl_session_free(struct gw_tls_client_sess *sess);
 
 /* Idle pooled connections of the worker (for specs and stats). */
 int gw_ffi_sock_pool_count(void);

@@ -51,6 +51,9 @@ struct gw_settings {
     const char *shdict_name[GW_MAX_SHDICTS];
     size_t shdict_size[GW_MAX_SHDICTS];
     int nshdicts;
+    /* cosockets' TLS (Kong's lua_ssl_trusted_certificate, lua_ssl_verify_depth) */
+    const char *lua_ssl_trusted_certificate; /* PEM file; NULL: the system store */
+    int lua_ssl_verify_depth;
 };
 
 extern struct gw_settings gw_settings;

@@ -78,6 +78,8 @@ int gw_ffi_upstream_timeouts(struct gw_req *r, int connect_ms, int write_ms,
 int gw_ffi_upstream_status(struct gw_req *r);
 int gw_ffi_upstream_uri(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_req_set_consumer(struct gw_req *r, const char *id, size_t len);
+int gw_ffi_metrics_consumers(void);
+int gw_ffi_req_set_consumer_name(struct gw_req *r, const char *name, size_t len);
 int gw_ffi_req_target(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_req_server_addr(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_upstream_xfwd(struct gw_req *r, int which, const char *v, size_t n, const char **err);

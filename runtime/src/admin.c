@@ -110,6 +110,30 @@ static void upstream_health(struct gw_conn *c, const char *name, size_t nlen)
     gw_conn_error(c, 404, "Not found");
 }
 
+/* The series plugins keep in shared dictionaries (circuit breakers,
+ * throttling queues), rendered by luagate.admin.metrics; a failure there
+ * is logged and the rest of the scrape still answers. */
+static void metrics_lua(struct gw_buf *out)
+{
+    lua_State *L = gw_worker->L;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "luagate.admin.metrics");
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+        lua_getfield(L, -1, "render");
+        if (lua_pcall(L, 0, 1, 0) == 0) {
+            size_t n;
+            const char *s = lua_tolstring(L, -1, &n);
+            if (s)
+                gw_buf_append(out, s, n);
+            lua_settop(L, top);
+            return;
+        }
+    }
+    gw_log(GW_LOG_ERR, "metrics: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "Lua error");
+    lua_settop(L, top);
+}
+
 /* PUT (or POST) /upstreams/{name}/targets/{target}/healthy|unhealthy:
  * Kong's manual override, 204. Healthy clears any ejection and the counters;
  * unhealthy ejects the target until this API or an active probe readmits
@@ -700,6 +724,7 @@ void gw_admin_handle(struct gw_conn *c)
     if (path_is(url, plen, "/metrics")) {
         struct gw_buf out = {0};
         gw_metrics_render(&out);
+        metrics_lua(&out);
         gw_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
                         out.data ? out.data : "", out.len, 0);
         gw_buf_free(&out);

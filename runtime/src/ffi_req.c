@@ -237,6 +237,17 @@ int gw_ffi_req_set_consumer(struct gw_req *r, const char *id, size_t len)
     return r->consumer_id ? GW_OK : GW_ERROR;
 }
 
+int gw_ffi_metrics_consumers(void)
+{
+    return gw_settings.metrics_consumers;
+}
+
+int gw_ffi_req_set_consumer_name(struct gw_req *r, const char *name, size_t len)
+{
+    r->consumer_name = name && len ? gw_pool_strdup(&r->pool, name, len) : NULL;
+    return GW_OK;
+}
+
 int gw_ffi_req_route(struct gw_req *r)
 {
     return r->route ? r->match.route : -1;

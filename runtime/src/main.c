@@ -59,6 +59,9 @@ static const char usage[] =
     "  --metrics on|off               per-request Prometheus series (requests, latency,\n"
     "                                 bytes by service and route; default on)\n"
     "                                                                 LUAGATE_METRICS\n"
+    "  --metrics-consumers on|off     a consumer label (username) on request counts; one\n"
+    "                                 series per consumer, so off by default\n"
+    "                                                                 LUAGATE_METRICS_CONSUMERS\n"
     "  --pid FILE                     write the master's pid          LUAGATE_PID\n"
     "  --client-header-timeout MS     time to receive a request head (default 60000)\n"
     "                                                                 LUAGATE_CLIENT_HEADER_TIMEOUT\n"
@@ -123,6 +126,7 @@ enum {
     O_DNS,
     O_ADMIN_TOKEN,
     O_METRICS,
+    O_METRICS_CONSUMERS,
     O_SSL_CERT,
     O_SSL_KEY,
     O_LUA_SSL_CA,
@@ -152,6 +156,7 @@ static const struct option options[] = {
     {"dns-resolver", required_argument, NULL, O_DNS},
     {"admin-token", required_argument, NULL, O_ADMIN_TOKEN},
     {"metrics", required_argument, NULL, O_METRICS},
+    {"metrics-consumers", required_argument, NULL, O_METRICS_CONSUMERS},
     {"ssl-cert", required_argument, NULL, O_SSL_CERT},
     {"ssl-key", required_argument, NULL, O_SSL_KEY},
     {"lua-ssl-trusted-certificate", required_argument, NULL, O_LUA_SSL_CA},
@@ -186,6 +191,7 @@ static const struct {
     {O_DNS, "LUAGATE_DNS_RESOLVER"},
     {O_ADMIN_TOKEN, "LUAGATE_ADMIN_TOKEN"},
     {O_METRICS, "LUAGATE_METRICS"},
+    {O_METRICS_CONSUMERS, "LUAGATE_METRICS_CONSUMERS"},
     {O_SSL_CERT, "LUAGATE_SSL_CERT"},
     {O_SSL_KEY, "LUAGATE_SSL_CERT_KEY"},
     {O_LUA_SSL_CA, "LUAGATE_LUA_SSL_TRUSTED_CERTIFICATE"},
@@ -388,6 +394,14 @@ static int apply(int opt, const char *v, int from_cli)
         return 0;
     case O_ACCLOG:
         gw_settings.access_log = v;
+        return 0;
+    case O_METRICS_CONSUMERS:
+        if (strcmp(v, "on") == 0)
+            gw_settings.metrics_consumers = 1;
+        else if (strcmp(v, "off") == 0)
+            gw_settings.metrics_consumers = 0;
+        else
+            return fail("--metrics-consumers takes on or off, not '%s'", v);
         return 0;
     case O_METRICS:
         if (strcmp(v, "on") == 0)

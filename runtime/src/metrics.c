@@ -102,7 +102,15 @@ void gw_metrics_request(struct gw_conn *c, struct gw_req *r)
     int cls = status >= 100 && status < 600 ? status / 100 : 0;
     struct gw_route *rt = (struct gw_route *)r->route;
     struct gw_mslot *s = NULL;
-    if (rt && rt->mslot[cls] && rt->mslot_code[cls] == status) {
+    if (gw_settings.metrics_consumers) {
+        /* one series per consumer too: no per-route cache */
+        char key[GW_METRIC_KEY];
+        const char *svc = r->service && r->service->name ? r->service->name : "";
+        const char *route = rt ? (rt->name ? rt->name : rt->id) : "";
+        snprintf(key, sizeof(key), "%s\x1f%s\x1f%d\x1f%s", svc, route ? route : "", status,
+                 r->consumer_name ? r->consumer_name : "");
+        s = slot_of(key);
+    } else if (rt && rt->mslot[cls] && rt->mslot_code[cls] == status) {
         s = rt->mslot[cls];
     } else {
         char key[GW_METRIC_KEY];
@@ -153,6 +161,8 @@ static void label(struct gw_buf *b, const char *name, const char *v, size_t n, i
     gw_buf_append(b, "\"", 1);
 }
 
+/* "service\x1froute\x1fcode[\x1fconsumer]" as labels (the consumer with
+ * --metrics-consumers on, on request counts only). */
 static void key_labels(struct gw_buf *b, const char *key, int with_code)
 {
     const char *s1 = strchr(key, '\x1f');
@@ -161,8 +171,12 @@ static void key_labels(struct gw_buf *b, const char *key, int with_code)
         return;
     label(b, "service", key, (size_t)(s1 - key), 0);
     label(b, "route", s1 + 1, (size_t)(s2 - s1 - 1), 1);
-    if (with_code)
-        label(b, "code", s2 + 1, strlen(s2 + 1), 1);
+    if (!with_code)
+        return;
+    const char *s3 = strchr(s2 + 1, '\x1f');
+    label(b, "code", s2 + 1, s3 ? (size_t)(s3 - s2 - 1) : strlen(s2 + 1), 1);
+    if (s3)
+        label(b, "consumer", s3 + 1, strlen(s3 + 1), 1);
 }
 
 /* Length of "service\x1froute" in a series key. */
@@ -309,9 +323,12 @@ void gw_metrics_render(struct gw_buf *b)
     /* connections, requests, workers */
     uint64_t active = 0, accepted = 0, requests = 0, reloads = 0;
     int alive = 0;
+    double config_at = 0;
     for (int i = 0; i < gw_stats->nworkers; i++) {
         struct gw_stats_slot *s = &gw_stats->w[i];
         alive += s->pid != 0;
+        if (s->pid != 0 && s->config_at > config_at)
+            config_at = s->config_at;
         active += s->active;
         accepted += s->accepted;
         requests += s->requests;
@@ -338,8 +355,12 @@ void gw_metrics_render(struct gw_buf *b)
     const struct gw_config *cf = gw_worker->config;
     printf_buf(b, "# HELP kong_data_plane_config_hash Hash of the running configuration\n"
                   "# TYPE kong_data_plane_config_hash gauge\n"
-                  "kong_data_plane_config_hash{hash=\"%s\"} 1\n",
-               cf->hash);
+                  "kong_data_plane_config_hash{hash=\"%s\"} 1\n"
+                  "# HELP luagate_config_last_reload_timestamp_seconds When the running "
+                  "configuration was swapped in (the latest worker), epoch seconds\n"
+                  "# TYPE luagate_config_last_reload_timestamp_seconds gauge\n"
+                  "luagate_config_last_reload_timestamp_seconds %.3f\n",
+               cf->hash, config_at);
     /* upstream target health */
     gw_buf_appends(b, "# HELP kong_upstream_target_health Health of each target (1 = in that "
                       "state)\n# TYPE kong_upstream_target_health gauge\n");

@@ -35,6 +35,13 @@ static void worker_exit(int code)
     exit(code);
 }
 
+static double now_epoch(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void reload(const char *path)
 {
     char *errs = NULL;
@@ -49,6 +56,7 @@ static void reload(const char *path)
     worker.config = cf;
     gw_config_release(&old); /* freed when its last request ends */
     worker.stats->reloads++;
+    worker.stats->config_at = now_epoch();
     gw_admin_config_loaded();
     snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s", cf->hash);
     gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu)", cf->hash,
@@ -168,6 +176,7 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
     }
     snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s",
              worker.config->hash);
+    worker.stats->config_at = now_epoch();
     if (gw_access_log_open(gw_settings.access_log) != 0)
         worker_exit(2);
     if (gw_dns_init() != 0)

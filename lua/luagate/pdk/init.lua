@@ -90,6 +90,10 @@ local function client_address(r)
 end
 
 
+-- --metrics-consumers on: the consumer's name goes to the request metrics
+local metrics_consumers = gw.available and C.gw_ffi_metrics_consumers() == 1
+
+
 local function new_client()
   local client = {}
   local REQUEST = PHASES.request
@@ -144,6 +148,12 @@ local function new_client()
         C.gw_ffi_req_set_consumer(r.ptr, id, #id)
       else
         C.gw_ffi_req_set_consumer(r.ptr, nil, 0)
+      end
+      if metrics_consumers then
+        local name = consumer and (consumer.username or consumer.custom_id or
+                                   consumer.id)
+        C.gw_ffi_req_set_consumer_name(r.ptr, name, type(name) == "string"
+                                                    and #name or 0)
       end
     end
     local ctx = r.ctx

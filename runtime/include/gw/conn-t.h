@@ -107,6 +107,7 @@ struct gw_req {
     int8_t try_target[8];     /* targets of the first tries, for the log */
     int16_t try_status[8];    /* their outcome: HTTP status, or 0 failed */
     char *consumer_id;        /* set by kong.client.authenticate (pool) */
+    char *consumer_name;      /* its username, with --metrics-consumers on (pool) */
     struct gw_str xfwd[6];    /* overrides of X-Forwarded-For/Proto/Host/Port/Path/Prefix */
     uint64_t bytes_in, bytes_out;
     ev_tstamp t_start, t_upstream_start, t_upstream_first, t_end;

@@ -40,6 +40,8 @@ int gw_ffi_req_header_at(struct gw_req *r, int i, const char **name, size_t *nle
 /* The authenticated consumer's id (kong.client.authenticate), for
  * hashing and the access log; NULL/0 clears it. */
 int gw_ffi_req_set_consumer(struct gw_req *r, const char *id, size_t len);
+int gw_ffi_metrics_consumers(void); /* --metrics-consumers on */
+int gw_ffi_req_set_consumer_name(struct gw_req *r, const char *name, size_t len);
 
 /* Route match data: the matched route (0-based index into config.routes, -1
  * when none) and the regex captures (0-based group index; GW_DECLINED when

@@ -33,6 +33,7 @@ struct gw_settings {
     const char *pid_file;   /* NULL: none */
     const char *admin_token; /* NULL: the admin API asks for none */
     int metrics_off; /* --metrics off: no per-request series */
+    int metrics_consumers; /* --metrics-consumers on: a consumer label on request counts */
     const char *ssl_cert; /* default certificate (chain) of TLS listeners, PEM file */
     const char *ssl_key;
     /* limits, in milliseconds or bytes */

@@ -39,22 +39,8 @@ done
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/luagate-bench.XXXXXX")
 chmod 755 "$DIR"
-PIDS=()
-
-free_port() {
-  luajit -e 'local s=require("socket").bind("127.0.0.1",0)
-             local _,p=s:getsockname() print(p) s:close()'
-}
-
-wait_port() { # port timeout_s
-  local i
-  for ((i = 0; i < $2 * 10; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1 after $2 s" >&2
-  return 1
-}
+# shellcheck source=spec/bench/lib.sh
+. "$BENCH/lib.sh"
 
 stop_pid() { # pid signal timeout_s
   local pid=$1 i
@@ -68,15 +54,6 @@ stop_pid() { # pid signal timeout_s
   wait "$pid" 2>/dev/null
 }
 
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do
-    for kid in $(pgrep -P "$p" 2>/dev/null); do kill -9 "$kid" 2>/dev/null; done
-    kill -9 "$p" 2>/dev/null
-  done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
 
 UP_PORT=$(free_port)
 LG_PORT=$(free_port)
@@ -255,8 +232,6 @@ start_nginx() {
   wait_port "$NG_PORT" "${2:-15}"
 }
 
-# ratio a b [decimals (2)] -> a/b, or n/a
-ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN{ if (b>0) printf "%.*f", d, a/b; else print "n/a"}'; }
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"; exit}
   if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }

@@ -52,6 +52,7 @@ local upper = string.upper
 local lower = string.lower
 
 local TILDE = byte("~")
+local slice_point = require("luagate.slice").point
 
 local _M = {}
 
@@ -139,6 +140,7 @@ function _M.compile(config)
   end
 
   for i, route in ipairs(routes) do
+    slice_point()
     if type(route) == "table" then
       local methods = nonempty(route.methods)
       local hosts = nonempty(route.hosts)

@@ -34,6 +34,7 @@ local fmt = string.format
 local new_tab = require "table.new"
 local clear_tab = require "table.clear"
 local bit = require "bit"
+local slice_point = require("luagate.slice").point
 
 local EXIT = request.EXIT
 
@@ -183,6 +184,7 @@ function _M.build(conf, opts)
 
   local plans = {}
   for ri, route in ipairs(conf.routes or {}) do
+    slice_point()
     local si = route.service
     local plan = {}
     local mask = 0

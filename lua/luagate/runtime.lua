@@ -3,6 +3,7 @@
 -- files), builds the plugin plans and ranks the routes for the C router.
 local config = require "luagate.config"
 local router = require "luagate.router"
+local slice = require "luagate.slice"
 local plugins = require "luagate.plugins"
 
 local ipairs = ipairs
@@ -109,6 +110,21 @@ function _M.load(path, opts)
   collectgarbage("stop")
   local ok, conf, entries = pcall(load, path, opts)
   collectgarbage("restart")
+  if not ok then
+    error(conf, 0)
+  end
+  return conf, entries
+end
+
+
+-- `load` in a worker's reload, run in its own coroutine
+-- (gw_config_load_start): it yields between entities every couple of
+-- milliseconds (luagate.slice), so requests go on between the slices. The
+-- collector keeps running: requests allocate meanwhile.
+function _M.load_sliced(path, opts)
+  slice.begin()
+  local ok, conf, entries = pcall(load, path, opts)
+  slice.finish()
   if not ok then
     error(conf, 0)
   end

@@ -455,16 +455,16 @@ static void config_free(struct gw_config *cf, lua_State *L)
 
 static lua_State *owner_L; /* the state that holds lua_ref of live configs */
 
-struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
+/* Pushes luagate.runtime[fn] and its two arguments (path, opts). Returns 0,
+ * or -1 with the error message pushed. */
+static int push_load_call(lua_State *L, const char *fn, const char *path)
 {
-    *errs = NULL;
-    int top = lua_gettop(L);
-    struct gw_config *cf = NULL;
     lua_getglobal(L, "require");
     lua_pushstring(L, "luagate.runtime");
     if (lua_pcall(L, 1, 1, 0) != 0)
-        goto lua_fail;
-    lua_getfield(L, -1, "load");
+        return -1;
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
     lua_pushstring(L, path);
     lua_newtable(L);
     lua_newtable(L);
@@ -477,13 +477,27 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
     lua_setfield(L, -2, "prefix");
     lua_pushboolean(L, gw_worker != NULL);
     lua_setfield(L, -2, "worker");
-    if (lua_pcall(L, 2, 3, 0) != 0)
-        goto lua_fail;
-    /* conf, entries | nil, errs_text */
+    return 0;
+}
+
+static char *lua_failure(lua_State *L, const char *path)
+{
+    const char *e = lua_tostring(L, -1);
+    char buf[2048];
+    snprintf(buf, sizeof(buf), "%s: could not load the configuration: %s", path,
+             e ? e : "unknown Lua error");
+    return strdup(buf);
+}
+
+/* The C structures of the configuration whose luagate.runtime.load results
+ * are the top three values of L (conf, entries | nil, errs_text). Pops
+ * nothing; the caller restores its stack. */
+static struct gw_config *config_build(lua_State *L, const char *path, char **errs)
+{
+    struct gw_config *cf = NULL;
     if (lua_isnil(L, -3)) {
         const char *e = lua_tostring(L, -2);
         *errs = strdup(e ? e : "invalid configuration");
-        lua_settop(L, top);
         return NULL;
     }
     int conf = lua_gettop(L) - 2;
@@ -508,7 +522,6 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
             snprintf(*errs, n, "%s: %s", path, e);
         free(e);
         config_free(cf, NULL);
-        lua_settop(L, top);
         return NULL;
     }
     cf->global_phases = (uint32_t)int_field(L, conf, "global_phases", 0);
@@ -518,7 +531,6 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
         snprintf(buf, sizeof(buf), "%s: %s", path, terr);
         *errs = strdup(buf);
         config_free(cf, NULL);
-        lua_settop(L, top);
         return NULL;
     }
     const char *rerr = NULL;
@@ -528,30 +540,93 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
                  rerr ? rerr : "unknown error");
         *errs = strdup(buf);
         config_free(cf, NULL);
-        lua_settop(L, top);
         return NULL;
     }
     lua_pushvalue(L, conf);
     cf->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    owner_L = L;
-    lua_settop(L, top);
     return cf;
-
-lua_fail: {
-        const char *e = lua_tostring(L, -1);
-        char buf[2048];
-        snprintf(buf, sizeof(buf), "%s: could not load the configuration: %s", path,
-                 e ? e : "unknown Lua error");
-        *errs = strdup(buf);
-        lua_settop(L, top);
-        return NULL;
-    }
 oom:
     if (cf)
         config_free(cf, NULL);
     *errs = strdup("out of memory loading the configuration");
-    lua_settop(L, top);
     return NULL;
+}
+
+struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
+{
+    *errs = NULL;
+    int top = lua_gettop(L);
+    if (push_load_call(L, "load", path) != 0 || lua_pcall(L, 2, 3, 0) != 0) {
+        *errs = lua_failure(L, path);
+        lua_settop(L, top);
+        return NULL;
+    }
+    struct gw_config *cf = config_build(L, path, errs);
+    if (cf)
+        owner_L = L;
+    lua_settop(L, top);
+    return cf;
+}
+
+/* ---- a load in slices (worker reloads) ---- */
+
+struct gw_config_job {
+    lua_State *L;  /* the worker's state */
+    lua_State *co; /* the load's coroutine */
+    int co_ref;    /* keeps co alive */
+    int nargs;     /* arguments for the first resume, then 0 */
+    char path[512];
+};
+
+struct gw_config_job *gw_config_load_start(lua_State *L, const char *path, char **errs)
+{
+    *errs = NULL;
+    struct gw_config_job *j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        *errs = strdup("out of memory loading the configuration");
+        return NULL;
+    }
+    j->L = L;
+    snprintf(j->path, sizeof(j->path), "%s", path);
+    j->co = lua_newthread(L);
+    j->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (push_load_call(j->co, "load_sliced", path) != 0) {
+        *errs = lua_failure(j->co, path);
+        gw_config_load_cancel(j);
+        return NULL;
+    }
+    j->nargs = 2;
+    return j;
+}
+
+int gw_config_load_step(struct gw_config_job *j, struct gw_config **out, char **errs)
+{
+    *out = NULL;
+    *errs = NULL;
+    int nargs = j->nargs;
+    j->nargs = 0;
+    int rc = lua_resume(j->co, nargs);
+    if (rc == LUA_YIELD) {
+        lua_settop(j->co, 0); /* a yield passes nothing we use */
+        return GW_AGAIN;
+    }
+    if (rc != 0) {
+        *errs = lua_failure(j->co, j->path);
+        return GW_ERROR;
+    }
+    lua_settop(j->co, 3); /* conf, entries | nil, errs_text (nil-padded) */
+    *out = config_build(j->co, j->path, errs);
+    if (*out)
+        owner_L = j->L; /* lua_ref is in the registry every thread shares */
+    return *out ? GW_OK : GW_ERROR;
+}
+
+void gw_config_load_cancel(struct gw_config_job *j)
+{
+    if (j == NULL)
+        return;
+    luaL_unref(j->L, LUA_REGISTRYINDEX, j->co_ref);
+    free(j);
 }
 
 void gw_config_release(struct gw_config **pcf)

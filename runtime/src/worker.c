@@ -42,16 +42,66 @@ static double now_epoch(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void reload(const char *path)
+/* Reloads run in slices between loop turns (gw_config_load_step): the
+ * requests in flight go on while the new configuration is built. One load
+ * at a time; an order that comes meanwhile waits for it (the latest wins). */
+static struct gw_config_job *load_job;
+static ev_timer load_timer;
+static char load_next[512];
+
+static void swap_in(struct gw_config *cf);
+
+static void load_begin(const char *path)
 {
     char *errs = NULL;
-    struct gw_config *cf = gw_config_load(worker.L, path, &errs);
-    if (cf == NULL) {
+    load_job = gw_config_load_start(worker.L, path, &errs);
+    if (load_job == NULL) {
         gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
                errs ? errs : "unknown error");
         free(errs);
         return;
     }
+    ev_timer_set(&load_timer, 0, 0);
+    ev_timer_start(worker.loop, &load_timer);
+}
+
+static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct gw_config *cf = NULL;
+    char *errs = NULL;
+    int rc = gw_config_load_step(load_job, &cf, &errs);
+    if (rc == GW_AGAIN) {
+        ev_timer_set(w, 0, 0); /* the next slice on the next loop turn */
+        ev_timer_start(loop, w);
+        return;
+    }
+    gw_config_load_cancel(load_job);
+    load_job = NULL;
+    if (rc == GW_OK)
+        swap_in(cf);
+    else
+        gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
+               errs ? errs : "unknown error");
+    free(errs);
+    if (load_next[0] && !worker.stopping) {
+        char path[sizeof(load_next)];
+        snprintf(path, sizeof(path), "%s", load_next);
+        load_next[0] = '\0';
+        load_begin(path);
+    }
+}
+
+static void reload(const char *path)
+{
+    if (load_job) {
+        snprintf(load_next, sizeof(load_next), "%s", path);
+        return;
+    }
+    load_begin(path);
+}
+
+static void swap_in(struct gw_config *cf)
+{
     struct gw_config *old = worker.config;
     worker.config = cf;
     gw_config_release(&old); /* freed when its last request ends */
@@ -65,6 +115,11 @@ static void reload(const char *path)
 
 static void begin_stop(void)
 {
+    if (load_job) { /* a stopping worker takes no new configuration */
+        ev_timer_stop(worker.loop, &load_timer);
+        gw_config_load_cancel(load_job);
+        load_job = NULL;
+    }
     if (worker.stopping)
         return;
     worker.stopping = 1;
@@ -197,6 +252,7 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
             *slash = '\0';
         gw_admin_worker_init(slash ? dir : ".", report_fd);
     }
+    ev_init(&load_timer, load_step_cb);
     ev_io_init(&worker.ctl, ctl_cb, ctl_fd, EV_READ);
     ev_io_start(worker.loop, &worker.ctl);
     ev_signal_init(&worker.sigterm, sig_cb, SIGTERM);

@@ -102,4 +102,22 @@ describe("reloads under load", function()
     assert.same({}, errors)
     assert.equal(0, failed)
   end)
+
+  it("ends on the latest of reloads ordered while one is loading", function()
+    local a, b = config(mock.port), config(mock.port)
+    a.services[1].routes[1] = { name = "only-a", paths = { "/only-a" } }
+    b.services[1].routes[1] = { name = "only-b", paths = { "/only-b" } }
+    -- a slow-to-load config, then another at once: the worker takes the
+    -- second while (or after) it loads the first, never the other way
+    assert(helpers.reload_luagate(gw, a, { wait = false }))
+    helpers.sleep(0.05)
+    assert(helpers.reload_luagate(gw, b, { wait = false }))
+    helpers.wait_until(function()
+      local res = helpers.request_once(gw.proxy_port, { path = "/only-b" })
+      return res and res.status == 200
+    end, 30)
+    helpers.sleep(1) -- anything still queued would have landed by now
+    assert.equal(200, helpers.request_once(gw.proxy_port, { path = "/only-b" }).status)
+    assert.equal(404, helpers.request_once(gw.proxy_port, { path = "/only-a" }).status)
+  end)
 end)

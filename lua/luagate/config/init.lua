@@ -33,6 +33,7 @@ local rshift = require("bit").rshift
 
 local Schema = require "luagate.schema"
 local entities = require "luagate.config.entities"
+local slice_point = require("luagate.slice").point
 local plugins_registry = require "luagate.config.plugins"
 local yaml_reader = require "luagate.config.yaml"
 local json_reader = require "luagate.config.json"
@@ -392,6 +393,7 @@ Loader.__index = Loader
 
 
 function Loader:collect(kind, item, path, parent)
+  slice_point()
   local entry = entities.registry[kind]
   local errs = self.errs
   if type(item) ~= "table" or is_null(item) or
@@ -641,6 +643,7 @@ function Loader:resolve()
     local entry = entities.registry[kind]
     local seen_key, seen_id = {}, {}
     for _, rec in ipairs(self.recs[kind]) do
+      slice_point()
       -- a credential (any kind under consumers but plugins) or a target
       -- given at the top level must name its consumer or upstream
       local owner = kind ~= "plugins" and (entry.parents.consumers or

@@ -15,6 +15,17 @@ struct lua_State *gw_lua_new(void);
  * the caller frees. */
 struct gw_config *gw_config_load(struct lua_State *L, const char *path, char **errs);
 
+/* The same load in slices, for a worker's reload: the Lua part runs in a
+ * coroutine that yields every couple of milliseconds (luagate.slice), so the
+ * event loop serves requests between two steps. gw_config_load_step runs
+ * one slice: GW_AGAIN (call it again on a later loop turn), GW_OK with *out,
+ * or GW_ERROR with *errs (malloc'd). A finished or abandoned job is released
+ * with gw_config_load_cancel. */
+struct gw_config_job;
+struct gw_config_job *gw_config_load_start(struct lua_State *L, const char *path, char **errs);
+int gw_config_load_step(struct gw_config_job *j, struct gw_config **out, char **errs);
+void gw_config_load_cancel(struct gw_config_job *j);
+
 static inline struct gw_config *gw_config_ref(struct gw_config *cf)
 {
     cf->refs++;

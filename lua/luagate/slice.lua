@@ -13,7 +13,7 @@ local yield = coroutine.yield
 local _M = {}
 
 local BUDGET = 0.002 -- seconds of CPU per slice
-local EVERY = 16     -- point() calls between two clock reads
+local EVERY = 32     -- point() calls between two clock reads
 
 local co       -- the load's coroutine while one runs
 local started = 0

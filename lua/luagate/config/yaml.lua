@@ -22,6 +22,7 @@ local lower = string.lower
 local yaml = require "yaml"
 local implicit = require "lyaml.implicit"
 local Schema = require "luagate.schema"
+local slice_point = require("luagate.slice").point
 
 local NULL = Schema.NULL
 
@@ -171,6 +172,7 @@ function _M.parse(text, no_lines)
       end
       return seq
     elseif t == "MAPPING_START" then
+      slice_point() -- a worker's sliced reload may yield here
       local map = {}
       if ev.anchor then
         anchors[ev.anchor] = map

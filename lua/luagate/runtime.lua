@@ -118,8 +118,8 @@ end
 
 
 -- `load` in a worker's reload, run in its own coroutine
--- (gw_config_load_start): it yields between entities every couple of
--- milliseconds (luagate.slice), so requests go on between the slices. The
+-- (gw_config_load_start): it yields between entities about every
+-- millisecond of CPU (luagate.slice), so requests go on between the slices. The
 -- collector keeps running: requests allocate meanwhile.
 function _M.load_sliced(path, opts)
   slice.begin()

@@ -12,7 +12,7 @@ local yield = coroutine.yield
 
 local _M = {}
 
-local BUDGET = 0.002 -- seconds of CPU per slice
+local BUDGET = 0.001 -- seconds of CPU per slice
 local EVERY = 32     -- point() calls between two clock reads
 
 local co       -- the load's coroutine while one runs

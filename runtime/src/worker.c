@@ -48,8 +48,11 @@ static double now_epoch(void)
 static struct gw_config_job *load_job;
 static ev_timer load_timer;
 static char load_next[512];
+static double load_started; /* epoch seconds */
+static int load_slices;
 
 static void swap_in(struct gw_config *cf);
+static double now_epoch(void);
 
 static void load_begin(const char *path)
 {
@@ -61,6 +64,8 @@ static void load_begin(const char *path)
         free(errs);
         return;
     }
+    load_started = now_epoch();
+    load_slices = 0;
     ev_timer_set(&load_timer, 0, 0);
     ev_timer_start(worker.loop, &load_timer);
 }
@@ -70,6 +75,7 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct gw_config *cf = NULL;
     char *errs = NULL;
     int rc = gw_config_load_step(load_job, &cf, &errs);
+    load_slices++;
     if (rc == GW_AGAIN) {
         ev_timer_set(w, 0, 0); /* the next slice on the next loop turn */
         ev_timer_start(loop, w);
@@ -109,8 +115,13 @@ static void swap_in(struct gw_config *cf)
     worker.stats->config_at = now_epoch();
     gw_admin_config_loaded();
     snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s", cf->hash);
-    gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu)", cf->hash,
-           (unsigned long long)cf->generation);
+    if (load_slices)
+        gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu) in %.0f ms, %d slices",
+               cf->hash, (unsigned long long)cf->generation,
+               (now_epoch() - load_started) * 1000, load_slices);
+    else
+        gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu)", cf->hash,
+               (unsigned long long)cf->generation);
 }
 
 static void begin_stop(void)

@@ -115,5 +115,9 @@ touch "$DIR/stop"
 for p in "${CPIDS[@]}"; do wait "$p"; done
 loaded=$(grep -c "configuration .* loaded" "$DIR/luagate-error.log")
 echo "worker reloads logged: $loaded of $RELOADS"
+# "loaded (generation N) in M ms, K slices": wall time from the order to the swap
+grep -o "in [0-9]* ms, [0-9]* slices" "$DIR/luagate-error.log" | awk '{print $2, $4}' | sort -n |
+  awk '{ms[NR]=$1; sl[NR]=$2} END { if (NR) printf "reload wall time: median %d ms, max %d ms (slices: median %d)\n",
+        ms[int((NR+1)/2)], ms[NR], sl[int((NR+1)/2)] }' 
 cat "$DIR"/lat.* >"$DIR/lat"
 luajit "$BENCH/config_swap.lua" report "$DIR/lat" "$T0" "$T1"

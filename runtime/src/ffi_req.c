@@ -135,7 +135,8 @@ int gw_ffi_req_http_version(struct gw_req *r, double *v)
     struct gw_conn *c = conn_of(r);
     if (c == NULL)
         return GW_ERROR;
-    *v = c->parser.http_major + c->parser.http_minor / 10.0;
+    /* an HTTP/2 stream reaches us as HTTP/1.1 through its bridge (h2.c) */
+    *v = c->http2 ? 2.0 : c->parser.http_major + c->parser.http_minor / 10.0;
     return GW_OK;
 }
 

@@ -1084,6 +1084,9 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         }
         gw_conn_close(c);
         return;
+    case GW_C_H2:
+        gw_h2_timeout(c);
+        return;
     case GW_C_PROXY:
         if (!gw_buf_pending(&c->out) && c->req && !c->req->body_done) {
             GW_LOG(GW_LOG_INFO, "client %s timed out sending its request body", c->peer_ip);

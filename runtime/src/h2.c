@@ -802,6 +802,15 @@ void gw_h2_drain(struct gw_conn *c)
     gw_h2_send(c);
 }
 
+void gw_h2_timeout(struct gw_conn *c)
+{
+    if (gw_buf_pending(&c->out) || c->h2->draining || c->h2->nstreams) {
+        gw_conn_close(c); /* the send timeout, or a GOAWAY the client never read */
+        return;
+    }
+    gw_h2_drain(c); /* idle: closes as soon as the GOAWAY is written */
+}
+
 void gw_h2_free(struct gw_conn *c)
 {
     struct gw_h2 *h2 = c->h2;

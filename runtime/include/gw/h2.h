@@ -36,6 +36,10 @@ int gw_h2_idle(const struct gw_conn *c);
  * (at once when none is open). */
 void gw_h2_drain(struct gw_conn *c);
 
+/* The connection's timer fired: idle (no open stream), it says GOAWAY
+ * (NO_ERROR) and closes; a client that stopped reading is closed. */
+void gw_h2_timeout(struct gw_conn *c);
+
 /* From gw_conn_close of the HTTP/2 connection: closes every stream's
  * bridge and frees the session (c->h2 becomes NULL). */
 void gw_h2_free(struct gw_conn *c);

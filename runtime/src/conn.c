@@ -305,6 +305,8 @@ void gw_conn_update(struct gw_conn *c)
             ev = EV_READ;
         if (gw_h2_idle(c))
             after = gw_settings.keepalive_timeout / 1000.0;
+        else if (gw_h2_blocked(c))
+            after = gw_settings.send_timeout / 1000.0;
         break;
     }
     if (gw_buf_pending(&c->out)) {
@@ -452,7 +454,8 @@ static ssize_t conn_read(struct gw_conn *c, size_t max)
  * 0: HTTP/1.x. */
 static int conn_try_h2c(struct gw_conn *c)
 {
-    if (!c->listen->http2 || c->ssl || c->plain_on_tls || c->nrequests || c->req || c->in.off)
+    if (!c->listen->http2 || c->http2 || c->ssl || c->plain_on_tls || c->nrequests || c->req ||
+        c->in.off)
         return 0;
     int m = gw_h2_preface(c->in.data, c->in.len);
     if (m == GW_AGAIN)

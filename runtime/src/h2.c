@@ -790,6 +790,22 @@ int gw_h2_idle(const struct gw_conn *c)
     return c->h2 && c->h2->nstreams == 0;
 }
 
+int gw_h2_blocked(const struct gw_conn *c)
+{
+    const struct gw_h2 *h2 = c->h2;
+    if (h2 == NULL)
+        return 0;
+    int conn_closed = nghttp2_session_get_remote_window_size(h2->ses) <= 0;
+    for (const struct gw_list *l = h2->streams.next; l != &h2->streams; l = l->next) {
+        const struct gw_h2_stream *s = gw_container_of(l, struct gw_h2_stream, link);
+        if (!s->submitted || s->failed || gw_buf_pending(&s->body) == 0)
+            continue;
+        if (conn_closed || nghttp2_session_get_stream_remote_window_size(h2->ses, s->id) <= 0)
+            return 1;
+    }
+    return 0;
+}
+
 void gw_h2_drain(struct gw_conn *c)
 {
     struct gw_h2 *h2 = c->h2;

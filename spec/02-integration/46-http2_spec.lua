@@ -93,7 +93,7 @@ describe("HTTP/2", function()
                "--listen", fmt("127.0.0.1:%d ssl", h11_tls_port),
                "--ssl-cert", tls.certs.localhost.chain,
                "--ssl-key", tls.certs.localhost.key,
-               "--keepalive-timeout", "1500" },
+               "--keepalive-timeout", "1500", "--send-timeout", "2000" },
     })
     assert(gw, err)
     helpers.wait_until(function()
@@ -325,6 +325,14 @@ describe("HTTP/2", function()
       local version, status = curl(tls_port)
       assert.equal("2", version)
       assert.equal(200, status)
+    end)
+
+    it("closes a client that never opens its window after the send timeout",
+       function()
+      local out = raw(h2c_port, "stall")
+      local secs = tonumber(out:match("^closed (%S+)\n$"))
+      assert.truthy(secs, out)
+      assert.truthy(secs >= 1.5 and secs < 6, out)
     end)
 
     it("closes an idle connection after the keepalive timeout", function()

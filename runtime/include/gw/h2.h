@@ -32,6 +32,11 @@ int gw_h2_send(struct gw_conn *c);
 int gw_h2_wants_read(const struct gw_conn *c);
 int gw_h2_idle(const struct gw_conn *c);
 
+/* Whether response bytes wait for the client to open its flow-control
+ * windows: the send timeout then applies, as to a client that stops
+ * reading. */
+int gw_h2_blocked(const struct gw_conn *c);
+
 /* Graceful stop: GOAWAY(NO_ERROR); c closes once its open streams ended
  * (at once when none is open). */
 void gw_h2_drain(struct gw_conn *c);

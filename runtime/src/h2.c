@@ -55,6 +55,7 @@ struct gw_h2 {
     int nstreams;
     struct sockaddr_storage peer;  /* the client's address, given to each bridge */
     int draining;                  /* GOAWAY(NO_ERROR) sent: close when no stream is left */
+    ev_prepare send_w;             /* writes what streams queued, once per loop turn */
     double rst_window;             /* start of the current 1 s window (ev_now) */
     int rst_count;                 /* RST_STREAM frames received in it */
 };
@@ -487,16 +488,27 @@ static void stream_read(struct gw_h2_stream *s)
     }
 }
 
+/* Runs before the loop polls again: the frames of every stream that got
+ * bytes in this turn go out together (fewer, larger writes and TLS records
+ * than one flush per stream event). */
+static void send_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct gw_h2 *h2 = gw_container_of(w, struct gw_h2, send_w);
+    ev_prepare_stop(loop, w);
+    gw_h2_send(h2->conn);
+}
+
 static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct gw_h2_stream *s = gw_container_of(w, struct gw_h2_stream, io);
-    struct gw_conn *c = s->h2->conn;
+    struct gw_h2 *h2 = s->h2;
     if (revents & EV_WRITE)
         stream_write(s);
     if (revents & EV_READ)
         stream_read(s);
     stream_update(s);
-    gw_h2_send(c); /* last: it may free the stream and the connection */
+    if (!ev_is_active(&h2->send_w))
+        ev_prepare_start(loop, &h2->send_w);
 }
 
 /* ---- session callbacks ---- */
@@ -699,6 +711,7 @@ void gw_h2_start(struct gw_conn *c)
     }
     h2->conn = c;
     gw_list_init(&h2->streams);
+    ev_prepare_init(&h2->send_w, send_prepare_cb);
     h2->rst_window = ev_now(gw_worker->loop);
     struct sockaddr_in *s4 = (struct sockaddr_in *)&h2->peer;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h2->peer;
@@ -830,6 +843,7 @@ void gw_h2_timeout(struct gw_conn *c)
 void gw_h2_free(struct gw_conn *c)
 {
     struct gw_h2 *h2 = c->h2;
+    ev_prepare_stop(gw_worker->loop, &h2->send_w);
     while (!gw_list_empty(&h2->streams))
         stream_free(gw_container_of(h2->streams.next, struct gw_h2_stream, link), 0);
     nghttp2_session_del(h2->ses);

@@ -308,6 +308,19 @@ describe("HTTP/2", function()
       assert.not_matches("stream 1 answered", out, 1, true)
     end)
 
+    it("refuses streams over the concurrency limit of 128", function()
+      -- before the client acknowledged SETTINGS: REFUSED_STREAM (it may retry)
+      assert.equal("ok 128 refused 12 other 0\n",
+                   raw(h2c_port, "over-limit", "140"))
+      -- after: the client broke the limit it agreed to (nghttp2 then ends
+      -- the connection with PROTOCOL_ERROR)
+      assert.matches("^goaway 1\n", raw(h2c_port, "over-limit", "140",
+                                          "acked"))
+      -- at the limit, all of them are served
+      assert.equal("ok 128 refused 0 other 0\n",
+                   raw(h2c_port, "over-limit", "128", "acked"))
+    end)
+
     it("answers 431 to a header list over the limit", function()
       assert.equal("status 431\n", raw(h2c_port, "big-headers", "40000"))
       assert.equal("status 200\n", raw(h2c_port, "big-headers", "1000"))

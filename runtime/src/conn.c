@@ -185,14 +185,15 @@ int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_stor
 }
 
 struct gw_conn *gw_conn_adopt_stream(int fd, const struct gw_listen *ls,
-                                     const struct sockaddr_storage *peer, struct ssl_st *tls_info,
-                                     struct gw_h2_stream *s)
+                                     const struct sockaddr_storage *peer, const char *local_ip,
+                                     struct ssl_st *tls_info, struct gw_h2_stream *s)
 {
     struct gw_conn *c = conn_new(fd, ls, peer, 0);
     if (c == NULL)
         return NULL;
     c->http2 = 1;
     c->h2s = s;
+    snprintf(c->local_ip, sizeof(c->local_ip), "%s", local_ip);
     if (tls_info && SSL_up_ref(tls_info) == 1)
         c->tls_info = tls_info;
     gw_conn_update(c);

@@ -54,6 +54,7 @@ struct gw_h2 {
     struct gw_list streams;        /* struct gw_h2_stream.link: every live stream */
     int nstreams;
     struct sockaddr_storage peer;  /* the client's address, given to each bridge */
+    char local_ip[INET6_ADDRSTRLEN]; /* the address the client connected to ("": unknown) */
     int draining;                  /* GOAWAY(NO_ERROR) sent: close when no stream is left */
     ev_prepare send_w;             /* writes what streams queued, once per loop turn */
     double rst_window;             /* start of the current 1 s window (ev_now) */
@@ -309,7 +310,8 @@ static void stream_begin(struct gw_h2_stream *s, int end_stream)
     }
     s->fd = sv[0];
     ev_io_init(&s->io, stream_io_cb, s->fd, 0);
-    s->bridge = gw_conn_adopt_stream(sv[1], h2->conn->listen, &h2->peer, h2->conn->tls_info, s);
+    s->bridge = gw_conn_adopt_stream(sv[1], h2->conn->listen, &h2->peer, h2->local_ip,
+                                     h2->conn->tls_info, s);
     if (s->bridge == NULL) {
         stream_fail(s, "could not adopt the bridge");
         return;
@@ -721,6 +723,16 @@ void gw_h2_start(struct gw_conn *c)
     } else if (inet_pton(AF_INET6, c->peer_ip, &s6->sin6_addr) == 1) {
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons(c->peer_port);
+    }
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof(local);
+    if (getsockname(c->fd, (struct sockaddr *)&local, &llen) == 0) {
+        const void *a = local.ss_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)&local)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)&local)->sin_addr;
+        if ((local.ss_family == AF_INET || local.ss_family == AF_INET6) &&
+            inet_ntop(local.ss_family, a, h2->local_ip, sizeof(h2->local_ip)) == NULL)
+            h2->local_ip[0] = '\0';
     }
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},

@@ -83,6 +83,10 @@ describe("HTTP/2", function()
                     kong.request.get_scheme())
                   kong.service.request.set_header("x-seen-ip",
                     kong.client.get_ip())
+                  kong.service.request.set_header("x-seen-protocol",
+                    ngx.var.server_protocol)
+                  kong.service.request.set_header("x-seen-server",
+                    ngx.var.server_addr .. ":" .. ngx.var.server_port)
                 ]] } } },
               } },
             } },
@@ -169,6 +173,8 @@ describe("HTTP/2", function()
       assert.equal("2", echo.headers["x-seen-version"])
       assert.equal("https", echo.headers["x-seen-scheme"])
       assert.equal("127.0.0.1", echo.headers["x-seen-ip"])
+      assert.equal("HTTP/2.0", echo.headers["x-seen-protocol"])
+      assert.equal("127.0.0.1:" .. tls_port, echo.headers["x-seen-server"])
       local head = helpers.read_file(dir .. "/plug.h")
       assert.matches("\nx%-resp%-added: yes\r?\n", head)
     end)
@@ -180,6 +186,8 @@ describe("HTTP/2", function()
       assert.equal(200, status)
       local echo = helpers.json_decode(body)
       assert.equal("1.1", echo.headers["x-seen-version"])
+      assert.equal("HTTP/1.1", echo.headers["x-seen-protocol"])
+      assert.equal("127.0.0.1:" .. h2c_port, echo.headers["x-seen-server"])
       assert.equal("http", echo.headers["x-seen-scheme"])
     end)
 

@@ -199,6 +199,8 @@ struct gw_conn {
     struct gw_h2 *h2;         /* GW_C_H2: the HTTP/2 session (h2.c) */
     struct gw_h2_stream *h2s; /* bridge of an HTTP/2 stream: its stream, NULL once it ended */
     int http2;                /* serves an HTTP/2 stream through a bridge */
+    char local_ip[INET6_ADDRSTRLEN]; /* HTTP/2 stream: the parent's local address ("": ask
+                                      * the socket) */
 };
 
 enum gw_up_state {

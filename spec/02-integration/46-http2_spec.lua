@@ -272,6 +272,16 @@ describe("HTTP/2", function()
       assert.truthy(echo.body_chunked)
     end)
 
+    it("answers Expect: 100-continue at once", function()
+      local _, out, err = helpers.execute(fmt(
+        "curl -sS -v --http2 --max-time 20 --cacert %s -o /dev/null " ..
+        "-H 'Expect: 100-continue' --data-binary @%s " ..
+        "-w '%%{http_version} %%{http_code}' https://127.0.0.1:%d/echo",
+        q(tls.ca.cert), q(dir .. "/big.bin"), tls_port))
+      assert.equal("2 200", out)
+      assert.matches("< HTTP/2 100", err, 1, true)
+    end)
+
     it("sends a 3 MB response whole", function()
       local out = dir .. "/resp.bin"
       local version, status, _, rc, err = curl(tls_port, { path =

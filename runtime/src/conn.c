@@ -308,6 +308,8 @@ void gw_conn_update(struct gw_conn *c)
             after = gw_settings.keepalive_timeout / 1000.0;
         else if (gw_h2_blocked(c))
             after = gw_settings.send_timeout / 1000.0;
+        else if (gw_h2_lingering(c))
+            after = gw_settings.client_body_timeout / 1000.0;
         break;
     }
     if (gw_buf_pending(&c->out)) {

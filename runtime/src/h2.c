@@ -56,6 +56,7 @@ struct gw_h2 {
     struct sockaddr_storage peer;  /* the client's address, given to each bridge */
     char local_ip[INET6_ADDRSTRLEN]; /* the address the client connected to ("": unknown) */
     int draining;                  /* GOAWAY(NO_ERROR) sent: close when no stream is left */
+    int nlinger;                   /* streams answered whose request did not end */
     ev_prepare send_w;             /* writes what streams queued, once per loop turn */
     double rst_window;             /* start of the current 1 s window (ev_now) */
     int rst_count;                 /* RST_STREAM frames received in it */
@@ -95,6 +96,7 @@ struct gw_h2_stream {
     int msg_done;           /* the whole body is in body */
     int deferred;           /* the data provider said DEFERRED: resume when bytes come */
     int failed;             /* RST_STREAM was submitted */
+    int lingering;          /* the response ended, the client's request did not */
 };
 
 static llhttp_settings_t resp_settings;
@@ -177,6 +179,8 @@ static void stream_free(struct gw_h2_stream *s, int live)
     gw_buf_free(&s->body);
     gw_list_remove(&s->link);
     h2->nstreams--;
+    if (s->lingering)
+        h2->nlinger--;
     free(s);
 }
 
@@ -437,6 +441,18 @@ static int on_resp_body(llhttp_t *p, const char *at, size_t len)
     return gw_buf_append(&s->body, at, len) == 0 ? 0 : HPE_USER;
 }
 
+/* What parsing produced goes on: a deferred DATA provider is resumed, and
+ * the bridge is closed once the message is complete. */
+static void stream_parsed(struct gw_h2_stream *s)
+{
+    if (s->deferred && (gw_buf_pending(&s->body) || s->msg_done)) {
+        s->deferred = 0;
+        nghttp2_session_resume_data(s->h2->ses, s->id);
+    }
+    if (s->msg_done)
+        stream_close_bridge(s); /* the bridged connection already finished its request */
+}
+
 /* Parses what s->in holds past what was parsed. */
 static void stream_parse(struct gw_h2_stream *s, size_t from)
 {
@@ -452,12 +468,7 @@ static void stream_parse(struct gw_h2_stream *s, size_t from)
         stream_fail(s, "the bridged response head is too large");
         return;
     }
-    if (s->deferred && (gw_buf_pending(&s->body) || s->msg_done)) {
-        s->deferred = 0;
-        nghttp2_session_resume_data(s->h2->ses, s->id);
-    }
-    if (s->msg_done)
-        stream_close_bridge(s); /* the bridged connection already finished its request */
+    stream_parsed(s);
 }
 
 static void stream_read(struct gw_h2_stream *s)
@@ -481,7 +492,7 @@ static void stream_read(struct gw_h2_stream *s)
                 stream_fail(s, "the bridged response ended early");
                 return;
             }
-            stream_parse(s, s->in.len);
+            stream_parsed(s);
             return;
         }
         size_t from = s->in.len;
@@ -672,6 +683,26 @@ static int on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void 
     return 0;
 }
 
+/* A response that ended while the client still sends its request (an
+ * early 404 or 413): the stream lingers half-open, its DATA dropped. It is
+ * not reset at once (curl 7.x fails a request whose stream gets
+ * RST_STREAM(NO_ERROR) while it uploads); a client that leaves it open
+ * without sending gets RST_STREAM(NO_ERROR) after the body timeout
+ * (gw_h2_timeout). */
+static int on_frame_send(nghttp2_session *ses, const nghttp2_frame *frame, void *ud)
+{
+    struct gw_h2 *h2 = ud;
+    if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    struct gw_h2_stream *s = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+    if (s && !s->ended && !s->lingering) {
+        s->lingering = 1;
+        h2->nlinger++;
+    }
+    return 0;
+}
+
 static int on_stream_close(nghttp2_session *ses, int32_t id, uint32_t error_code, void *ud)
 {
     struct gw_h2_stream *s = nghttp2_session_get_stream_user_data(ses, id);
@@ -694,6 +725,7 @@ static int h2_init_once(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
     if (nghttp2_option_new(&options) != 0)
         return -1;
     /* request DATA is acknowledged only once the bridge took it */
@@ -843,13 +875,30 @@ void gw_h2_drain(struct gw_conn *c)
     gw_h2_send(c);
 }
 
+int gw_h2_lingering(const struct gw_conn *c)
+{
+    return c->h2 && c->h2->nlinger > 0;
+}
+
 void gw_h2_timeout(struct gw_conn *c)
 {
-    if (gw_buf_pending(&c->out) || c->h2->draining || c->h2->nstreams) {
+    struct gw_h2 *h2 = c->h2;
+    if (gw_buf_pending(&c->out) || gw_h2_blocked(c) || (h2->draining && h2->nstreams == 0)) {
         gw_conn_close(c); /* the send timeout, or a GOAWAY the client never read */
         return;
     }
-    gw_h2_drain(c); /* idle: closes as soon as the GOAWAY is written */
+    if (h2->nstreams == 0) {
+        gw_h2_drain(c); /* idle: closes as soon as the GOAWAY is written */
+        return;
+    }
+    for (struct gw_list *l = h2->streams.next; l != &h2->streams; l = l->next) {
+        struct gw_h2_stream *s = gw_container_of(l, struct gw_h2_stream, link);
+        if (s->lingering && !s->failed) {
+            s->failed = 1;
+            nghttp2_submit_rst_stream(h2->ses, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+        }
+    }
+    gw_h2_send(c);
 }
 
 void gw_h2_free(struct gw_conn *c)

@@ -97,7 +97,8 @@ describe("HTTP/2", function()
                "--listen", fmt("127.0.0.1:%d ssl", h11_tls_port),
                "--ssl-cert", tls.certs.localhost.chain,
                "--ssl-key", tls.certs.localhost.key,
-               "--keepalive-timeout", "1500", "--send-timeout", "2000" },
+               "--keepalive-timeout", "1500", "--send-timeout", "2000",
+               "--client-body-timeout", "2000" },
     })
     assert(gw, err)
     helpers.wait_until(function()
@@ -363,6 +364,15 @@ describe("HTTP/2", function()
       local out = raw(h2c_port, "stall")
       local secs = tonumber(out:match("^closed (%S+)\n$"))
       assert.truthy(secs, out)
+      assert.truthy(secs >= 1.5 and secs < 6, out)
+    end)
+
+    it("resets a stream answered early whose request never ends", function()
+      local out = raw(h2c_port, "linger")
+      local status, code, secs = out:match("^status (%d+)\nrst (%d+) (%S+)\n$")
+      assert.equal("404", status, out)
+      assert.equal("0", code, out) -- NO_ERROR
+      secs = tonumber(secs)
       assert.truthy(secs >= 1.5 and secs < 6, out)
     end)
 

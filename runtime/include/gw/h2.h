@@ -37,12 +37,17 @@ int gw_h2_idle(const struct gw_conn *c);
  * reading. */
 int gw_h2_blocked(const struct gw_conn *c);
 
+/* Whether a stream was answered while its request never ended (the client
+ * still holds it open): the body timeout then applies. */
+int gw_h2_lingering(const struct gw_conn *c);
+
 /* Graceful stop: GOAWAY(NO_ERROR); c closes once its open streams ended
  * (at once when none is open). */
 void gw_h2_drain(struct gw_conn *c);
 
 /* The connection's timer fired: idle (no open stream), it says GOAWAY
- * (NO_ERROR) and closes; a client that stopped reading is closed. */
+ * (NO_ERROR) and closes; a client that stopped reading is closed; streams
+ * answered whose request never ended are reset with NO_ERROR. */
 void gw_h2_timeout(struct gw_conn *c);
 
 /* From gw_conn_close of the HTTP/2 connection: closes every stream's

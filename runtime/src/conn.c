@@ -21,6 +21,7 @@
 #include "gw/compress.h"
 #include "gw/config.h"
 #include "gw/ffi.h"
+#include "gw/h2.h"
 #include "gw/conn.h"
 #include "gw/hlist.h"
 #include "gw/http.h"
@@ -115,7 +116,10 @@ static void req_free(struct gw_conn *c)
     gw_list_insert_head(&gw_worker->free_reqs, &r->link);
 }
 
-int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_storage *sa)
+/* The common part of gw_conn_adopt and gw_conn_adopt_stream: tls says
+ * whether a TLS session starts on fd. The connection, or NULL (fd closed). */
+static struct gw_conn *conn_new(int fd, const struct gw_listen *ls,
+                                const struct sockaddr_storage *sa, int tls)
 {
     struct gw_worker *wk = gw_worker;
     struct ev_loop *loop = wk->loop;
@@ -127,7 +131,7 @@ int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_stor
     if (c == NULL) {
         gw_log(GW_LOG_ERR, "out of memory accepting a connection");
         close(fd);
-        return GW_ERROR;
+        return NULL;
     }
     c->fd = fd;
     c->listen = ls;
@@ -151,24 +155,49 @@ int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_stor
     ev_io_start(loop, &c->io);
     ev_init(&c->timer, conn_timer_cb);
     c->state = GW_C_HEAD;
-    if (ls->ssl) {
-        c->ssl = gw_tls_accept(fd);
+    if (tls) {
+        c->ssl = gw_tls_accept(fd, ls);
         if (c->ssl == NULL) {
             gw_log(GW_LOG_ERR, "could not start TLS on a connection from %s", c->peer_ip);
             ev_io_stop(loop, &c->io);
             close(fd);
             free(c);
-            return GW_ERROR;
+            return NULL;
         }
+        c->tls_info = c->ssl;
         c->state = GW_C_HANDSHAKE;
     }
     c->head_deadline = ev_now(loop) + gw_settings.client_header_timeout / 1000.0;
     gw_list_insert_tail(&wk->conns, &c->link);
     wk->nconns++;
-    wk->stats->accepted++;
-    wk->stats->active++;
+    return c;
+}
+
+int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_storage *sa)
+{
+    struct gw_conn *c = conn_new(fd, ls, sa, ls->ssl);
+    if (c == NULL)
+        return GW_ERROR;
+    gw_worker->stats->accepted++;
+    gw_worker->stats->active++;
     gw_conn_update(c);
     return GW_OK;
+}
+
+struct gw_conn *gw_conn_adopt_stream(int fd, const struct gw_listen *ls,
+                                     const struct sockaddr_storage *peer, const char *local_ip,
+                                     struct ssl_st *tls_info, struct gw_h2_stream *s)
+{
+    struct gw_conn *c = conn_new(fd, ls, peer, 0);
+    if (c == NULL)
+        return NULL;
+    c->http2 = 1;
+    c->h2s = s;
+    snprintf(c->local_ip, sizeof(c->local_ip), "%s", local_ip);
+    if (tls_info && SSL_up_ref(tls_info) == 1)
+        c->tls_info = tls_info;
+    gw_conn_update(c);
+    return c;
 }
 
 void gw_conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -198,6 +227,10 @@ void gw_conn_close(struct gw_conn *c)
     struct gw_worker *wk = gw_worker;
     if (c->listen->admin)
         gw_admin_conn_closed(c);
+    if (c->h2)
+        gw_h2_free(c); /* closes its streams' bridges first */
+    if (c->h2s)
+        gw_h2_bridge_closed(c->h2s);
     gw_proxy_abort(c);
     if (c->req) {
         if (c->req->status == 0)
@@ -213,13 +246,16 @@ void gw_conn_close(struct gw_conn *c)
     }
     ev_io_stop(wk->loop, &c->io);
     ev_timer_stop(wk->loop, &c->timer);
+    if (c->tls_info && c->tls_info != c->ssl)
+        SSL_free(c->tls_info); /* an HTTP/2 stream's reference to its parent's */
     gw_tls_close(c->ssl);
     close(c->fd);
     gw_buf_free(&c->in);
     gw_buf_free(&c->out);
     gw_list_remove(&c->link);
     wk->nconns--;
-    wk->stats->active--;
+    if (!c->http2)
+        wk->stats->active--;
     free(c);
     if (wk->stopping && wk->nconns == 0)
         ev_break(wk->loop, EVBREAK_ALL);
@@ -263,6 +299,17 @@ void gw_conn_update(struct gw_conn *c)
             ev = EV_READ;
         break;
     case GW_C_CLOSING:
+        break;
+    case GW_C_H2:
+        /* the session is read unless what it wrote piles up unsent */
+        if (gw_buf_pending(&c->out) < 4 * GW_HIGH_WATER && gw_h2_wants_read(c))
+            ev = EV_READ;
+        if (gw_h2_idle(c))
+            after = gw_settings.keepalive_timeout / 1000.0;
+        else if (gw_h2_blocked(c))
+            after = gw_settings.send_timeout / 1000.0;
+        else if (gw_h2_lingering(c))
+            after = gw_settings.client_body_timeout / 1000.0;
         break;
     }
     if (gw_buf_pending(&c->out)) {
@@ -404,10 +451,30 @@ static ssize_t conn_read(struct gw_conn *c, size_t max)
     }
 }
 
+/* A plain http2 listener's first bytes: the HTTP/2 preface (prior
+ * knowledge, h2c) switches the connection to HTTP/2. Returns 1 when it did,
+ * 2 when the bytes so far are a prefix of the preface (more must be read),
+ * 0: HTTP/1.x. */
+static int conn_try_h2c(struct gw_conn *c)
+{
+    if (!c->listen->http2 || c->http2 || c->ssl || c->plain_on_tls || c->nrequests || c->req ||
+        c->in.off)
+        return 0;
+    int m = gw_h2_preface(c->in.data, c->in.len);
+    if (m == GW_AGAIN)
+        return 2;
+    if (m != GW_OK)
+        return 0;
+    gw_h2_start(c); /* the session takes what c->in holds */
+    return 1;
+}
+
 static void conn_head_read(struct gw_conn *c)
 {
-    if (c->parsed < c->in.len) { /* pipelined bytes wait to be parsed */
-        conn_parse_head(c);
+    int h2c = c->parsed < c->in.len ? conn_try_h2c(c) : 0;
+    if (c->parsed < c->in.len && h2c != 2) { /* pipelined bytes wait to be parsed */
+        if (h2c == 0)
+            conn_parse_head(c);
         return;
     }
     size_t max = gw_settings.max_header_size + 1;
@@ -431,6 +498,8 @@ static void conn_head_read(struct gw_conn *c)
         c->head_deadline = ev_now(gw_worker->loop) + gw_settings.client_header_timeout / 1000.0;
         gw_conn_update(c);
     }
+    if (conn_try_h2c(c))
+        return;
     conn_parse_head(c);
 }
 
@@ -689,8 +758,8 @@ static void conn_after_rewrite(struct gw_conn *c)
     rr.path.p = r->npath;
     rr.path.n = r->npath_len;
     rr.port = c->listen->port;
-    rr.https = c->ssl != NULL;
-    rr.sni.p = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+    rr.https = c->tls_info != NULL;
+    rr.sni.p = c->tls_info ? SSL_get_servername(c->tls_info, TLSEXT_NAMETYPE_host_name) : NULL;
     rr.sni.n = rr.sni.p ? strlen(rr.sni.p) : 0;
     rr.header = router_header;
     rr.ud = c;
@@ -701,7 +770,7 @@ static void conn_after_rewrite(struct gw_conn *c)
     }
     r->route = &r->config->routes[r->match.route];
     r->phases = r->route->phases;
-    if (r->route->https_only && c->ssl == NULL) {
+    if (r->route->https_only && c->tls_info == NULL) {
         conn_https_redirect(c);
         return;
     }
@@ -891,6 +960,7 @@ static void conn_handshake(struct gw_conn *c)
         if (first != 0x16) {
             gw_tls_close(c->ssl);
             c->ssl = NULL;
+            c->tls_info = NULL;
             if (first < 'A' || first > 'Z') {
                 GW_LOG(GW_LOG_INFO, "client %s sent neither TLS nor HTTP to a TLS port",
                        c->peer_ip);
@@ -917,9 +987,31 @@ static void conn_handshake(struct gw_conn *c)
         return;
     }
     c->tls_want_write = 0;
+    if (c->listen->http2 && gw_tls_alpn_h2(c->ssl)) {
+        gw_h2_start(c); /* its first read is fed by the watcher */
+        return;
+    }
     c->state = GW_C_IDLE;
     gw_conn_update(c);
     conn_head_read(c); /* the first request may have come with the last flight */
+}
+
+/* An HTTP/2 connection's socket: what is read goes to the session, which
+ * then writes what it has (gw_h2_recv flushes). */
+static void conn_h2_io(struct gw_conn *c, int revents)
+{
+    if (revents & EV_READ) {
+        ssize_t n = conn_read(c, 64 * 1024);
+        if (n == 0 || n == -2) {
+            gw_conn_close(c);
+            return;
+        }
+        if (n > 0) {
+            gw_h2_recv(c);
+            return;
+        }
+    }
+    gw_h2_send(c);
 }
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -932,6 +1024,10 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (c->ssl && c->tls_want_write && (revents & EV_WRITE)) {
         c->tls_want_write = 0; /* the read that waited for it goes on */
         revents |= EV_READ;
+    }
+    if (c->state == GW_C_H2) {
+        conn_h2_io(c, revents);
+        return;
     }
     if (revents & EV_WRITE) {
         if (gw_conn_flush(c) != GW_OK)
@@ -972,6 +1068,7 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     case GW_C_HANDSHAKE: /* handled above */
+    case GW_C_H2:
     case GW_C_CLOSING:
         return;
     }
@@ -993,6 +1090,9 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         }
         gw_conn_close(c);
         return;
+    case GW_C_H2:
+        gw_h2_timeout(c);
+        return;
     case GW_C_PROXY:
         if (!gw_buf_pending(&c->out) && c->req && !c->req->body_done) {
             GW_LOG(GW_LOG_INFO, "client %s timed out sending its request body", c->peer_ip);
@@ -1013,6 +1113,14 @@ void gw_conn_drain_all(void)
     while (l != &gw_worker->conns) {
         struct gw_conn *c = gw_container_of(l, struct gw_conn, link);
         l = l->next;
+        if (c->state == GW_C_H2) {
+            gw_h2_drain(c); /* GOAWAY; closes once its streams are done */
+            continue;
+        }
+        if (c->http2) { /* an HTTP/2 stream's request ends as usual */
+            c->closing = 1;
+            continue;
+        }
         if (c->state == GW_C_IDLE || c->state == GW_C_HANDSHAKE ||
             (c->state == GW_C_HEAD && c->in.len == 0))
             gw_conn_close(c);

@@ -130,6 +130,8 @@ int gw_ffi_req_server_addr(struct gw_req *r, const char **p, size_t *n)
     struct gw_conn *c = conn_of(r);
     struct sockaddr_storage sa;
     socklen_t len = sizeof(sa);
+    if (c && c->local_ip[0]) /* an HTTP/2 stream: its socket is the bridge's */
+        return view(c->local_ip, strlen(c->local_ip), p, n);
     if (c == NULL || getsockname(c->fd, (struct sockaddr *)&sa, &len) == -1)
         return GW_ERROR;
     char *buf = gw_pool_alloc(&r->pool, INET6_ADDRSTRLEN);
@@ -147,7 +149,8 @@ int gw_ffi_req_http_version(struct gw_req *r, double *v)
     struct gw_conn *c = conn_of(r);
     if (c == NULL)
         return GW_ERROR;
-    *v = c->parser.http_major + c->parser.http_minor / 10.0;
+    /* an HTTP/2 stream reaches us as HTTP/1.1 through its bridge (h2.c) */
+    *v = c->http2 ? 2.0 : c->parser.http_major + c->parser.http_minor / 10.0;
     return GW_OK;
 }
 

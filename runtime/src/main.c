@@ -40,8 +40,10 @@ static const char usage[] =
     "options (each has an environment variable; the command line wins):\n"
     "  -c, --config FILE              declarative config, Kong's format (.yml, .yaml,\n"
     "                                 .json or .lua)                  LUAGATE_CONFIG\n"
-    "  --listen \"ADDR:PORT [ssl]\"     proxy listener, repeatable; ssl: TLS (default\n"
-    "                                 0.0.0.0:8000)                   LUAGATE_LISTEN (comma-separated)\n"
+    "  --listen \"ADDR:PORT [ssl] [http2]\"  proxy listener, repeatable; ssl: TLS; http2:\n"
+    "                                 HTTP/2 too (ALPN h2 with ssl, prior knowledge\n"
+    "                                 without) (default 0.0.0.0:8000)\n"
+    "                                                                 LUAGATE_LISTEN (comma-separated)\n"
     "  --admin-listen ADDR:PORT|off   admin API listener (default 127.0.0.1:8001)\n"
     "                                                                 LUAGATE_ADMIN_LISTEN\n"
     "  --workers N                    worker processes (default: number of CPUs)\n"
@@ -234,9 +236,12 @@ static int parse_listen(const char *spec, int admin)
             if (strcmp(f, "ssl") == 0)
                 return fail("listener flag '%s' is not supported on the admin listener "
                             "(put it behind a TLS proxy or keep it on loopback)", f);
+            if (strcmp(f, "http2") == 0 && !admin) {
+                l->http2 = 1;
+                continue;
+            }
             if (strcmp(f, "http2") == 0)
-                return fail("listener flag '%s' is not supported yet (HTTP/2 comes with a "
-                            "later release)", f);
+                return fail("listener flag '%s' is not supported on the admin listener", f);
             return fail("unknown listener flag '%s'", f);
         }
     }

@@ -307,7 +307,7 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
     if (xf[1].p)
         gw_buf_append(b, xf[1].p, xf[1].n);
     else
-        gw_buf_appends(b, c->ssl ? "https" : "http");
+        gw_buf_appends(b, c->tls_info ? "https" : "http");
     gw_buf_appends(b, "\r\nX-Forwarded-Host: ");
     const char *colon = host.n && host.p[0] != '[' ? memchr(host.p, ':', host.n) : NULL;
     if (xf[2].p) {

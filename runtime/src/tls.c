@@ -169,20 +169,33 @@ static int sni_cb(SSL *s, int *al, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* HTTP/1.1 only: a client that offers nothing we speak gets no ALPN at
- * all and falls back to HTTP/1.1 (RFC 7301 allows it) */
+/* h2 when the connection's listener has the http2 flag and the client
+ * offers it (the client's order does not matter: h2 is preferred), else
+ * http/1.1; a client that offers nothing we speak gets no ALPN at all and
+ * falls back to HTTP/1.1 (RFC 7301 allows it). The listener is the SSL's
+ * app data, set by gw_tls_accept. */
 static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
     static const unsigned char h11[] = "http/1.1";
+    const struct gw_listen *ls = SSL_get_app_data(s);
+    int h11_at = -1;
     for (unsigned int i = 0; i < inlen; i += 1u + in[i]) {
-        if (in[i] == 8 && i + 9 <= inlen && memcmp(in + i + 1, h11, 8) == 0) {
+        if (i + 1u + in[i] > inlen)
+            break;
+        if (ls && ls->http2 && in[i] == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
             *out = in + i + 1;
-            *outlen = 8;
+            *outlen = 2;
             return SSL_TLSEXT_ERR_OK;
         }
+        if (in[i] == 8 && h11_at < 0 && memcmp(in + i + 1, h11, 8) == 0)
+            h11_at = (int)i;
     }
-    return SSL_TLSEXT_ERR_NOACK;
+    if (h11_at < 0)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = in + h11_at + 1;
+    *outlen = 8;
+    return SSL_TLSEXT_ERR_OK;
 }
 
 /* Client certificates are asked for, never required by the handshake: the
@@ -493,7 +506,7 @@ void gw_tls_config_free(struct gw_config *cf)
 
 /* ---- connections ---- */
 
-SSL *gw_tls_accept(int fd)
+SSL *gw_tls_accept(int fd, const struct gw_listen *ls)
 {
     if (default_ctx == NULL)
         return NULL;
@@ -503,6 +516,7 @@ SSL *gw_tls_accept(int fd)
         return NULL;
     }
     SSL_set_fd(ssl, fd);
+    SSL_set_app_data(ssl, (void *)ls); /* alpn_cb reads the listener's flags */
     SSL_set_accept_state(ssl);
     const struct gw_config *cf = gw_worker ? gw_worker->config : NULL;
     if (cf && cf->tls && cf->tls->client_cert)
@@ -592,7 +606,7 @@ void gw_tls_close(SSL *ssl)
 
 static SSL *ssl_of(struct gw_req *r)
 {
-    return r->conn ? r->conn->ssl : NULL;
+    return r->conn ? r->conn->tls_info : NULL;
 }
 
 int gw_ffi_req_tls(struct gw_req *r)
@@ -823,4 +837,12 @@ int gw_ffi_tls_verify_client(struct gw_req *r, void *store, int depth, int flags
     X509_STORE_CTX_free(x);
     ERR_clear_error();
     return ok ? GW_OK : GW_ERROR;
+}
+
+int gw_tls_alpn_h2(SSL *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
 }

@@ -386,14 +386,16 @@ describe("TLS listener set-up", function()
     assert.matches("certificates%[1%] %(id [%x-]+%): invalid cert: bad base64 decode", err)
   end)
 
-  it("refuses the ssl flag on the admin listener and http2 for now", function()
+  it("refuses the ssl and http2 flags on the admin listener", function()
     local rc, _, err = helpers.luagate_exec({ "run", "-c", "/dev/null",
       "--admin-listen", "127.0.0.1:0 ssl" })
     assert.equal(2, rc)
-    assert.matches("not supported on the admin listener", err, 1, true)
+    assert.matches("'ssl' is not supported on the admin listener", err, 1,
+                   true)
     rc, _, err = helpers.luagate_exec({ "run", "-c", "/dev/null",
-      "--listen", "127.0.0.1:0 ssl http2" })
+      "--admin-listen", "127.0.0.1:0 http2" })
     assert.equal(2, rc)
-    assert.matches("'http2' is not supported yet", err, 1, true)
+    assert.matches("'http2' is not supported on the admin listener", err, 1,
+                   true)
   end)
 end)

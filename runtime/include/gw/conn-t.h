@@ -23,6 +23,8 @@ struct gw_upstream;
 struct gw_lctx;
 struct gw_compress;
 struct ssl_st;
+struct gw_h2;
+struct gw_h2_stream;
 
 /* A header as offsets into the buffer that holds the head. */
 struct gw_hdr {
@@ -72,6 +74,7 @@ enum gw_conn_state {
     GW_C_PROXY,   /* a request is being served */
     GW_C_TUNNEL,  /* after 101: raw bytes both ways */
     GW_C_CLOSING, /* flushing a last response, then close */
+    GW_C_H2,      /* HTTP/2: bytes go to the session (h2.c), requests to bridged conns */
 };
 
 struct gw_req {
@@ -190,6 +193,15 @@ struct gw_conn {
     int tls_want_write;  /* TLS: the last read waits for writability */
     int tls_started;     /* TLS: the first bytes were a handshake record */
     int plain_on_tls;    /* plain HTTP came to a TLS listener: answered 400 */
+    /* where TLS facts (scheme, SNI, client certificate) come from: ssl on a
+     * TLS connection; for an HTTP/2 stream's bridge, the parent's SSL, with a
+     * reference held (SSL_up_ref), so it outlives the parent; NULL: plain */
+    struct ssl_st *tls_info;
+    struct gw_h2 *h2;         /* GW_C_H2: the HTTP/2 session (h2.c) */
+    struct gw_h2_stream *h2s; /* bridge of an HTTP/2 stream: its stream, NULL once it ended */
+    int http2;                /* serves an HTTP/2 stream through a bridge */
+    char local_ip[INET6_ADDRSTRLEN]; /* HTTP/2 stream: the parent's local address ("": ask
+                                      * the socket) */
 };
 
 enum gw_up_state {

@@ -17,6 +17,7 @@ struct gw_listen {
     int port;
     int admin; /* serves the admin API instead of the proxy */
     int ssl;   /* the "ssl" flag: TLS on accept */
+    int http2; /* the "http2" flag: ALPN h2 on TLS, h2c prior knowledge on plain */
 };
 
 struct gw_settings {

@@ -26,8 +26,13 @@ int gw_tls_config_build(struct lua_State *L, int conf, struct gw_config *cf, cha
                         size_t errlen);
 void gw_tls_config_free(struct gw_config *cf);
 
-/* A new server-side TLS object for an accepted socket, or NULL. */
-SSL *gw_tls_accept(int fd);
+/* A new server-side TLS object for a socket accepted on ls (which must
+ * outlive it: ALPN offers h2 when ls has the http2 flag), or NULL. */
+struct gw_listen;
+SSL *gw_tls_accept(int fd, const struct gw_listen *ls);
+
+/* The protocol ALPN selected: 1 for h2, 0 for anything else or none. */
+int gw_tls_alpn_h2(SSL *ssl);
 
 /* Drives the handshake. Returns 1 when done, 0 when it waits for the
  * socket (*want_write set when it waits to write), -1 when it failed

@@ -19,9 +19,12 @@
 #    works as hard as the server here (it makes the same ECDHE and checks
 #    the signature), so the worker's CPU time per handshake (utime + stime
 #    from /proc, the server's own cost) is reported beside the rate.
+# 4. HTTP/2 over TLS: h2load -c$H2_CONNS -m$H2_STREAMS, H2_REQS requests,
+#    interleaved rounds; both listeners have http2 (`listen ... ssl http2`,
+#    `--listen "ADDR ssl http2"`).
 #
 # Environment: ROUNDS (3), DURATION (10s), CONNS (50), HS_BATCH (500),
-# HS_RUNS (4).
+# HS_RUNS (4), H2_CONNS (10), H2_STREAMS (10), H2_REQS (100000).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -32,6 +35,9 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-50}
 HS_BATCH=${HS_BATCH:-500}
 HS_RUNS=${HS_RUNS:-4}
+H2_CONNS=${H2_CONNS:-10}
+H2_STREAMS=${H2_STREAMS:-10}
+H2_REQS=${H2_REQS:-100000}
 
 [ -x "$LUAGATE" ] || { echo "bin/luagate missing: run make build" >&2; exit 1; }
 for tool in wrk h2load openssl luajit "$NGINX"; do
@@ -80,7 +86,7 @@ http {
 EOF
 }
 nginx_conf upstream "listen 127.0.0.1:$UP_PORT; location / { return 200 \"ok\"; }"
-nginx_conf proxy "listen 127.0.0.1:$NG_PORT ssl;
+nginx_conf proxy "listen 127.0.0.1:$NG_PORT ssl http2;
     ssl_certificate $DIR/cert.pem; ssl_certificate_key $DIR/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on;
     location / { proxy_pass http://up; proxy_http_version 1.1;
@@ -100,7 +106,7 @@ PIDS+=($!)
 "$NGINX" -p "$DIR/proxy" -c "$DIR/proxy/nginx.conf" >"$DIR/proxy.out" 2>&1 &
 NG_PID=$!
 PIDS+=($NG_PID)
-"$LUAGATE" run -c "$DIR/luagate.yml" --listen "127.0.0.1:$LG_PORT ssl" \
+"$LUAGATE" run -c "$DIR/luagate.yml" --listen "127.0.0.1:$LG_PORT ssl http2" \
   --ssl-cert "$DIR/cert.pem" --ssl-key "$DIR/key.pem" --admin-listen off \
   --workers 1 --access-log off --error-log "$DIR/luagate-error.log" \
   --log-level error >"$DIR/luagate.out" 2>&1 &
@@ -184,8 +190,25 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 echo "median luagate/nginx: $(median <"$DIR/full.txt") (rate), $(median <"$DIR/fullcpu.txt") (worker CPU per handshake)"
 echo
+echo "-- HTTP/2 over TLS (h2load -c$H2_CONNS -m$H2_STREAMS -n$H2_REQS)"
+h2rps() { h2load -c "$H2_CONNS" -m "$H2_STREAMS" -n "$1" "$2" 2>&1 |
+          awk '/^finished in/ {gsub(",", "", $4); print $4}'; }
+h2rps 5000 "$LG_URL" >/dev/null
+h2rps 5000 "$NG_URL" >/dev/null
+printf '%-6s %14s %14s %8s\n' round "luagate r/s" "nginx r/s" ratio
+: >"$DIR/h2.txt"
+for ((r = 1; r <= ROUNDS; r++)); do
+  a=$(h2rps "$H2_REQS" "$LG_URL")
+  b=$(h2rps "$H2_REQS" "$NG_URL")
+  x=$(ratio "$a" "$b" 3)
+  printf '%-6s %14s %14s %8s\n' "$r" "$a" "$b" "$x"
+  echo "$x" >>"$DIR/h2.txt"
+done
+echo "median luagate/nginx: $(median <"$DIR/h2.txt")"
+echo
 echo "== TLS summary (luagate/nginx, medians)"
 echo "HTTPS keepalive r/s            $(cat "$DIR/keepalive.median")"
 echo "resumed connections/s          $(cat "$DIR/resumed.median")"
 echo "full handshakes/s              $(median <"$DIR/full.txt")"
 echo "worker CPU per full handshake  $(median <"$DIR/fullcpu.txt") (lower is better)"
+echo "HTTP/2 r/s                     $(median <"$DIR/h2.txt")"

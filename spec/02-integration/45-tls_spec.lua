@@ -8,9 +8,7 @@ local tls = require("spec.tls_fixtures").get()
 
 local fmt = string.format
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = helpers.shell_quote
 
 -- curl against the TLS port; returns status (number), body, curl's exit
 -- code, stderr. opts: sni (name resolved to 127.0.0.1), path, ca (false:

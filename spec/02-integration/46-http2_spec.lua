@@ -11,9 +11,7 @@ local fmt = string.format
 
 local RAW = (os.getenv("LUAGATE_ROOT") or ".") .. "/spec/fixtures/h2_raw.py"
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = helpers.shell_quote
 
 -- curl; returns http_version (string), status (number), body, curl's exit
 -- code, stderr. opts: scheme ("https"), h2 ("alpn", "prior", false),

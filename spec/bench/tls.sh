@@ -124,20 +124,18 @@ for u in "$LG_URL" "$NG_URL"; do
   [ "$body" = ok ] || { echo "$u answered '$body', not ok" >&2; exit 1; }
 done
 
-# rounds name "wrk flags" -> prints the rounds, leaves the median in $DIR/name.median
+# rounds name [header] -> prints the rounds, leaves the median in $DIR/name.median
 rounds() {
-  local name=$1 flags=$2 r a b x
-  # shellcheck disable=SC2086
-  wrk -t1 -c"$CONNS" -d2s $flags "$LG_URL" >/dev/null
-  # shellcheck disable=SC2086
-  wrk -t1 -c"$CONNS" -d2s $flags "$NG_URL" >/dev/null
+  local name=$1 r a b x
+  local hdr=()
+  [ -n "${2:-}" ] && hdr=(-H "$2")
+  wrk -t1 -c"$CONNS" -d2s "${hdr[@]}" "$LG_URL" >/dev/null
+  wrk -t1 -c"$CONNS" -d2s "${hdr[@]}" "$NG_URL" >/dev/null
   printf '%-6s %14s %14s %8s\n' round "luagate r/s" "nginx r/s" ratio
   : >"$DIR/$name.txt"
   for ((r = 1; r <= ROUNDS; r++)); do
-    # shellcheck disable=SC2086
-    a=$(wrk -t1 -c"$CONNS" -d"$DURATION" $flags "$LG_URL" | rps)
-    # shellcheck disable=SC2086
-    b=$(wrk -t1 -c"$CONNS" -d"$DURATION" $flags "$NG_URL" | rps)
+    a=$(wrk -t1 -c"$CONNS" -d"$DURATION" "${hdr[@]}" "$LG_URL" | rps)
+    b=$(wrk -t1 -c"$CONNS" -d"$DURATION" "${hdr[@]}" "$NG_URL" | rps)
     x=$(ratio "$a" "$b" 3)
     printf '%-6s %14s %14s %8s\n' "$r" "$a" "$b" "$x"
     echo "$x" >>"$DIR/$name.txt"
@@ -167,10 +165,10 @@ handshakes() {
 echo "== TLS: luagate :$LG_PORT vs nginx :$NG_PORT (same ECDSA P-256 certificate)"
 echo
 echo "-- HTTPS keepalive throughput (wrk -t1 -c$CONNS)"
-rounds keepalive ""
+rounds keepalive
 echo
 echo "-- new connection per request, session resumed (wrk -H 'Connection: close')"
-rounds resumed "-H Connection:close"
+rounds resumed "Connection: close"
 echo
 echo "-- full handshakes per second (h2load --h1, one request per connection, $HS_RUNS x $HS_BATCH)"
 printf '%-6s %14s %14s %8s %14s %14s %8s\n' round "luagate hs/s" "nginx hs/s" ratio \

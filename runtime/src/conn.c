@@ -164,7 +164,6 @@ static struct gw_conn *conn_new(int fd, const struct gw_listen *ls,
             free(c);
             return NULL;
         }
-        c->tls_info = c->ssl;
         c->state = GW_C_HANDSHAKE;
     }
     c->head_deadline = ev_now(loop) + gw_settings.client_header_timeout / 1000.0;
@@ -192,10 +191,15 @@ struct gw_conn *gw_conn_adopt_stream(int fd, const struct gw_listen *ls,
     if (c == NULL)
         return NULL;
     c->http2 = 1;
-    c->h2s = s;
-    snprintf(c->local_ip, sizeof(c->local_ip), "%s", local_ip);
+    c->bridge = calloc(1, sizeof(*c->bridge));
+    if (c->bridge == NULL) {
+        gw_conn_close(c);
+        return NULL;
+    }
+    c->bridge->stream = s;
+    snprintf(c->bridge->local_ip, sizeof(c->bridge->local_ip), "%s", local_ip ? local_ip : "");
     if (tls_info && SSL_up_ref(tls_info) == 1)
-        c->tls_info = tls_info;
+        c->bridge->tls = tls_info;
     gw_conn_update(c);
     return c;
 }
@@ -229,8 +233,8 @@ void gw_conn_close(struct gw_conn *c)
         gw_admin_conn_closed(c);
     if (c->h2)
         gw_h2_free(c); /* closes its streams' bridges first */
-    if (c->h2s)
-        gw_h2_bridge_closed(c->h2s);
+    if (c->bridge && c->bridge->stream)
+        gw_h2_bridge_closed(c->bridge->stream);
     gw_proxy_abort(c);
     if (c->req) {
         if (c->req->status == 0)
@@ -246,8 +250,10 @@ void gw_conn_close(struct gw_conn *c)
     }
     ev_io_stop(wk->loop, &c->io);
     ev_timer_stop(wk->loop, &c->timer);
-    if (c->tls_info && c->tls_info != c->ssl)
-        SSL_free(c->tls_info); /* an HTTP/2 stream's reference to its parent's */
+    if (c->bridge) {
+        SSL_free(c->bridge->tls); /* an HTTP/2 stream's reference to its parent's */
+        free(c->bridge);
+    }
     gw_tls_close(c->ssl);
     close(c->fd);
     gw_buf_free(&c->in);
@@ -430,9 +436,9 @@ static ssize_t conn_read(struct gw_conn *c, size_t max)
     for (;;) {
         ssize_t n;
         if (c->ssl) {
-            c->tls_want_write = 0;
-            n = gw_tls_read(c->ssl, c->in.data + c->in.len, c->in.cap - c->in.len,
-                            &c->tls_want_write);
+            int ww = 0;
+            n = gw_tls_read(c->ssl, c->in.data + c->in.len, c->in.cap - c->in.len, &ww);
+            c->tls_want_write = ww;
             if (n > 0 && SSL_pending(c->ssl) > 0) /* more than the buffer took */
                 ev_feed_event(gw_worker->loop, &c->io, EV_READ);
         } else {
@@ -758,8 +764,9 @@ static void conn_after_rewrite(struct gw_conn *c)
     rr.path.p = r->npath;
     rr.path.n = r->npath_len;
     rr.port = c->listen->port;
-    rr.https = c->tls_info != NULL;
-    rr.sni.p = c->tls_info ? SSL_get_servername(c->tls_info, TLSEXT_NAMETYPE_host_name) : NULL;
+    struct ssl_st *tls = gw_conn_tls(c);
+    rr.https = tls != NULL;
+    rr.sni.p = tls ? SSL_get_servername(tls, TLSEXT_NAMETYPE_host_name) : NULL;
     rr.sni.n = rr.sni.p ? strlen(rr.sni.p) : 0;
     rr.header = router_header;
     rr.ud = c;
@@ -770,7 +777,7 @@ static void conn_after_rewrite(struct gw_conn *c)
     }
     r->route = &r->config->routes[r->match.route];
     r->phases = r->route->phases;
-    if (r->route->https_only && c->tls_info == NULL) {
+    if (r->route->https_only && tls == NULL) {
         conn_https_redirect(c);
         return;
     }
@@ -960,7 +967,6 @@ static void conn_handshake(struct gw_conn *c)
         if (first != 0x16) {
             gw_tls_close(c->ssl);
             c->ssl = NULL;
-            c->tls_info = NULL;
             if (first < 'A' || first > 'Z') {
                 GW_LOG(GW_LOG_INFO, "client %s sent neither TLS nor HTTP to a TLS port",
                        c->peer_ip);

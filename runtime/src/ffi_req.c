@@ -130,8 +130,8 @@ int gw_ffi_req_server_addr(struct gw_req *r, const char **p, size_t *n)
     struct gw_conn *c = conn_of(r);
     struct sockaddr_storage sa;
     socklen_t len = sizeof(sa);
-    if (c && c->local_ip[0]) /* an HTTP/2 stream: its socket is the bridge's */
-        return view(c->local_ip, strlen(c->local_ip), p, n);
+    if (c && c->bridge && c->bridge->local_ip[0]) /* an HTTP/2 stream: its socket is the bridge's */
+        return view(c->bridge->local_ip, strlen(c->bridge->local_ip), p, n);
     if (c == NULL || getsockname(c->fd, (struct sockaddr *)&sa, &len) == -1)
         return GW_ERROR;
     char *buf = gw_pool_alloc(&r->pool, INET6_ADDRSTRLEN);

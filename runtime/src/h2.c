@@ -162,8 +162,8 @@ static void stream_free(struct gw_h2_stream *s, int live)
 {
     struct gw_h2 *h2 = s->h2;
     stream_close_bridge(s);
-    if (s->bridge)
-        s->bridge->h2s = NULL;
+    if (s->bridge && s->bridge->bridge)
+        s->bridge->bridge->stream = NULL;
     if (live) {
         if (s->unconsumed)
             nghttp2_session_consume_connection(h2->ses, s->unconsumed);
@@ -315,7 +315,7 @@ static void stream_begin(struct gw_h2_stream *s, int end_stream)
     s->fd = sv[0];
     ev_io_init(&s->io, stream_io_cb, s->fd, 0);
     s->bridge = gw_conn_adopt_stream(sv[1], h2->conn->listen, &h2->peer, h2->local_ip,
-                                     h2->conn->tls_info, s);
+                                     gw_conn_tls(h2->conn), s);
     if (s->bridge == NULL) {
         stream_fail(s, "could not adopt the bridge");
         return;

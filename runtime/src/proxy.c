@@ -307,7 +307,7 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
     if (xf[1].p)
         gw_buf_append(b, xf[1].p, xf[1].n);
     else
-        gw_buf_appends(b, c->tls_info ? "https" : "http");
+        gw_buf_appends(b, gw_conn_tls(c) ? "https" : "http");
     gw_buf_appends(b, "\r\nX-Forwarded-Host: ");
     const char *colon = host.n && host.p[0] != '[' ? memchr(host.p, ':', host.n) : NULL;
     if (xf[2].p) {
@@ -543,7 +543,6 @@ static void proxy_connect(struct gw_conn *c)
     u->hctx.head = &u->head;
     u->hctx.status_off = &u->status_off;
     u->hctx.status_len = &u->status_len;
-    u->hctx.url_off = u->hctx.url_len = NULL;
     u->hctx.on_headers_complete = on_resp_headers_complete;
     u->hctx.on_body = NULL;
     u->hctx.on_message_complete = on_resp_message_complete;

@@ -606,7 +606,7 @@ void gw_tls_close(SSL *ssl)
 
 static SSL *ssl_of(struct gw_req *r)
 {
-    return r->conn ? r->conn->tls_info : NULL;
+    return r->conn ? gw_conn_tls(r->conn) : NULL;
 }
 
 int gw_ffi_req_tls(struct gw_req *r)

@@ -57,13 +57,21 @@ struct gw_head {
 struct gw_head_ctx {
     struct gw_head *head;
     const char *base;          /* start of the buffer the head is parsed in */
-    uint32_t *status_off, *status_len; /* responses: reason phrase, may be NULL */
-    uint32_t *url_off, *url_len;       /* requests: target, may be NULL */
+    /* one parser sees requests (a target) or responses (a reason phrase),
+     * never both: they share their places (smaller idle connections) */
+    union {
+        uint32_t *status_off; /* responses: reason phrase, may be NULL */
+        uint32_t *url_off;    /* requests: target, may be NULL */
+    };
+    union {
+        uint32_t *status_len;
+        uint32_t *url_len;
+    };
     int (*on_headers_complete)(llhttp_t *p);
     int (*on_message_complete)(llhttp_t *p);
     int (*on_body)(llhttp_t *p, const char *at, size_t len); /* NULL: bodies pass raw */
-    int bad_trailer; /* a trailer had a shape refused in heads */
     const char *trailer_value_end; /* end of the trailer value's last piece */
+    int bad_trailer;               /* a trailer had a shape refused in heads */
     int trailer_named;             /* the current trailer line had a name */
 };
 
@@ -176,7 +184,12 @@ struct gw_conn {
     int fd;
     int events;          /* what io watches now */
     enum gw_conn_state state;
-    int closing;         /* close after the current response */
+    /* flags, packed: an idle connection's size is what 10,000 of them cost */
+    unsigned closing : 1;        /* close after the current response */
+    unsigned tls_want_write : 1; /* TLS: the last read waits for writability */
+    unsigned tls_started : 1;    /* TLS: the first bytes were a handshake record */
+    unsigned plain_on_tls : 1;   /* plain HTTP came to a TLS listener: answered 400 */
+    unsigned http2 : 1;          /* serves an HTTP/2 stream through a bridge */
     const struct gw_listen *listen;
     struct gw_list link; /* worker's connection list */
     llhttp_t parser;
@@ -184,25 +197,32 @@ struct gw_conn {
     struct gw_buf in;    /* request heads and body bytes from the client */
     struct gw_buf out;   /* bytes for the client */
     struct gw_req *req;
-    size_t parsed;       /* bytes of in fed to the parser */
+    uint32_t parsed;     /* bytes of in fed to the parser (in is bounded far below 4 GB) */
     uint32_t nrequests;
     ev_tstamp head_deadline;
     char peer_ip[INET6_ADDRSTRLEN];
     uint16_t peer_port;
     struct ssl_st *ssl;  /* TLS listeners: the session, NULL on plain ones */
-    int tls_want_write;  /* TLS: the last read waits for writability */
-    int tls_started;     /* TLS: the first bytes were a handshake record */
-    int plain_on_tls;    /* plain HTTP came to a TLS listener: answered 400 */
-    /* where TLS facts (scheme, SNI, client certificate) come from: ssl on a
-     * TLS connection; for an HTTP/2 stream's bridge, the parent's SSL, with a
-     * reference held (SSL_up_ref), so it outlives the parent; NULL: plain */
-    struct ssl_st *tls_info;
-    struct gw_h2 *h2;         /* GW_C_H2: the HTTP/2 session (h2.c) */
-    struct gw_h2_stream *h2s; /* bridge of an HTTP/2 stream: its stream, NULL once it ended */
-    int http2;                /* serves an HTTP/2 stream through a bridge */
-    char local_ip[INET6_ADDRSTRLEN]; /* HTTP/2 stream: the parent's local address ("": ask
-                                      * the socket) */
+    struct gw_h2 *h2;          /* GW_C_H2: the HTTP/2 session (h2.c) */
+    struct gw_bridge *bridge;  /* an HTTP/2 stream's bridge: what it keeps of its parent */
 };
+
+/* What the connection that serves an HTTP/2 stream (a socketpair's end,
+ * h2.c) keeps of the HTTP/2 connection it came from; allocated for those
+ * only, so that every other connection stays small. */
+struct gw_bridge {
+    struct gw_h2_stream *stream;     /* NULL once the stream ended */
+    struct ssl_st *tls;              /* the parent's TLS session, a reference held
+                                      * (SSL_up_ref), so it outlives the parent; NULL: plain */
+    char local_ip[INET6_ADDRSTRLEN]; /* the address the client connected to; "": unknown */
+};
+
+/* Where TLS facts (scheme, SNI, client certificate) come from: the
+ * connection's own session, or its HTTP/2 parent's; NULL: plain HTTP. */
+static inline struct ssl_st *gw_conn_tls(const struct gw_conn *c)
+{
+    return c->ssl ? c->ssl : c->bridge ? c->bridge->tls : NULL;
+}
 
 enum gw_up_state {
     GW_U_CONNECTING,

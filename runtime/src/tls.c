@@ -123,6 +123,8 @@ static int name_cmp(const void *a, const void *b)
 
 static SSL_CTX *find(const struct gw_tls_name *v, int n, const char *name)
 {
+    if (n == 0)
+        return NULL; /* bsearch's array must not be NULL either */
     struct gw_tls_name key = {.name = (char *)name};
     const struct gw_tls_name *f = bsearch(&key, v, (size_t)n, sizeof(*v), name_cmp);
     return f ? f->ctx : NULL;
@@ -471,9 +473,13 @@ int gw_tls_config_build(lua_State *L, int conf, struct gw_config *cf, char *err,
         return -1;
     }
     lua_pop(L, 1);
-    qsort(t->exact, (size_t)t->nexact, sizeof(*t->exact), name_cmp);
-    qsort(t->leading, (size_t)t->nleading, sizeof(*t->leading), name_cmp);
-    qsort(t->trailing, (size_t)t->ntrailing, sizeof(*t->trailing), name_cmp);
+    /* qsort's array must not be NULL, even for no element */
+    if (t->nexact)
+        qsort(t->exact, (size_t)t->nexact, sizeof(*t->exact), name_cmp);
+    if (t->nleading)
+        qsort(t->leading, (size_t)t->nleading, sizeof(*t->leading), name_cmp);
+    if (t->ntrailing)
+        qsort(t->trailing, (size_t)t->ntrailing, sizeof(*t->trailing), name_cmp);
     return 0;
 oom_pop:
     lua_pop(L, 1);

@@ -422,7 +422,13 @@ int gw_conn_response_done(struct gw_conn *c)
     c->req->resp_done = 1;
     if (gw_buf_pending(&c->out) == 0)
         return conn_finish_request(c);
-    return gw_conn_flush(c);
+    int rc = gw_conn_flush(c);
+    /* what the socket did not take waits for it to be writable: the watcher
+     * may not be asking (the buffer was empty at its last update, and the
+     * caller, the upstream's last read, has already let go of the request) */
+    if (rc == GW_OK && gw_buf_pending(&c->out))
+        gw_conn_update(c);
+    return rc;
 }
 
 /* Reads what the socket has into c->in. Returns bytes read, 0 at EOF, -1

@@ -731,12 +731,9 @@ static void conn_https_redirect(struct gw_conn *c)
         r->exit_body = (struct gw_str){body, sizeof(body) - 1};
     } else {
         struct gw_str host = {"", 0};
+        int port;
         router_header(c, "host", 4, 0, &host);
-        const char *colon = host.n && host.p[0] != '[' ? memchr(host.p, ':', host.n) : NULL;
-        if (host.n && host.p[0] == '[')
-            colon = memchr(host.p, ']', host.n) ? (const char *)memchr(host.p, ']', host.n) + 1
-                                                 : NULL;
-        size_t hn = colon ? (size_t)(colon - host.p) : host.n;
+        size_t hn = gw_host_split_port(host.p, host.n, &port);
         size_t n = 8 + hn + r->url_len;
         char *loc = gw_pool_alloc(&r->pool, n);
         if (loc == NULL) {

@@ -206,3 +206,23 @@ long gw_upstream_path(const char *svc_path, size_t svc_len, const char *req_path
     }
     return put(out, cap, &o, rem, rlen) == 0 ? (long)o : -1;
 }
+
+size_t gw_host_split_port(const char *s, size_t n, int *port)
+{
+    size_t i = n;
+    long v = 0;
+
+    *port = 0;
+    while (i > 0 && s[i - 1] >= '0' && s[i - 1] <= '9')
+        i--;
+    if (i == 0 || i == n || s[i - 1] != ':' || n - i > 5)
+        return n;
+    if (s[0] == '[' ? i < 2 || s[i - 2] != ']' : memchr(s, ':', i - 1) != NULL)
+        return n; /* a bare IPv6 address, not a port */
+    for (size_t j = i; j < n; j++)
+        v = v * 10 + (s[j] - '0');
+    if (v < 1 || v > 65535)
+        return n;
+    *port = (int)v;
+    return i - 1;
+}

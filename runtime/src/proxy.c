@@ -309,14 +309,11 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
     else
         gw_buf_appends(b, gw_conn_tls(c) ? "https" : "http");
     gw_buf_appends(b, "\r\nX-Forwarded-Host: ");
-    const char *colon = host.n && host.p[0] != '[' ? memchr(host.p, ':', host.n) : NULL;
     if (xf[2].p) {
         gw_buf_append(b, xf[2].p, xf[2].n);
-    } else if (host.n && host.p[0] == '[') {
-        const char *rb = memchr(host.p, ']', host.n);
-        gw_buf_append(b, host.p, rb ? (size_t)(rb - host.p) + 1 : host.n);
     } else {
-        gw_buf_append(b, host.p, colon ? (size_t)(colon - host.p) : host.n);
+        int port;
+        gw_buf_append(b, host.p, gw_host_split_port(host.p, host.n, &port));
     }
     gw_buf_appends(b, "\r\nX-Forwarded-Port: ");
     if (xf[3].p)

@@ -158,33 +158,6 @@ static int eq_nocase(const char *a, size_t an, const char *b, size_t bn)
     return 1;
 }
 
-/* Splits "host:port" / "[v6]:port". Returns the host part's length and sets
- * *port (0 when absent or not a number in 1..65535). */
-static size_t split_port(const char *s, size_t n, int *port)
-{
-    size_t i = n;
-    long v = 0;
-
-    *port = 0;
-    while (i > 0 && s[i - 1] >= '0' && s[i - 1] <= '9') {
-        i--;
-    }
-    if (i == 0 || i == n || s[i - 1] != ':' || n - i > 5) {
-        return n;
-    }
-    if (s[0] == '[' ? s[i - 2] != ']' : memchr(s, ':', i - 1) != NULL) {
-        return n; /* bare IPv6 address, not a port */
-    }
-    for (size_t j = i; j < n; j++) {
-        v = v * 10 + (s[j] - '0');
-    }
-    if (v < 1 || v > 65535) {
-        return n;
-    }
-    *port = (int)v;
-    return i - 1;
-}
-
 /* ---- radix tree ------------------------------------------------------- */
 
 static struct gw_rnode *rnode_new(const char *label, size_t len)
@@ -384,7 +357,7 @@ static struct gw_rgroup *host_group(struct gw_router *r, const char *h, size_t n
 static int is_wildcard(const char *h, size_t n)
 {
     int port;
-    size_t hn = split_port(h, n, &port);
+    size_t hn = gw_host_split_port(h, n, &port);
 
     return hn > 1 && (h[0] == '*' || h[hn - 1] == '*');
 }
@@ -393,7 +366,7 @@ static struct gw_rgroup *wild_group(struct gw_router *r, const char *h, size_t n
 {
     struct gw_rwild *w;
     int port, suffix;
-    size_t hn = split_port(h, n, &port);
+    size_t hn = gw_host_split_port(h, n, &port);
 
     suffix = h[0] == '*';
     h = suffix ? h + 1 : h;
@@ -971,7 +944,7 @@ int gw_router_match(const struct gw_router *r, const struct gw_router_req *req,
         const struct gw_rgroup *g;
         size_t len;
 
-        hn = split_port(req->host.p, req->host.n, &port);
+        hn = gw_host_split_port(req->host.p, req->host.n, &port);
         if (port == 0) {
             port = req->port;
         }

@@ -46,4 +46,9 @@ long gw_path_normalize(char *path, size_t len);
 long gw_upstream_path(const char *svc_path, size_t svc_len, const char *req_path, size_t req_len,
                       size_t strip_len, int path_handling_v1, char *out, size_t cap);
 
+/* Splits a Host value, "host:port" or "[v6]:port": returns the host part's
+ * length (brackets kept) and sets *port, or returns n with *port 0 when
+ * there is no port (1 to 5 digits, 1..65535) to split off. */
+size_t gw_host_split_port(const char *s, size_t n, int *port);
+
 #endif

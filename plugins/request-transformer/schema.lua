@@ -3,12 +3,12 @@
 -- Entries are "name:value" strings; values are templates (template.lua),
 -- compiled here so that a bad one is refused when the config loads.
 local typedefs = require "kong.db.schema.typedefs"
+local entries = require "luagate.header_entries"
 
-local find = string.find
-local match = string.match
-local fmt = string.format
-
-local validate_header_name = typedefs.validate_header_name
+local split = entries.split
+local valid_header = entries.valid_header
+local check_rename_header = entries.check_rename_header
+local strings = entries.strings
 
 
 -- luagate.config's plugin registry loads schemas without making
@@ -23,13 +23,6 @@ do
     m = dofile(dir .. "/template.lua")
   end
   template = m
-end
-
-
--- Kong's split of an entry: the name up to the first ':', then the value
--- after the run of ':' that follows it.
-local function split(entry)
-  return match(entry, "^([^:]+):*(.-)$")
 end
 
 
@@ -56,67 +49,15 @@ local function check_for_value(entry)
 end
 
 
-local function valid_header(name)
-  if validate_header_name(name) then
-    return true
-  end
-  return nil, fmt("'%s' is not a valid header", name)
-end
-
-
--- the literal parts of a header value may not hold control characters
-local function valid_header_value(value)
-  if find(value, "[%z\1-\8\10-\31\127]") then
-    return nil, fmt("'%s' is not a valid header", value)
-  end
-  return true
-end
-
-
 -- remove.headers entries: a header name (anything after ':' is ignored)
 local function check_header(entry)
   return valid_header((split(entry)) or entry)
 end
 
 
--- rename.headers entries: "old:new", both header names
-local function check_rename_header(entry)
-  local name, value = split(entry)
-  local ok, err = valid_header(name)
-  if not ok then
-    return nil, err
-  end
-  return valid_header(value)
-end
-
-
--- replace/add/append.headers entries: "name:value"; the value a template
+-- replace/add/append.headers entries: "name:value", the value a template
 local function check_header_value(entry)
-  local name, value = split(entry)
-  local ok, err = valid_header(name)
-  if not ok then
-    return nil, err
-  end
-  ok, err = valid_header_value(value)
-  if not ok then
-    return nil, err
-  end
-  return check_template(value)
-end
-
-
-local function strings(description, validator, colon)
-  return {
-    description = description,
-    type = "array",
-    required = true,
-    default = {},
-    elements = {
-      type = "string",
-      match = colon and "^[^:]+:.*$" or nil,
-      custom_validator = validator,
-    },
-  }
+  return entries.check_header_value(entry, check_template)
 end
 
 

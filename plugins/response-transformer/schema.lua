@@ -2,66 +2,11 @@
 -- add, append of response headers and of top-level JSON body properties;
 -- json_types for the values of replace/add/append.json).
 local typedefs = require "kong.db.schema.typedefs"
+local entries = require "luagate.header_entries"
 
-local find = string.find
-local match = string.match
-local fmt = string.format
-
-local validate_header_name = typedefs.validate_header_name
-
-
-local function split(entry)
-  return match(entry, "^([^:]+):*(.-)$")
-end
-
-
-local function valid_header(name)
-  if validate_header_name(name) then
-    return true
-  end
-  return nil, fmt("'%s' is not a valid header", name)
-end
-
-
--- rename.headers entries: "old:new", both header names
-local function check_rename_header(entry)
-  local name, value = split(entry)
-  local ok, err = valid_header(name)
-  if not ok then
-    return nil, err
-  end
-  return valid_header(value)
-end
-
-
--- replace/add/append.headers entries: "name:value", a value without
--- control characters
-local function check_header_value(entry)
-  local name, value = split(entry)
-  local ok, err = valid_header(name)
-  if not ok then
-    return nil, err
-  end
-  if find(value, "[%z\1-\8\10-\31\127]") then
-    return nil, fmt("'%s' is not a valid header", value)
-  end
-  return true
-end
-
-
-local function strings(description, validator, colon)
-  return {
-    description = description,
-    type = "array",
-    required = true,
-    default = {},
-    elements = {
-      type = "string",
-      match = colon and "^[^:]+:.*$" or nil,
-      custom_validator = validator,
-    },
-  }
-end
+local check_rename_header = entries.check_rename_header
+local check_header_value = entries.check_header_value
+local strings = entries.strings
 
 
 local JSON_TYPES = {

@@ -1226,9 +1226,14 @@ luassert:register("assertion", "queryparam", queryparam)
 -- Registers the hooks of a suite that drives one test plugin from
 -- spec/fixtures/plugins on the route /io: a backend (`"mock"`, the mock
 -- upstream, whose port and a closed port go into the plugin's config; or
--- `"redis"`, a redis-server whose port does), a gateway, and a proxy client
--- per test. Returns a table filled by the hooks: mock or redis, gw, client,
--- and call(query): GET /io?query, the decoded JSON of a 200 answer.
+-- `"redis"`, a redis-server whose port does; or `"tls"`, the mock upstream
+-- plus two TLS mock upstreams, `up` with the test CA's certificate for
+-- upstream.test/localhost and `other` with example.test's, given as port,
+-- tls_port and tls_other_port, and the test CA as
+-- --lua-ssl-trusted-certificate), a gateway, and a proxy client per test.
+-- Returns a table filled by the hooks: mock or redis (and up, other, tls:
+-- the fixtures), config (the gateway's), gw, client, and call(query):
+-- GET /io?query, the decoded JSON of a 200 answer.
 function helpers.io_suite(plugin, backend)
   -- busted's hooks live in the calling spec file's environment
   local env = getfenv(2)
@@ -1237,32 +1242,44 @@ function helpers.io_suite(plugin, backend)
   local s = {}
   lazy_setup(function()
     local url, conf
+    local args = { "--plugins-dir", helpers.root .. "/spec/fixtures/plugins" }
     if backend == "redis" then
       s.redis = helpers.redis()
       url = "http://127.0.0.1:" .. helpers.get_free_port()
       conf = { port = s.redis.port }
+    elseif backend == "tls" then
+      s.tls = require("spec.tls_fixtures").get()
+      local up, ex = s.tls.certs.upstream, s.tls.certs["example.test"]
+      s.mock = helpers.mock_upstream()
+      s.up = helpers.mock_upstream({ tls = { cert = up.cert, key = up.key } })
+      s.other = helpers.mock_upstream({ tls = { cert = ex.cert,
+                                                key = ex.key } })
+      url = fmt("http://127.0.0.1:%d", s.mock.port)
+      conf = { port = s.mock.port, tls_port = s.up.port,
+               tls_other_port = s.other.port }
+      args[#args + 1] = "--lua-ssl-trusted-certificate"
+      args[#args + 1] = s.tls.ca.cert
     else
       s.mock = helpers.mock_upstream()
       url = fmt("http://127.0.0.1:%d", s.mock.port)
       conf = { port = s.mock.port, closed_port = helpers.get_free_port() }
     end
-    s.gw = assert(helpers.start_luagate({
-      config = {
-        _format_version = "3.0",
-        services = {
-          { name = "backend", url = url,
-            routes = { { name = "io", paths = { "/io" },
-                         plugins = { { name = plugin, config = conf } } } } },
-        },
+    s.config = {
+      _format_version = "3.0",
+      services = {
+        { name = "backend", url = url,
+          routes = { { name = "io", paths = { "/io" },
+                       plugins = { { name = plugin, config = conf } } } } },
       },
-      args = { "--plugins-dir", helpers.root .. "/spec/fixtures/plugins" },
-      log_level = "notice",
-    }))
+    }
+    s.gw = assert(helpers.start_luagate({ config = s.config, args = args,
+                                          log_level = "notice" }))
   end)
   lazy_teardown(function()
     if s.gw then helpers.stop_luagate(s.gw) end
-    if s.mock then s.mock.stop() end
-    if s.redis then s.redis.stop() end
+    for _, k in ipairs({ "mock", "up", "other", "redis" }) do
+      if s[k] then s[k].stop() end
+    end
   end)
   before_each(function()
     s.client = helpers.proxy_client(s.gw, 10)

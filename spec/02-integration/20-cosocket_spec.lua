@@ -120,43 +120,10 @@ end)
 
 
 describe("cosockets over TLS", function()
-  local tls, up, other, plain, gw
-
-  lazy_setup(function()
-    tls = require("spec.tls_fixtures").get()
-    local c = tls.certs.upstream
-    up = helpers.mock_upstream({ tls = { cert = c.cert, key = c.key } })
-    local ex = tls.certs["example.test"]
-    other = helpers.mock_upstream({ tls = { cert = ex.cert, key = ex.key } })
-    plain = helpers.mock_upstream()
-    gw = assert(helpers.start_luagate({
-      config = {
-        _format_version = "3.0",
-        services = {
-          { name = "backend", url = "http://127.0.0.1:" .. plain.port,
-            routes = { { name = "io", paths = { "/io" }, plugins = { {
-              name = "io-cosocket",
-              config = { port = plain.port, tls_port = up.port,
-                         tls_other_port = other.port } } } } } },
-        },
-      },
-      args = { "--plugins-dir", helpers.root .. "/spec/fixtures/plugins",
-               "--lua-ssl-trusted-certificate", tls.ca.cert },
-      log_level = "info",
-    }))
-  end)
-
-  lazy_teardown(function()
-    helpers.stop_luagate(gw)
-    up.stop()
-    other.stop()
-    plain.stop()
-  end)
+  local s = helpers.io_suite("io-cosocket", "tls")
 
   local function call(mode)
-    local res = assert(helpers.request_once(gw.proxy_port,
-                                            { path = "/io?mode=" .. mode }))
-    return helpers.json_decode(assert.res_status(200, res))
+    return s.call("mode=" .. mode)
   end
 
   it("sslhandshake verifies, sends SNI, and pools TLS connections by " ..
@@ -200,16 +167,7 @@ describe("cosockets over TLS", function()
     -- without --lua-ssl-trusted-certificate: the system store, which does
     -- not know the test CA
     local gw2 = assert(helpers.start_luagate({
-      config = {
-        _format_version = "3.0",
-        services = {
-          { name = "backend", url = "http://127.0.0.1:" .. plain.port,
-            routes = { { name = "io", paths = { "/io" }, plugins = { {
-              name = "io-cosocket",
-              config = { port = plain.port, tls_port = up.port,
-                         tls_other_port = other.port } } } } } },
-        },
-      },
+      config = s.config,
       args = { "--plugins-dir", helpers.root .. "/spec/fixtures/plugins" },
     }))
     local res = assert(helpers.request_once(gw2.proxy_port,
@@ -221,7 +179,7 @@ describe("cosockets over TLS", function()
   end)
 
   it("refuses an unreadable --lua-ssl-trusted-certificate at start", function()
-    local rc, _, err = helpers.luagate_exec({ "check", "-c", gw.config_path,
+    local rc, _, err = helpers.luagate_exec({ "check", "-c", s.gw.config_path,
       "--lua-ssl-trusted-certificate", "/nonexistent/ca.pem" })
     assert.equal(2, rc) -- a usage error
     assert.matches("cannot read '/nonexistent/ca.pem'", err, 1, true)

@@ -111,42 +111,10 @@ end)
 
 
 describe("http client over TLS", function()
-  local tls, up, other, plain, gw
-
-  lazy_setup(function()
-    tls = require("spec.tls_fixtures").get()
-    local c = tls.certs.upstream
-    up = helpers.mock_upstream({ tls = { cert = c.cert, key = c.key } })
-    local ex = tls.certs["example.test"]
-    other = helpers.mock_upstream({ tls = { cert = ex.cert, key = ex.key } })
-    plain = helpers.mock_upstream()
-    gw = assert(helpers.start_luagate({
-      config = {
-        _format_version = "3.0",
-        services = {
-          { name = "backend", url = "http://127.0.0.1:" .. plain.port,
-            routes = { { name = "io", paths = { "/io" }, plugins = { {
-              name = "io-http",
-              config = { port = plain.port, tls_port = up.port,
-                         tls_other_port = other.port } } } } } },
-        },
-      },
-      args = { "--plugins-dir", helpers.root .. "/spec/fixtures/plugins",
-               "--lua-ssl-trusted-certificate", tls.ca.cert },
-    }))
-  end)
-
-  lazy_teardown(function()
-    helpers.stop_luagate(gw)
-    up.stop()
-    other.stop()
-    plain.stop()
-  end)
+  local s = helpers.io_suite("io-http", "tls")
 
   local function call(mode)
-    local res = assert(helpers.request_once(gw.proxy_port,
-                                            { path = "/io?mode=" .. mode }))
-    return helpers.json_decode(assert.res_status(200, res))
+    return s.call("mode=" .. mode)
   end
 
   it("requests https URLs, verifying the server, keeping connections",
@@ -159,7 +127,7 @@ describe("http client over TLS", function()
     assert.equal("tls", d.a.echo.headers["x-test"])
     assert.equal("localhost", d.a.echo.tls_sni)
     -- the default port of the scheme is not in Host; this one is
-    assert.equal("localhost:" .. up.port, d.a.echo.headers.host)
+    assert.equal("localhost:" .. s.up.port, d.a.echo.headers.host)
     -- kept alive and reused
     assert.is_true(d.b.reused)
     assert.equal(d.a.conn_id, d.b.conn_id)

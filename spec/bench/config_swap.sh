@@ -37,8 +37,6 @@ DIR=$(mktemp -d "${TMPDIR:-/tmp}/luagate-swap.XXXXXX")
 chmod 755 "$DIR"
 # shellcheck source=spec/bench/lib.sh
 . "$BENCH/lib.sh"
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"; exit}
-  if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 UP_PORT=$(free_port)
 LG_PORT=$(free_port)

@@ -31,3 +31,7 @@ wait_port() { # port timeout_s
 
 # ratio a b [decimals (2)] -> a/b, or n/a
 ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN{ if (b>0) printf "%.*f", d, a/b; else print "n/a"}'; }
+
+# median of the numbers on stdin (decimals: 3 for the mean of the middle two)
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"; exit}
+  if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }

@@ -233,8 +233,6 @@ start_nginx() {
 }
 
 
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"; exit}
-  if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 # wrk output -> "req/s p99_ms"
 parse_wrk() {

@@ -49,8 +49,6 @@ DIR=$(mktemp -d "${TMPDIR:-/tmp}/luagate-tls.XXXXXX")
 chmod 755 "$DIR"
 # shellcheck source=spec/bench/lib.sh
 . "$ROOT/spec/bench/lib.sh"
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"; exit}
-                                        print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 rps() { awk '/Requests\/sec:/ {print $2}'; }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \

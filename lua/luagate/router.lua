@@ -11,8 +11,10 @@
 --      The docs list "methods, host, headers, snis"; transform.lua also
 --      counts paths, and a route with more fields must not be shadowed by a
 --      looser one, so paths count here too.
---   2. routes whose hosts are all plain (or that have no hosts) before routes
---      with any wildcard host ("*.example.com", "example.*").
+--   2. routes with hosts, all plain, before the others: routes with a
+--      wildcard host ("*.example.com", "example.*") and routes without
+--      hosts (transform.lua's PLAIN_HOST_ONLY bit is set only for a route
+--      that has hosts: a host-only route beats a path-only route).
 --   3. more headers first.
 --   4. regex paths before plain ones; regexes by regex_priority, higher
 --      first; plain paths by length, longer first (a route without paths
@@ -156,7 +158,7 @@ function _M.compile(config)
       local weight = (methods and 1 or 0) + (hosts and 1 or 0)
                      + (headers and 1 or 0) + (paths and 1 or 0)
                      + (snis and 1 or 0)
-      local plain_hosts = not (hosts and has_wildcard(hosts))
+      local plain_hosts = hosts ~= nil and not has_wildcard(hosts)
       local nheaders = headers and #headers or 0
       local rp = route.regex_priority
       rp = type(rp) == "number" and rp or 0

@@ -90,11 +90,18 @@ describe("luagate.router.compile", function()
     }))
   end)
 
-  it("ranks plain hosts (or none) before wildcard hosts", function()
-    assert.same({ "1:/", "2:/", "0:/longer" }, order({
+  it("ranks plain hosts before wildcard hosts and no hosts", function()
+    -- Kong's PLAIN_HOST_ONLY bit: only routes that have hosts, all plain;
+    -- the other two tie on it and go by path length
+    assert.same({ "1:/", "0:/longer", "2:/" }, order({
       { hosts = { "a.com", "*.b.com" }, paths = { "/longer" } },
       { hosts = { "a.com" }, paths = { "/" } },
       { methods = { "GET" }, paths = { "/" } },
+    }))
+    -- a host-only route beats a path-only route (both weigh 1)
+    assert.same({ "1:nil", "0:/a" }, order({
+      { paths = { "/a" } },
+      { hosts = { "a.com" } },
     }))
   end)
 

@@ -132,6 +132,10 @@ void gw_access_log(struct gw_conn *c, struct gw_req *r)
         gw_buf_append_u64(b, (uint64_t)r->upstream_status);
     else
         gw_buf_appends(b, "null");
+    if (r->has_grpc_status) {
+        gw_buf_appends(b, ",\"grpc_status\":");
+        gw_buf_append_u64(b, (uint64_t)r->grpc_status);
+    }
     gw_buf_appends(b, ",\"tries\":");
     gw_buf_append_u64(b, (uint64_t)r->tries);
     if (r->service && r->service->balancer >= 0 && r->tries > 0) {

@@ -121,6 +121,7 @@ static int read_service_tls(lua_State *L, int conf, int e, struct gw_config *cf,
     int rc = -1;
     cc.verify = bool_field(L, e, "tls_verify", 0);
     cc.depth = (int)int_field(L, e, "tls_verify_depth", 1);
+    cc.h2 = s->grpc;
     cc.ca_pem = cas;
     /* the PEM strings stay on the Lua stack (anchored) until the context is built */
     lua_getfield(L, e, "ca_certificates");
@@ -190,6 +191,7 @@ static int read_services(lua_State *L, int conf, struct gw_config *cf, char **er
         s->host = dup_field(L, e, "host");
         char *proto = dup_field(L, e, "protocol");
         s->https = proto && (strcmp(proto, "https") == 0 || strcmp(proto, "grpcs") == 0);
+        s->grpc = proto && (strcmp(proto, "grpc") == 0 || strcmp(proto, "grpcs") == 0);
         free(proto);
         s->port = (int)int_field(L, e, "port", s->https ? 443 : 80);
         s->path = dup_field(L, e, "path");

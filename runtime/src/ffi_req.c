@@ -18,6 +18,7 @@
 #include "gw/config-t.h"
 #include "gw/conn.h"
 #include "gw/ffi.h"
+#include "gw/grpc.h"
 #include "gw/health.h"
 #include "gw/hlist.h"
 #include "gw/http.h"
@@ -573,6 +574,27 @@ const char *gw_ffi_resp_source(struct gw_req *r)
     case GW_SRC_ERROR: return "error";
     default: return r->upstream_status ? "service" : "error";
     }
+}
+
+int gw_ffi_req_grpc(struct gw_req *r)
+{
+    struct gw_conn *c = conn_of(r);
+    return c && gw_grpc_request(c);
+}
+
+int gw_ffi_resp_grpc_status(struct gw_req *r)
+{
+    return r->has_grpc_status ? r->grpc_status : -1;
+}
+
+int gw_ffi_grpc_status_of(int http_status)
+{
+    return gw_grpc_status_of(http_status);
+}
+
+const char *gw_ffi_grpc_status_name(int code)
+{
+    return gw_grpc_status_name(code);
 }
 
 int gw_ffi_resp_exit(struct gw_req *r, int status, const char *body, size_t len,

@@ -90,6 +90,7 @@ struct gw_h2_stream {
     uint32_t status_off, status_len;
     struct gw_buf in;       /* bridge bytes; the head stays at its start until submitted */
     struct gw_buf body;     /* response body waiting for DATA frames */
+    struct gw_buf trailers; /* the bridged response's trailer lines ("name: value\r\n") */
     int is_head;            /* a HEAD request: the response has no body */
     int informational;      /* the message being parsed is a 1xx */
     int submitted;          /* the response head was submitted */
@@ -177,6 +178,7 @@ static void stream_free(struct gw_h2_stream *s, int live)
     gw_buf_free(&s->req);
     gw_buf_free(&s->in);
     gw_buf_free(&s->body);
+    gw_buf_free(&s->trailers);
     gw_list_remove(&s->link);
     h2->nstreams--;
     if (s->lingering)
@@ -349,6 +351,34 @@ static void stream_req_end(struct gw_h2_stream *s)
 
 /* ---- the response coming back from the bridge ---- */
 
+/* The trailer lines the bridged response ended with, as a HEADERS frame
+ * that ends the stream (gRPC's grpc-status travels there). 0, or -1. */
+static int stream_submit_trailers(struct gw_h2_stream *s)
+{
+    nghttp2_nv nv[GW_MAX_HEADERS];
+    size_t n = 0;
+    char *p = s->trailers.data, *end = p + s->trailers.len;
+    while (p < end && n < GW_MAX_HEADERS) {
+        char *eol = memchr(p, '\r', (size_t)(end - p));
+        char *colon = memchr(p, ':', (size_t)(end - p));
+        if (eol == NULL || colon == NULL || colon > eol)
+            break;
+        char *v = colon + 1;
+        while (v < eol && (*v == ' ' || *v == '\t'))
+            v++;
+        size_t nl = (size_t)(colon - p);
+        for (size_t k = 0; k < nl; k++) /* HTTP/2 names are lowercase */
+            if (p[k] >= 'A' && p[k] <= 'Z')
+                p[k] = (char)(p[k] + 32);
+        if (!gw_http_hop_by_hop(p, nl) && !GW_NAME_IS(p, nl, "transfer-encoding") &&
+            !GW_NAME_IS(p, nl, "content-length"))
+            nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nl, (size_t)(eol - v),
+                                   NGHTTP2_NV_FLAG_NONE};
+        p = eol + 2;
+    }
+    return nghttp2_submit_trailer(s->h2->ses, s->id, nv, n) == 0 ? 0 : -1;
+}
+
 static ssize_t data_read(nghttp2_session *ses, int32_t id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
@@ -365,6 +395,11 @@ static ssize_t data_read(nghttp2_session *ses, int32_t id, uint8_t *buf, size_t 
     if (gw_buf_pending(&s->body) == 0 && s->msg_done) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         gw_buf_free(&s->body);
+        if (s->trailers.len) { /* the trailers end the stream, not this frame */
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            if (stream_submit_trailers(s) != 0)
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
     } else if (n == 0) {
         s->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;
@@ -381,7 +416,7 @@ static struct gw_h2_stream *stream_of_parser(llhttp_t *p)
 
 /* Submits the response head the bridge sent, without its hop-by-hop
  * headers (RFC 9113 8.2.2). Returns 0, or -1. */
-static int stream_submit_head(struct gw_h2_stream *s, int status, int body)
+static int stream_submit_head(struct gw_h2_stream *s, int status, int body, int empty)
 {
     nghttp2_nv nv[GW_MAX_HEADERS + 1];
     char st[8];
@@ -393,8 +428,9 @@ static int stream_submit_head(struct gw_h2_stream *s, int status, int body)
         const struct gw_hdr *h = &s->head.hdr[i];
         char *name = s->in.data + h->name;
         if (gw_http_hop_by_hop(name, h->name_len) ||
-            GW_NAME_IS(name, h->name_len, "transfer-encoding"))
-            continue;
+            GW_NAME_IS(name, h->name_len, "transfer-encoding") ||
+            (empty && GW_NAME_IS(name, h->name_len, "content-length")))
+            continue; /* an empty body's length: the stream ends with the head */
         for (uint32_t k = 0; k < h->name_len; k++) /* HTTP/2 names are lowercase */
             if (name[k] >= 'A' && name[k] <= 'Z')
                 name[k] = (char)(name[k] + 32);
@@ -414,8 +450,12 @@ static int on_resp_headers_complete(llhttp_t *p)
         s->informational = 1;
         return 0;
     }
-    int body = !s->is_head && st != 204 && st != 304;
-    if (stream_submit_head(s, st, body) != 0)
+    /* Content-Length: 0 ends the stream with the head (gRPC's trailers-only
+     * answers must come that way) */
+    int empty = (p->flags & F_CONTENT_LENGTH) && p->content_length == 0 &&
+                !(p->flags & F_CHUNKED);
+    int body = !s->is_head && st != 204 && st != 304 && !empty;
+    if (stream_submit_head(s, st, body, empty && !s->is_head) != 0)
         return HPE_USER;
     return s->is_head ? 1 : 0; /* 1: no body follows */
 }
@@ -543,6 +583,7 @@ static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, vo
     s->hctx.on_headers_complete = on_resp_headers_complete;
     s->hctx.on_message_complete = on_resp_message_complete;
     s->hctx.on_body = on_resp_body;
+    s->hctx.trailers = &s->trailers;
     gw_list_insert_tail(&h2->streams, &s->link);
     h2->nstreams++;
     nghttp2_session_set_stream_user_data(ses, s->id, s);

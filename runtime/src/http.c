@@ -30,8 +30,9 @@ static int on_status(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-/* Trailers of a chunked body are not recorded, but they are forwarded raw:
- * the shapes refused in heads are refused there too. */
+/* Trailers of a chunked body are forwarded raw (and recorded into
+ * x->trailers when the parser's owner asked for them): the shapes refused
+ * in heads are refused there too. */
 static int bad_trailer(llhttp_t *p, const char *at, size_t len, int value)
 {
     for (size_t i = 0; i < len; i++) {
@@ -44,6 +45,18 @@ static int bad_trailer(llhttp_t *p, const char *at, size_t len, int value)
     return 0;
 }
 
+/* Appends to the recorded trailers; -1 past GW_MAX_TRAILERS bytes (the
+ * head's limit is no help there) or out of memory. */
+#define GW_MAX_TRAILERS (64 * 1024)
+static int record_trailer(struct gw_head_ctx *x, const char *p, size_t n)
+{
+    if (x->trailers->len + n > GW_MAX_TRAILERS) {
+        x->bad_trailer = 1;
+        return -1;
+    }
+    return gw_buf_append(x->trailers, p, n);
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct gw_head_ctx *x = CTX(p);
@@ -51,6 +64,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     if (h == NULL || h->complete) { /* trailers: not part of the head */
         if (len > 0) /* llhttp calls this with no bytes for an empty name */
             x->trailer_named = 1;
+        if (x->trailers && record_trailer(x, at, len) != 0)
+            return HPE_USER;
         return bad_trailer(p, at, len, 0);
     }
     if (!h->parsing_value) {
@@ -77,6 +92,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
             x->bad_trailer = 1;
             return HPE_USER;
         }
+        if (x->trailers && ((x->trailer_value_end == NULL && record_trailer(x, ": ", 2)) ||
+                            record_trailer(x, at, len)))
+            return HPE_USER;
         x->trailer_value_end = at + len;
         return bad_trailer(p, at, len, 1);
     }
@@ -90,6 +108,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *p)
 {
     struct gw_head *h = CTX(p)->head;
+    struct gw_buf *tr = CTX(p)->trailers;
+    int had_value = CTX(p)->trailer_value_end != NULL;
     CTX(p)->trailer_value_end = NULL;
     if (h == NULL || h->complete) {
         /* a trailer line with an empty name (llhttp lets it through there) */
@@ -98,6 +118,9 @@ static int on_header_value_complete(llhttp_t *p)
             return HPE_USER;
         }
         CTX(p)->trailer_named = 0;
+        if (tr && ((!had_value && record_trailer(CTX(p), ": ", 2)) ||
+                   record_trailer(CTX(p), "\r\n", 2)))
+            return HPE_USER;
         return 0;
     }
     struct gw_hdr *e = &h->hdr[h->nhdr];

@@ -21,6 +21,10 @@
 static const double bucket_ms[GW_METRIC_BUCKETS - 1] = {1,   2,    5,    10,   25,   50,   100, 250,
                                                         500, 1000, 2500, 5000, 10000, 30000, 60000};
 
+/* Series keys that count gRPC statuses start with this (their only
+ * counter is requests). */
+#define GRPC_KEY "\x01"
+
 struct region {
     int nslots;
     int used;      /* slots taken (for the scrape's loop bound) */
@@ -123,6 +127,16 @@ void gw_metrics_request(struct gw_conn *c, struct gw_req *r)
             rt->mslot_code[cls] = status;
         }
     }
+    if (r->has_grpc_status) { /* gRPC: a count by gRPC status too */
+        char key[GW_METRIC_KEY];
+        const char *svc = r->service && r->service->name ? r->service->name : "";
+        const char *route = rt ? (rt->name ? rt->name : rt->id) : "";
+        snprintf(key, sizeof(key), GRPC_KEY "%s\x1f%s\x1f%d", svc, route ? route : "",
+                 r->grpc_status);
+        struct gw_mslot *g = slot_of(key);
+        if (g)
+            g->requests++;
+    }
     if (s == NULL)
         return;
     s->requests++;
@@ -162,8 +176,9 @@ static void label(struct gw_buf *b, const char *name, const char *v, size_t n, i
 }
 
 /* "service\x1froute\x1fcode[\x1fconsumer]" as labels (the consumer with
- * --metrics-consumers on, on request counts only). */
-static void key_labels(struct gw_buf *b, const char *key, int with_code)
+ * --metrics-consumers on, on request counts only); code_label NULL: no
+ * code label. */
+static void key_labels(struct gw_buf *b, const char *key, const char *code_label)
 {
     const char *s1 = strchr(key, '\x1f');
     const char *s2 = s1 ? strchr(s1 + 1, '\x1f') : NULL;
@@ -171,10 +186,10 @@ static void key_labels(struct gw_buf *b, const char *key, int with_code)
         return;
     label(b, "service", key, (size_t)(s1 - key), 0);
     label(b, "route", s1 + 1, (size_t)(s2 - s1 - 1), 1);
-    if (!with_code)
+    if (code_label == NULL)
         return;
     const char *s3 = strchr(s2 + 1, '\x1f');
-    label(b, "code", s2 + 1, s3 ? (size_t)(s3 - s2 - 1) : strlen(s2 + 1), 1);
+    label(b, code_label, s2 + 1, s3 ? (size_t)(s3 - s2 - 1) : strlen(s2 + 1), 1);
     if (s3)
         label(b, "consumer", s3 + 1, strlen(s3 + 1), 1);
 }
@@ -282,11 +297,29 @@ void gw_metrics_render(struct gw_buf *b)
             }
         }
     }
+    /* the gRPC series go to the end: ngrpc of them, after n HTTP ones */
+    int ngrpc = 0;
+    for (int i = n - 1; i >= 0; i--)
+        if (all[i].key[0] == GRPC_KEY[0]) {
+            struct series t = all[i];
+            all[i] = all[n - 1 - ngrpc];
+            all[n - 1 - ngrpc] = t;
+            ngrpc++;
+        }
+    n -= ngrpc;
+    gw_buf_appends(b, "# HELP luagate_grpc_responses_total gRPC responses by service, route and "
+                      "gRPC status (the upstream's, or the gateway's own)\n"
+                      "# TYPE luagate_grpc_responses_total counter\n");
+    for (int i = n; i < n + ngrpc; i++) {
+        gw_buf_appends(b, "luagate_grpc_responses_total{");
+        key_labels(b, all[i].key + 1, "grpc_status");
+        printf_buf(b, "} %llu\n", (unsigned long long)all[i].sum.requests);
+    }
     gw_buf_appends(b, "# HELP kong_http_requests_total HTTP requests by service, route and status"
                       " code\n# TYPE kong_http_requests_total counter\n");
     for (int i = 0; i < n; i++) {
         gw_buf_appends(b, "kong_http_requests_total{");
-        key_labels(b, all[i].key, 1);
+        key_labels(b, all[i].key, "code");
         printf_buf(b, "} %llu\n", (unsigned long long)all[i].sum.requests);
     }
     gw_buf_appends(b, "# HELP kong_bandwidth_bytes Bytes received and sent, by service and route\n"
@@ -308,7 +341,7 @@ void gw_metrics_render(struct gw_buf *b)
             }
         for (int dir = 0; dir < 2; dir++) {
             gw_buf_appends(b, "kong_bandwidth_bytes{");
-            key_labels(b, all[i].key, 0);
+            key_labels(b, all[i].key, NULL);
             printf_buf(b, ",direction=\"%s\"} %llu\n", dir ? "egress" : "ingress",
                        (unsigned long long)(dir ? out : in));
         }

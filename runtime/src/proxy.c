@@ -17,6 +17,7 @@
 #include "gw/config.h"
 #include "gw/conn.h"
 #include "gw/dns.h"
+#include "gw/h2_up.h"
 #include "gw/ffi.h"
 #include "gw/hlist.h"
 #include "gw/lua_req.h"
@@ -496,7 +497,7 @@ static void proxy_connect(struct gw_conn *c)
     struct gw_upstream *u = NULL;
     uint64_t tls_id = s->tls ? gw_tls_client_id(s->tls) : 0;
     if (r->tries == 0)
-        u = gw_upstream_pool_get((struct sockaddr *)&sa, salen, tls_id, tls_name);
+        u = gw_upstream_pool_get((struct sockaddr *)&sa, salen, tls_id, tls_name, s->grpc);
     if (u == NULL) {
         u = gw_upstream_connect((struct sockaddr *)&sa, salen);
         if (u && s->tls && tls_start(c, u, s->tls, tls_name) != GW_OK)
@@ -515,7 +516,14 @@ static void proxy_connect(struct gw_conn *c)
             proxy_fail(c, 502, MSG_502);
             return;
         }
+        if (s->grpc && (u->h2 = gw_h2up_new(s->https)) == NULL) {
+            gw_upstream_free(u);
+            proxy_fail(c, 500, "An unexpected error occurred");
+            return;
+        }
     }
+    if (u->h2)
+        gw_h2up_begin(u->h2); /* one stream per request */
     r->tries++;
     if (b && r->target >= 0 && !r->target_counted) {
         gw_balancer_conn(b, r->target, 1);
@@ -542,6 +550,7 @@ static void proxy_connect(struct gw_conn *c)
     u->hctx.status_len = &u->status_len;
     u->hctx.on_headers_complete = on_resp_headers_complete;
     u->hctx.on_body = NULL;
+    u->hctx.trailers = NULL;
     u->hctx.on_message_complete = on_resp_message_complete;
     ev_set_cb(&u->io, up_io_cb);
     ev_set_cb(&u->timer, up_timer_cb);
@@ -589,7 +598,9 @@ static void up_update(struct gw_upstream *u)
     } else {
         if (gw_buf_pending(&c->out) < GW_HIGH_WATER)
             ev |= EV_READ;
-        if (gw_buf_pending(&u->out)) {
+        /* HTTP/2: frames are what is written; request bytes it could not
+         * take yet wait for a WINDOW_UPDATE, which comes with a read */
+        if (gw_buf_pending(u->h2 ? gw_h2up_wire(u->h2) : &u->out)) {
             ev |= EV_WRITE;
             after = (r->up_write_timeout ? r->up_write_timeout : s->write_timeout) / 1000.0;
         } else {
@@ -690,9 +701,32 @@ static void up_failed(struct gw_upstream *u, int status, const char *msg, const 
     up_failed_kind(u, status, msg, what, status == 504 ? GW_OUT_TIMEOUT : GW_OUT_TCP, 0);
 }
 
+/* An HTTP/2 connection failed (a protocol error, the stream was reset):
+ * the request fails, or the client connection closes once the response
+ * started. */
+static void h2_failed(struct gw_upstream *u)
+{
+    struct gw_conn *c = u->client;
+    char what[200];
+    snprintf(what, sizeof(what), "HTTP/2: %s", gw_h2up_error(u->h2));
+    if (c->req->resp_started) {
+        gw_log(GW_LOG_ERR, "upstream %s (request %s)", what, c->req->id);
+        gw_conn_close(c);
+        return;
+    }
+    up_failed(u, 502, MSG_502, what);
+}
+
 static int up_flush(struct gw_upstream *u)
 {
     struct gw_buf *b = &u->out;
+    if (u->h2) {
+        if (gw_h2up_take(u->h2, &u->out) != 0) {
+            h2_failed(u);
+            return GW_ERROR;
+        }
+        b = gw_h2up_wire(u->h2);
+    }
     while (gw_buf_pending(b)) {
         int want = 0;
         ssize_t n = u->ssl ? gw_tls_client_write(u->ssl, b->data + b->off, gw_buf_pending(b), &want)
@@ -803,8 +837,12 @@ static int filter_chunk(struct gw_conn *c, const char *p, size_t n, int eof)
         if (r->resp_chunked_out)
             gw_buf_append(b, "\r\n", 2);
     }
-    if (eof && r->resp_chunked_out)
-        gw_buf_appends(b, "0\r\n\r\n");
+    if (eof && r->resp_chunked_out) { /* the upstream's trailers (gRPC's status) stay */
+        gw_buf_appends(b, "0\r\n");
+        if (r->trailers.len)
+            gw_buf_append(b, r->trailers.data, r->trailers.len);
+        gw_buf_appends(b, "\r\n");
+    }
     return 0;
 }
 
@@ -830,7 +868,12 @@ static void response_complete(struct gw_conn *c, struct gw_upstream *u, int eof)
 {
     struct gw_req *r = c->req;
     int keep = !eof && llhttp_should_keep_alive(&u->parser) && r->body_done &&
-               gw_buf_pending(&u->in) == 0 && gw_buf_pending(&u->out) == 0;
+               gw_buf_pending(&u->in) == 0 && gw_buf_pending(&u->out) == 0 &&
+               (u->h2 == NULL || gw_h2up_reusable(u->h2));
+    if (u->h2 && gw_h2up_grpc_status(u->h2) >= 0) {
+        r->has_grpc_status = 1;
+        r->grpc_status = gw_h2up_grpc_status(u->h2);
+    }
     target_release(r);
     r->up = NULL;
     if (keep)
@@ -840,7 +883,10 @@ static void response_complete(struct gw_conn *c, struct gw_upstream *u, int eof)
     if (!r->body_done)
         c->closing = 1; /* the upstream answered before the body ended */
     if (r->resp_decode == GW_DECODE_BUFFER) {
-        run_response_phase(c);
+        if (r->phases & GW_PHASE_RESPONSE)
+            run_response_phase(c);
+        else
+            gw_proxy_response_phase_done(c);
         return;
     }
     if (r->resp_decode == GW_DECODE_FILTER)
@@ -904,10 +950,12 @@ static int write_filtered_head(struct gw_conn *c, struct gw_upstream *u)
          * nginx keeps it unless a filter clears it: a documented difference. */
         gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_CLEAR, "Content-Length", 14, "", 0);
         gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_CLEAR, "Transfer-Encoding", 17, "", 0);
-        if (r->http_minor >= 1)
+        if (r->http_minor >= 1) {
             chunked = r->resp_chunked_out = 1;
-        else
+            u->hctx.trailers = &r->trailers;
+        } else {
             c->closing = 1;
+        }
     }
     r->resp_started = 1;
     return gw_conn_write_head(c, r->status, r->resp_hdrs, -1, chunked, c->closing);
@@ -1049,7 +1097,13 @@ static int up_parse(struct gw_upstream *u)
                             r->resp_status)) {
                 if (copy_resp_head(c, u) != 0)
                     return GW_ERROR;
-                if ((r->phases & GW_PHASE_RESPONSE) && !r->is_head) {
+                /* a response that ended with its head goes the buffered
+                 * way too: its filtered body gets an exact Content-Length
+                 * instead of chunks (a gRPC trailers-only answer must stay
+                 * one HEADERS frame) */
+                int empty = u->msg_done && r->upstream_status != 204 &&
+                            r->upstream_status != 304;
+                if (((r->phases & GW_PHASE_RESPONSE) || empty) && !r->is_head) {
                     r->resp_decode = GW_DECODE_BUFFER;
                     u->hctx.on_body = on_body_buffer;
                     if (llhttp_message_needs_eof(&u->parser) || !r->keepalive)
@@ -1116,8 +1170,9 @@ static void up_read(struct gw_upstream *u)
             return;
         }
         int want = 0;
-        char *at = u->in.data + u->in.len;
-        size_t room = u->in.cap - u->in.len;
+        char frames[16384]; /* HTTP/2: read here, decoded into u->in */
+        char *at = u->h2 ? frames : u->in.data + u->in.len;
+        size_t room = u->h2 ? sizeof(frames) : u->in.cap - u->in.len;
         ssize_t n = u->ssl ? gw_tls_client_read(u->ssl, at, room, &want) : read(u->fd, at, room);
         if (n == -1) {
             if (errno == EINTR)
@@ -1165,11 +1220,20 @@ static void up_read(struct gw_upstream *u)
             gw_conn_close(c);
             return;
         }
-        u->in.len += (size_t)n;
         u->resp_bytes += (uint64_t)n;
+        if (u->h2) {
+            if (gw_h2up_feed(u->h2, frames, (size_t)n, &u->in) != 0) {
+                h2_failed(u);
+                return;
+            }
+            if (up_flush(u) != GW_OK) /* acknowledgements, body the window lets out */
+                return;
+        } else {
+            u->in.len += (size_t)n;
+        }
         if (up_parse(u) != GW_OK)
             return;
-        if ((size_t)n < 4096)
+        if ((size_t)n < (u->h2 ? sizeof(frames) : 4096))
             break;
     }
     if (gw_conn_flush(c) != GW_OK)

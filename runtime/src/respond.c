@@ -9,6 +9,7 @@
 #include "gw/config-t.h"
 #include "gw/conn.h"
 #include "gw/ffi.h"
+#include "gw/grpc.h"
 #include "gw/hlist.h"
 #include "gw/http.h"
 #include "gw/log.h"
@@ -94,8 +95,25 @@ static void respond_with_plugins(struct gw_conn *c, int status, const char *body
     gw_conn_response_done(c);
 }
 
-void gw_conn_respond(struct gw_conn *c, int status, const char *ctype, const char *body,
-                     size_t len, int close_after)
+/* The gRPC form of a gateway error (gw/grpc.h): grpc-status and
+ * grpc-message, no body. GW_ERROR when out of memory. */
+static int grpc_headers(struct gw_req *r, int status, const char *msg)
+{
+    char code[8], enc[512];
+    int code_len;
+    r->has_grpc_status = 1;
+    r->grpc_status = gw_grpc_status_of(status);
+    code_len = snprintf(code, sizeof(code), "%d", r->grpc_status);
+    size_t n = gw_grpc_message_encode(msg, strlen(msg), enc, sizeof(enc));
+    return gw_hlist_push(&r->pool, r->resp_hdrs, "grpc-status", 11, code, (size_t)code_len) ||
+                   gw_hlist_push(&r->pool, r->resp_hdrs, "grpc-message", 12, enc, n)
+               ? GW_ERROR
+               : GW_OK;
+}
+
+/* grpc_msg: not NULL for a gRPC client (the body is then dropped). */
+static void respond(struct gw_conn *c, int status, const char *ctype, const char *body,
+                    size_t len, int close_after, const char *grpc_msg)
 {
     struct gw_req *r = c->req;
     if (r == NULL || r->resp_started) {
@@ -106,7 +124,7 @@ void gw_conn_respond(struct gw_conn *c, int status, const char *ctype, const cha
     gw_proxy_abort(c);
     if (r->has_body && !r->body_done)
         close_after = 1; /* the rest of the body can't be told from the next request */
-    if (r->phases & (GW_PHASE_HEADER_FILTER | GW_PHASE_BODY_FILTER | GW_PHASE_LOG)) {
+    if (grpc_msg || (r->phases & (GW_PHASE_HEADER_FILTER | GW_PHASE_BODY_FILTER | GW_PHASE_LOG))) {
         if (r->resp_source == GW_SRC_SERVICE)
             r->resp_source = GW_SRC_ERROR;
         if (r->resp_hdrs)
@@ -115,9 +133,18 @@ void gw_conn_respond(struct gw_conn *c, int status, const char *ctype, const cha
             gw_conn_close(c);
             return;
         }
-        gw_hlist_push(&r->pool, r->resp_hdrs, "Content-Type", 12, ctype, strlen(ctype));
-        gw_hlist_push(&r->pool, r->resp_hdrs, "Server", 6, "luagate/" GW_VERSION,
-                      sizeof("luagate/" GW_VERSION) - 1);
+        if (grpc_msg) {
+            ctype = "application/grpc";
+            body = "";
+            len = 0;
+        }
+        if (gw_hlist_push(&r->pool, r->resp_hdrs, "Content-Type", 12, ctype, strlen(ctype)) ||
+            gw_hlist_push(&r->pool, r->resp_hdrs, "Server", 6, "luagate/" GW_VERSION,
+                          sizeof("luagate/" GW_VERSION) - 1) ||
+            (grpc_msg && grpc_headers(r, status, grpc_msg) != GW_OK)) {
+            gw_conn_close(c);
+            return;
+        }
         respond_with_plugins(c, status, body, len, close_after);
         return;
     }
@@ -143,13 +170,20 @@ void gw_conn_respond(struct gw_conn *c, int status, const char *ctype, const cha
     gw_conn_response_done(c);
 }
 
+void gw_conn_respond(struct gw_conn *c, int status, const char *ctype, const char *body,
+                     size_t len, int close_after)
+{
+    respond(c, status, ctype, body, len, close_after, NULL);
+}
+
 void gw_conn_error(struct gw_conn *c, int status, const char *msg)
 {
     char body[256];
     int n = snprintf(body, sizeof(body), "{\"message\":\"%s\",\"request_id\":\"%s\"}", msg,
                      c->req ? c->req->id : "");
     int close_after = status == 400 || status == 408 || status == 413 || status == 431;
-    gw_conn_respond(c, status, "application/json; charset=utf-8", body, (size_t)n, close_after);
+    respond(c, status, "application/json; charset=utf-8", body, (size_t)n, close_after,
+            gw_grpc_request(c) ? msg : NULL);
 }
 
 void gw_conn_send_exit(struct gw_conn *c)
@@ -170,6 +204,14 @@ void gw_conn_send_exit(struct gw_conn *c)
         gw_hlist_push(&r->pool, r->resp_hdrs, "Server", 6, "luagate/" GW_VERSION,
                       sizeof("luagate/" GW_VERSION) - 1);
     r->resp_source = GW_SRC_EXIT;
+    const char *gs;
+    size_t gn;
+    if (gw_hlist_get(r->resp_hdrs, "grpc-status", 11, 0, &gs, &gn) == GW_OK && gn && gn < 4) {
+        r->has_grpc_status = 1; /* for the logs and metrics */
+        r->grpc_status = 0;
+        for (size_t i = 0; i < gn && gs[i] >= '0' && gs[i] <= '9'; i++)
+            r->grpc_status = r->grpc_status * 10 + (gs[i] - '0');
+    }
     respond_with_plugins(c, r->exit_status, r->exit_body.p ? r->exit_body.p : "",
                          r->exit_body.n, close_after);
 }

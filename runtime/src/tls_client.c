@@ -166,7 +166,8 @@ uint64_t gw_tls_client_conf_id(const struct gw_tls_client_conf *cc)
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     char head[64];
-    int k = snprintf(head, sizeof(head), "v%d d%d n%d|", cc->verify, cc->depth, cc->nca);
+    int k = snprintf(head, sizeof(head), "v%d d%d n%d h%d|", cc->verify, cc->depth, cc->nca,
+                     cc->h2);
     if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
         EVP_DigestUpdate(md, head, (size_t)k);
         for (int i = 0; i < cc->nca; i++)
@@ -286,6 +287,8 @@ struct gw_tls_client *gw_tls_client_new(const struct gw_tls_client_conf *cc, cha
         snprintf(err, errlen, "could not load the client certificate: %s", gw_tls_client_error());
         goto fail;
     }
+    if (cc->h2 && SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3) != 0)
+        goto fail_ssl;
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
     SSL_CTX_set_ex_data(ctx, ctx_idx, t);

@@ -10,6 +10,7 @@
 
 #include "gw/buf.h"
 #include "gw/core-t.h"
+#include "gw/h2_up.h"
 #include "gw/log.h"
 #include "gw/settings-t.h"
 #include "gw/tls_client.h"
@@ -64,6 +65,7 @@ void gw_upstream_free(struct gw_upstream *u)
         gw_tls_client_close(u->ssl);
         free(u->tls_name);
     }
+    gw_h2up_free(u->h2);
     close(u->fd);
     gw_buf_free(&u->in);
     gw_buf_free(&u->out);
@@ -81,7 +83,7 @@ static void idle_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 struct gw_upstream *gw_upstream_pool_get(const struct sockaddr *addr, socklen_t len,
-                                         uint64_t tls_id, const char *tls_name)
+                                         uint64_t tls_id, const char *tls_name, int h2)
 {
     if (!pool_ready)
         pool_init();
@@ -90,7 +92,8 @@ struct gw_upstream *gw_upstream_pool_get(const struct sockaddr *addr, socklen_t 
     for (struct gw_list *l = h->next; l != h; l = l->next) {
         struct gw_upstream *u = gw_container_of(l, struct gw_upstream, link);
         if (u->key == key && u->addrlen == len && memcmp(&u->addr, addr, len) == 0 &&
-            u->tls_id == tls_id && (tls_id == 0 || same_name(u->tls_name, tls_name))) {
+            u->tls_id == tls_id && (tls_id == 0 || same_name(u->tls_name, tls_name)) &&
+            (u->h2 != NULL) == (h2 != 0)) {
             gw_list_remove(l);
             pool_count[key % POOL_BUCKETS]--;
             /* the read watcher stays on (no epoll_ctl churn); the new owner

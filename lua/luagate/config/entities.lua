@@ -202,6 +202,25 @@ local function check_route(r)
 end
 
 
+-- Kong's grpc route subschema (chosen by the first protocol, as Kong's
+-- schema chooses subschemas for sets): strip_path defaults to false and
+-- cannot be true; methods, sources and destinations cannot be set.
+local function grpc_first(p)
+  if type(p) == "table" and (p[1] == "grpc" or p[1] == "grpcs") then
+    return true
+  end
+  return nil, "not a grpc route"
+end
+
+local function grpc_forbids(field, match)
+  return { conditional = {
+    if_field = "protocols", if_match = { custom_validator = grpc_first },
+    then_field = field, then_match = match,
+    then_err = "cannot set '" .. field .. "' when 'protocols' is 'grpc' or 'grpcs'",
+  } }
+end
+
+
 local routes = {
   name = "routes",
   fields = {
@@ -246,8 +265,20 @@ local routes = {
                           "snis", "sources", "destinations" },
         fn = check_route,
     } },
+    grpc_forbids("strip_path", { eq = false }),
+    grpc_forbids("methods", { eq = null }),
+    grpc_forbids("sources", { eq = null }),
+    grpc_forbids("destinations", { eq = null }),
   },
 }
+
+
+-- before validation: grpc routes default to strip_path false (Kong)
+local function route_pre(item)
+  if item.strip_path == nil and grpc_first(item.protocols) then
+    item.strip_path = false
+  end
+end
 
 
 -- after validation: header names are case-insensitive, kept lowercase
@@ -580,7 +611,8 @@ _M.register("ca_certificates", ca_certificates, nil)
 _M.register("services", services, nil,
             { key = "name", pre = service_pre,
               refs = { client_certificate = "certificates" } })
-_M.register("routes", routes, "services", { key = "name", post = route_post })
+_M.register("routes", routes, "services", { key = "name", pre = route_pre,
+                                            post = route_post })
 _M.register("consumers", consumers, nil, { key = "username" })
 _M.register("consumer_groups", consumer_groups, nil, { key = "name" })
 _M.register("upstreams", upstreams, nil, { key = "name" })

@@ -409,6 +409,7 @@ function _M.make_serialize(kong)
 
     local status = C.gw_ffi_resp_status(ptr)
     local up_status = C.gw_ffi_upstream_status(ptr)
+    local grpc_status = C.gw_ffi_resp_grpc_status(ptr)
 
     local tries_list = ctx.balancer_data and ctx.balancer_data.tries
     if type(tries_list) ~= "table" then
@@ -446,6 +447,8 @@ function _M.make_serialize(kong)
         status = status,
         headers = resp_headers,
         size = bytes_out,
+        -- beyond Kong: a gRPC response's status (trailers or the gateway's)
+        grpc_status = grpc_status >= 0 and grpc_status or nil,
       },
       tries = tries_list,
       latencies = {

@@ -16,11 +16,15 @@ local request = require "luagate.request"
 local private = require "luagate.pdk.private"
 
 local type = type
+local tostring = tostring
 local error = error
 local pairs = pairs
 local ipairs = ipairs
 local fmt = string.format
 local lower = string.lower
+local find = string.find
+local gsub = string.gsub
+local byte = string.byte
 local ffi_string = ffi.string
 
 local C = gw.C
@@ -48,6 +52,7 @@ local MIN_ERR_STATUS_CODE = 400
 local MIN_HEADERS, MAX_HEADERS = 1, 1000
 local DEFAULT_MAX_HEADERS = 100
 local CONTENT_TYPE_JSON = "application/json; charset=utf-8"
+local CONTENT_TYPE_GRPC = "application/grpc"
 
 local EXIT = request.EXIT
 
@@ -249,6 +254,53 @@ function _M.set_raw_body(body)
 end
 
 
+local function set_one(r, name, value)
+  C.gw_ffi_resp_set_header(r.ptr, HDR_SET, name, #name, value, #value, err_p)
+end
+
+
+-- Kong's gRPC rules for exit() and error(): when the response is gRPC
+-- (its Content-Type, or none and the request is gRPC over HTTP/2), the
+-- HTTP status stays, grpc-status is set from it unless a plugin set one,
+-- and a message goes in grpc-message (percent-encoded) instead of a body,
+-- unless the plugin gave a gRPC body of its own. Returns the body to send.
+local function grpc_body(r, status, body, level)
+  local ctype = header_value(r.ptr, C.gw_ffi_resp_header, "content-type")
+  local grpc_output = ctype ~= nil and
+                      find(lower(ctype), CONTENT_TYPE_GRPC, 1, true) == 1
+  if not grpc_output and (ctype ~= nil or C.gw_ffi_req_grpc(r.ptr) == 0) then
+    return body
+  end
+  local code
+  if header_value(r.ptr, C.gw_ffi_resp_header, "grpc-status") == nil then
+    code = C.gw_ffi_grpc_status_of(status)
+    set_one(r, "grpc-status", tostring(code))
+  end
+  if type(body) == "table" then
+    if grpc_output then
+      error("table body encoding with gRPC is not supported", level + 1)
+    end
+    if type(body.message) == "string" then
+      body = body.message
+    else
+      warn("body was removed because table body encoding with gRPC is " ..
+           "not supported")
+      body = nil
+    end
+  end
+  if body ~= nil and not grpc_output then
+    set_one(r, "grpc-message", (gsub(body, "[%%%c\128-\255]", function(ch)
+      return fmt("%%%02X", byte(ch))
+    end)))
+    return nil
+  end
+  if code and header_value(r.ptr, C.gw_ffi_resp_header, "grpc-message") == nil then
+    set_one(r, "grpc-message", ffi_string(C.gw_ffi_grpc_status_name(code)))
+  end
+  return body
+end
+
+
 -- Registers the response and stops the handler.
 local function send(r, status, body, headers, level)
   local has_content_type
@@ -261,6 +313,7 @@ local function send(r, status, body, headers, level)
     end
     set_headers(r, headers, level + 1)
   end
+  body = grpc_body(r, status, body, level + 1)
 
   if type(body) == "table" then
     local json, err = cjson.encode(body)
@@ -339,15 +392,21 @@ function _M.error(status, message, headers)
   local ct = headers["Content-Type"]
   local content_type = type(ct) == "table" and ct[1] or ct
   if ct == nil then
-    local accept = header_value(r.ptr, C.gw_ffi_req_header, "accept", true)
-    content_type = private.response_type(accept)
+    if C.gw_ffi_req_grpc(r.ptr) ~= 0 then
+      content_type = CONTENT_TYPE_GRPC
+    else
+      local accept = header_value(r.ptr, C.gw_ffi_req_header, "accept", true)
+      content_type = private.response_type(accept)
+    end
   end
   headers["Content-Type"] = content_type
 
-  local rid = private.ffi_str(C.gw_ffi_req_id, r.ptr) or ""
-  local body = private.error_body(content_type,
-                                  message or private.error_message(status),
-                                  rid)
+  local body
+  if content_type ~= CONTENT_TYPE_GRPC then
+    local rid = private.ffi_str(C.gw_ffi_req_id, r.ptr) or ""
+    body = private.error_body(content_type,
+                              message or private.error_message(status), rid)
+  end
   send(r, status, body, headers, 2)
 end
 

@@ -83,6 +83,7 @@ struct gw_service {
     char *host;              /* hostname or IP literal */
     int port;
     int https;               /* protocol https or grpcs: tls is set */
+    int grpc;                /* protocol grpc or grpcs: HTTP/2 to the upstream (h2_up.c) */
     char *path;              /* NULL when the service has no path */
     size_t path_len;
     char *host_header;       /* "host" or "host:port" when the port is not the default */

@@ -71,6 +71,7 @@ struct gw_head_ctx {
     int (*on_message_complete)(llhttp_t *p);
     int (*on_body)(llhttp_t *p, const char *at, size_t len); /* NULL: bodies pass raw */
     const char *trailer_value_end; /* end of the trailer value's last piece */
+    struct gw_buf *trailers;       /* when set: trailer lines recorded ("name: value\r\n") */
     int bad_trailer;               /* a trailer had a shape refused in heads */
     int trailer_named;             /* the current trailer line had a name */
 };
@@ -111,6 +112,8 @@ struct gw_req {
     int resp_done;            /* the whole response is in conn->out */
     int tries;
     int upstream_status;
+    int has_grpc_status;      /* grpc_status is set: the upstream's, or a gateway error's */
+    int grpc_status;
     int target;               /* balancer target of the current try, -1 */
     uint32_t tried;           /* bit i: target i was tried */
     int target_counted;       /* the target's connection count includes us */
@@ -159,6 +162,7 @@ struct gw_req {
     struct gw_hlist *up_resp_hdrs; /* the upstream's response headers, copied */
     int resp_decode;          /* body goes through body_filter or is buffered */
     int resp_chunked_out;     /* the client gets chunked encoding we make */
+    struct gw_buf trailers;   /* ... and the upstream's trailers, for its last chunk */
     struct gw_buf resp_body;  /* buffered upstream body (response phase) */
     const char *chunk;        /* body_filter: the current chunk */
     size_t chunk_len;
@@ -262,6 +266,7 @@ struct gw_upstream {
     char *tls_name;       /* the SNI / verified name it was made for, or NULL */
     int tls_handshake;    /* state GW_U_CONNECTING: the TCP part is done */
     int tls_want;         /* EV_READ/EV_WRITE OpenSSL waits for (0: none) */
+    struct gw_h2up *h2;   /* HTTP/2 (grpc and grpcs services), NULL: HTTP/1.1 */
 };
 
 #endif

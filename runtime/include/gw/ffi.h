@@ -102,6 +102,12 @@ int gw_ffi_upstream_resp_header_at(struct gw_req *r, int i, const char **name, s
 /* "service" when the response came from the upstream, "exit" when a plugin
  * produced it, "error" when the gateway did. */
 const char *gw_ffi_resp_source(struct gw_req *r);
+/* gRPC (gw/grpc.h): whether the request is a gRPC one; Kong's gRPC status
+ * of an HTTP status and its short name */
+int gw_ffi_req_grpc(struct gw_req *r);
+int gw_ffi_resp_grpc_status(struct gw_req *r); /* the response's grpc-status, -1: none */
+int gw_ffi_grpc_status_of(int http_status);
+const char *gw_ffi_grpc_status_name(int code);
 /* Ends the request with this response (access, rewrite, response phases; and
  * header_filter with no body). Headers are those set with
  * gw_ffi_resp_set_header after the call's reset (see below). */

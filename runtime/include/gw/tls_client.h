@@ -27,6 +27,7 @@ struct gw_tls_client_conf {
     const char *ca_file;  /* a PEM file of trusted CAs instead of ca_pem, or NULL */
     const char *cert_pem; /* client certificate (chain) and key, or NULL */
     const char *key_pem;
+    int h2;               /* ALPN offers h2 alone (grpcs services) */
 };
 
 /* Builds a context (refcount 1). NULL with a message in err (errlen bytes)

@@ -13,9 +13,10 @@ struct ssl_st;
 /* An idle pooled connection to addr, detached from the pool (its watchers
  * stopped), or NULL when there is none. tls_id (0: plain) and tls_name
  * (may be NULL) are the TLS identity the connection must have been made
- * with: a connection is never handed to another identity. */
+ * with: a connection is never handed to another identity. h2: an HTTP/2
+ * connection is wanted (never an HTTP/1.1 one, nor the reverse). */
 struct gw_upstream *gw_upstream_pool_get(const struct sockaddr *addr, socklen_t len,
-                                         uint64_t tls_id, const char *tls_name);
+                                         uint64_t tls_id, const char *tls_name, int h2);
 
 /* Starts a non-blocking connect. Returns the connection in state
  * GW_U_CONNECTING (or GW_U_ACTIVE when it connected at once), or NULL with

@@ -76,11 +76,12 @@ local function start_server(opts)
 end
 
 describe("gRPC", function()
-  local plain, secure, gw, h2c_port, tls_port
+  local plain, secure, h1, gw, h2c_port, tls_port
 
   lazy_setup(function()
     plain = start_server()
     secure = start_server({ tls = tls.certs.upstream })
+    h1 = helpers.mock_upstream()
     h2c_port = helpers.get_free_port()
     tls_port = helpers.get_free_port()
     local closed = helpers.get_free_port()
@@ -123,6 +124,11 @@ describe("gRPC", function()
           svc("down", fmt("grpc://127.0.0.1:%d", closed), {
             name = "down", protocols = { "grpc" }, hosts = { "down.test" },
           }),
+          -- an HTTP/1.1 server where HTTP/2 is expected
+          svc("wrongproto", fmt("grpc://127.0.0.1:%d", h1.port), {
+            name = "wrongproto", protocols = { "grpc" },
+            hosts = { "wrongproto.test" },
+          }),
           svc("logged", fmt("grpc://127.0.0.1:%d", plain.port), {
             name = "logged", protocols = { "grpc" }, hosts = { "logged.test" },
             plugins = { { name = "post-function", config = { log = { [[
@@ -148,6 +154,7 @@ describe("gRPC", function()
     helpers.stop_luagate(gw)
     if plain then plain.stop() end
     if secure then secure.stop() end
+    if h1 then h1.stop() end
   end)
 
   describe("calls through a grpc service", function()
@@ -234,6 +241,30 @@ describe("gRPC", function()
       assert.equal("after", res.responses[1].msg)
     end)
 
+    it("serves HTTP/1.1 clients, the trailers in the last chunk", function()
+      local payload = '{"msg":"over h1"}'
+      local framed = "\0" .. string.char(0, 0, 0, #payload) .. payload
+      local conn = assert(helpers.raw_connect(gw.proxy_port))
+      conn:send("POST /luagate.test.Echo/Unary HTTP/1.1\r\nHost: x\r\n" ..
+                "Content-Type: application/grpc\r\nTE: trailers\r\n" ..
+                "Content-Length: " .. #framed .. "\r\n\r\n" .. framed)
+      local data = ""
+      helpers.wait_until(function()
+        local chunk, err, partial = conn:receive(1)
+        data = data .. (chunk or partial or "")
+        return data:find("\r\n0\r\n.-\r\n\r\n$") ~= nil or err == "closed"
+      end, 10, 0)
+      conn:close()
+      assert.matches("^HTTP/1.1 200 OK\r\n", data)
+      assert.matches("\r\n[Tt]ransfer%-[Ee]ncoding: chunked\r\n", data)
+      assert.matches('"msg": "over h1"', data, 1, true)
+      -- the last chunk carries the upstream's trailers
+      local trailers = data:match("\r\n0\r\n(.-)\r\n\r\n$")
+      assert.truthy(trailers, data)
+      assert.matches("grpc%-status: 0", trailers)
+      assert.matches("x%-trailer: done", trailers)
+    end)
+
     it("serves gRPC clients over TLS (ALPN h2)", function()
       local res = call({ port = tls_port, tls = true, authority = "localhost",
                          data = { msg = "over tls" } })
@@ -288,6 +319,19 @@ describe("gRPC", function()
       assert.equal("INTERNAL", res.code)
       assert.equal("An invalid response was received from the upstream server",
                    res.details)
+    end)
+
+    it("an upstream that does not speak HTTP/2: INTERNAL, nothing else hurt", function()
+      local res = call({ port = h2c_port, authority = "wrongproto.test" })
+      assert.equal("INTERNAL", res.code)
+      assert.equal("An invalid response was received from the upstream server",
+                   res.details)
+      res = call({ port = h2c_port, data = { msg = "still here" } })
+      assert.equal("still here", res.responses[1].msg)
+      -- the mock answers the HTTP/2 preface with a close (or bytes that
+      -- are not frames): logged against that upstream either way
+      assert.matches(fmt("upstream 127.0.0.1:%d ", h1.port),
+                     helpers.read_file(gw.error_log), 1, true)
     end)
 
     it("the HTTP status stays, grpc-status and grpc-message are added", function()

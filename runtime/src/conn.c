@@ -106,7 +106,8 @@ static void req_free(struct gw_conn *c)
     gw_buf_free(&r->scratch);
     gw_buf_free(&r->body_buf);
     gw_buf_free(&r->resp_body);
-    gw_buf_free(&r->trailers);
+    if (r->trailers.data) /* rare (gRPC through body_filter plugins): no call */
+        gw_buf_free(&r->trailers);
     gw_buf_free(&r->chunk_out);
     gw_compress_free(&r->zc);
     gw_buf_free(&r->zout);

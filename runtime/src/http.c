@@ -57,17 +57,59 @@ static int record_trailer(struct gw_head_ctx *x, const char *p, size_t n)
     return gw_buf_append(x->trailers, p, n);
 }
 
+/* The trailer halves of the three callbacks below, out of line: the heads'
+ * path stays short. */
+#define COLD __attribute__((noinline, cold))
+
+static COLD int trailer_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_head_ctx *x = CTX(p);
+    if (len > 0) /* llhttp calls this with no bytes for an empty name */
+        x->trailer_named = 1;
+    if (x->trailers && record_trailer(x, at, len) != 0)
+        return HPE_USER;
+    return bad_trailer(p, at, len, 0);
+}
+
+static COLD int trailer_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct gw_head_ctx *x = CTX(p);
+    /* a value that does not continue where its last piece ended was folded
+     * onto a new line (obs-fold) */
+    if (x->trailer_value_end && at != x->trailer_value_end) {
+        x->bad_trailer = 1;
+        return HPE_USER;
+    }
+    if (x->trailers && ((x->trailer_value_end == NULL && record_trailer(x, ": ", 2)) ||
+                        record_trailer(x, at, len)))
+        return HPE_USER;
+    x->trailer_value_end = at + len;
+    return bad_trailer(p, at, len, 1);
+}
+
+static COLD int trailer_value_complete(llhttp_t *p)
+{
+    struct gw_head_ctx *x = CTX(p);
+    int had_value = x->trailer_value_end != NULL;
+    x->trailer_value_end = NULL;
+    /* a trailer line with an empty name (llhttp lets it through there) */
+    if (!x->trailer_named) {
+        x->bad_trailer = 1;
+        return HPE_USER;
+    }
+    x->trailer_named = 0;
+    if (x->trailers &&
+        ((!had_value && record_trailer(x, ": ", 2)) || record_trailer(x, "\r\n", 2)))
+        return HPE_USER;
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct gw_head_ctx *x = CTX(p);
     struct gw_head *h = x->head;
-    if (h == NULL || h->complete) { /* trailers: not part of the head */
-        if (len > 0) /* llhttp calls this with no bytes for an empty name */
-            x->trailer_named = 1;
-        if (x->trailers && record_trailer(x, at, len) != 0)
-            return HPE_USER;
-        return bad_trailer(p, at, len, 0);
-    }
+    if (h == NULL || h->complete) /* trailers: not part of the head */
+        return trailer_field(p, at, len);
     if (!h->parsing_value) {
         if (h->nhdr == GW_MAX_HEADERS)
             return HPE_USER; /* too many headers: answered 431 */
@@ -85,19 +127,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct gw_head_ctx *x = CTX(p);
-    if (x->head == NULL || x->head->complete) {
-        /* a value that does not continue where its last piece ended was
-         * folded onto a new line (obs-fold) */
-        if (x->trailer_value_end && at != x->trailer_value_end) {
-            x->bad_trailer = 1;
-            return HPE_USER;
-        }
-        if (x->trailers && ((x->trailer_value_end == NULL && record_trailer(x, ": ", 2)) ||
-                            record_trailer(x, at, len)))
-            return HPE_USER;
-        x->trailer_value_end = at + len;
-        return bad_trailer(p, at, len, 1);
-    }
+    if (x->head == NULL || x->head->complete)
+        return trailer_value(p, at, len);
     struct gw_hdr *e = &x->head->hdr[x->head->nhdr];
     if (e->value_len == 0)
         e->value = (uint32_t)(at - x->base);
@@ -108,21 +139,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *p)
 {
     struct gw_head *h = CTX(p)->head;
-    struct gw_buf *tr = CTX(p)->trailers;
-    int had_value = CTX(p)->trailer_value_end != NULL;
-    CTX(p)->trailer_value_end = NULL;
-    if (h == NULL || h->complete) {
-        /* a trailer line with an empty name (llhttp lets it through there) */
-        if (!CTX(p)->trailer_named) {
-            CTX(p)->bad_trailer = 1;
-            return HPE_USER;
-        }
-        CTX(p)->trailer_named = 0;
-        if (tr && ((!had_value && record_trailer(CTX(p), ": ", 2)) ||
-                   record_trailer(CTX(p), "\r\n", 2)))
-            return HPE_USER;
-        return 0;
-    }
+    if (h == NULL || h->complete)
+        return trailer_value_complete(p);
     struct gw_hdr *e = &h->hdr[h->nhdr];
     const char *base = CTX(p)->base;
     while (e->value_len > 0 &&

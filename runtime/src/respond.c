@@ -105,8 +105,11 @@ static int grpc_headers(struct gw_req *r, int status, const char *msg)
     r->grpc_status = gw_grpc_status_of(status);
     code_len = snprintf(code, sizeof(code), "%d", r->grpc_status);
     size_t n = gw_grpc_message_encode(msg, strlen(msg), enc, sizeof(enc));
-    return gw_hlist_push(&r->pool, r->resp_hdrs, "grpc-status", 11, code, (size_t)code_len) ||
-                   gw_hlist_push(&r->pool, r->resp_hdrs, "grpc-message", 12, enc, n)
+    /* copied into the pool: code and enc are this frame's */
+    return gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_ADD, "grpc-status", 11, code,
+                          (size_t)code_len) != GW_OK ||
+                   gw_hlist_apply(&r->pool, r->resp_hdrs, GW_HDR_ADD, "grpc-message", 12, enc,
+                                  n) != GW_OK
                ? GW_ERROR
                : GW_OK;
 }

@@ -132,12 +132,15 @@ static struct gw_conn *conn_new(int fd, const struct gw_listen *ls,
     struct gw_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         gw_log(GW_LOG_ERR, "out of memory accepting a connection");
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         return NULL;
     }
     c->fd = fd;
     c->listen = ls;
-    if (sa->ss_family == AF_INET) {
+    if (sa == NULL) {
+        /* an HTTP/2 stream: the caller copies its parent's address */
+    } else if (sa->ss_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
         c->peer_port = ntohs(s4->sin_port);
@@ -153,8 +156,10 @@ static struct gw_conn *conn_new(int fd, const struct gw_listen *ls,
     c->hctx.on_headers_complete = on_req_headers_complete;
     c->hctx.on_message_complete = on_req_message_complete;
     ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
-    c->events = EV_READ;
-    ev_io_start(loop, &c->io);
+    if (fd >= 0) { /* a bridge (fd -1) has no socket to watch: it is poked */
+        c->events = EV_READ;
+        ev_io_start(loop, &c->io);
+    }
     ev_init(&c->timer, conn_timer_cb);
     c->state = GW_C_HEAD;
     if (tls) {
@@ -185,13 +190,15 @@ int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_stor
     return GW_OK;
 }
 
-struct gw_conn *gw_conn_adopt_stream(int fd, const struct gw_listen *ls,
-                                     const struct sockaddr_storage *peer, const char *local_ip,
-                                     struct ssl_st *tls_info, struct gw_h2_stream *s)
+struct gw_conn *gw_conn_adopt_stream(const struct gw_listen *ls, const struct gw_conn *parent,
+                                     const char *local_ip, struct ssl_st *tls_info,
+                                     struct gw_h2_stream *s)
 {
-    struct gw_conn *c = conn_new(fd, ls, peer, 0);
+    struct gw_conn *c = conn_new(-1, ls, NULL, 0);
     if (c == NULL)
         return NULL;
+    memcpy(c->peer_ip, parent->peer_ip, sizeof(c->peer_ip));
+    c->peer_port = parent->peer_port;
     c->http2 = 1;
     c->bridge = calloc(1, sizeof(*c->bridge));
     if (c->bridge == NULL) {
@@ -199,7 +206,11 @@ struct gw_conn *gw_conn_adopt_stream(int fd, const struct gw_listen *ls,
         return NULL;
     }
     c->bridge->stream = s;
-    snprintf(c->bridge->local_ip, sizeof(c->bridge->local_ip), "%s", local_ip ? local_ip : "");
+    size_t ll = local_ip ? strlen(local_ip) : 0;
+    if (ll >= sizeof(c->bridge->local_ip))
+        ll = 0;
+    memcpy(c->bridge->local_ip, local_ip, ll);
+    c->bridge->local_ip[ll] = '\0';
     if (tls_info && SSL_up_ref(tls_info) == 1)
         c->bridge->tls = tls_info;
     gw_conn_update(c);
@@ -257,7 +268,8 @@ void gw_conn_close(struct gw_conn *c)
         free(c->bridge);
     }
     gw_tls_close(c->ssl);
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     gw_buf_free(&c->in);
     gw_buf_free(&c->out);
     gw_list_remove(&c->link);
@@ -326,7 +338,10 @@ void gw_conn_update(struct gw_conn *c)
     }
     if (c->ssl && c->tls_want_write && (ev & EV_READ))
         ev = (ev & ~EV_READ) | EV_WRITE; /* TLS: the read waits for a write first */
-    if (ev != c->events) {
+    if (c->bridge) { /* no socket: what is ready is fed */
+        c->events = ev;
+        gw_conn_bridge_poke(c);
+    } else if (ev != c->events) {
         ev_io_stop(loop, &c->io);
         ev_io_set(&c->io, c->fd, ev);
         if (ev)
@@ -343,6 +358,13 @@ void gw_conn_update(struct gw_conn *c)
      * readable; they are read now (a stopped watcher lost any fed event) */
     if (c->ssl && (ev & EV_READ) && SSL_pending(c->ssl) > 0)
         ev_feed_event(loop, &c->io, EV_READ);
+}
+
+void gw_conn_bridge_poke(struct gw_conn *c)
+{
+    int ready = gw_h2_bridge_ready(c->bridge->stream, c->events);
+    if (ready)
+        ev_feed_event(gw_worker->loop, &c->io, ready);
 }
 
 /* Ends the request: log, release, then close or wait for the next request.
@@ -388,8 +410,16 @@ int gw_conn_flush(struct gw_conn *c)
     struct gw_buf *b = &c->out;
     while (gw_buf_pending(b)) {
         int ww;
-        ssize_t n = c->ssl ? gw_tls_write(c->ssl, b->data + b->off, gw_buf_pending(b), &ww)
-                           : write(c->fd, b->data + b->off, gw_buf_pending(b));
+        ssize_t n;
+        if (c->bridge) {
+            n = gw_h2_bridge_write(c->bridge->stream, b->data + b->off, gw_buf_pending(b));
+            if (n < 0)
+                errno = n == -1 ? EAGAIN : EPIPE;
+            n = n < 0 ? -1 : n;
+        } else {
+            n = c->ssl ? gw_tls_write(c->ssl, b->data + b->off, gw_buf_pending(b), &ww)
+                       : write(c->fd, b->data + b->off, gw_buf_pending(b));
+        }
         if (n == -1) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -449,6 +479,11 @@ static ssize_t conn_read(struct gw_conn *c, size_t max)
             c->tls_want_write = ww;
             if (n > 0 && SSL_pending(c->ssl) > 0) /* more than the buffer took */
                 ev_feed_event(gw_worker->loop, &c->io, EV_READ);
+        } else if (c->bridge) {
+            n = gw_h2_bridge_read(c->bridge->stream, c->in.data + c->in.len,
+                                  c->in.cap - c->in.len);
+            if (n == -1)
+                errno = EAGAIN;
         } else {
             n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
         }

@@ -3,13 +3,15 @@
  * The HTTP/2 connection (state GW_C_H2) owns an nghttp2 server session:
  * what conn.c reads from the socket or TLS goes to nghttp2_session_mem_recv,
  * and nghttp2_session_mem_send output is appended to c->out and flushed by
- * gw_conn_flush. Each request stream gets a socketpair: one end is adopted
- * as an ordinary client connection (gw_conn_adopt_stream), which routes,
- * runs plugins, proxies, logs and counts metrics exactly as for HTTP/1.1;
- * the stream writes an HTTP/1.1 request into the other end and parses the
- * HTTP/1.1 response coming back, which becomes HEADERS and DATA frames.
- * Nothing of the request path had to learn HTTP/2; the price is two file
- * descriptors and one extra copy per stream.
+ * gw_conn_flush. Each request stream gets a bridge: an ordinary client
+ * connection without a socket (gw_conn_adopt_stream), which routes, runs
+ * plugins, proxies, logs and counts metrics exactly as for HTTP/1.1. The
+ * stream queues an HTTP/1.1 request in s->req, which the connection reads
+ * (gw_h2_bridge_read), and the connection's writes (gw_h2_bridge_write)
+ * are the HTTP/1.1 response, parsed at once into HEADERS and DATA frames.
+ * Nothing of the request path had to learn HTTP/2; the price is one extra
+ * copy each way and a second parse of the heads, no system call: readiness
+ * is fed to the connection's watcher (gw_conn_bridge_poke).
  *
  * Memory is bounded both ways. Request DATA is given back to flow control
  * (nghttp2_session_consume; automatic window updates are off) only once it
@@ -22,14 +24,13 @@
  * queue frames and mark state; closing happens in gw_h2_send, after the
  * session returned. */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "gw/buf.h"
 #include "gw/conn.h"
@@ -53,7 +54,6 @@ struct gw_h2 {
     nghttp2_session *ses;
     struct gw_list streams;        /* struct gw_h2_stream.link: every live stream */
     int nstreams;
-    struct sockaddr_storage peer;  /* the client's address, given to each bridge */
     char local_ip[INET6_ADDRSTRLEN]; /* the address the client connected to ("": unknown) */
     int draining;                  /* GOAWAY(NO_ERROR) sent: close when no stream is left */
     int nlinger;                   /* streams answered whose request did not end */
@@ -66,9 +66,9 @@ struct gw_h2_stream {
     struct gw_list link;
     struct gw_h2 *h2;
     int32_t id;
-    int fd;                 /* our end of the bridge; -1 before it exists and once closed */
-    ev_io io;
-    int events;
+    int open;               /* the bridge carries bytes both ways (0 before and once closed) */
+    int paused;             /* the bridge's last write waited for body to drain */
+    ev_io io;               /* never started: the bridge's close is fed to it */
     struct gw_conn *bridge; /* the bridged client connection; NULL once it closed */
     /* ---- the request, as HTTP/1.1 ---- */
     char *method, *path, *authority; /* pseudo-headers (malloc) */
@@ -127,34 +127,26 @@ static void h2_consume(struct gw_h2 *h2, int32_t id, size_t n)
 
 /* ---- streams ---- */
 
+/* The frames streams queued go out before the loop polls again. */
+static void schedule_send(struct gw_h2 *h2)
+{
+    if (!ev_is_active(&h2->send_w))
+        ev_prepare_start(gw_worker->loop, &h2->send_w);
+}
+
+/* What the bridged connection waits for may be there: tell it. */
 static void stream_update(struct gw_h2_stream *s)
 {
-    int ev = 0;
-    if (s->fd >= 0) {
-        if (gw_buf_pending(&s->req))
-            ev |= EV_WRITE;
-        if (!s->msg_done && !s->failed && gw_buf_pending(&s->body) < H2_BODY_HIGH)
-            ev |= EV_READ;
-    }
-    if (ev == s->events)
-        return;
-    struct ev_loop *loop = gw_worker->loop;
-    ev_io_stop(loop, &s->io);
-    if (ev) {
-        ev_io_set(&s->io, s->fd, ev);
-        ev_io_start(loop, &s->io);
-    }
-    s->events = ev;
+    if (s->bridge)
+        gw_conn_bridge_poke(s->bridge);
 }
 
 static void stream_close_bridge(struct gw_h2_stream *s)
 {
-    if (s->fd < 0)
+    if (!s->open)
         return;
-    ev_io_stop(gw_worker->loop, &s->io);
-    s->events = 0;
-    close(s->fd); /* the bridged connection sees EOF: it aborts what it still does */
-    s->fd = -1;
+    s->open = 0;
+    stream_update(s); /* the bridged connection sees EOF: it aborts what it still does */
 }
 
 /* Frees a stream. live: the session still exists (flow control is
@@ -163,6 +155,7 @@ static void stream_free(struct gw_h2_stream *s, int live)
 {
     struct gw_h2 *h2 = s->h2;
     stream_close_bridge(s);
+    ev_io_stop(gw_worker->loop, &s->io); /* a fed event must not outlive s */
     if (s->bridge && s->bridge->bridge)
         s->bridge->bridge->stream = NULL;
     if (live) {
@@ -189,6 +182,67 @@ static void stream_free(struct gw_h2_stream *s, int live)
 void gw_h2_bridge_closed(struct gw_h2_stream *s)
 {
     s->bridge = NULL;
+    if (s->open) { /* its EOF: the response ends here, or is cut (stream_read) */
+        s->open = 0;
+        ev_feed_event(gw_worker->loop, &s->io, EV_READ);
+    }
+}
+
+ssize_t gw_h2_bridge_read(struct gw_h2_stream *s, char *dst, size_t room)
+{
+    if (s == NULL || !s->open)
+        return 0;
+    size_t n = gw_buf_pending(&s->req);
+    if (n == 0)
+        return -1;
+    if (n > room)
+        n = room;
+    memcpy(dst, s->req.data + s->req.off, n);
+    gw_buf_consume(&s->req, n);
+    if (gw_buf_pending(&s->req) == 0) { /* all of it went: flow control gets it back */
+        h2_consume(s->h2, s->id, s->unconsumed);
+        s->unconsumed = 0;
+        gw_buf_free(&s->req);
+        schedule_send(s->h2);
+    }
+    return (ssize_t)n;
+}
+
+static void stream_parse(struct gw_h2_stream *s, size_t from);
+static void stream_fail(struct gw_h2_stream *s, const char *why);
+
+ssize_t gw_h2_bridge_write(struct gw_h2_stream *s, const char *p, size_t n)
+{
+    if (s == NULL || !s->open || s->failed || s->msg_done)
+        return -2;
+    if (gw_buf_pending(&s->body) >= H2_BODY_HIGH) { /* data_read pokes once it drained */
+        s->paused = 1;
+        return -1;
+    }
+    if (n > H2_BODY_HIGH)
+        n = H2_BODY_HIGH;
+    if (gw_buf_reserve(&s->in, n, 0) != 0) {
+        stream_fail(s, "out of memory");
+        return -2;
+    }
+    size_t from = s->in.len;
+    memcpy(s->in.data + s->in.len, p, n);
+    s->in.len += n;
+    stream_parse(s, from);
+    schedule_send(s->h2);
+    return (ssize_t)n;
+}
+
+int gw_h2_bridge_ready(const struct gw_h2_stream *s, int events)
+{
+    int ready = 0;
+    int closed = s == NULL || !s->open;
+    if ((events & EV_READ) && (closed || gw_buf_pending(&s->req)))
+        ready |= EV_READ;
+    if ((events & EV_WRITE) && (closed || s->failed || s->msg_done ||
+                                gw_buf_pending(&s->body) < H2_BODY_HIGH))
+        ready |= EV_WRITE;
+    return ready;
 }
 
 /* The stream cannot be served: RST_STREAM(INTERNAL_ERROR). The stream is
@@ -205,31 +259,21 @@ static void stream_fail(struct gw_h2_stream *s, const char *why)
     stream_close_bridge(s);
 }
 
-/* Moves queued request bytes into the bridge; once all of them went,
- * their DATA payload is given back to flow control. */
+/* Queued request bytes wait in s->req for the bridged connection to read
+ * them (gw_h2_bridge_read gives their DATA payload back to flow control);
+ * a bridge that closed takes no more: the rest of the body has nowhere to
+ * go. */
 static void stream_write(struct gw_h2_stream *s)
 {
-    while (s->fd >= 0 && !s->wdead && gw_buf_pending(&s->req)) {
-        ssize_t n = send(s->fd, s->req.data + s->req.off, gw_buf_pending(&s->req), MSG_NOSIGNAL);
-        if (n == -1) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            /* the bridged connection ended early (it answered before the
-             * body, or failed): the rest of the body has nowhere to go */
-            s->wdead = 1;
-            break;
-        }
-        gw_buf_consume(&s->req, (size_t)n);
-    }
-    if (s->wdead)
+    if (!s->open && !s->wdead)
+        s->wdead = 1;
+    if (s->wdead && gw_buf_pending(&s->req)) {
         s->req.off = s->req.len = 0;
-    if (gw_buf_pending(&s->req) == 0) {
         h2_consume(s->h2, s->id, s->unconsumed);
         s->unconsumed = 0;
         gw_buf_free(&s->req);
     }
+    stream_update(s);
 }
 
 /* Appends one request line or header line piece by piece. */
@@ -308,17 +352,11 @@ static void stream_begin(struct gw_h2_stream *s, int end_stream)
         return;
     }
 
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == -1) {
-        gw_log(GW_LOG_ERR, "socketpair() failed: %s", strerror(errno));
-        stream_fail(s, "no bridge");
-        return;
-    }
-    s->fd = sv[0];
-    ev_io_init(&s->io, stream_io_cb, s->fd, 0);
-    s->bridge = gw_conn_adopt_stream(sv[1], h2->conn->listen, &h2->peer, h2->local_ip,
+    s->open = 1;
+    s->bridge = gw_conn_adopt_stream(h2->conn->listen, h2->conn, h2->local_ip,
                                      gw_conn_tls(h2->conn), s);
     if (s->bridge == NULL) {
+        s->open = 0;
         stream_fail(s, "could not adopt the bridge");
         return;
     }
@@ -330,7 +368,6 @@ static void stream_begin(struct gw_h2_stream *s, int end_stream)
         nghttp2_submit_headers(h2->ses, NGHTTP2_FLAG_NONE, s->id, NULL, &nv, 1, NULL);
     }
     stream_write(s);
-    stream_update(s);
 }
 
 /* The client's END_STREAM: a chunked body gets its last chunk. */
@@ -339,13 +376,12 @@ static void stream_req_end(struct gw_h2_stream *s)
     if (s->ended)
         return;
     s->ended = 1;
-    if (s->chunked && !s->wdead && s->fd >= 0) {
+    if (s->chunked && !s->wdead && s->open) {
         if (gw_buf_appends(&s->req, "0\r\n\r\n") != 0) {
             stream_fail(s, "out of memory");
             return;
         }
         stream_write(s);
-        stream_update(s);
     }
 }
 
@@ -404,8 +440,10 @@ static ssize_t data_read(nghttp2_session *ses, int32_t id, uint8_t *buf, size_t 
         s->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;
     }
-    if (!(s->events & EV_READ))
-        stream_update(s); /* below the mark again: the bridge is read */
+    if (s->paused && gw_buf_pending(&s->body) < H2_BODY_HIGH) {
+        s->paused = 0;
+        stream_update(s); /* below the mark again: the bridge may write */
+    }
     return (ssize_t)n;
 }
 
@@ -419,10 +457,9 @@ static struct gw_h2_stream *stream_of_parser(llhttp_t *p)
 static int stream_submit_head(struct gw_h2_stream *s, int status, int body, int empty)
 {
     nghttp2_nv nv[GW_MAX_HEADERS + 1];
-    char st[8];
-    snprintf(st, sizeof(st), "%d", status);
-    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st),
-                         NGHTTP2_NV_FLAG_NONE};
+    char st[3] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                  (char)('0' + status % 10)}; /* llhttp gives 100..999 */
+    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, 3, NGHTTP2_NV_FLAG_NONE};
     size_t nnv = 1;
     for (int i = 0; i < s->head.nhdr; i++) {
         const struct gw_hdr *h = &s->head.hdr[i];
@@ -511,34 +548,19 @@ static void stream_parse(struct gw_h2_stream *s, size_t from)
     stream_parsed(s);
 }
 
+/* The bridged connection closed: a response without length ends here,
+ * any other is cut. */
 static void stream_read(struct gw_h2_stream *s)
 {
-    for (int i = 0; i < 4 && s->fd >= 0 && !s->failed && !s->msg_done &&
-                    gw_buf_pending(&s->body) < H2_BODY_HIGH;
-         i++) {
-        if (gw_buf_reserve(&s->in, 16384, 0) != 0) {
-            stream_fail(s, "out of memory");
-            return;
-        }
-        ssize_t n = read(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len);
-        if (n == -1 && errno == EINTR)
-            continue;
-        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (n <= 0) { /* EOF: a response without length ends here, any other is cut */
-            if (llhttp_get_errno(&s->parser) == HPE_OK)
-                llhttp_finish(&s->parser);
-            if (!s->msg_done) {
-                stream_fail(s, "the bridged response ended early");
-                return;
-            }
-            stream_parsed(s);
-            return;
-        }
-        size_t from = s->in.len;
-        s->in.len += (size_t)n;
-        stream_parse(s, from);
+    if (s->open || s->failed || s->msg_done)
+        return;
+    if (llhttp_get_errno(&s->parser) == HPE_OK)
+        llhttp_finish(&s->parser);
+    if (!s->msg_done) {
+        stream_fail(s, "the bridged response ended early");
+        return;
     }
+    stream_parsed(s);
 }
 
 /* Runs before the loop polls again: the frames of every stream that got
@@ -554,14 +576,9 @@ static void send_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct gw_h2_stream *s = gw_container_of(w, struct gw_h2_stream, io);
-    struct gw_h2 *h2 = s->h2;
-    if (revents & EV_WRITE)
-        stream_write(s);
     if (revents & EV_READ)
         stream_read(s);
-    stream_update(s);
-    if (!ev_is_active(&h2->send_w))
-        ev_prepare_start(loop, &h2->send_w);
+    schedule_send(s->h2);
 }
 
 /* ---- session callbacks ---- */
@@ -571,12 +588,16 @@ static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, vo
     struct gw_h2 *h2 = ud;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    struct gw_h2_stream *s = calloc(1, sizeof(*s));
+    /* zeroed but for the response head's header array (nhdr bounds it) */
+    struct gw_h2_stream *s = malloc(sizeof(*s));
     if (s == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM for this stream */
+    size_t after = offsetof(struct gw_h2_stream, head) + sizeof(s->head);
+    memset(s, 0, offsetof(struct gw_h2_stream, head.hdr));
+    memset((char *)s + after, 0, sizeof(*s) - after);
     s->h2 = h2;
     s->id = frame->hd.stream_id;
-    s->fd = -1;
+    ev_init(&s->io, stream_io_cb);
     s->hctx.head = &s->head;
     s->hctx.status_off = &s->status_off;
     s->hctx.status_len = &s->status_len;
@@ -665,7 +686,7 @@ static int on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t id, const 
 {
     struct gw_h2 *h2 = ud;
     struct gw_h2_stream *s = nghttp2_session_get_stream_user_data(ses, id);
-    if (s == NULL || s->fd < 0 || s->wdead) {
+    if (s == NULL || !s->open || s->wdead) {
         h2_consume(h2, id, len); /* nobody reads it: the window opens again at once */
         return 0;
     }
@@ -680,7 +701,6 @@ static int on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t id, const 
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     s->unconsumed += len;
     stream_write(s);
-    stream_update(s);
     return 0;
 }
 
@@ -788,15 +808,6 @@ void gw_h2_start(struct gw_conn *c)
     gw_list_init(&h2->streams);
     ev_prepare_init(&h2->send_w, send_prepare_cb);
     h2->rst_window = ev_now(gw_worker->loop);
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&h2->peer;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h2->peer;
-    if (inet_pton(AF_INET, c->peer_ip, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(c->peer_port);
-    } else if (inet_pton(AF_INET6, c->peer_ip, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(c->peer_port);
-    }
     struct sockaddr_storage local;
     socklen_t llen = sizeof(local);
     if (getsockname(c->fd, (struct sockaddr *)&local, &llen) == 0) {

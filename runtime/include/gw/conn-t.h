@@ -211,9 +211,9 @@ struct gw_conn {
     struct gw_bridge *bridge;  /* an HTTP/2 stream's bridge: what it keeps of its parent */
 };
 
-/* What the connection that serves an HTTP/2 stream (a socketpair's end,
- * h2.c) keeps of the HTTP/2 connection it came from; allocated for those
- * only, so that every other connection stays small. */
+/* What the connection that serves an HTTP/2 stream (a bridge without a
+ * socket, h2.c) keeps of the HTTP/2 connection it came from; allocated for
+ * those only, so that every other connection stays small. */
 struct gw_bridge {
     struct gw_h2_stream *stream;     /* NULL once the stream ended */
     struct ssl_st *tls;              /* the parent's TLS session, a reference held

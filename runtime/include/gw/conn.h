@@ -11,15 +11,20 @@
  * fd is closed). */
 int gw_conn_adopt(int fd, const struct gw_listen *ls, const struct sockaddr_storage *peer);
 
-/* Serves one end of an HTTP/2 stream's bridge (h2.c) as a client connection
- * of ls: peer is the HTTP/2 client's address, local_ip the address it
- * connected to ("" if unknown), tls_info the parent's SSL or NULL (a
- * reference is taken), s the stream, told when the connection closes. The
- * connection, or NULL (fd closed). */
+/* Serves an HTTP/2 stream (h2.c) as a client connection of ls without a
+ * socket: its I/O is the stream's bridge (gw_h2_bridge_read/write). parent
+ * is the HTTP/2 connection (its client address is copied), local_ip the
+ * address the client connected to ("" if unknown), tls_info the parent's
+ * SSL or NULL (a reference is taken), s the stream, told when the
+ * connection closes. The connection, or NULL. */
 struct gw_h2_stream;
-struct gw_conn *gw_conn_adopt_stream(int fd, const struct gw_listen *ls,
-                                     const struct sockaddr_storage *peer, const char *local_ip,
-                                     struct ssl_st *tls_info, struct gw_h2_stream *s);
+struct gw_conn *gw_conn_adopt_stream(const struct gw_listen *ls, const struct gw_conn *parent,
+                                     const char *local_ip, struct ssl_st *tls_info,
+                                     struct gw_h2_stream *s);
+
+/* A bridge connection's stream changed (bytes to read, room to write, or
+ * closed): the connection's watcher gets what it waits for that is ready. */
+void gw_conn_bridge_poke(struct gw_conn *c);
 
 /* Listener callback: accepts every pending connection. */
 void gw_conn_accept_cb(struct ev_loop *loop, ev_io *w, int revents);

@@ -1,12 +1,14 @@
 /* HTTP/2 to clients (server side). A connection that negotiated h2 (ALPN
  * on a TLS listener with the http2 flag) or sent the preface on a plain
- * http2 listener becomes a session; each of its streams is bridged through
- * a socketpair to an ordinary HTTP/1.1 client connection (gw_conn), so the
- * request path (routing, plugins, proxying, logs) serves it unchanged. */
+ * http2 listener becomes a session; each of its streams is bridged, in
+ * memory, to an ordinary HTTP/1.1 client connection (gw_conn) without a
+ * socket, so the request path (routing, plugins, proxying, logs) serves it
+ * unchanged. */
 #ifndef GW_H2_H
 #define GW_H2_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct gw_conn;
 struct gw_h2_stream;
@@ -55,7 +57,17 @@ void gw_h2_timeout(struct gw_conn *c);
 void gw_h2_free(struct gw_conn *c);
 
 /* From gw_conn_close of a stream's bridge connection: the stream forgets
- * it (it still reads what the bridge holds). */
+ * it; a response it had not finished is cut (RST_STREAM). */
 void gw_h2_bridge_closed(struct gw_h2_stream *s);
+
+/* The bridge connection's I/O (conn.c), in place of read(2) and write(2)
+ * on a socket; s may be NULL (the stream is gone: EOF both ways).
+ * gw_h2_bridge_read: request bytes into dst: > 0, 0 at EOF, -1 none yet.
+ * gw_h2_bridge_write: response bytes: how many the stream took, -1 none
+ * now (it pokes the connection when it takes more), -2 the stream closed.
+ * gw_h2_bridge_ready: which of events (EV_READ, EV_WRITE) would not wait. */
+ssize_t gw_h2_bridge_read(struct gw_h2_stream *s, char *dst, size_t room);
+ssize_t gw_h2_bridge_write(struct gw_h2_stream *s, const char *p, size_t n);
+int gw_h2_bridge_ready(const struct gw_h2_stream *s, int events);
 
 #endif

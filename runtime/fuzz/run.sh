@@ -2,6 +2,8 @@
 # Builds the end-to-end request-path fuzzer (libFuzzer + ASan + UBSan; the
 # real runtime, a fake upstream in the same loop) into build/fuzz/ and runs
 # it on a copy of the seed corpus for FUZZ_SECONDS (default 600).
+# FUZZ_TARGET=h2up builds and runs the upstream HTTP/2 codec's target
+# instead (runtime/fuzz/h2up_fuzzer.c: a scripted HTTP/2 server).
 # Exits non-zero when the fuzzer finds a crash, a leak or a failed check;
 # reproducers are left in build/fuzz/artifacts/ (crash-*, leak-*, timeout-*).
 #
@@ -18,7 +20,8 @@ cd "$(dirname "$0")/../.."
 
 CC=${CC:-clang}
 OUT=build/fuzz
-BIN=$OUT/request_fuzzer
+TARGET=${FUZZ_TARGET:-request}
+BIN=$OUT/${TARGET}_fuzzer
 LLHTTP_DIR=/usr/share/llhttp
 mkdir -p "$OUT"
 
@@ -30,6 +33,15 @@ CFLAGS="-g -O1 -fno-omit-frame-pointer $SAN -D_GNU_SOURCE -Iruntime/include \
 for f in api http llhttp; do
     $CC $CFLAGS -w -c -o "$OUT/llhttp_$f.o" "$LLHTTP_DIR/$f.c"
 done
+if [ "$TARGET" = h2up ]; then
+    # the codec and what it uses: no runtime, no Lua
+    $CC $CFLAGS -std=c11 -Wall -Wextra -Wno-unused-parameter -o "$BIN" \
+        runtime/fuzz/h2up_fuzzer.c runtime/src/h2_up.c runtime/src/buf.c runtime/src/http.c \
+        "$OUT/llhttp_api.o" "$OUT/llhttp_http.o" "$OUT/llhttp_llhttp.o" -lnghttp2
+elif [ "$TARGET" != request ]; then
+    echo "run.sh: FUZZ_TARGET is request or h2up" >&2
+    exit 2
+else
 # the whole runtime but main.c (the harness defines gw_settings); -Wl,-E so
 # that LuaJIT's FFI finds the gw_ffi_* and gw_shdict_* symbols
 SRC=$(ls runtime/src/*.c | grep -v '/main\.c$')
@@ -44,15 +56,16 @@ $CC $CFLAGS -std=c11 -Wall -Wextra -Wno-unused-parameter -o "$BIN" \
     runtime/fuzz/request_fuzzer.c $SRC \
     "$OUT/llhttp_api.o" "$OUT/llhttp_http.o" "$OUT/llhttp_llhttp.o" \
     $LIBS -Wl,-E
+fi
 
 if [ $# -gt 0 ]; then
     exec "$BIN" "$@"
 fi
 
 # the fuzzer adds inputs to its corpus directory: keep the seeds clean
-CORPUS=$OUT/corpus-request
+CORPUS=$OUT/corpus-$TARGET
 mkdir -p "$CORPUS"
-cp runtime/fuzz/corpus/request/* "$CORPUS"/
+cp runtime/fuzz/corpus/"$TARGET"/* "$CORPUS"/
 
 ART=$OUT/artifacts
 rm -rf "$ART"

@@ -49,6 +49,7 @@ struct gw_h2up {
     int status;
     int resp_head;          /* the final response head was written */
     int resp_ended;         /* END_STREAM came and the body's end was written */
+    int no_body;            /* a 204 or 304: nothing follows its head */
     int closed;             /* the stream is closed */
     int goaway;
     int grpc_status;
@@ -321,6 +322,12 @@ static int emit_head(struct gw_h2up *h, int end)
     if (h->status < 200) /* interim: the final head follows */
         return emit(h, "\r\n", 2);
     h->resp_head = 1;
+    if (h->status == 204 || h->status == 304) {
+        /* no body whatever follows: DATA is dropped, the end adds nothing */
+        h->no_body = 1;
+        h->resp_ended = end;
+        return emit(h, "\r\n", 2);
+    }
     if (!end)
         return emit(h, "Transfer-Encoding: chunked\r\n\r\n", 30);
     h->resp_ended = 1;
@@ -345,6 +352,8 @@ static int on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void 
     if (frame->hd.type == NGHTTP2_HEADERS) {
         if (!h->resp_head) {
             rc = emit_head(h, end);
+        } else if (h->no_body) { /* a 204's trailers have nowhere to go */
+            h->resp_ended = 1;
         } else { /* trailers: the last chunk carries them */
             rc = emit(h, "0\r\n", 3);
             if (rc == 0 && h->rhdrs.len)
@@ -354,7 +363,7 @@ static int on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void 
             h->resp_ended = 1;
         }
     } else if (frame->hd.type == NGHTTP2_DATA && end && h->resp_head) {
-        rc = emit(h, "0\r\n\r\n", 5);
+        rc = h->no_body ? 0 : emit(h, "0\r\n\r\n", 5);
         h->resp_ended = 1;
     }
     return rc == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -364,7 +373,7 @@ static int on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t id, const 
                          size_t len, void *ud)
 {
     struct gw_h2up *h = ud;
-    if (id != h->stream || !h->resp_head || h->resp_ended || len == 0)
+    if (id != h->stream || !h->resp_head || h->resp_ended || h->no_body || len == 0)
         return 0;
     char hex[24];
     int k = snprintf(hex, sizeof(hex), "%zx\r\n", len);
@@ -458,7 +467,7 @@ void gw_h2up_begin(struct gw_h2up *h)
     h->rhdrs.len = h->rhdrs.off = 0;
     h->clen[0] = '\0';
     h->status = 0;
-    h->resp_head = h->resp_ended = h->closed = 0;
+    h->resp_head = h->resp_ended = h->closed = h->no_body = 0;
     h->grpc_status = -1;
 }
 

@@ -692,6 +692,10 @@ function _M.thread_main(kind, ptr, lctx, arg, new, conf)
   while true do
     if kind == KIND_EXITED then
       r = request.exited
+      if r == nil then
+        error("the request's coroutine yielded YIELD_EXIT outside " ..
+              "kong.response.exit")
+      end
       request.exited = nil
       r.co = co
       finish_exited(r)

@@ -26,9 +26,8 @@ local running = coroutine.running
 
 local _M = {
   cur = nil,
-  -- raised (error(request.EXIT, 0)) by request.stop when the handler does
-  -- not run on the request's coroutine (a coroutine of its own, a light
-  -- thread); the runloop catches it.
+  -- raised (error(request.EXIT, 0)) by request.stop where its yield cannot
+  -- reach the runtime (see stop); the runloop catches it.
   EXIT = setmetatable({}, { __tostring = function() return "luagate exit" end }),
   -- what a coroutine yields to the C runtime (runtime/src/lua_req.c)
   YIELD_AWAIT = 1,

@@ -28,6 +28,7 @@ local tostring = tostring
 local xpcall = xpcall
 local traceback = debug.traceback
 local yield = coroutine.yield
+local running = coroutine.running
 local sort = table.sort
 local cast = ffi.cast
 local fmt = string.format
@@ -37,6 +38,10 @@ local bit = require "bit"
 local slice_point = require("luagate.slice").point
 
 local EXIT = request.EXIT
+
+-- thread_main's first argument: a phase bit, or one of these
+local KIND_TIMER = 0
+local KIND_EXITED = -1 -- finish the phase of request.exited (lua_req.c)
 
 -- enum gw_phase (runtime/include/gw/config-t.h)
 local PHASE_REWRITE = 1
@@ -328,15 +333,20 @@ local function call(r, name, fn, handler, conf, phase_name)
 end
 
 
-local function run_access(r, plan)
+-- Runs the access handlers of plan from its item `from` (1, or the one
+-- after the handler kong.response.exit stopped).
+local function run_access(r, plan, from)
   -- the configs chosen here serve the later phases; a plan whose plugins
   -- have no consumer-scoped config chooses the same ones every time
   local selected
-  if plan.consumer_scoped then
+  if from > 1 then
+    selected = r.selected
+  elseif plan.consumer_scoped then
     selected = new_tab(8, 8)
     r.selected = selected
   end
-  for _, item in ipairs(plan) do
+  for i = from, #plan do
+    local item = plan[i]
     local conf = select_conf(item, selected and consumer_index(r))
     if conf then
       if selected then
@@ -356,14 +366,18 @@ local function run_access(r, plan)
 end
 
 
-local function run_list(r, phase, phase_name, plan)
+-- Runs a phase's handlers from item `from` of the list (r.selected, or
+-- plan): 1, or the one after the handler kong.response.exit stopped.
+local function run_list(r, phase, phase_name, plan, from)
   local may_fail = phase == PHASE_RESPONSE or phase == PHASE_REWRITE
-  if r.selected then
-    for _, item in ipairs(r.selected) do
+  local selected = r.selected
+  if selected then
+    for i = from, #selected do
+      local item = selected[i]
       local h = item.entry.handler
       local fn = h[phase_name]
       if fn then
-        local ok = call(r, item.entry.name, fn, h, r.selected[item], phase_name)
+        local ok = call(r, item.entry.name, fn, h, selected[item], phase_name)
         if ok == false and may_fail then
           return
         end
@@ -376,7 +390,8 @@ local function run_list(r, phase, phase_name, plan)
     return
   end
   local k = consumer_index(r)
-  for _, item in ipairs(plan) do
+  for i = from, #plan do
+    local item = plan[i]
     local h = item.entry.handler
     local fn = h[phase_name]
     if fn then
@@ -405,22 +420,61 @@ for bit_, name in pairs(PHASE_NAMES) do
 end
 
 
+local function phase_plan(r, phase)
+  local conf = r.conf
+  if phase == PHASE_REWRITE or not r.route_index then
+    return conf._global_plan
+  end
+  return conf._plans[r.route_index] or conf._global_plan
+end
+
+
 local function run_phase(r, phase)
   local name = PHASE_NAMES[phase]
   r[T_START[phase]] = C.gw_ffi_now()
   r.phase = name
   request.cur = r
-  local conf = r.conf
-  local plan
-  if phase == PHASE_REWRITE or not r.route_index then
-    plan = conf._global_plan
-  else
-    plan = conf._plans[r.route_index] or conf._global_plan
-  end
+  local plan = phase_plan(r, phase)
   if phase == PHASE_ACCESS then
-    run_access(r, plan)
+    run_access(r, plan, 1)
   else
-    run_list(r, phase, name, plan)
+    run_list(r, phase, name, plan, 1)
+  end
+  r[T_END[phase]] = C.gw_ffi_now()
+end
+
+
+-- The index in list (a plan or r.selected) of the item after plugin name's.
+local function index_after(list, name)
+  for i = 1, #list do
+    if list[i].entry.name == name then
+      return i + 1
+    end
+  end
+  return #list + 1
+end
+
+
+-- The rest of the phase in which a handler called kong.response.exit on
+-- the request's coroutine (request.stop): that coroutine was abandoned in
+-- the handler, and this one goes on as `call` would have after the
+-- handler's return: the handler ended with the response registered
+-- (r.exited), the phase continues with the same list after it.
+local function finish_exited(r)
+  local phase = PHASE_BITS[r.phase]
+  local name = r.plugin
+  r.plugin = nil
+  r.plugin_conf = nil
+  r.exited = true
+  request.cur = r
+  if phase ~= PHASE_REWRITE and phase ~= PHASE_RESPONSE then
+    local plan = phase_plan(r, phase)
+    if phase == PHASE_ACCESS then
+      run_access(r, plan, index_after(plan, name))
+    else
+      run_list(r, phase, r.phase, plan,
+               index_after(r.selected or plan, name))
+    end
   end
   r[T_END[phase]] = C.gw_ffi_now()
 end
@@ -610,12 +664,13 @@ end
 -- PDK keeps it; the tables plugins see, ctx and friends, are new for every
 -- request); a new one is sized for the fields the runloop and the PDK set,
 -- so that its hash part is not rebuilt as they are added.
-local function new_request(r, ptr, lctx, route_idx, conf)
+local function new_request(r, co, ptr, lctx, route_idx, conf)
   if r then
     clear_tab(r)
   else
     r = setmetatable(new_tab(0, 16), lazy_mt)
   end
+  r.co = co
   r.ptr = cast(REQ_T, ptr)
   r.lctx = lctx
   r.conf = conf
@@ -625,18 +680,30 @@ end
 
 
 -- The body of every coroutine the C runtime runs (see lua_req.c): loops
--- over the jobs it is given, yielding YIELD_DONE after each.
+-- over the jobs it is given, yielding YIELD_DONE after each. A coroutine
+-- that replaces one abandoned by kong.response.exit starts with
+-- KIND_EXITED and takes over that coroutine's request.
 function _M.thread_main(kind, ptr, lctx, arg, new, conf)
   local r
+  local co = running()
   local timers = require "luagate.timers"
   -- a coroutine belongs to one gw_lctx for its whole life
   local lctx_c = cast(LCTX_T, lctx)
   while true do
-    if kind == 0 then
+    if kind == KIND_EXITED then
+      r = request.exited
+      if r == nil then
+        error("the request's coroutine yielded YIELD_EXIT outside " ..
+              "kong.response.exit")
+      end
+      request.exited = nil
+      r.co = co
+      finish_exited(r)
+    elseif kind == KIND_TIMER then
       timers.run(lctx_c, arg, new)
     else
       if new or r == nil then
-        r = new_request(r, ptr, lctx_c, arg, conf)
+        r = new_request(r, co, ptr, lctx_c, arg, conf)
       elseif arg >= 0 and not r.route_index then
         set_route(r, arg) -- routed after rewrite
       end

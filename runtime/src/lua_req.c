@@ -4,7 +4,15 @@
  * yields YIELD_DONE and waits to be given the next one. A plugin call that
  * waits starts an operation in C (gw_ffi_sleep, I/O...) and yields
  * YIELD_AWAIT; the operation's callback pushes the results and resumes the
- * coroutine with gw_lua_wake. */
+ * coroutine with gw_lua_wake.
+ *
+ * kong.response.exit (and ngx.exit) end the calling handler by yielding
+ * YIELD_EXIT (luagate.request.stop): that coroutine is never resumed again.
+ * lctx_resume gives the gw_lctx a fresh coroutine at once and starts it with
+ * KIND_EXITED, which finishes the phase (the handlers after the stopped one)
+ * and yields YIELD_DONE as usual; the abandoned one is left to the GC. An
+ * error() would cost LuaJIT on x86-64 an unwind through libgcc (about 15,000
+ * instructions); the new coroutine costs an allocation. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdint.h>
@@ -21,7 +29,10 @@
 
 #define YIELD_AWAIT 1
 #define YIELD_DONE 2
+#define YIELD_EXIT 3
 #define KIND_TIMER 0
+#define KIND_EXITED (-1)
+#define EXITED_STACK 128 /* slots, see lctx_renew_co */
 #define MAX_TIMERS 4096
 #define POOL_MAX 256
 
@@ -64,6 +75,32 @@ int gw_lua_init(lua_State *L)
 
 static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
+/* Gives x a new coroutine, ready to start thread_main. May longjmp on
+ * memory errors (lua_newthread), as the state's other allocations. */
+static void lctx_new_co(struct gw_lctx *x)
+{
+    x->co = lua_newthread(L0);
+    x->ref = luaL_ref(L0, LUA_REGISTRYINDEX);
+    /* the first resume starts thread_main */
+    lua_rawgeti(x->co, LUA_REGISTRYINDEX, main_ref);
+}
+
+/* Replaces x's coroutine, abandoned in a handler that exited (YIELD_EXIT),
+ * by a new one that goes on with the phase; the old one is left to the GC.
+ * The new stack is sized at once for the phases that follow: left to grow
+ * from LuaJIT's initial size as the handlers need it, it cost a proxy-cache
+ * hit some 3,000 instructions more; a larger one costs more to allocate
+ * and clear (docs/performance.md). */
+static void lctx_renew_co(struct gw_lctx *x)
+{
+    luaL_unref(L0, LUA_REGISTRYINDEX, x->ref);
+    lctx_new_co(x);
+    lua_checkstack(x->co, EXITED_STACK);
+    lua_pushinteger(x->co, KIND_EXITED);
+    lua_pushnil(x->co);
+    lua_pushnumber(x->co, (lua_Number)(uintptr_t)x);
+}
+
 static struct gw_lctx *lctx_get(void)
 {
     if (!gw_list_empty(&free_ctx)) {
@@ -75,13 +112,10 @@ static struct gw_lctx *lctx_get(void)
     struct gw_lctx *x = calloc(1, sizeof(*x));
     if (x == NULL)
         return NULL;
-    x->co = lua_newthread(L0);
-    x->ref = luaL_ref(L0, LUA_REGISTRYINDEX);
+    lctx_new_co(x);
     gw_list_init(&x->link);
     gw_list_init(&x->ops);
     ev_init(&x->sleep, sleep_cb);
-    /* the first resume starts thread_main */
-    lua_rawgeti(x->co, LUA_REGISTRYINDEX, main_ref);
     return x;
 }
 
@@ -129,10 +163,16 @@ static void lctx_put(struct gw_lctx *x)
 }
 
 /* Resumes and interprets the outcome: GW_OK (done), GW_AGAIN (waiting),
- * GW_ERROR (the coroutine died; x is marked dead). */
+ * GW_ERROR (the coroutine died; x is marked dead). A handler that exited
+ * (YIELD_EXIT) leaves x with a new coroutine, which finishes the phase. */
 static int lctx_resume(struct gw_lctx *x, int nargs)
 {
     int rc = lua_resume(x->co, nargs);
+    while (rc == LUA_YIELD && x->c != NULL && !x->waiting &&
+           lua_tointeger(x->co, -1) == YIELD_EXIT) {
+        lctx_renew_co(x);
+        rc = lua_resume(x->co, 3);
+    }
     if (rc == LUA_YIELD) {
         int why = (int)lua_tointeger(x->co, -1);
         lua_settop(x->co, 0);

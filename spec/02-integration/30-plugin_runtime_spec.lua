@@ -42,6 +42,37 @@ local function main_config(mock_port)
             { name = "rt-trace-a" }, { name = "rt-exit" },
             { name = "rt-trace-b" }, { name = "rt-report" },
           }),
+          route("exit-pcall", "/exit-pcall", {
+            { name = "rt-trace-a" },
+            { name = "rt-exit", config = { mode = "pcall" } },
+            { name = "rt-trace-b" }, { name = "rt-report" },
+          }),
+          route("exit-coroutine", "/exit-coroutine", {
+            { name = "rt-trace-a" },
+            { name = "rt-exit", config = { mode = "coroutine" } },
+            { name = "rt-trace-b" }, { name = "rt-report" },
+          }),
+          route("exit-gsub", "/exit-gsub", {
+            { name = "rt-trace-a" },
+            { name = "rt-exit", config = { mode = "gsub" } },
+            { name = "rt-trace-b" }, { name = "rt-report" },
+          }),
+          route("exit-sleep", "/exit-sleep", {
+            { name = "rt-trace-a" },
+            { name = "rt-exit", config = { mode = "sleep" } },
+            { name = "rt-trace-b" }, { name = "rt-report" },
+          }),
+          route("exit-cosocket", "/exit-cosocket", {
+            { name = "rt-trace-a" },
+            { name = "rt-exit", config = { mode = "cosocket",
+                                           port = mock_port } },
+            { name = "rt-trace-b" }, { name = "rt-report" },
+          }),
+          route("exit-header-filter", "/exit-header-filter", {
+            { name = "rt-trace-a" },
+            { name = "rt-exit", config = { mode = "header_filter" } },
+            { name = "rt-trace-b" }, { name = "rt-report" },
+          }),
           route("scope-route", "/scope-route", {
             { name = "rt-trace-b", config = { tag = "route" } },
           }),
@@ -314,6 +345,66 @@ describe("plugin runtime", function()
       local body = assert.res_status(403, res)
       assert.same({ message = "stopped by rt-exit" }, helpers.json_decode(body))
       assert.equal("a=a,exit", res.headers["x-trace-access"])
+      assert.equal("a=a,exit,b=b,report", res.headers["x-trace-header-filter"])
+      assert.equal("a=a,exit,b=b,report", log_trace(gw, id))
+    end)
+
+    -- the same outcome whatever surrounds the call or came before it
+    local function exits(path, access_trace)
+      local id = trace_id()
+      local res = client:get(path, { headers = { ["X-Trace-Id"] = id } })
+      local body = assert.res_status(403, res)
+      assert.same({ message = "stopped by rt-exit" }, helpers.json_decode(body))
+      assert.equal(access_trace, res.headers["x-trace-access"])
+      assert.equal("a=a,exit,b=b,report", res.headers["x-trace-header-filter"])
+      assert.equal("a=a,exit,b=b,report", log_trace(gw, id))
+    end
+
+    it("stops the handler even inside its own pcall, as Kong's does",
+       function()
+      exits("/exit-pcall", "a=a,exit")
+    end)
+
+    it("stops the handler from a coroutine the handler made", function()
+      exits("/exit-coroutine", "a=a,exit")
+    end)
+
+    it("stops the handler from a string.gsub callback", function()
+      exits("/exit-gsub", "a=a,exit")
+    end)
+
+    it("works after the handler waited (ngx.sleep)", function()
+      exits("/exit-sleep", "a=a,exit,slept")
+    end)
+
+    it("works with a cosocket open, which the request's end closes",
+       function()
+      exits("/exit-cosocket", "a=a,exit,connected")
+      -- the connection and the worker serve the next requests
+      exits("/exit-cosocket", "a=a,exit,connected")
+      exits("/exit", "a=a,exit")
+      assert.res_status(200, client:get("/order"))
+    end)
+
+    it("many exits in a row on one connection, mixed with proxied " ..
+       "requests", function()
+      for i = 1, 50 do
+        local res = client:get(i % 3 == 0 and "/order" or "/exit")
+        assert.res_status(i % 3 == 0 and 200 or 403, res)
+      end
+    end)
+  end)
+
+  describe("kong.response.exit in header_filter", function()
+    it("stops that handler; the later header_filter handlers and log run",
+       function()
+      local id = trace_id()
+      local res = client:get("/exit-header-filter", {
+        headers = { ["X-Trace-Id"] = id },
+      })
+      assert.res_status(451, res)
+      assert.equal("1", res.headers["x-exit-header-filter"])
+      assert.equal("a=a,exit,b=b,report", res.headers["x-trace-access"])
       assert.equal("a=a,exit,b=b,report", res.headers["x-trace-header-filter"])
       assert.equal("a=a,exit,b=b,report", log_trace(gw, id))
     end)

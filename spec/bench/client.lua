@@ -10,8 +10,10 @@ local socket = require "socket"
 local mode, port, n = arg[1], tonumber(arg[2]), tonumber(arg[3])
 
 -- BENCH_PATH picks the path (default /); the User-Agent is for the plugin
--- benchmark's header read
+-- benchmark's header read; BENCH_STATUS is the status every response must
+-- have (default 200)
 local EXTRA = os.getenv("BENCH_HEADER")
+local STATUS = tonumber(os.getenv("BENCH_STATUS")) or 200
 local REQUEST = "GET " .. (os.getenv("BENCH_PATH") or "/") ..
                 " HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n" ..
                 (EXTRA and (EXTRA .. "\r\n") or "") .. "\r\n"
@@ -74,7 +76,7 @@ if mode == "seq" then
   for i = 1, n do
     assert(sock:send(REQUEST))
     local status, err = read_response(sock)
-    if status ~= 200 then
+    if status ~= STATUS then
       io.stderr:write(("request %d: %s\n"):format(i, tostring(status or err)))
       os.exit(1)
     end

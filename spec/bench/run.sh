@@ -575,6 +575,17 @@ if [ -z "${SKIP_PLUGINS_BENCH:-}" ]; then
       callgrind_per_request nginx-lua start_nginx_lua QUIT "$NL_PORT")
     echo "luagate /auth $pa (min $alo, max $ahi), nginx+lua $pn (min $nlo, max $nhi) instructions per request"
     add_summary "instructions/request, auth+rl+rt" "$pa" "$pn" "$(ratio "$pa" "$pn")"
+    # the worker's event loop only (as 2b): the same route, the same route
+    # refused by key-auth (no key: 401 through kong.response.exit), and a
+    # proxy-cache hit (kong.response.exit from the cache), against /
+    ia=$(BENCH_HEADER="$H" callgrind_loop /auth 2000)
+    ir=$(BENCH_STATUS=401 callgrind_loop /auth 2000)
+    ic=$(callgrind_loop /cache 2000)
+    ip=$(callgrind_loop / 2000)
+    echo "event-loop instructions per request: /auth $ia, /auth refused $ir, proxy-cache hit $ic, plain proxy $ip"
+    add_summary "loop instructions/request, /auth" "$ia" "-" "$(ratio "$ia" "$ip")"
+    add_summary "loop instructions/request, /auth 401" "$ir" "-" "$(ratio "$ir" "$ip")"
+    add_summary "loop instructions/request, cache hit" "$ic" "-" "$(ratio "$ic" "$ip")"
   fi
   kill "$REDIS_PID" 2>/dev/null
 fi

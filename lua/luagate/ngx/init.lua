@@ -12,7 +12,7 @@
 --
 -- Output: ngx.print/say collect into the request (r.output); ngx.exit(st)
 -- with st >= 200 in rewrite/access sends it as the response body with that
--- status (gw_ffi_resp_exit), then stops the handler (request.EXIT).
+-- status (gw_ffi_resp_exit), then stops the handler (request.stop).
 -- ngx.exit(ngx.OK) is a no-op: the handler goes on unless it returns.
 
 local ffi = require "ffi"
@@ -62,7 +62,7 @@ local normalize_header_name = private.normalize_header_name
 local header_value = private.header_value
 local build_headers = private.build_headers
 
-local EXIT = request.EXIT
+local stop = request.stop
 local NULL = cjson.null
 
 
@@ -707,7 +707,7 @@ local function send_exit(r, status, body, level)
     error(errmsg("could not send the response"), level + 1)
   end
   r.output = nil
-  error(EXIT, 0)
+  stop(r)
 end
 
 

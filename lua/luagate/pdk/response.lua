@@ -2,8 +2,9 @@
 -- Kong's kong/pdk/response.lua documentation.
 --
 -- exit() and error() register the response through gw_ffi_resp_exit and
--- then raise request.EXIT so that the calling handler stops; the runloop
--- catches it, skips the rest of the phase and sends the response. Headers
+-- then end the calling handler (request.stop: a yield the runtime does not
+-- resume); the runloop skips the rest of the phase and the runtime sends
+-- the response. Headers
 -- set with set_header() before exit() stay in the response (as in Kong,
 -- where ngx.header survives ngx.exit); the ones given to exit() override
 -- them.
@@ -54,7 +55,7 @@ local DEFAULT_MAX_HEADERS = 100
 local CONTENT_TYPE_JSON = "application/json; charset=utf-8"
 local CONTENT_TYPE_GRPC = "application/grpc"
 
-local EXIT = request.EXIT
+local stop = request.stop
 
 
 local _M = {}
@@ -339,7 +340,7 @@ local function send(r, status, body, headers, level)
                         err_p) ~= OK then
     error(errmsg("could not send the response"), level + 1)
   end
-  error(EXIT, 0)
+  stop(r)
 end
 
 

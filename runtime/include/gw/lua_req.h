@@ -24,7 +24,7 @@ struct gw_lop {
 
 /* A coroutine and what it is running: a request's phases, or a timer. */
 struct gw_lctx {
-    struct lua_State *co;
+    struct lua_State *co; /* replaced when a handler exits (YIELD_EXIT) */
     int ref;              /* registry reference that keeps co alive */
     struct gw_conn *c;    /* the request's connection; NULL for timers */
     int phase;            /* enum gw_phase running (0 for timers) */

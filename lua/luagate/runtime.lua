@@ -119,16 +119,29 @@ end
 
 -- `load` in a worker's reload, run in its own coroutine
 -- (gw_config_load_start): it yields between entities about every
--- millisecond of CPU (luagate.slice), so requests go on between the slices. The
--- collector keeps running: requests allocate meanwhile.
+-- quarter of a millisecond (luagate.slice), so requests go on between the
+-- slices. The collector is stopped as in `load`: collecting while the load
+-- allocates cost about a third of its time (it also walks the running
+-- config); the requests' own allocations drive it again afterwards.
 function _M.load_sliced(path, opts)
   slice.begin()
+  collectgarbage("stop")
   local ok, conf, entries = pcall(load, path, opts)
+  collectgarbage("restart")
   slice.finish()
   if not ok then
     error(conf, 0)
   end
   return conf, entries
 end
+
+
+-- A sliced load dropped before its end (gw_config_load_cancel: the worker
+-- stops): the collector runs again.
+function _M.load_abandoned()
+  collectgarbage("restart")
+  slice.finish()
+end
+
 
 return _M

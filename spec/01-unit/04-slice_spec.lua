@@ -2,6 +2,26 @@
 -- yields between entities once its slice of CPU time is spent.
 local slice = require "luagate.slice"
 local config = require "luagate.config"
+local router = require "luagate.router"
+
+-- runs f() in a coroutine like a worker's load: resumed until it ends;
+-- returns the number of yields and f's results
+local function sliced(f)
+  local yields = 0
+  local co = coroutine.create(function()
+    slice.begin()
+    local a, b = f()
+    slice.finish()
+    return a, b
+  end)
+  local ok, a, b = coroutine.resume(co)
+  while ok and coroutine.status(co) == "suspended" do
+    yields = yields + 1
+    ok, a, b = coroutine.resume(co)
+  end
+  assert(ok, a)
+  return yields, a, b
+end
 
 local function burn(seconds)
   local t = os.clock()
@@ -94,5 +114,85 @@ describe("luagate.slice", function()
     assert.equal(whole.routes[777].id, conf.routes[777].id)
     -- 1,040 entities: valgrind or not, that is more than one slice of 2 ms
     assert.is_true(slices >= 1, tostring(slices))
+  end)
+
+  it("sorts in slices as table.sort does", function()
+    math.randomseed(42)
+    for _, n in ipairs({ 0, 1, 2, 31, 32, 33, 64, 65, 100, 1000, 20000 }) do
+      local a, b = {}, {}
+      for i = 1, n do
+        local v = { k = math.random(1, 50), i = i }
+        a[i], b[i] = v, v
+      end
+      local function less(x, y)
+        if x.k ~= y.k then
+          return x.k > y.k
+        end
+        return x.i < y.i
+      end
+      table.sort(a, less)
+      local yields = sliced(function()
+        slice.sort(b, less)
+      end)
+      assert.equal(n, #b)
+      for i = 1, n do
+        assert.is_true(a[i] == b[i], "n = " .. n .. ", element " .. i)
+      end
+      if n == 20000 then
+        -- 20,000 elements are more than a slice's 0.1 ms of work
+        assert.is_true(yields >= 1, tostring(yields))
+      end
+    end
+    -- outside a load it is table.sort: no coroutine needed
+    local c = { 3, 1, 2 }
+    slice.sort(c, function(x, y) return x < y end)
+    assert.same({ 1, 2, 3 }, c)
+  end)
+
+  it("ranks routes in slices as in one piece", function()
+    local routes = {}
+    for i = 1, 3000 do
+      routes[i] = {
+        paths = { "/p" .. (i % 97), "~/r" .. (i % 13) .. "$" },
+        hosts = i % 3 == 0 and { "h" .. (i % 7) .. ".test" } or nil,
+        methods = i % 5 == 0 and { "GET" } or nil,
+        regex_priority = i % 4,
+      }
+    end
+    local whole = router.compile({ routes = routes })
+    local yields, entries = sliced(function()
+      return router.compile({ routes = routes })
+    end)
+    assert.is_true(yields >= 1, tostring(yields))
+    assert.equal(6000, #whole)
+    assert.same(whole, entries)
+  end)
+
+  it("leaves the collector running after a sliced load, finished or dropped", function()
+    local runtime = require "luagate.runtime"
+    -- KB the heap grew by while making about 130 MB of garbage
+    local keep = {} -- (the tables escape: the JIT cannot sink them)
+    local function growth()
+      local before = collectgarbage("count")
+      for i = 1, 1000000 do
+        keep[i % 2 + 1] = { 1, 2, 3, 4, 5, 6, 7, 8 }
+      end
+      return collectgarbage("count") - before
+    end
+    local co = coroutine.create(function()
+      return runtime.load_sliced("/nonexistent/luagate.json",
+                                 { prefix = "/nonexistent", plugins_dirs = {} })
+    end)
+    local ok, conf, err = coroutine.resume(co)
+    assert.is_true(ok, conf)
+    assert.is_nil(conf)
+    assert.matches("could not open config", err)
+    assert.is_true(growth() < 100000)
+    -- the measure tells: with the collector stopped, all of it stays
+    collectgarbage("stop")
+    assert.is_true(growth() > 100000)
+    -- a load dropped while the collector is stopped
+    runtime.load_abandoned()
+    assert.is_true(growth() < 100000)
   end)
 end)

@@ -35,6 +35,13 @@ static void worker_exit(int code)
     exit(code);
 }
 
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static double now_epoch(void)
 {
     struct timespec ts;
@@ -44,15 +51,22 @@ static double now_epoch(void)
 
 /* Reloads run in slices between loop turns (gw_config_load_step): the
  * requests in flight go on while the new configuration is built. One load
- * at a time; an order that comes meanwhile waits for it (the latest wins). */
+ * at a time; an order that comes meanwhile waits for it (the latest wins).
+ * While the worker answers requests, a load takes at most about half of the
+ * loop's time: after a slice of t seconds, the next one starts t later, and
+ * the loop serves (or sleeps) meanwhile. A request waits for a slice at
+ * most, and the clients and upstreams sharing the cores keep theirs. With
+ * no request answered since the last slice, the next one follows at once. */
 static struct gw_config_job *load_job;
 static ev_timer load_timer;
 static char load_next[512];
-static double load_started; /* epoch seconds */
+static double load_started;  /* epoch seconds */
 static int load_slices;
+static double load_busy;     /* seconds the slices held the loop, in all */
+static double load_longest;  /* seconds, the longest slice */
+static uint64_t load_served; /* worker.stats->requests after the last slice */
 
 static void swap_in(struct gw_config *cf);
-static double now_epoch(void);
 
 static void load_begin(const char *path)
 {
@@ -66,6 +80,9 @@ static void load_begin(const char *path)
     }
     load_started = now_epoch();
     load_slices = 0;
+    load_busy = 0;
+    load_longest = 0;
+    load_served = worker.stats->requests;
     ev_timer_set(&load_timer, 0, 0);
     ev_timer_start(worker.loop, &load_timer);
 }
@@ -74,10 +91,18 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct gw_config *cf = NULL;
     char *errs = NULL;
+    double t = now_mono();
     int rc = gw_config_load_step(load_job, &cf, &errs);
+    t = now_mono() - t;
     load_slices++;
+    load_busy += t;
+    if (t > load_longest)
+        load_longest = t;
     if (rc == GW_AGAIN) {
-        ev_timer_set(w, 0, 0); /* the next slice on the next loop turn */
+        double pause = worker.stats->requests != load_served ? t : 0;
+        load_served = worker.stats->requests;
+        ev_now_update(loop); /* the pause counts from the slice's end */
+        ev_timer_set(w, pause, 0);
         ev_timer_start(loop, w);
         return;
     }
@@ -116,9 +141,12 @@ static void swap_in(struct gw_config *cf)
     gw_admin_config_loaded();
     snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s", cf->hash);
     if (load_slices)
-        gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu) in %.0f ms, %d slices",
+        gw_log(GW_LOG_NOTICE,
+               "configuration %s loaded (generation %llu) in %.0f ms, %d slices "
+               "(%.0f ms on the loop, the longest %.1f ms)",
                cf->hash, (unsigned long long)cf->generation,
-               (now_epoch() - load_started) * 1000, load_slices);
+               (now_epoch() - load_started) * 1000, load_slices, load_busy * 1000,
+               load_longest * 1000);
     else
         gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu)", cf->hash,
                (unsigned long long)cf->generation);

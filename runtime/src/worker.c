@@ -59,6 +59,7 @@ static double now_epoch(void)
  * no request answered since the last slice, the next one follows at once. */
 static struct gw_config_job *load_job;
 static ev_timer load_timer;
+static char load_path[512]; /* the file load_job loads */
 static char load_next[512];
 static double load_started;  /* epoch seconds */
 static int load_slices;
@@ -68,14 +69,38 @@ static uint64_t load_served; /* worker.stats->requests after the last slice */
 
 static void swap_in(struct gw_config *cf);
 
+static int report_pipe = -1; /* the report pipe to the master */
+static pid_t master_pid;
+
+/* Tells the master how a reload order ended: "loaded <path> <hash>" or
+ * "load-failed <path>" on the report pipe, and SIGUSR1 (the master reads
+ * the pipe every 200 ms anyway). The master checks no file a worker will
+ * check as it loads it (master.c, reload). */
+static void report_load(const char *path, const struct gw_config *cf)
+{
+    char line[700];
+    int n = cf ? snprintf(line, sizeof(line), "loaded %s %s\n", path, cf->hash)
+               : snprintf(line, sizeof(line), "load-failed %s\n", path);
+    if (report_pipe < 0 || n >= (int)sizeof(line))
+        return;
+    if (write(report_pipe, line, (size_t)n) != n) {
+        gw_log(GW_LOG_ERR, "write() to the master failed: %s", strerror(errno));
+        return;
+    }
+    if (getppid() == master_pid)
+        kill(master_pid, SIGUSR1);
+}
+
 static void load_begin(const char *path)
 {
     char *errs = NULL;
+    snprintf(load_path, sizeof(load_path), "%s", path);
     load_job = gw_config_load_start(worker.L, path, &errs);
     if (load_job == NULL) {
         gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
                errs ? errs : "unknown error");
         free(errs);
+        report_load(path, NULL);
         return;
     }
     load_started = now_epoch();
@@ -114,6 +139,7 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
         gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
                errs ? errs : "unknown error");
     free(errs);
+    report_load(load_path, rc == GW_OK ? cf : NULL);
     if (load_next[0] && !worker.stopping) {
         char path[sizeof(load_next)];
         snprintf(path, sizeof(path), "%s", load_next);
@@ -283,6 +309,8 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
         ev_io_start(worker.loop, &worker.lio[i]);
     }
     worker.ctl_fd = ctl_fd;
+    report_pipe = report_fd;
+    master_pid = getppid();
     {
         char dir[256];
         snprintf(dir, sizeof(dir), "%s", config_path);

@@ -179,12 +179,10 @@ describe("luagate.slice", function()
       end
       return collectgarbage("count") - before
     end
-    local co = coroutine.create(function()
+    local _, conf, err = sliced(function()
       return runtime.load_sliced("/nonexistent/luagate.json",
                                  { prefix = "/nonexistent", plugins_dirs = {} })
     end)
-    local ok, conf, err = coroutine.resume(co)
-    assert.is_true(ok, conf)
     assert.is_nil(conf)
     assert.matches("could not open config", err)
     assert.is_true(growth() < 100000)
@@ -195,4 +193,44 @@ describe("luagate.slice", function()
     runtime.load_abandoned()
     assert.is_true(growth() < 100000)
   end)
+
+  it("keeps the heap bounded over sliced loads that follow each other", function()
+    local runtime = require "luagate.runtime"
+    local path = os.tmpname()
+    finally(function() os.remove(path) end)
+    local parts = { '{"_format_version":"3.0","services":[' }
+    for s = 1, 100 do
+      local routes = {}
+      for r = 1, 20 do
+        routes[r] = string.format('{"name":"s%d-r%d","paths":["/s%d/r%d"]}',
+                                  s, r, s, r)
+      end
+      parts[#parts + 1] = string.format(
+        '%s{"name":"s%d","url":"http://127.0.0.1:%d","routes":[%s]}',
+        s > 1 and "," or "", s, 9000 + s, table.concat(routes, ","))
+    end
+    parts[#parts + 1] = "]}"
+    local f = assert(io.open(path, "w"))
+    f:write(table.concat(parts))
+    f:close()
+    -- no allocation between the loads drives the collector: each load
+    -- (about 7 MB of config and garbage) must free what the one before it
+    -- left
+    local heap, kept = {}, nil
+    for i = 1, 6 do
+      local yields, conf, err = sliced(function()
+        return runtime.load_sliced(path, { prefix = "/nonexistent",
+                                           plugins_dirs = {} })
+      end)
+      assert.is_table(conf, err)
+      assert.is_true(yields >= 1, tostring(yields))
+      kept = conf -- the running config, as a worker holds it
+      heap[i] = collectgarbage("count")
+    end
+    assert.equal(2000, #kept.routes)
+    assert.is_true(heap[6] - heap[3] < 4000,
+                   ("heap: %d KB after the 3rd load, %d KB after the 6th")
+                     :format(heap[3], heap[6]))
+  end)
 end)
+

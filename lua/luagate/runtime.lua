@@ -129,14 +129,10 @@ end
 -- every config would stay in memory.
 function _M.load_sliced(path, opts)
   slice.begin()
+  -- (a step is about 6 us; the clock is read every 4 points)
   local done = false
   while not done do
-    for _ = 1, 8 do
-      done = collectgarbage("step", 0)
-      if done then
-        break
-      end
-    end
+    done = collectgarbage("step", 0) or collectgarbage("step", 0)
     slice.point()
   end
   collectgarbage("stop")

@@ -54,7 +54,8 @@ local upper = string.upper
 local lower = string.lower
 
 local TILDE = byte("~")
-local slice_point = require("luagate.slice").point
+local slice = require "luagate.slice"
+local slice_point = slice.point
 
 local _M = {}
 
@@ -215,7 +216,7 @@ function _M.compile(config)
     end
   end
 
-  sort(keyed, before)
+  slice.sort(keyed, before)
 
   local out = {}
   for k, v in ipairs(keyed) do

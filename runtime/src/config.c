@@ -627,6 +627,16 @@ void gw_config_load_cancel(struct gw_config_job *j)
 {
     if (j == NULL)
         return;
+    if (lua_status(j->co) == LUA_YIELD) { /* dropped mid-load: the GC runs again */
+        int top = lua_gettop(j->L);
+        lua_getglobal(j->L, "require");
+        lua_pushstring(j->L, "luagate.runtime");
+        if (lua_pcall(j->L, 1, 1, 0) == 0) {
+            lua_getfield(j->L, -1, "load_abandoned");
+            lua_pcall(j->L, 0, 0, 0);
+        }
+        lua_settop(j->L, top);
+    }
     luaL_unref(j->L, LUA_REGISTRYINDEX, j->co_ref);
     free(j);
 }

@@ -48,7 +48,7 @@ struct slot {
 static int listen_fds[GW_MAX_WORKERS][GW_MAX_LISTEN];
 static struct slot slots[GW_MAX_WORKERS];
 static char rundir[64];
-static char snapshot[256];
+static char snapshot[256]; /* the last configuration known good: new workers load it */
 static int snapshot_gen;
 static char kept[3][256]; /* the last snapshots: a starting worker may still read one */
 
@@ -218,21 +218,69 @@ static int spawn(int id)
     return 0;
 }
 
-/* Makes path the running snapshot and tells every worker to load it. */
-static void distribute(const char *path)
+/* The N of a snapshot's path (".../config-N.ext"), or 0. */
+static int snapshot_number(const char *path)
 {
-    snprintf(snapshot, sizeof(snapshot), "%s", path);
+    const char *base = strrchr(path, '/');
+    int n = 0;
+    if (base == NULL || sscanf(base + 1, "config-%d", &n) != 1)
+        return 0;
+    return n;
+}
+
+static int is_kept(const char *path)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(kept[i], path) == 0)
+            return 1;
+    return 0;
+}
+
+/* Tells every worker to load path, and keeps path among the last three
+ * snapshots: workers read the new snapshot at once; the one before it may
+ * still be in use by a worker that is starting: drop the one before that
+ * (unless it is the one known good). */
+static void send_reload(const char *path)
+{
     char line[300];
-    int n = snprintf(line, sizeof(line), "reload %s\n", snapshot);
+    int n = snprintf(line, sizeof(line), "reload %s\n", path);
     for (int i = 0; i < gw_settings.workers; i++)
         if (slots[i].pid > 0 && write(slots[i].ctl, line, (size_t)n) != n)
             gw_log(GW_LOG_ERR, "could not signal worker %d to reload: %s", i, strerror(errno));
-    /* workers read the new snapshot at once; the one before it may still be in
-     * use by a worker that is starting: drop the one before that */
-    if (kept[0][0])
+    if (kept[0][0] && strcmp(kept[0], snapshot) != 0)
         unlink(kept[0]);
     memmove(kept[0], kept[1], sizeof(kept[0]) * 2);
-    snprintf(kept[2], sizeof(kept[2]), "%s", snapshot);
+    snprintf(kept[2], sizeof(kept[2]), "%s", path);
+}
+
+/* Makes path the snapshot new workers load. */
+static void set_snapshot(const char *path)
+{
+    if (snapshot[0] && strcmp(snapshot, path) != 0 && !is_kept(snapshot))
+        unlink(snapshot);
+    snprintf(snapshot, sizeof(snapshot), "%s", path);
+}
+
+/* Makes path, validated here, the running snapshot and tells every worker
+ * to load it. */
+static void distribute(const char *path)
+{
+    set_snapshot(path);
+    send_reload(path);
+}
+
+/* SIGHUP. The workers check the new file as they load it (a worker's
+ * sliced load validates exactly what the master's check did) and report
+ * the result on their report pipes (worker_loaded): checking it here too
+ * would load it twice, on the cores the workers serve requests on. With no
+ * worker to load it, the master checks it itself. */
+static int alive_count(void)
+{
+    int n = 0;
+    for (int i = 0; i < gw_settings.workers; i++)
+        if (slots[i].pid > 0)
+            n++;
+    return n;
 }
 
 static void reload(void)
@@ -240,12 +288,38 @@ static void reload(void)
     char path[256];
     if (take_snapshot(gw_settings.config_path, path, sizeof(path)) != 0)
         return;
+    if (alive_count() > 0) {
+        send_reload(path);
+        return;
+    }
     if (validate(path, 0, NULL, NULL, 0) != 0) {
         unlink(path);
         return;
     }
     distribute(path);
     gw_log(GW_LOG_NOTICE, "configuration reloaded from %s", gw_settings.config_path);
+}
+
+/* A worker's report on a reload order: "loaded <path> <hash>" or
+ * "load-failed <path>" (its error log has the reasons). The first worker
+ * that loads a snapshot newer than the known good one makes it the one new
+ * workers start with. */
+static void worker_loaded(int id, const char *path, const char *hash)
+{
+    int n = snapshot_number(path);
+    if (n == 0 || n <= snapshot_number(snapshot))
+        return; /* an older order, or one the master checked itself */
+    if (hash == NULL) {
+        gw_log(GW_LOG_ERR,
+               "invalid configuration, keeping the running one: worker %d could not load %s "
+               "(snapshot of %s)",
+               id, path, gw_settings.config_path);
+        return;
+    }
+    if (!is_kept(path))
+        return; /* already replaced by a newer snapshot */
+    set_snapshot(path);
+    gw_log(GW_LOG_NOTICE, "configuration %s reloaded from %s", hash, gw_settings.config_path);
 }
 
 /* POST /config from worker id: the worker validated the file at path and
@@ -282,7 +356,8 @@ static void apply(int id, const char *path)
         gw_log(GW_LOG_ERR, "could not answer worker %d: %s", id, strerror(errno));
 }
 
-/* Reads what workers wrote on their report pipes. */
+/* Reads what workers wrote on their report pipes: "apply <path>" (POST
+ * /config), "loaded <path> <hash>" and "load-failed <path>" (a reload). */
 static void read_reports(void)
 {
     for (int i = 0; i < gw_settings.workers; i++) {
@@ -299,8 +374,17 @@ static void read_reports(void)
             char *line = s->report_buf, *nl;
             while ((nl = strchr(line, '\n')) != NULL) {
                 *nl = '\0';
-                if (strncmp(line, "apply ", 6) == 0)
+                if (strncmp(line, "apply ", 6) == 0) {
                     apply(i, line + 6);
+                } else if (strncmp(line, "loaded ", 7) == 0) {
+                    char *sp = strchr(line + 7, ' ');
+                    if (sp) {
+                        *sp = '\0';
+                        worker_loaded(i, line + 7, sp + 1);
+                    }
+                } else if (strncmp(line, "load-failed ", 12) == 0) {
+                    worker_loaded(i, line + 12, NULL);
+                }
                 line = nl + 1;
             }
             s->report_len = strlen(line);
@@ -323,14 +407,6 @@ static void cleanup(void)
         unlink(gw_settings.pid_file);
 }
 
-static int alive_count(void)
-{
-    int n = 0;
-    for (int i = 0; i < gw_settings.workers; i++)
-        if (slots[i].pid > 0)
-            n++;
-    return n;
-}
 
 static void reap(int stopping)
 {

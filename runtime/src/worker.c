@@ -35,6 +35,13 @@ static void worker_exit(int code)
     exit(code);
 }
 
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static double now_epoch(void)
 {
     struct timespec ts;
@@ -44,28 +51,63 @@ static double now_epoch(void)
 
 /* Reloads run in slices between loop turns (gw_config_load_step): the
  * requests in flight go on while the new configuration is built. One load
- * at a time; an order that comes meanwhile waits for it (the latest wins). */
+ * at a time; an order that comes meanwhile waits for it (the latest wins).
+ * While the worker answers requests, a load takes at most about half of the
+ * loop's time: after a slice of t seconds, the next one starts t later, and
+ * the loop serves (or sleeps) meanwhile. A request waits for a slice at
+ * most, and the clients and upstreams sharing the cores keep theirs. With
+ * no request answered since the last slice, the next one follows at once. */
 static struct gw_config_job *load_job;
 static ev_timer load_timer;
+static char load_path[512]; /* the file load_job loads */
 static char load_next[512];
-static double load_started; /* epoch seconds */
+static double load_started;  /* epoch seconds */
 static int load_slices;
+static double load_busy;     /* seconds the slices held the loop, in all */
+static double load_longest;  /* seconds, the longest slice */
+static uint64_t load_served; /* worker.stats->requests after the last slice */
 
 static void swap_in(struct gw_config *cf);
-static double now_epoch(void);
+
+static int report_pipe = -1; /* the report pipe to the master */
+static pid_t master_pid;
+
+/* Tells the master how a reload order ended: "loaded <path> <hash>" or
+ * "load-failed <path>" on the report pipe, and SIGUSR1 (the master reads
+ * the pipe every 200 ms anyway). The master checks no file a worker will
+ * check as it loads it (master.c, reload). */
+static void report_load(const char *path, const struct gw_config *cf)
+{
+    char line[700];
+    int n = cf ? snprintf(line, sizeof(line), "loaded %s %s\n", path, cf->hash)
+               : snprintf(line, sizeof(line), "load-failed %s\n", path);
+    if (report_pipe < 0 || n >= (int)sizeof(line))
+        return;
+    if (write(report_pipe, line, (size_t)n) != n) {
+        gw_log(GW_LOG_ERR, "write() to the master failed: %s", strerror(errno));
+        return;
+    }
+    if (getppid() == master_pid)
+        kill(master_pid, SIGUSR1);
+}
 
 static void load_begin(const char *path)
 {
     char *errs = NULL;
+    snprintf(load_path, sizeof(load_path), "%s", path);
     load_job = gw_config_load_start(worker.L, path, &errs);
     if (load_job == NULL) {
         gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
                errs ? errs : "unknown error");
         free(errs);
+        report_load(path, NULL);
         return;
     }
     load_started = now_epoch();
     load_slices = 0;
+    load_busy = 0;
+    load_longest = 0;
+    load_served = worker.stats->requests;
     ev_timer_set(&load_timer, 0, 0);
     ev_timer_start(worker.loop, &load_timer);
 }
@@ -74,10 +116,18 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct gw_config *cf = NULL;
     char *errs = NULL;
+    double t = now_mono();
     int rc = gw_config_load_step(load_job, &cf, &errs);
+    t = now_mono() - t;
     load_slices++;
+    load_busy += t;
+    if (t > load_longest)
+        load_longest = t;
     if (rc == GW_AGAIN) {
-        ev_timer_set(w, 0, 0); /* the next slice on the next loop turn */
+        double pause = worker.stats->requests != load_served ? t : 0;
+        load_served = worker.stats->requests;
+        ev_now_update(loop); /* the pause counts from the slice's end */
+        ev_timer_set(w, pause, 0);
         ev_timer_start(loop, w);
         return;
     }
@@ -89,6 +139,7 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
         gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
                errs ? errs : "unknown error");
     free(errs);
+    report_load(load_path, rc == GW_OK ? cf : NULL);
     if (load_next[0] && !worker.stopping) {
         char path[sizeof(load_next)];
         snprintf(path, sizeof(path), "%s", load_next);
@@ -116,9 +167,12 @@ static void swap_in(struct gw_config *cf)
     gw_admin_config_loaded();
     snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s", cf->hash);
     if (load_slices)
-        gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu) in %.0f ms, %d slices",
+        gw_log(GW_LOG_NOTICE,
+               "configuration %s loaded (generation %llu) in %.0f ms, %d slices "
+               "(%.0f ms on the loop, the longest %.1f ms)",
                cf->hash, (unsigned long long)cf->generation,
-               (now_epoch() - load_started) * 1000, load_slices);
+               (now_epoch() - load_started) * 1000, load_slices, load_busy * 1000,
+               load_longest * 1000);
     else
         gw_log(GW_LOG_NOTICE, "configuration %s loaded (generation %llu)", cf->hash,
                (unsigned long long)cf->generation);
@@ -255,6 +309,8 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
         ev_io_start(worker.loop, &worker.lio[i]);
     }
     worker.ctl_fd = ctl_fd;
+    report_pipe = report_fd;
+    master_pid = getppid();
     {
         char dir[256];
         snprintf(dir, sizeof(dir), "%s", config_path);

@@ -22,6 +22,28 @@ local function get_status(gw, path)
   return res and res.status
 end
 
+-- SIGKILLs every worker and waits for the master to have restarted them all
+local function restart_workers(gw)
+  local before = helpers.worker_pids(gw)
+  for _, p in ipairs(before) do
+    helpers.signal(p, "KILL")
+  end
+  helpers.wait_until(function()
+    local now = helpers.worker_pids(gw)
+    if #now ~= #before then
+      return false
+    end
+    for _, p in ipairs(now) do
+      for _, q in ipairs(before) do
+        if p == q then
+          return false
+        end
+      end
+    end
+    return get_status(gw, "/load") == 200
+  end, 10)
+end
+
 describe("processes", function()
   local mock
 
@@ -94,8 +116,19 @@ describe("processes", function()
         return true
       end, 10)
       assert.equal(404, get_status(gw, "/first"))
-      assert.not_equal(hash, assert(helpers.admin_status(gw)).config_hash)
+      local new_hash = assert(helpers.admin_status(gw)).config_hash
+      assert.not_equal(hash, new_hash)
       assert.equal(2, #helpers.worker_pids(gw))
+      -- the workers checked it as they loaded it; the master took their
+      -- word: restarted workers start with it
+      local log = helpers.read_file(gw.error_log) or ""
+      assert.truthy(log:find("configuration " .. new_hash .. " reloaded from",
+                             1, true), log)
+      restart_workers(gw)
+      for _ = 1, 10 do
+        assert.equal(200, get_status(gw, "/second"))
+      end
+      assert.equal(new_hash, assert(helpers.admin_status(gw)).config_hash)
     end)
 
     it("SIGHUP with an invalid config logs an error and keeps the old one",
@@ -112,6 +145,20 @@ describe("processes", function()
       end, 10)
       assert.truthy(new_lines)
       assert.is_true(helpers.pid_alive(gw.pid))
+      assert.equal(200, get_status(gw, "/second"))
+      assert.equal(hash, assert(helpers.admin_status(gw)).config_hash)
+      -- the worker says why; the master says the old one stays
+      helpers.wait_until(function()
+        local tail = (helpers.read_file(gw.error_log) or ""):sub(size + 1)
+        return tail:find("reload failed, keeping the running configuration",
+                         1, true) and
+               tail:find("services", 1, true) and
+               tail:find("invalid configuration, keeping the running one",
+                         1, true)
+      end, 10)
+      -- workers restarted now start with the last good one, not the
+      -- refused file
+      restart_workers(gw)
       assert.equal(200, get_status(gw, "/second"))
       assert.equal(hash, assert(helpers.admin_status(gw)).config_hash)
       -- a valid config afterwards is taken again

@@ -15,7 +15,9 @@
 #    p99 ratio and failed requests.
 #
 # Environment: SERVICES (100), ROUTES (100), CONSUMERS (1000), LOAD_RUNS (7),
-# RELOADS (20), RELOAD_EVERY_S (1), STEADY_S (10), CLIENTS (2).
+# RELOADS (20), RELOAD_EVERY_S (1), STEADY_S (10), CLIENTS (2), SKIP_LOAD
+# (1: skip part 1), KEEP_DIR (copy the latencies, the reload times and the
+# error log there, for a closer look).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -46,6 +48,7 @@ for ext in json yml; do
 done
 NROUTES=$((SERVICES * ROUTES + 1))
 
+[ -n "${SKIP_LOAD:-}" ] || {
 echo "== config load: $NROUTES routes, $CONSUMERS consumers with key-auth credentials"
 for ext in json yml; do
   times=()
@@ -60,6 +63,7 @@ for ext in json yml; do
   printf '%-5s luagate check: median %s ms of %d runs | runtime.load: median %s ms, min %s ms\n' \
     "$ext" "$check_ms" "$LOAD_RUNS" "$load_med" "$load_min"
 done
+}
 
 [ -x "$NGINX" ] || { echo "nginx missing: skipping the swap latency part" >&2; exit 0; }
 echo
@@ -105,6 +109,7 @@ done
 sleep "$STEADY_S"
 T0=$(date +%s.%N)
 for ((i = 0; i < RELOADS; i++)); do
+  date +%s.%N >>"$DIR/hups"
   kill -HUP "$LG_PID"
   sleep "$RELOAD_EVERY_S"
 done
@@ -119,3 +124,8 @@ grep -o "in [0-9]* ms, [0-9]* slices" "$DIR/luagate-error.log" | awk '{print $2,
         ms[int((NR+1)/2)], ms[NR], sl[int((NR+1)/2)] }' 
 cat "$DIR"/lat.* >"$DIR/lat"
 luajit "$BENCH/config_swap.lua" report "$DIR/lat" "$T0" "$T1"
+if [ -n "${KEEP_DIR:-}" ]; then
+  mkdir -p "$KEEP_DIR"
+  cp "$DIR/lat" "$DIR/hups" "$DIR/luagate-error.log" "$KEEP_DIR/"
+  echo "$T0 $T1" >"$KEEP_DIR/window"
+fi

@@ -261,8 +261,9 @@ local CONTROL = "[%z\1-\31]"
 
 
 -- Whether every string of `v` (keys and values) is free of control
--- characters.
+-- characters. (A slice point per table: it walks the whole document.)
 local function plain_strings(v)
+  slice_point()
   for k, x in pairs(v) do
     if type(k) == "string" and find(k, CONTROL) then
       return false
@@ -325,6 +326,7 @@ local function strip_meta(v)
   if type(v) ~= "table" or is_null(v) then
     return v
   end
+  slice_point()
   v._comment = nil
   v._ignore = nil
   for _, x in pairs(v) do
@@ -808,6 +810,7 @@ function Loader:build()
   local function output(kind)
     local list = {}
     for _, rec in ipairs(self.recs[kind]) do
+      slice_point()
       local e = rec.out
       e.id = rec.id
       list[#list + 1] = e
@@ -842,6 +845,7 @@ function Loader:build()
   end
 
   for _, rec in ipairs(self.recs.routes) do
+    slice_point()
     rec.out.service = link(rec, "service")
   end
 
@@ -887,6 +891,7 @@ function Loader:build()
     local entry = entities.registry[kind]
     if kind ~= "plugins" and entry.parents[CREDENTIAL_PARENT] then
       for _, rec in ipairs(self.recs[kind]) do
+        slice_point()
         local ci = link(rec, entry.parents[CREDENTIAL_PARENT])
         local e = rec.out
         e.id = rec.id

@@ -16,8 +16,8 @@ struct lua_State *gw_lua_new(void);
 struct gw_config *gw_config_load(struct lua_State *L, const char *path, char **errs);
 
 /* The same load in slices, for a worker's reload: the Lua part runs in a
- * coroutine that yields every millisecond or so (luagate.slice), so the
- * event loop serves requests between two steps. gw_config_load_step runs
+ * coroutine that yields every 0.1 ms or so (luagate.slice), so the event
+ * loop serves requests between two steps. gw_config_load_step runs
  * one slice: GW_AGAIN (call it again on a later loop turn), GW_OK with *out,
  * or GW_ERROR with *errs (malloc'd). A finished or abandoned job is released
  * with gw_config_load_cancel. */

@@ -192,13 +192,9 @@ ssize_t gw_h2_bridge_read(struct gw_h2_stream *s, char *dst, size_t room)
 {
     if (s == NULL || !s->open)
         return 0;
-    size_t n = gw_buf_pending(&s->req);
+    size_t n = gw_buf_take(&s->req, dst, room);
     if (n == 0)
         return -1;
-    if (n > room)
-        n = room;
-    memcpy(dst, s->req.data + s->req.off, n);
-    gw_buf_consume(&s->req, n);
     if (gw_buf_pending(&s->req) == 0) { /* all of it went: flow control gets it back */
         h2_consume(s->h2, s->id, s->unconsumed);
         s->unconsumed = 0;
@@ -421,13 +417,7 @@ static ssize_t data_read(nghttp2_session *ses, int32_t id, uint8_t *buf, size_t 
     /* the response body for DATA frames: DEFERRED while the bridge has not
      * sent more (stream_parse resumes it), EOF once the message ended */
     struct gw_h2_stream *s = src->ptr;
-    size_t n = gw_buf_pending(&s->body);
-    if (n > length)
-        n = length;
-    if (n) {
-        memcpy(buf, s->body.data + s->body.off, n);
-        gw_buf_consume(&s->body, n);
-    }
+    size_t n = gw_buf_take(&s->body, buf, length);
     if (gw_buf_pending(&s->body) == 0 && s->msg_done) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         gw_buf_free(&s->body);

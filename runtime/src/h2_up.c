@@ -132,13 +132,7 @@ static ssize_t body_read(nghttp2_session *ses, int32_t id, uint8_t *buf, size_t 
                          uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     struct gw_h2up *h = ud;
-    size_t n = gw_buf_pending(&h->body);
-    if (n > length)
-        n = length;
-    if (n) {
-        memcpy(buf, h->body.data + h->body.off, n);
-        gw_buf_consume(&h->body, n);
-    }
+    size_t n = gw_buf_take(&h->body, buf, length);
     if (gw_buf_pending(&h->body) == 0) {
         gw_buf_free(&h->body);
         if (h->req_done) {

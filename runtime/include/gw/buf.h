@@ -39,6 +39,19 @@ static inline void gw_buf_consume(struct gw_buf *b, size_t n)
         b->off = b->len = 0;
 }
 
+/* Moves up to max pending bytes to dst; returns how many. */
+static inline size_t gw_buf_take(struct gw_buf *b, void *dst, size_t max)
+{
+    size_t n = gw_buf_pending(b);
+    if (n > max)
+        n = max;
+    if (n) {
+        memcpy(dst, b->data + b->off, n);
+        gw_buf_consume(b, n);
+    }
+    return n;
+}
+
 static inline int gw_buf_appends(struct gw_buf *b, const char *s)
 {
     return gw_buf_append(b, s, strlen(s));

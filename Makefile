@@ -19,7 +19,7 @@ CFLAGS_BASE := -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter \
                -D_GNU_SOURCE -Iruntime/include -I$(LLHTTP_INC) \
                $(shell pkg-config --cflags luajit 2>/dev/null)
 LDLIBS := -lev $(shell pkg-config --libs luajit 2>/dev/null) -lpcre2-8 \
-          -lhiredis -lnghttp2 -lssl -lcrypto -lz -lbrotlienc -lresolv -lm -ldl -lpthread -lanl
+          -lhiredis -lnghttp2 -lssl -lcrypto -lz -lbrotlienc -lyaml -lresolv -lm -ldl -lpthread -lanl
 
 # SANITIZER builds go to build/<sanitizer>/luagate unless BIN says otherwise,
 # so that they never replace the binary a running suite uses:

@@ -18,6 +18,7 @@
 #include "gw/settings-t.h"
 #include "gw/tls.h"
 #include "gw/tls_client.h"
+#include "gw/yaml.h"
 #include "gw/worker-t.h"
 
 static uint64_t generation;
@@ -39,6 +40,7 @@ lua_State *gw_lua_new(void)
     lua_pushstring(L, "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;/usr/local/lib/lua/5.1/?.so");
     lua_setfield(L, -2, "cpath");
     lua_pop(L, 1);
+    gw_yaml_preload(L);
     return L;
 }
 

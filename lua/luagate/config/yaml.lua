@@ -2,6 +2,9 @@
 -- event stream (lyaml's low-level `yaml.parser`) and records, for every
 -- node, the 1-based line where it starts, keyed by its path
 -- ("services[0].routes[1].paths[0]"; map keys dotted, indexes 0-based).
+-- Without lines (the fast path), luagate's own Lua states build the
+-- document in C instead (runtime/src/yaml.c, ten times faster), falling
+-- back to this reader for what the C one leaves to it.
 --
 -- Scalars resolve like lyaml.load (YAML 1.1 implicit types: null, bool,
 -- int, float...); quoted scalars stay strings; `!!str`/`!!int`/... tags are
@@ -21,6 +24,8 @@ local lower = string.lower
 
 local yaml = require "yaml"
 local implicit = require "lyaml.implicit"
+-- the C reader (runtime/src/yaml.c), in luagate's own Lua states only
+local has_c, yaml_c = pcall(require, "luagate.yaml_c")
 local Schema = require "luagate.schema"
 local slice_point = require("luagate.slice").point
 
@@ -53,6 +58,22 @@ local WORDS = {
 }
 
 
+-- A plain, untagged scalar that is not a simple word: YAML 1.1's implicit
+-- types, in lyaml.load's order (also the C reader's resolver).
+local function resolve_plain(value)
+  for _, r in ipairs(RESOLVERS) do
+    local v = r(value)
+    if v ~= nil then
+      if type(v) ~= "boolean" and type(v) ~= "number" then
+        return NULL -- lyaml's own null
+      end
+      return v
+    end
+  end
+  return value
+end
+
+
 local function resolve_scalar(ev)
   local value = ev.value
   local tag = ev.tag
@@ -75,16 +96,7 @@ local function resolve_scalar(ev)
   if find(value, "^[%a_][%w_]*$") and not WORDS[lower(value)] then
     return value
   end
-  for _, r in ipairs(RESOLVERS) do
-    local v = r(value)
-    if v ~= nil then
-      if type(v) ~= "boolean" and type(v) ~= "number" then
-        return NULL -- lyaml's own null
-      end
-      return v
-    end
-  end
-  return value
+  return resolve_plain(value)
 end
 
 
@@ -119,10 +131,8 @@ local function merge_into(map, src)
 end
 
 
--- Parses `text`. Returns doc, lines; or nil, line, message on a syntax
--- error. With `no_lines`, `lines` stays empty (no paths are built: the
--- fast path of a config that turns out valid; see luagate.config).
-function _M.parse(text, no_lines)
+-- The reader over lyaml's events (see _M.parse).
+local function parse_events(text, no_lines)
   local next_event = yaml.parser(text)
   local anchors = {}
   local lines = {}
@@ -250,6 +260,27 @@ function _M.parse(text, no_lines)
     doc = NULL
   end
   return doc, lines
+end
+
+
+-- for the specs: both readers, and the resolver they share
+_M._parse_events = parse_events
+_M._resolve_plain = resolve_plain
+
+
+-- Parses `text`. Returns doc, lines; or nil, line, message on a syntax
+-- error. With `no_lines`, `lines` stays empty (no paths are built: the
+-- fast path of a config that turns out valid; see luagate.config), and in
+-- luagate's own Lua states the C reader builds the document when it can
+-- (runtime/src/yaml.c: plain configs without anchors, merge keys or tags).
+function _M.parse(text, no_lines)
+  if no_lines and has_c then
+    local doc = yaml_c.decode(text, resolve_plain, NULL)
+    if doc ~= nil then
+      return doc, {}
+    end
+  end
+  return parse_events(text, no_lines)
 end
 
 

@@ -1,0 +1,160 @@
+-- The C YAML reader (runtime/src/yaml.c, module "luagate.yaml_c") against
+-- the Lua one (luagate.config.yaml over lyaml's events): the same document
+-- for every text the C reader takes, and nothing (the caller then uses the
+-- Lua reader) for what it leaves to it. The module is built here as a
+-- shared object from the same source the gateway links.
+local helpers = require "spec.helpers"
+
+local fmt = string.format
+local q = helpers.shell_quote
+
+local ROOT = os.getenv("LUAGATE_ROOT") or "."
+
+local yaml_reader = require "luagate.config.yaml"
+local NULL = require("luagate.schema").NULL
+
+local parse_events = yaml_reader._parse_events
+local resolve_plain = yaml_reader._resolve_plain
+
+local yc
+do
+  local dir = helpers.make_prefix("yaml_c")
+  local rc, out, err = helpers.execute(fmt(
+    "mkdir -p %s/luagate && cc -O1 -shared -fPIC -I%s/runtime/include %s " ..
+    "-o %s/luagate/yaml_c.so %s/runtime/src/yaml.c -lyaml",
+    q(dir), q(ROOT), (io.popen("pkg-config --cflags luajit"):read("*l") or ""),
+    q(dir), q(ROOT)))
+  assert(rc == 0, "could not build yaml.c: " .. tostring(out) .. tostring(err))
+  local saved = package.cpath
+  package.cpath = dir .. "/?.so;" .. saved
+  yc = require "luagate.yaml_c"
+  package.cpath = saved
+end
+
+local function c_read(text)
+  return yc.decode(text, resolve_plain, NULL)
+end
+
+local function lua_read(text)
+  local doc = parse_events(text, true)
+  return doc
+end
+
+-- deep equality where NaN equals NaN and NULL is NULL
+local function same(a, b)
+  if type(a) ~= type(b) then
+    return false
+  end
+  if type(a) ~= "table" then
+    return a == b or (a ~= a and b ~= b)
+  end
+  for k, v in pairs(a) do
+    if not same(v, b[k]) then
+      return false
+    end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then
+      return false
+    end
+  end
+  return true
+end
+
+describe("luagate.yaml_c", function()
+  it("reads configs as the Lua reader does", function()
+    local texts = {
+      assert(helpers.read_file(ROOT .. "/spec/fixtures/config/users-example.yml")),
+      assert(helpers.read_file(ROOT .. "/spec/fixtures/config/legacy-2.1.yml")),
+      [[
+_format_version: "3.0"
+services:
+- name: s1
+  url: http://127.0.0.1:8080/base
+  retries: 3
+  connect_timeout: 6e4
+  enabled: yes
+  tags: [a, "b", 'c', 1, 1.5, ~, null, true, Off]
+  routes:
+  - name: r1
+    paths: ["/x", /y]
+    strip_path: false
+    methods: [GET, POST]
+    headers: {x-a: [v1, v2]}
+    regex_priority: -10
+plugins:
+- name: rate-limiting
+  config: {minute: 0x10, hour: 0o17, day: 017, second: 1_000, year: 1:30}
+- name: cors
+  config:
+    origins:
+    - "*"
+    max_age: .5
+    credentials: TRUE
+    exposed_headers: []
+    headers: {}
+]],
+      "key: |\n  line one\n  line two\nfolded: >\n  a\n  b\nquoted: \"tab\\tend\"\n",
+      "- 1\n- -2\n- +3\n- 4.5e3\n- .inf\n- -.Inf\n- .NaN\n- 0b101\n- 190:20:30\n",
+      "nul: \nempty: ''\nsq: 'it''s'\nunicode: \"\\u00e9t\\u00e9\"\nraw: été\n",
+      "1: one\n2.5: two\ntrue: three\n~: four\nyes: five\n",
+      "a: 1\na: 2\n",            -- duplicate key: the last wins in both
+      "",                        -- no document
+      "---\n...\n",              -- an empty document
+      "--- 42\n--- second\n",    -- only the first document
+      "just a string\n",
+      "[1, [2, [3, {a: [4]}]]]\n",
+    }
+    for i, text in ipairs(texts) do
+      local c = c_read(text)
+      assert.is_not_nil(c, "the C reader left text #" .. i .. " to the Lua one")
+      assert.is_true(same(c, lua_read(text)), "text #" .. i .. " read differently")
+    end
+  end)
+
+  it("reads the benchmark's 1 MB config as the Lua reader does", function()
+    local dir = helpers.make_prefix("yaml_c_big")
+    local path = dir .. "/big.yml"
+    local rc = helpers.execute(fmt("luajit %s/spec/bench/config_swap_gen.lua %s 20 20 200",
+                                   q(ROOT), q(path)))
+    assert.equal(0, rc)
+    local text = helpers.read_file(path)
+    local c = c_read(text)
+    assert.is_table(c)
+    assert.is_true(same(c, lua_read(text)))
+    assert.equal(20, #c.services)
+    assert.equal(200, #c.consumers)
+  end)
+
+  it("leaves to the Lua reader what it does not handle", function()
+    local texts = {
+      "a: &x {b: 1}\nc: *x\n",            -- anchors and aliases
+      "base: {a: 1}\nm:\n  <<: {b: 2}\n", -- a merge key
+      "a: !!str 123\n",                   -- a tag
+      "? [a, b]\n: 1\n",                  -- a complex key
+      "a: [1, 2\n",                       -- a syntax error
+      "a: 1\n b: 2\n",                    -- a syntax error
+      ".nan: 1\n",                        -- a NaN key (a Lua error)
+    }
+    for i, text in ipairs(texts) do
+      assert.is_nil(c_read(text), "text #" .. i .. " should be left to the Lua reader")
+    end
+    -- and the Lua reader still reads the ones that are valid
+    assert.same({ a = { b = 1 }, c = { b = 1 } }, lua_read(texts[1]))
+    assert.equal("123", lua_read(texts[3]).a)
+  end)
+
+  it("gives null for nulls and the string 'null' for a null key", function()
+    local doc = c_read("a: ~\nb: null\n~: x\n")
+    assert.equal(NULL, doc.a)
+    assert.equal(NULL, doc.b)
+    assert.equal("x", doc["null"])
+  end)
+
+  it("refuses a nesting deeper than 500 levels (the Lua reader decides)", function()
+    local deep = string.rep("[", 600) .. string.rep("]", 600)
+    assert.is_nil(c_read(deep))
+    local ok = string.rep("[", 100) .. string.rep("]", 100)
+    assert.is_table(c_read(ok))
+  end)
+end)

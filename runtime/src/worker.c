@@ -91,14 +91,32 @@ static void report_load(const char *path, const struct gw_config *cf)
         kill(master_pid, SIGUSR1);
 }
 
+/* A reload's errors, with the snapshot's path (a copy the master made)
+ * written as the configuration file the operator edits: its lines are the
+ * file's. */
+static void log_reload_failure(const char *snapshot, const char *errs)
+{
+    const char *file = gw_settings.config_path;
+    size_t sl = strlen(snapshot), fl = file ? strlen(file) : 0;
+    struct gw_buf b = {0};
+    const char *p = errs ? errs : "unknown error";
+    for (const char *m; file && sl && (m = strstr(p, snapshot)) != NULL; p = m + sl) {
+        gw_buf_append(&b, p, (size_t)(m - p));
+        gw_buf_append(&b, file, fl);
+    }
+    gw_buf_appends(&b, p);
+    gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
+           b.data ? b.data : p);
+    gw_buf_free(&b);
+}
+
 static void load_begin(const char *path)
 {
     char *errs = NULL;
     snprintf(load_path, sizeof(load_path), "%s", path);
     load_job = gw_config_load_start(worker.L, path, &errs);
     if (load_job == NULL) {
-        gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
-               errs ? errs : "unknown error");
+        log_reload_failure(path, errs);
         free(errs);
         report_load(path, NULL);
         return;
@@ -136,8 +154,7 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (rc == GW_OK)
         swap_in(cf);
     else
-        gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
-               errs ? errs : "unknown error");
+        log_reload_failure(load_path, errs);
     free(errs);
     report_load(load_path, rc == GW_OK ? cf : NULL);
     if (load_next[0] && !worker.stopping) {

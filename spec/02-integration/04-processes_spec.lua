@@ -156,6 +156,10 @@ describe("processes", function()
                tail:find("invalid configuration, keeping the running one",
                          1, true)
       end, 10)
+      -- the error names the operator's file and line, not the master's copy
+      local tail = (helpers.read_file(gw.error_log) or ""):sub(size + 1)
+      assert.matches("keeping the running configuration: " .. gw.config_path ..
+                     ":1: services: expected an array", tail, 1, true)
       -- workers restarted now start with the last good one, not the
       -- refused file
       restart_workers(gw)

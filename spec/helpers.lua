@@ -550,7 +550,8 @@ end
 
 -- Writes new_config (table or path to copy) over gw's config file and sends
 -- SIGHUP. With an admin port and opts.wait ~= false, waits (up to 10 s) for
--- /status config_hash to change and returns true if it did.
+-- /status config_hash to change, and for every worker to have it
+-- (worker_config_hashes), and returns true if they did.
 function helpers.reload_luagate(gw, new_config, opts)
   opts = opts or {}
   local before = gw.admin_port and helpers.admin_status(gw)
@@ -570,9 +571,18 @@ function helpers.reload_luagate(gw, new_config, opts)
   if opts.wait == false or not gw.admin_port or before == nil then
     return true
   end
+  -- every worker loads it, each at its own pace: wait for all of them
   return (pcall(helpers.wait_until, function()
     local st = helpers.admin_status(gw)
-    return st and st.config_hash ~= before
+    if not st or st.config_hash == before then
+      return false
+    end
+    for _, h in ipairs(st.worker_config_hashes or {}) do
+      if h ~= st.config_hash then
+        return false
+      end
+    end
+    return true
   end, opts.timeout or 10))
 end
 

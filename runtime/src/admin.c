@@ -61,17 +61,38 @@ static void status(struct gw_conn *c)
         requests += s->requests;
         reloads += s->reloads;
     }
-    char body[1024];
-    int n = snprintf(body, sizeof(body),
+    struct gw_buf b = {0};
+    char head[1024];
+    int n = snprintf(head, sizeof(head),
                      "{\"version\":\"%s\",\"uptime\":%.3f,\"workers\":%d,"
                      "\"connections\":{\"active\":%llu,\"accepted\":%llu},"
                      "\"requests\":%llu,\"config_hash\":\"%s\",\"reloads\":%llu,"
-                     "\"worker_id\":%d}",
+                     "\"worker_id\":%d,\"worker_config_hashes\":[",
                      GW_VERSION, now - gw_stats->start_time, alive,
                      (unsigned long long)active, (unsigned long long)accepted,
                      (unsigned long long)requests, gw_worker->config->hash,
                      (unsigned long long)reloads, gw_worker->id);
-    gw_conn_respond(c, 200, "application/json; charset=utf-8", body, (size_t)n, 0);
+    /* each live worker's configuration: a reload has reached every worker
+     * once they are all the same (workers load in slices, each at its pace) */
+    int first = 1;
+    gw_buf_append(&b, head, (size_t)n);
+    for (int i = 0; i < gw_stats->nworkers; i++) {
+        struct gw_stats_slot *s = &gw_stats->w[i];
+        if (!s->pid)
+            continue;
+        char h[80];
+        int k = snprintf(h, sizeof(h), "%s\"%.*s\"", first ? "" : ",",
+                         (int)sizeof(s->config_hash), s->config_hash);
+        gw_buf_append(&b, h, (size_t)k);
+        first = 0;
+    }
+    if (gw_buf_appends(&b, "]}") != 0) {
+        gw_buf_free(&b);
+        gw_conn_error(c, 500, "An unexpected error occurred");
+        return;
+    }
+    gw_conn_respond(c, 200, "application/json; charset=utf-8", b.data, b.len, 0);
+    gw_buf_free(&b);
 }
 
 /* GET /upstreams/{name}/health: Kong's shape, {"data": [{target, weight,

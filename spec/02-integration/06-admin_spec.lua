@@ -35,6 +35,14 @@ describe("admin /status", function()
     assert.is_number(json.requests)
     assert.is_string(json.config_hash)
     assert.truthy(#json.config_hash > 0)
+    -- every live worker's configuration ("" while a starting worker still
+    -- loads its first one): both run the same one once started
+    assert.equal(2, #json.worker_config_hashes)
+    helpers.wait_until(function()
+      local st = assert(helpers.admin_status(gw))
+      return st.worker_config_hashes[1] == json.config_hash and
+             st.worker_config_hashes[2] == json.config_hash
+    end, 10)
   end)
 
   it("counts served requests", function()

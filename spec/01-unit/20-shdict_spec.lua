@@ -370,7 +370,8 @@ describe("luagate.shdict", function()
     assert.equal(1, dogs:rpush("l3", 9))
   end)
 
-  it("hot paths compile (no NYI trace aborts in get/set/incr/get_stamp)", function()
+  it("hot paths compile (no NYI trace aborts in get/set/incr/get_stamp)",
+     function()
     local traceerr = require("jit.vmdef").traceerr
     local nyi = {}
     local function on_trace(what, _, _, _, code, extra)

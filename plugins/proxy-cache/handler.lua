@@ -21,6 +21,7 @@
 local strategies = require "kong.plugins.proxy-cache.strategies"
 local cache_key = require "kong.plugins.proxy-cache.cache_key"
 local cc_lib = require "kong.plugins.proxy-cache.cache_control"
+local recent = require "kong.plugins.proxy-cache.recent"
 local buffer = require "string.buffer"
 
 local kong = kong
@@ -44,6 +45,8 @@ local seconds = cc_lib.seconds
 
 local CACHE_VERSION = 1
 local LOCK_PREFIX = "proxy-cache:lock:"
+-- cache keys remembered per config, by their raw inputs (recent.lua)
+local KEYS_REMEMBERED = 1000
 
 -- response headers never stored: hop-by-hop ones, the length (the
 -- response is re-framed), the headers the plugin sets itself, and the
@@ -170,6 +173,7 @@ local function plan_of(conf)
     show_age = conf.response_headers.age,
     show_status = conf.response_headers["X-Cache-Status"],
     show_key = conf.response_headers["X-Cache-Key"],
+    keys = recent.new(KEYS_REMEMBERED),
   }
   for _, ct in ipairs(conf.content_type) do
     local t, st, params, n = parse_media_type(ct)
@@ -342,6 +346,40 @@ local function serve(plan, ctx, entry, age, key)
 end
 
 
+-- The request's cache key (docs: "Cache key"). The key is a function of
+-- the config and of the raw inputs below, so the keys of recent inputs are
+-- remembered (plan.keys): no query parsing, sorting or SHA-256 for them.
+-- The inputs are joined unambiguously: a method has no space, a raw path
+-- no "?", a query no LF, nor has a prefix (ids); the headers part is last.
+local function request_key(conf, plan, ctx, method)
+  local consumer = kong.client.get_consumer()
+  local route = kong.router.get_route()
+  local prefix = cache_key.prefix(consumer and consumer.id, route and route.id)
+  local path = kong.request.get_raw_path()
+  local query = kong.request.get_raw_query()
+  local headers_part = ""
+  if plan.vary_headers then
+    ctx.getter = request_headers_getter()
+    headers_part = cache_key.headers_key(ctx.getter, plan.vary_headers)
+  end
+  local raw = method .. " " .. path .. "?" .. query .. "\n" .. prefix ..
+              "\n" .. headers_part
+  local keys = plan.keys
+  local key = keys:get(raw)
+  if key then
+    return key
+  end
+  if conf.ignore_uri_case then
+    path = lower(path)
+  end
+  key = cache_key.build(prefix, method, path,
+    cache_key.params_key(kong.request.get_query(), plan.vary_query),
+    headers_part)
+  keys:set(raw, key)
+  return key
+end
+
+
 -- coalescing -----------------------------------------------------------------
 
 local lock_seq = 0
@@ -430,22 +468,7 @@ function ProxyCacheHandler:access(conf)
     return
   end
 
-  local consumer = kong.client.get_consumer()
-  local route = kong.router.get_route()
-  local uri = kong.request.get_raw_path()
-  if conf.ignore_uri_case then
-    uri = lower(uri)
-  end
-  local headers_part = ""
-  if plan.vary_headers then
-    ctx.getter = request_headers_getter()
-    headers_part = cache_key.headers_key(ctx.getter, plan.vary_headers)
-  end
-  local key = cache_key.build(
-    cache_key.prefix(consumer and consumer.id, route and route.id),
-    method, uri,
-    cache_key.params_key(kong.request.get_query(), plan.vary_query),
-    headers_part)
+  local key = request_key(conf, plan, ctx, method)
   ctx.key = key
 
   local entry, err = lookup(conf, plan, ctx, key)

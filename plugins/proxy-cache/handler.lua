@@ -68,6 +68,13 @@ local NOT_STORED = {
   ["x-cache-key"] = true,
 }
 
+-- the headers a hit adds to the stored ones (never stored, above)
+local HIT_HEADERS = {
+  ["Age"] = true,
+  ["X-Cache-Status"] = true,
+  ["X-Cache-Key"] = true,
+}
+
 -- statuses stale-if-error covers (RFC 5861 section 4)
 local ERROR_STATUS = { [500] = true, [502] = true, [503] = true, [504] = true }
 
@@ -259,25 +266,24 @@ end
 
 
 -- The entry stored under key (following a Vary marker to the request's
--- variant), or nil; nil, err when the store failed.
+-- variant), or nil; nil, err when the store failed. The memory strategy's
+-- entries are shared by the worker's requests (strategies.lua): read-only.
 local function lookup(conf, plan, ctx, key)
   local strategy = plan.strategy
-  local raw, err = strategy:fetch(key)
+  local entry, err = strategy:fetch_entry(key, decode_entry)
   if err then
     return nil, err
   end
-  local entry = raw and decode_entry(raw)
   if entry and entry.vary then
     if not conf.cache_control then
       return nil
     end
     ctx.getter = ctx.getter or request_headers_getter()
     local vkey = cache_key.variant(key, entry.vary, ctx.getter)
-    raw, err = strategy:fetch(vkey)
+    entry, err = strategy:fetch_entry(vkey, decode_entry)
     if err then
       return nil, err
     end
-    entry = raw and decode_entry(raw)
     if entry and entry.vary then
       return nil
     end
@@ -327,16 +333,13 @@ end
 
 local function serve(plan, ctx, entry, age, key)
   ctx.hit = true
+  -- the stored headers never hold these names (NOT_STORED); the entry may
+  -- be the worker's copy that the previous hit (of another config, after a
+  -- reload) filled: each one is set or cleared
   local headers = entry.headers
-  if plan.show_age then
-    headers["Age"] = floor(age)
-  end
-  if plan.show_status then
-    headers["X-Cache-Status"] = "Hit"
-  end
-  if plan.show_key then
-    headers["X-Cache-Key"] = key
-  end
+  headers["Age"] = plan.show_age and floor(age) or nil
+  headers["X-Cache-Status"] = plan.show_status and "Hit" or nil
+  headers["X-Cache-Key"] = plan.show_key and key or nil
   -- for logging plugins, as Kong exposes it
   kong.ctx.shared.proxy_cache_hit = { -- luacheck: ignore 122
     res = entry,
@@ -651,7 +654,9 @@ local function serve_stale(plan, ctx, now)
   end
   kong.response.set_status(entry.status)
   for name, v in pairs(entry.headers) do
-    kong.response.set_header(name, v)
+    if not HIT_HEADERS[name] then -- what an earlier hit added
+      kong.response.set_header(name, v)
+    end
   end
   if plan.show_age then
     kong.response.set_header("Age", floor(age))

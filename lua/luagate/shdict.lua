@@ -53,6 +53,8 @@ pcall(ffi.cdef, [[
                         int64_t *ttl_ms, const char **err);
   int gw_ffi_shdict_expire(struct gw_shdict *d, const char *key, size_t klen,
                            double exptime, const char **err);
+  int gw_ffi_shdict_stamp(struct gw_shdict *d, const char *key, size_t klen,
+                          uint32_t *ver, int64_t *expires, const char **err);
   size_t gw_ffi_shdict_capacity(struct gw_shdict *d);
   size_t gw_ffi_shdict_free_space(struct gw_shdict *d);
   int gw_ffi_shdict_push(struct gw_shdict *d, int right, const char *key,
@@ -111,6 +113,7 @@ local num_out = ffi_new("double[1]")
 local flags_out = ffi_new("uint32_t[1]")
 local size_out = ffi_new("size_t[1]")
 local ttl_out = ffi_new("int64_t[1]")
+local ver_out = ffi_new("uint32_t[1]")
 local err_out = ffi_new("const char *[1]")
 local buf_out = ffi_new("char *[1]")
 local u8p = ffi.typeof("const uint8_t *")
@@ -404,6 +407,25 @@ function dict.ttl(self, key)
     return nil, ffi_str(err_out[0])
   end
   return tonumber(ttl_out[0]) / 1000
+end
+
+
+-- version, expires = dict:get_stamp(key) (luagate): what identifies the
+-- key's current value, without copying it: a number that changes whenever
+-- the value is stored (set, incr, push, pop) and the absolute expiry
+-- (CLOCK_MONOTONIC ms, 0 = never); a copy of the value kept elsewhere is
+-- current while both are the same. nil when missing or expired. Makes the
+-- entry the most recently used, as get does.
+function dict.get_stamp(self, key)
+  local zone = check_zone(self)
+  local k, klen = check_key(key)
+  if not k then
+    return nil, klen
+  end
+  if C.gw_ffi_shdict_stamp(zone, k, klen, ver_out, ttl_out, err_out) ~= OK then
+    return nil
+  end
+  return tonumber(ver_out[0]), tonumber(ttl_out[0])
 end
 
 

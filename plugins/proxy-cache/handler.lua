@@ -21,6 +21,7 @@
 local strategies = require "kong.plugins.proxy-cache.strategies"
 local cache_key = require "kong.plugins.proxy-cache.cache_key"
 local cc_lib = require "kong.plugins.proxy-cache.cache_control"
+local recent = require "kong.plugins.proxy-cache.recent"
 local buffer = require "string.buffer"
 
 local kong = kong
@@ -44,6 +45,8 @@ local seconds = cc_lib.seconds
 
 local CACHE_VERSION = 1
 local LOCK_PREFIX = "proxy-cache:lock:"
+-- cache keys remembered per config, by their raw inputs (recent.lua)
+local KEYS_REMEMBERED = 1000
 
 -- response headers never stored: hop-by-hop ones, the length (the
 -- response is re-framed), the headers the plugin sets itself, and the
@@ -63,6 +66,13 @@ local NOT_STORED = {
   ["age"] = true,
   ["x-cache-status"] = true,
   ["x-cache-key"] = true,
+}
+
+-- the headers a hit adds to the stored ones (never stored, above)
+local HIT_HEADERS = {
+  ["Age"] = true,
+  ["X-Cache-Status"] = true,
+  ["X-Cache-Key"] = true,
 }
 
 -- statuses stale-if-error covers (RFC 5861 section 4)
@@ -170,6 +180,7 @@ local function plan_of(conf)
     show_age = conf.response_headers.age,
     show_status = conf.response_headers["X-Cache-Status"],
     show_key = conf.response_headers["X-Cache-Key"],
+    keys = recent.new(KEYS_REMEMBERED),
   }
   for _, ct in ipairs(conf.content_type) do
     local t, st, params, n = parse_media_type(ct)
@@ -255,25 +266,24 @@ end
 
 
 -- The entry stored under key (following a Vary marker to the request's
--- variant), or nil; nil, err when the store failed.
+-- variant), or nil; nil, err when the store failed. The memory strategy's
+-- entries are shared by the worker's requests (strategies.lua): read-only.
 local function lookup(conf, plan, ctx, key)
   local strategy = plan.strategy
-  local raw, err = strategy:fetch(key)
+  local entry, err = strategy:fetch_entry(key, decode_entry)
   if err then
     return nil, err
   end
-  local entry = raw and decode_entry(raw)
   if entry and entry.vary then
     if not conf.cache_control then
       return nil
     end
     ctx.getter = ctx.getter or request_headers_getter()
     local vkey = cache_key.variant(key, entry.vary, ctx.getter)
-    raw, err = strategy:fetch(vkey)
+    entry, err = strategy:fetch_entry(vkey, decode_entry)
     if err then
       return nil, err
     end
-    entry = raw and decode_entry(raw)
     if entry and entry.vary then
       return nil
     end
@@ -323,22 +333,53 @@ end
 
 local function serve(plan, ctx, entry, age, key)
   ctx.hit = true
+  -- the stored headers never hold these names (NOT_STORED); the entry may
+  -- be the worker's copy that the previous hit (of another config, after a
+  -- reload) filled: each one is set or cleared
   local headers = entry.headers
-  if plan.show_age then
-    headers["Age"] = floor(age)
-  end
-  if plan.show_status then
-    headers["X-Cache-Status"] = "Hit"
-  end
-  if plan.show_key then
-    headers["X-Cache-Key"] = key
-  end
+  headers["Age"] = plan.show_age and floor(age) or nil
+  headers["X-Cache-Status"] = plan.show_status and "Hit" or nil
+  headers["X-Cache-Key"] = plan.show_key and key or nil
   -- for logging plugins, as Kong exposes it
   kong.ctx.shared.proxy_cache_hit = { -- luacheck: ignore 122
     res = entry,
     req = { body = entry.req_body },
   }
   return kong.response.exit(entry.status, entry.body, headers)
+end
+
+
+-- The request's cache key (docs: "Cache key"). The key is a function of
+-- the config and of the raw inputs below, so the keys of recent inputs are
+-- remembered (plan.keys): no query parsing, sorting or SHA-256 for them.
+-- The inputs are joined unambiguously: a method has no space, a raw path
+-- no "?", a query no LF, nor has a prefix (ids); the headers part is last.
+local function request_key(conf, plan, ctx, method)
+  local consumer = kong.client.get_consumer()
+  local route = kong.router.get_route()
+  local prefix = cache_key.prefix(consumer and consumer.id, route and route.id)
+  local path = kong.request.get_raw_path()
+  local query = kong.request.get_raw_query()
+  local headers_part = ""
+  if plan.vary_headers then
+    ctx.getter = request_headers_getter()
+    headers_part = cache_key.headers_key(ctx.getter, plan.vary_headers)
+  end
+  local raw = method .. " " .. path .. "?" .. query .. "\n" .. prefix ..
+              "\n" .. headers_part
+  local keys = plan.keys
+  local key = keys:get(raw)
+  if key then
+    return key
+  end
+  if conf.ignore_uri_case then
+    path = lower(path)
+  end
+  key = cache_key.build(prefix, method, path,
+    cache_key.params_key(kong.request.get_query(), plan.vary_query),
+    headers_part)
+  keys:set(raw, key)
+  return key
 end
 
 
@@ -430,22 +471,7 @@ function ProxyCacheHandler:access(conf)
     return
   end
 
-  local consumer = kong.client.get_consumer()
-  local route = kong.router.get_route()
-  local uri = kong.request.get_raw_path()
-  if conf.ignore_uri_case then
-    uri = lower(uri)
-  end
-  local headers_part = ""
-  if plan.vary_headers then
-    ctx.getter = request_headers_getter()
-    headers_part = cache_key.headers_key(ctx.getter, plan.vary_headers)
-  end
-  local key = cache_key.build(
-    cache_key.prefix(consumer and consumer.id, route and route.id),
-    method, uri,
-    cache_key.params_key(kong.request.get_query(), plan.vary_query),
-    headers_part)
+  local key = request_key(conf, plan, ctx, method)
   ctx.key = key
 
   local entry, err = lookup(conf, plan, ctx, key)
@@ -628,7 +654,9 @@ local function serve_stale(plan, ctx, now)
   end
   kong.response.set_status(entry.status)
   for name, v in pairs(entry.headers) do
-    kong.response.set_header(name, v)
+    if not HIT_HEADERS[name] then -- what an earlier hit added
+      kong.response.set_header(name, v)
+    end
   end
   if plan.show_age then
     kong.response.set_header("Age", floor(age))

@@ -3,6 +3,7 @@
 --   local strategies = require "kong.plugins.proxy-cache.strategies"
 --   local s, err = strategies.new(conf)   -- one per config, see handler
 --   s:fetch(key)            -> string | nil (absent) | nil, err
+--   s:fetch_entry(key, decode) -> decode(fetch(key)) | nil | nil, err
 --   s:store(key, value, ttl) -> true | nil, err   (ttl in seconds)
 --   s:purge(key)            -> true (deleted) | false (absent) | nil, err
 --   s:flush()               -> number of entries removed | nil, err
@@ -15,8 +16,19 @@
 --
 -- DELAYED_STORE[name] is true for strategies that cannot store from
 -- body_filter.
+--
+-- The memory strategy's fetch_entry keeps the decoded entries in the
+-- worker (LOCAL_* below), each with the stamp of the stored value
+-- (dict:get_stamp: a version that changes with every store of the key,
+-- and its expiry), and checks the stamp on every use: one lookup in the
+-- dictionary, no copy of the value, no decode. Any change of the key in
+-- the dictionary (a store by any worker, a purge, expiry, eviction,
+-- flush_all) changes or removes the stamp, so the next use on every worker
+-- sees it: the dictionary stays the only truth. The decoded entry is
+-- shared by the requests of the worker: read-only.
 
 local redis = require "luagate.redis"
+local recent = require "kong.plugins.proxy-cache.recent"
 
 local ngx = ngx
 
@@ -29,6 +41,15 @@ local setmetatable = setmetatable
 
 local PREFIX = "proxy-cache:"
 local SCAN_COUNT = 1000
+
+-- the worker's decoded memory entries: at most LOCAL_ITEMS entries and
+-- LOCAL_BYTES bytes of stored values per generation (recent.lua: twice
+-- that in all); values larger than LOCAL_MAX_VALUE are decoded on every use
+local LOCAL_ITEMS = 1000
+local LOCAL_BYTES = 8 * 1024 * 1024
+local LOCAL_MAX_VALUE = 1024 * 1024
+
+local local_entries = recent.new(LOCAL_ITEMS, LOCAL_BYTES)
 
 local _M = {
   PREFIX = PREFIX,
@@ -48,6 +69,38 @@ function Memory:fetch(key)
     return nil, "could not read the cache entry: " .. err
   end
   return v
+end
+
+
+function Memory:fetch_entry(key, decode)
+  local dict = self.dict
+  local dkey = PREFIX .. key
+  local ver, expires = dict:get_stamp(dkey)
+  if not ver then
+    local_entries:delete(dkey)
+    return nil
+  end
+  local item = local_entries:get(dkey)
+  if item and item.ver == ver and item.expires == expires and
+     item.dict == dict then
+    return item.entry
+  end
+  -- a store between get_stamp and get gives a newer value under the older
+  -- stamp: the next use fetches it again, never an older value
+  local raw, err = dict:get(dkey)
+  if raw == nil then
+    if type(err) == "string" then
+      return nil, "could not read the cache entry: " .. err
+    end
+    local_entries:delete(dkey)
+    return nil
+  end
+  local entry = decode(raw)
+  if entry and #raw <= LOCAL_MAX_VALUE then
+    local_entries:set(dkey, { ver = ver, expires = expires, dict = dict,
+                              entry = entry, bytes = #raw })
+  end
+  return entry
 end
 
 
@@ -100,6 +153,15 @@ function Redis:fetch(key)
     return nil
   end
   return v
+end
+
+
+function Redis:fetch_entry(key, decode)
+  local raw, err = self:fetch(key)
+  if raw == nil then
+    return nil, err
+  end
+  return decode(raw)
 end
 
 

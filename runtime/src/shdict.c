@@ -77,6 +77,7 @@ struct shd_node {
     uint32_t uflags; /* user flags */
     uint16_t klen;   /* key bytes, 1..65535 */
     uint8_t type;    /* GW_SHDICT_T* */
+    uint32_t ver;    /* the zone's seq when the value last changed (stamp) */
     char data[];
 };
 
@@ -89,6 +90,7 @@ struct gw_shdict {
     uint32_t nbuckets;  /* power of two */
     size_t nentries;    /* entries in the hash table, expired included */
     size_t free_bytes;  /* sum of free block sizes */
+    uint32_t seq;       /* value changes so far, wrapping; never reset */
     struct shd_node **buckets;
     char *heap, *heap_end; /* 16-aligned */
     struct shd_node *lru_head, *lru_tail;
@@ -322,6 +324,12 @@ static void shd_touch(struct gw_shdict *d, struct shd_node *n)
         shd_lru_unlink(d, n);
         shd_lru_push(d, n);
     }
+}
+
+/* Gives n's value a new version (gw_ffi_shdict_stamp). */
+static void shd_bump(struct gw_shdict *d, struct shd_node *n)
+{
+    n->ver = ++d->seq;
 }
 
 /* Links a filled node into the hash table and at the LRU head. */
@@ -694,6 +702,7 @@ int gw_ffi_shdict_store(struct gw_shdict *d, int op, const char *key, size_t kle
     n->uflags = flags;
     n->expires = shd_expiry(exptime, now);
     n->vlen = len;
+    shd_bump(d, n);
     if (type == GW_SHDICT_TSTRING) {
         if (len > 0) {
             memcpy(n->data + klen, str, len);
@@ -729,6 +738,7 @@ int gw_ffi_shdict_incr(struct gw_shdict *d, const char *key, size_t klen, double
         }
         n->v.num += by;
         *out = n->v.num;
+        shd_bump(d, n);
         shd_touch(d, n);
         goto done;
     }
@@ -755,6 +765,7 @@ int gw_ffi_shdict_incr(struct gw_shdict *d, const char *key, size_t klen, double
     n->expires = shd_expiry(init_ttl, now);
     n->v.num = init + by;
     *out = n->v.num;
+    shd_bump(d, n);
     shd_insert(d, n);
 done:
     shd_unlock(d);
@@ -857,6 +868,26 @@ int gw_ffi_shdict_ttl(struct gw_shdict *d, const char *key, size_t klen, int64_t
         rc = GW_DECLINED;
     } else {
         *ttl_ms = n->expires == 0 ? 0 : n->expires - now;
+    }
+    shd_unlock(d);
+    return rc;
+}
+
+int gw_ffi_shdict_stamp(struct gw_shdict *d, const char *key, size_t klen, uint32_t *ver,
+                        int64_t *expires, const char **err)
+{
+    struct shd_node *n;
+    int rc = GW_OK;
+
+    SHD_ENTER(d, key, klen, err);
+    n = shd_lookup(d, key, klen, shd_hash(key, klen));
+    if (n == NULL || shd_expired(n, shd_now())) {
+        *err = "not found";
+        rc = GW_DECLINED;
+    } else {
+        *ver = n->ver;
+        *expires = n->expires;
+        shd_touch(d, n);
     }
     shd_unlock(d);
     return rc;
@@ -980,6 +1011,7 @@ int gw_ffi_shdict_push(struct gw_shdict *d, int right, const char *key, size_t k
     }
     n->vlen++;
     *out_len = n->vlen;
+    shd_bump(d, n);
     shd_touch(d, n);
     goto done;
 nomem:
@@ -1032,6 +1064,7 @@ int gw_ffi_shdict_pop(struct gw_shdict *d, int right, const char *key, size_t kl
     if (--n->vlen == 0) {
         shd_remove(d, n);
     } else {
+        shd_bump(d, n);
         shd_touch(d, n);
     }
 done:

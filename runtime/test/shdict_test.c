@@ -223,6 +223,42 @@ static void test_incr(void)
     ok(rc == GW_OK && out == 6, "expired counter is re-created from init");
 }
 
+static void test_stamp(void)
+{
+    struct gw_shdict *d = gw_shdict_find("basic", 5);
+    const char *err = NULL;
+    uint32_t v1 = 0, v2 = 0, v3 = 0;
+    int64_t e1 = -1, e2 = -1;
+    int forcible, rc, status;
+    pid_t pid;
+
+    rc = gw_ffi_shdict_stamp(d, "st", 2, &v1, &e1, &err);
+    ok(rc == GW_DECLINED && strcmp(err, "not found") == 0, "stamp of a missing key");
+    set(d, GW_SHDICT_SET, "st", "a", 10, 0, &forcible, &err);
+    rc = gw_ffi_shdict_stamp(d, "st", 2, &v1, &e1, &err);
+    ok(rc == GW_OK && e1 > 0, "stamp: version and absolute expiry");
+    get(d, "st", 0);
+    rc = gw_ffi_shdict_stamp(d, "st", 2, &v2, &e2, &err);
+    ok(rc == GW_OK && v2 == v1 && e2 == e1, "a read keeps the stamp");
+    pid = fork();
+    if (pid == 0) {
+        set(d, GW_SHDICT_SET, "st", "a", 10, 0, &forcible, &err);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    rc = gw_ffi_shdict_stamp(d, "st", 2, &v2, &e2, &err);
+    ok(rc == GW_OK && v2 != v1, "a store by another process changes the version");
+    del(d, "st");
+    set(d, GW_SHDICT_SET, "st", "a", 10, 0, &forcible, &err);
+    rc = gw_ffi_shdict_stamp(d, "st", 2, &v3, &e2, &err);
+    ok(rc == GW_OK && v3 != v2 && v3 != v1, "deleted and stored again: a new version");
+    set(d, GW_SHDICT_SET, "st", "b", 0.02, 0, &forcible, &err);
+    msleep(40);
+    rc = gw_ffi_shdict_stamp(d, "st", 2, &v1, &e1, &err);
+    ok(rc == GW_DECLINED, "stamp of an expired key: not found");
+    ok(check(d, NULL, NULL), "zone consistent");
+}
+
 static void test_expiry(void)
 {
     struct gw_shdict *d = gw_shdict_find("basic", 5);
@@ -557,6 +593,7 @@ int main(void)
     test_registry();
     test_values();
     test_incr();
+    test_stamp();
     test_expiry();
     test_keys();
     test_lists();

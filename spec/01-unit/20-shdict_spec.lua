@@ -213,6 +213,51 @@ describe("luagate.shdict", function()
                      "bad \"exptime\" argument")
   end)
 
+  it("get_stamp changes with every store of the value, not on reads",
+     function()
+    assert.same({ nil }, { dogs:get_stamp("s") })
+    dogs:set("s", "a", 10)
+    local v1, e1 = dogs:get_stamp("s")
+    assert.is_number(v1)
+    assert.is_true(e1 > 0)
+    assert.same({ v1, e1 }, { dogs:get_stamp("s") })
+    dogs:get("s")
+    dogs:ttl("s")
+    assert.same({ v1, e1 }, { dogs:get_stamp("s") })
+    dogs:set("s", "a", 10) -- same value again: a new version
+    local v2 = dogs:get_stamp("s")
+    assert.not_equal(v1, v2)
+    dogs:set("other", "x")
+    assert.equal(v2, (dogs:get_stamp("s")))
+    local _, e2 = dogs:get_stamp("other")
+    assert.equal(0, e2)
+    assert.same({ true }, { dogs:expire("s", 20) })
+    local v3, e3 = dogs:get_stamp("s")
+    assert.equal(v2, v3)
+    assert.is_true(e3 > e1)
+    dogs:delete("s")
+    assert.is_nil(dogs:get_stamp("s"))
+    dogs:set("s", "a", 10)
+    assert.is_true((dogs:get_stamp("s")) > v2)
+    dogs:set("n", 1)
+    local n1 = dogs:get_stamp("n")
+    dogs:incr("n", 1)
+    assert.not_equal(n1, (dogs:get_stamp("n")))
+    dogs:rpush("l", 1)
+    local l1 = dogs:get_stamp("l")
+    dogs:rpush("l", 2)
+    local l2 = dogs:get_stamp("l")
+    dogs:lpop("l")
+    local l3 = dogs:get_stamp("l")
+    assert.is_true(l1 ~= l2 and l2 ~= l3)
+    dogs:set("e", "v", 0.01)
+    sleep(0.03)
+    assert.is_nil(dogs:get_stamp("e"))
+    dogs:flush_all()
+    assert.is_nil(dogs:get_stamp("n"))
+    assert.same({ nil, "empty key" }, { dogs:get_stamp("") })
+  end)
+
   it("flush_all expires everything, flush_expired frees", function()
     for i = 1, 10 do
       dogs:set("k" .. i, i)
@@ -325,7 +370,8 @@ describe("luagate.shdict", function()
     assert.equal(1, dogs:rpush("l3", 9))
   end)
 
-  it("hot paths compile (no NYI trace aborts in get/set/incr)", function()
+  it("hot paths compile (no NYI trace aborts in get/set/incr/get_stamp)",
+     function()
     local traceerr = require("jit.vmdef").traceerr
     local nyi = {}
     local function on_trace(what, _, _, _, code, extra)
@@ -349,6 +395,9 @@ describe("luagate.shdict", function()
         sum = 0
       end
       d:get_stale("s")
+      if d:get_stamp("s") == nil then
+        sum = 0
+      end
       d:lpush("l", i)
       d:rpop("l")
     end

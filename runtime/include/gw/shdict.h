@@ -86,6 +86,16 @@ int gw_ffi_shdict_get_keys(struct gw_shdict *d, int max, char **out, size_t *out
 int gw_ffi_shdict_ttl(struct gw_shdict *d, const char *key, size_t klen, int64_t *ttl_ms,
                       const char **err);
 
+/* What identifies key's current value without copying it: *ver, the zone's
+ * count of value changes when the value was last stored (set, incr, push,
+ * pop; a key deleted and stored again gets a new one; it wraps at 2^32), and
+ * *expires, its absolute CLOCK_MONOTONIC expiry in ms (0 = never). A cache
+ * of the value elsewhere is current while both are unchanged. A live entry
+ * becomes the most recently used, as with get. GW_DECLINED "not found" for a
+ * missing or expired key. */
+int gw_ffi_shdict_stamp(struct gw_shdict *d, const char *key, size_t klen, uint32_t *ver,
+                        int64_t *expires, const char **err);
+
 /* Sets key's expiry to exptime seconds from now (0: never). GW_DECLINED
  * "not found" for a missing or expired key. */
 int gw_ffi_shdict_expire(struct gw_shdict *d, const char *key, size_t klen, double exptime,

@@ -7,6 +7,9 @@
 --   mode "admin": answers with kong.plugins.proxy-cache.api:
 --                 ?op=lookup|purge|purge_all [&key=K] [&plugin_id=ID]
 --                 -> {"ok": value, "err": err, "plugin_id": id}
+--   mode "pid":   X-Worker-Pid on every response (header_filter runs after
+--                 proxy-cache's, so the header is not stored: a hit tells
+--                 which worker served it)
 local H = { PRIORITY = 50, VERSION = "1.0.0" }
 
 H.SCHEMA = {
@@ -14,7 +17,7 @@ H.SCHEMA = {
   fields = {
     { config = { type = "record", fields = {
         { mode = { type = "string", required = true,
-                   one_of = { "fail", "admin" } } },
+                   one_of = { "fail", "admin", "pid" } } },
         { down_port = { type = "integer" } },
     } } },
   },
@@ -46,6 +49,10 @@ function H:access(conf)
     return kong.response.exit(200, body)
   end
 
+  if conf.mode == "pid" then
+    return
+  end
+
   local fail = kong.request.get_header("X-Fail")
   if fail == "500" then
     kong.service.request.set_path("/status/500")
@@ -54,6 +61,13 @@ function H:access(conf)
   elseif fail == "slow" then
     kong.service.request.set_path("/delay/2")
     kong.service.set_timeouts(1000, 1000, 300)
+  end
+end
+
+
+function H:header_filter(conf)
+  if conf.mode == "pid" then
+    kong.response.set_header("X-Worker-Pid", ngx.worker.pid())
   end
 end
 

@@ -260,6 +260,14 @@ local function set_one(r, name, value)
 end
 
 
+-- grpc-message's percent-encoding of one byte (a module-level function: a
+-- closure made in grpc_body would keep every exit out of LuaJIT's traces,
+-- which cannot close upvalues there)
+local function percent_byte(ch)
+  return fmt("%%%02X", byte(ch))
+end
+
+
 -- Kong's gRPC rules for exit() and error(): when the response is gRPC
 -- (its Content-Type, or none and the request is gRPC over HTTP/2), the
 -- HTTP status stays, grpc-status is set from it unless a plugin set one,
@@ -290,9 +298,7 @@ local function grpc_body(r, status, body, level)
     end
   end
   if body ~= nil and not grpc_output then
-    set_one(r, "grpc-message", (gsub(body, "[%%%c\128-\255]", function(ch)
-      return fmt("%%%02X", byte(ch))
-    end)))
+    set_one(r, "grpc-message", (gsub(body, "[%%%c\128-\255]", percent_byte)))
     return nil
   end
   if code and header_value(r.ptr, C.gw_ffi_resp_header, "grpc-message") == nil then

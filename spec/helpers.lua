@@ -571,7 +571,13 @@ function helpers.reload_luagate(gw, new_config, opts)
   if opts.wait == false or not gw.admin_port or before == nil then
     return true
   end
-  -- every worker loads it, each at its own pace: wait for all of them
+  return helpers.wait_new_config(gw, before, opts.timeout)
+end
+
+-- Waits (up to timeout s, default 10) until every worker of gw runs a
+-- configuration whose hash is not `before` (workers load a reload each at
+-- its own pace: /status's worker_config_hashes). Returns true if they do.
+function helpers.wait_new_config(gw, before, timeout)
   return (pcall(helpers.wait_until, function()
     local st = helpers.admin_status(gw)
     if not st or st.config_hash == before then
@@ -583,7 +589,7 @@ function helpers.reload_luagate(gw, new_config, opts)
       end
     end
     return true
-  end, opts.timeout or 10))
+  end, timeout or 10))
 end
 
 -- Lines of a file (e.g. gw.access_log), as a list.

@@ -17,6 +17,7 @@ local request = require "luagate.request"
 local private = require "luagate.pdk.private"
 
 local type = type
+local rawget = rawget
 local tostring = tostring
 local error = error
 local pairs = pairs
@@ -329,10 +330,11 @@ local function send(r, status, body, headers, level)
     end
   end
 
-  local ctx = r.ctx
+  local ctx = rawget(r, "ctx") -- ngx.ctx made later copies kong_exited
   if ctx then
     ctx.KONG_EXITED = true
   end
+  r.kong_exited = true
   r.exited = true
 
   err_p[0] = nil

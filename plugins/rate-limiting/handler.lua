@@ -247,27 +247,36 @@ end
 local set_header = kong.response.set_header
 
 
--- X-RateLimit-* per limiter and the RateLimit-* of the tightest one (the
--- fewest requests left; on a tie, the longest window), as Kong.
-local function set_client_headers(plan)
-  local lims, rem, reset = plan.lims, plan.rem, plan.reset
-  local best
-  for i = 1, plan.n do
-    local lim = lims[i]
-    local r = rem[i]
-    set_header(lim.h_limit, lim.limit_s)
-    set_header(lim.h_remaining, tostring(r))
-    if not best or r < rem[best] or
-       (r == rem[best] and lim.size > lims[best].size) then
-      best = i
-    end
+-- X-RateLimit-* of limiter i; returns the index of the tightest limiter
+-- so far (the fewest requests left; on a tie, the longest window), as Kong.
+local function put_limiter(plan, i, best)
+  local lim = plan.lims[i]
+  local rem = plan.rem
+  local r = rem[i]
+  set_header(lim.h_limit, lim.limit_s)
+  set_header(lim.h_remaining, tostring(r))
+  if not best or r < rem[best] or
+     (r == rem[best] and lim.size > plan.lims[best].size) then
+    return i
   end
-  local seconds = ceil(reset[best])
+  return best
+end
+
+
+-- X-RateLimit-* per limiter and the RateLimit-* of the tightest one. The
+-- first limiter is outside the loop: a plan of one limiter runs no loop
+-- (see policies.lua).
+local function set_client_headers(plan)
+  local best = put_limiter(plan, 1, nil)
+  for i = 2, plan.n do
+    best = put_limiter(plan, i, best)
+  end
+  local seconds = ceil(plan.reset[best])
   if seconds < 1 then
     seconds = 1
   end
-  set_header(RATELIMIT_LIMIT, lims[best].limit_s)
-  set_header(RATELIMIT_REMAINING, tostring(rem[best]))
+  set_header(RATELIMIT_LIMIT, plan.lims[best].limit_s)
+  set_header(RATELIMIT_REMAINING, tostring(plan.rem[best]))
   set_header(RATELIMIT_RESET, tostring(seconds))
 end
 

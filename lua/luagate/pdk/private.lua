@@ -157,13 +157,15 @@ end
 _M.normalize_header_name = normalize_header_name
 
 
--- Kong's validate_header: returns the value as a string. Raises at level.
-function _M.validate_header(name, value, level)
-  level = (level or 2) + 1
+-- The type checks of Kong's validate_header: returns the value as a
+-- string. Raises at level. The runtime refuses CR, LF (and NUL) in the
+-- values the PDK sets, without changing anything: the PDK's setters call
+-- only this, and validate_header (Kong's message) once the runtime refused.
+local function header_types(name, value, level)
   local tname = type(name)
   if tname ~= "string" then
     error(fmt("invalid header name %q: got %s, expected string",
-              tostring(name), tname), level)
+              tostring(name), tname), level + 1)
   end
   local tvalue = type(value)
   if tvalue ~= "string" then
@@ -171,9 +173,24 @@ function _M.validate_header(name, value, level)
       value = tostring(value)
     else
       error(fmt("invalid header value for %q: got %s, expected " ..
-                "string, number or boolean", name, tvalue), level)
+                "string, number or boolean", name, tvalue), level + 1)
     end
   end
+  return value
+end
+
+
+function _M.header_types(name, value, level)
+  -- not a tail call: the error level counts this frame
+  local v = header_types(name, value, (level or 2) + 1)
+  return v
+end
+
+
+-- Kong's validate_header: returns the value as a string. Raises at level.
+function _M.validate_header(name, value, level)
+  level = (level or 2) + 1
+  value = header_types(name, value, level)
   -- plain finds: a pattern here costs more than the rest of set_header
   if find(value, "\n", 1, true) or find(value, "\r", 1, true) then
     error(fmt("invalid header value for %q: contains CR or LF", name),

@@ -40,6 +40,7 @@ local PHASES = private.PHASES
 local normalize_header_name = private.normalize_header_name
 local normalize_value = private.normalize_value
 local validate_header = private.validate_header
+local header_types = private.header_types
 local validate_headers = private.validate_headers
 local header_value = private.header_value
 local build_headers = private.build_headers
@@ -74,6 +75,9 @@ end
 
 
 local function is_transfer_encoding(name)
+  if #name ~= 17 then -- both spellings: no lower() for every other name
+    return false
+  end
   local l = lower(name)
   return l == "transfer-encoding" or l == "transfer_encoding"
 end
@@ -102,6 +106,8 @@ local function put_header(r, op, name, value, level)
   err_p[0] = nil
   if C.gw_ffi_resp_set_header(r.ptr, op, name, #name, value, #value,
                               err_p) ~= OK then
+    -- refused by the runtime: Kong's message when it is CR or LF
+    validate_header(name, value, level + 1)
     error(errmsg("could not set header"), level + 1)
   end
 end
@@ -172,8 +178,10 @@ end
 
 function _M.set_header(name, value)
   local r = check(REWRITE_ACCESS_HEADER)
-  validate_header(name, value)
+  -- CR and LF: the runtime refuses them (put_header raises Kong's message)
+  header_types(name, value)
   if is_transfer_encoding(name) then
+    validate_header(name, value)
     warn("manually setting Transfer-Encoding. Ignored.")
     return
   end
@@ -183,7 +191,7 @@ end
 
 function _M.add_header(name, value)
   local r = check(REWRITE_ACCESS_HEADER)
-  validate_header(name, value)
+  header_types(name, value)
   put_header(r, HDR_ADD, name, value, 2)
 end
 

@@ -88,6 +88,16 @@ static int has_cr_lf_nul(const char *p, size_t n)
     return 0;
 }
 
+/* No CR, LF or NUL in a value: they would split or end the header line. */
+static int valid_value(const char *value, size_t vlen, const char **err)
+{
+    if (vlen && has_cr_lf_nul(value, vlen)) {
+        *err = "invalid header value: CR, LF and NUL are not allowed";
+        return 0;
+    }
+    return 1;
+}
+
 static int valid_header(const char *name, size_t nlen, const char *value, size_t vlen,
                         const char **err)
 {
@@ -98,12 +108,21 @@ static int valid_header(const char *name, size_t nlen, const char *value, size_t
         *err = "invalid header name";
         return 0;
     }
-    /* no CR, LF or NUL: they would split or end the header line */
-    if (vlen && has_cr_lf_nul(value, vlen)) {
-        *err = "invalid header value: CR, LF and NUL are not allowed";
-        return 0;
-    }
-    return 1;
+    return valid_value(value, vlen, err);
+}
+
+/* Strips GW_HDR_NAME_OK from *op; whether the name (unless the flag was
+ * set) and the value (unless the op clears) pass. */
+static int header_op(int *op, const char *name, size_t nlen, const char *value, size_t vlen,
+                     const char **err)
+{
+    int name_ok = *op & GW_HDR_NAME_OK;
+    *op &= ~GW_HDR_NAME_OK;
+    if (*op == GW_HDR_CLEAR)
+        vlen = 0;
+    if (name_ok && nlen > 0)
+        return valid_value(value, vlen, err);
+    return valid_header(name, nlen, value, vlen, err);
 }
 
 /* ---------------------------------------------------------------- request */
@@ -360,7 +379,7 @@ int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nl
 {
     struct gw_conn *c = conn_of(r);
     struct gw_hlist *h;
-    if (c == NULL || !valid_header(name, nlen, value, op == GW_HDR_CLEAR ? 0 : vlen, err))
+    if (c == NULL || !header_op(&op, name, nlen, value, vlen, err))
         return GW_ERROR;
     if (req_hlist(r, c, &h) != GW_OK) {
         *err = "no memory";
@@ -553,7 +572,7 @@ int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name, size_t nl
                            const char *value, size_t vlen, const char **err)
 {
     struct gw_hlist *h;
-    if (!valid_header(name, nlen, value, op == GW_HDR_CLEAR ? 0 : vlen, err))
+    if (!header_op(&op, name, nlen, value, vlen, err))
         return GW_ERROR;
     if (r->resp_started && r->phase != GW_PHASE_HEADER_FILTER) {
         *err = "headers already sent";

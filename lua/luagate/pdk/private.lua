@@ -200,6 +200,28 @@ function _M.validate_header(name, value, level)
 end
 
 
+-- Header names the runtime accepted (tokens), by content: the next
+-- calls with one of them pass GW_HDR_NAME_OK and the runtime checks only
+-- the value. Plugins set the same few names on every request; the set
+-- stops growing at NAMES_OK_MAX names (the others are checked each time).
+local NAMES_OK_MAX = 4096
+local HDR_NAME_OK = gw.HDR_NAME_OK
+local names_ok, n_names_ok = {}, 0
+
+-- The flag for name: HDR_NAME_OK or 0.
+function _M.name_flag(name)
+  return names_ok[name] or 0
+end
+
+-- Remembers name after the runtime accepted it.
+function _M.name_accepted(name)
+  if n_names_ok < NAMES_OK_MAX and not names_ok[name] then
+    names_ok[name] = HDR_NAME_OK
+    n_names_ok = n_names_ok + 1
+  end
+end
+
+
 -- Kong's validate_headers (table of name -> value or array of strings).
 function _M.validate_headers(headers, level)
   level = (level or 2) + 1

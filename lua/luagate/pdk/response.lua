@@ -41,6 +41,8 @@ local normalize_header_name = private.normalize_header_name
 local normalize_value = private.normalize_value
 local validate_header = private.validate_header
 local header_types = private.header_types
+local name_flag = private.name_flag
+local name_accepted = private.name_accepted
 local validate_headers = private.validate_headers
 local header_value = private.header_value
 local build_headers = private.build_headers
@@ -104,11 +106,15 @@ local function put_header(r, op, name, value, level)
   end
   value = normalize_value(value)
   err_p[0] = nil
-  if C.gw_ffi_resp_set_header(r.ptr, op, name, #name, value, #value,
+  local flag = name_flag(name)
+  if C.gw_ffi_resp_set_header(r.ptr, op + flag, name, #name, value, #value,
                               err_p) ~= OK then
     -- refused by the runtime: Kong's message when it is CR or LF
     validate_header(name, value, level + 1)
     error(errmsg("could not set header"), level + 1)
+  end
+  if flag == 0 then
+    name_accepted(name)
   end
 end
 _M._put_header = put_header

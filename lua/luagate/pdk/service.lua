@@ -33,6 +33,8 @@ local normalize_value = private.normalize_value
 local normalize_header_name = private.normalize_header_name
 local validate_header = private.validate_header
 local header_types = private.header_types
+local name_flag = private.name_flag
+local name_accepted = private.name_accepted
 local validate_headers = private.validate_headers
 local header_value = private.header_value
 local build_headers = private.build_headers
@@ -211,10 +213,12 @@ local sreq = {}
 
 local function upstream_header(r, op, name, value)
   err_p[0] = nil
-  -- not a tail call: a trace cannot return to a lower frame right after
-  -- an FFI call ("NYI: return to lower frame")
-  local rc = C.gw_ffi_upstream_header(r.ptr, op, name, #name, value,
+  local flag = name_flag(name)
+  local rc = C.gw_ffi_upstream_header(r.ptr, op + flag, name, #name, value,
                                       value and #value or 0, err_p)
+  if rc == OK and flag == 0 then
+    name_accepted(name)
+  end
   return rc
 end
 

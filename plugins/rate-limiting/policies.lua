@@ -28,6 +28,7 @@ local find = string.find
 local fmt = string.format
 local sha1_bin = ngx.sha1_bin
 local bounds = windows.bounds
+local clear_tab = require "table.clear"
 
 local DICT = "kong_rate_limiting_counters"
 
@@ -62,9 +63,35 @@ local function prepare_one(lim, now)
     -- Kong's key: ratelimit:<route>:<service>:<id>:<start ms>:<period>
     lim.sfx = ":" .. (s * 1000) .. ":" .. lim.period
     lim.sfx_prev = ":" .. (ps * 1000) .. ":" .. lim.period
+    -- the keys of the window that ended
+    clear_tab(lim.keys)
+    lim.nkeys = 0
   end
   lim.weight = (lim.w_end - now) / lim.w_len
 end
+
+
+-- The counter key of `base` (the plan's prefix and the client's id) in
+-- limiter lim's current window: built once per client and window (up to
+-- KEYS_MAX clients, then the cache starts again), not on every request.
+local KEYS_MAX = 1024
+
+local function window_key(lim, base)
+  local keys = lim.keys
+  local key = keys[base]
+  if key then
+    return key
+  end
+  key = base .. lim.sfx
+  if lim.nkeys >= KEYS_MAX then
+    clear_tab(keys)
+    lim.nkeys = 0
+  end
+  keys[base] = key
+  lim.nkeys = lim.nkeys + 1
+  return key
+end
+_M.window_key = window_key
 
 
 local function prepare(plan, now)
@@ -256,7 +283,7 @@ end
 local function count_one(plan, d, i, base, now, sliding)
   local lim = plan.lims[i]
   local keys = plan.keys
-  local key = base .. lim.sfx
+  local key = window_key(lim, base)
   keys[i] = key
   local ttl = lim.w_end - now + 1
   if sliding then
@@ -522,7 +549,7 @@ local function redis_acquire(plan, base, now)
     argv[n + 1], argv[n + 2] = "f", n
     for i = 1, n do
       local lim = lims[i]
-      argv[i] = base .. lim.sfx
+      argv[i] = window_key(lim, base)
       argv[n + 1 + 2 * i] = lim.leff
       argv[n + 2 + 2 * i] = ceil(lim.w_end - now) + 1
     end

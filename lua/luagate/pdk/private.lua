@@ -28,6 +28,7 @@ local match = string.match
 local concat = table.concat
 local sort = table.sort
 local ffi_string = ffi.string
+local clear_tab = require "table.clear"
 
 local str_p, len_p = gw.str_p, gw.len_p
 local str2_p, len2_p = gw.str2_p, gw.len2_p
@@ -146,13 +147,28 @@ end
 
 -- header names and values ------------------------------------------------
 
--- "X_Foo_Bar" -> "x-foo-bar"
+-- "X_Foo_Bar" -> "x-foo-bar". Plugins look up the same few names on every
+-- request: the results are kept, by name (up to NORMALIZED_MAX names, then
+-- the cache starts again).
+local NORMALIZED_MAX = 1024
+local normalized, n_normalized = {}, 0
+
 local function normalize_header_name(name)
-  name = lower(name)
-  if find(name, "_", 1, true) then
-    name = gsub(name, "_", "-")
+  local n = normalized[name]
+  if n then
+    return n
   end
-  return name
+  n = lower(name)
+  if find(n, "_", 1, true) then
+    n = gsub(n, "_", "-")
+  end
+  if n_normalized >= NORMALIZED_MAX then
+    clear_tab(normalized)
+    n_normalized = 0
+  end
+  normalized[name] = n
+  n_normalized = n_normalized + 1
+  return n
 end
 _M.normalize_header_name = normalize_header_name
 

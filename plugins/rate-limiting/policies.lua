@@ -506,6 +506,14 @@ local function run_script(red, nkeys, argv)
 end
 
 
+-- The fixed-window script's arguments of limiter lim (the i-th of n).
+local function fixed_args(argv, n, lim, i, base, now)
+  argv[i] = window_key(lim, base)
+  argv[n + 1 + 2 * i] = lim.leff
+  argv[n + 2 + 2 * i] = ceil(lim.w_end - now) + 1
+end
+
+
 local function redis_acquire(plan, base, now)
   local lims, used, prev = plan.lims, plan.used, plan.prev
   local n = plan.n
@@ -547,11 +555,9 @@ local function redis_acquire(plan, base, now)
     nkeys = n
     argv = {}
     argv[n + 1], argv[n + 2] = "f", n
-    for i = 1, n do
-      local lim = lims[i]
-      argv[i] = window_key(lim, base)
-      argv[n + 1 + 2 * i] = lim.leff
-      argv[n + 2 + 2 * i] = ceil(lim.w_end - now) + 1
+    fixed_args(argv, n, lims[1], 1, base, now)
+    for i = 2, n do
+      fixed_args(argv, n, lims[i], i, base, now)
     end
   end
   local res, err = run_script(plan.red, nkeys, argv)
@@ -567,7 +573,8 @@ local function redis_acquire(plan, base, now)
     end
     return sliding_eval(plan, now, res[1] == 1)
   end
-  for i = 1, n do
+  used[1] = tonumber(res[2]) or 0
+  for i = 2, n do
     used[i] = tonumber(res[i + 1]) or 0
   end
   return fixed_eval(plan, now, res[1] == 1)

@@ -351,7 +351,7 @@ callgrind_loop() {
   if [ "${CG_WARM:-0}" -gt 0 ]; then
     BENCH_PATH=$path luajit "$BENCH/client.lua" seq "$LG_PORT" "$CG_WARM" >/dev/null ||
       echo "callgrind $path: warm-up requests failed" >&2
-    for w in $(pgrep -P "$pid"); do callgrind_control -z "$w" >/dev/null; done
+    for w in $(pgrep -P "$pid"); do callgrind_control -z "$w" >/dev/null 2>&1; done
   fi
   BENCH_PATH=$path luajit "$BENCH/client.lua" seq "$LG_PORT" "$n" >/dev/null ||
     echo "callgrind $path: requests failed" >&2

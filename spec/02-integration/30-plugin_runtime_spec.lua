@@ -364,7 +364,8 @@ describe("plugin runtime", function()
 
     it("ngx.ctx made after kong.client.authenticate has the consumer",
        function()
-      local res = client:get("/ctx-auth", { headers = { ["X-Consumer"] = "bob" } })
+      local res = client:get("/ctx-auth",
+                             { headers = { ["X-Consumer"] = "bob" } })
       assert.res_status(200, res)
       assert.equal("bob", res.headers["x-ctx-consumer"])
       -- rt-auth authenticates without a credential

@@ -3,9 +3,13 @@
 local helpers = require "spec.helpers"
 
 local function load_policies()
-  -- what policies.lua needs when it loads outside the runtime
-  _G.ngx = _G.ngx or {}
-  ngx.sha1_bin = ngx.sha1_bin or function() return ("\0"):rep(20) end
+  -- what policies.lua needs when it loads outside the runtime (insulate
+  -- restores the globals afterwards)
+  local ngx_ = rawget(_G, "ngx") or {}
+  if not ngx_.sha1_bin then
+    rawset(ngx_, "sha1_bin", function() return ("\0"):rep(20) end)
+  end
+  rawset(_G, "ngx", ngx_)
   package.loaded["kong.plugins.rate-limiting.windows"] =
     dofile(helpers.root .. "/plugins/rate-limiting/windows.lua")
   return dofile(helpers.root .. "/plugins/rate-limiting/policies.lua")

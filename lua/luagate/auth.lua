@@ -207,7 +207,10 @@ function _M.request_header(name)
     header_value = require("luagate.pdk.private").header_value
     C = require("luagate.ffi").C
   end
-  return header_value(r.ptr, C.gw_ffi_req_header, name, true)
+  -- not a tail call: a trace returning to a lower frame right after an
+  -- FFI call aborts ("NYI: return to lower frame")
+  local v = header_value(r.ptr, C.gw_ffi_req_header, name, true)
+  return v
 end
 
 

@@ -176,6 +176,7 @@ local _M = {
   HDR_SET = 0,
   HDR_ADD = 1,
   HDR_CLEAR = 2,
+  HDR_NAME_OK = 16, -- or'ed into the op: a name the runtime accepted before
 
   -- enum gw_log_level (runtime/include/gw/log.h), nginx's numbers
   LOG_EMERG = 1,

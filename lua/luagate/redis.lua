@@ -131,45 +131,84 @@ function _M.new(opts)
 end
 
 
+-- Argument arrays for gw_ffi_redis_exec, reused by every call (the runtime
+-- copies the arguments before it returns) and grown as needed: an array
+-- per call cost the common one-command call three allocations.
+local scratch_n = 0
+local scratch_argc, scratch_argv, scratch_len
+
+local function scratch(ncmds, total)
+  local n = ncmds > total and ncmds or total
+  if n > scratch_n then
+    scratch_n = n < 32 and 32 or n
+    scratch_argc = argc_t(scratch_n)
+    scratch_argv = argv_t(scratch_n)
+    scratch_len = argvlen_t(scratch_n)
+  end
+  return scratch_argc, scratch_argv, scratch_len
+end
+
+
+-- The address of host: GW_OK with ip_buf filled, or nil, err. IP literals
+-- and cached names answer at once; a lookup waits.
+local function resolve(r, host)
+  err_p[0] = nil
+  local rc = C.gw_ffi_redis_resolve(r.lctx, host, ip_buf, 64, err_p)
+  -- a loop only while a lookup is pending: the usual call runs none (the
+  -- JIT blacklists a loop left at once on every call)
+  while rc == AGAIN do
+    request.await(r)
+    err_p[0] = nil
+    rc = C.gw_ffi_redis_resolve(r.lctx, host, ip_buf, 64, err_p)
+  end
+  if rc ~= OK then
+    return nil, "could not resolve " .. host .. ": " .. errstr()
+  end
+  return rc
+end
+
+
+-- Puts command cmd's arguments in argv and argvlen from index k; returns
+-- the next index.
+local function put_args(cmd, argv, argvlen, k)
+  for j = 1, #cmd do
+    local a = cmd[j]
+    argv[k] = a
+    argvlen[k] = #a
+    k = k + 1
+  end
+  return k
+end
+
+
 -- Sends the commands (a list of argument lists) and returns the raw
--- replies table, or nil, err.
+-- replies table, or nil, err. One command (the usual call) runs no loop
+-- over the commands.
 local function exec(self, cmds, dedicated)
   local r, err = cur_request()
   if not r then
     error(err, 3)
   end
-  -- the address (IP literals and cached names answer at once)
-  while true do
-    err_p[0] = nil
-    local rc = C.gw_ffi_redis_resolve(r.lctx, self.host, ip_buf, 64, err_p)
-    if rc == OK then
-      break
-    elseif rc == AGAIN then
-      request.await(r)
-    else
-      return nil, "could not resolve " .. self.host .. ": " .. errstr()
-    end
+  local ok
+  ok, err = resolve(r, self.host)
+  if not ok then
+    return nil, err
   end
   local ip = ffi_string(ip_buf)
 
   local ncmds = #cmds
-  local total = 0
-  for i = 1, ncmds do
+  local first = cmds[1]
+  local total = #first
+  for i = 2, ncmds do
     total = total + #cmds[i]
   end
-  local argc = argc_t(ncmds)
-  local argv = argv_t(total)
-  local argvlen = argvlen_t(total)
-  local k = 0
-  for i = 1, ncmds do
+  local argc, argv, argvlen = scratch(ncmds, total)
+  argc[0] = #first
+  local k = put_args(first, argv, argvlen, 0)
+  for i = 2, ncmds do
     local cmd = cmds[i]
     argc[i - 1] = #cmd
-    for j = 1, #cmd do
-      local a = cmd[j]
-      argv[k] = a
-      argvlen[k] = #a
-      k = k + 1
-    end
+    k = put_args(cmd, argv, argvlen, k)
   end
   err_p[0] = nil
   local rc = C.gw_ffi_redis_exec(r.lctx, self.key, ip, self.port,
@@ -318,6 +357,18 @@ mt.set_timeouts = function(self, c, s, r)
 end
 
 
+-- The method of a command without one of its own (red:hset(...)).
+local function command_method(name)
+  local cmd = upper(name)
+  return function(s, ...)
+    return mt.command(s, cmd, ...)
+  end
+end
+
+
+-- Method lookups (red:command, red:get...) run this on every call: it
+-- makes no closure itself (a closure in the same function, even on a path
+-- not taken, stops the JIT at its "return m": NYI bytecode UCLO).
 mt.__index = function(self, name)
   local m = rawget(mt, name)
   if m then
@@ -326,10 +377,7 @@ mt.__index = function(self, name)
   if type(name) ~= "string" or byte(name, 1) == 95 then -- "_"
     return nil
   end
-  local cmd = upper(name)
-  local f = function(s, ...)
-    return mt.command(s, cmd, ...)
-  end
+  local f = command_method(name)
   mt[name] = f
   return f
 end

@@ -23,6 +23,9 @@ local loader = require "luagate.plugins"
 local C = lffi.C
 local type = type
 local pairs = pairs
+local rawget = rawget
+local rawset = rawset
+local setmetatable = setmetatable
 local ipairs = ipairs
 local tostring = tostring
 local xpcall = xpcall
@@ -622,6 +625,14 @@ local lazy_mt = {
       if k == "ctx" then
         v.route = rawget(t, "route")
         v.service = rawget(t, "service")
+        -- what the PDK would have written into an existing ngx.ctx
+        -- (kong.client.authenticate, kong.response.exit): they do not
+        -- make one for every request
+        v.authenticated_consumer = rawget(t, "consumer")
+        v.authenticated_credential = rawget(t, "credential")
+        if rawget(t, "kong_exited") then
+          v.KONG_EXITED = true
+        end
         ctx_req[v] = t
         setmetatable(v, ctx_mt)
       end

@@ -87,6 +87,35 @@ local function hide(conf, n, found_header, body)
 end
 
 
+-- The value of key name n in the request (header, then query string,
+-- then body, as configured): a string, a table (repeated), true (a query
+-- argument without a value) or nil; the header it came from; the query and
+-- body tables, read once per request.
+local function read_key(conf, n, query, body)
+  local v, found_header
+  if conf.key_in_header then
+    v = auth.request_header(n.header)
+    if v ~= nil then
+      found_header = n.header
+    elseif n.raw_header then
+      v = auth.request_header(n.raw_header)
+      if v ~= nil then
+        found_header = n.raw_header
+      end
+    end
+  end
+  if v == nil and conf.key_in_query then
+    query = query or kong.request.get_query()
+    v = query[n.name]
+  end
+  if v == nil and conf.key_in_body then
+    body = body or get_body()
+    v = body[n.name]
+  end
+  return v, found_header, query, body
+end
+
+
 local function do_authentication(conf)
   local p = prepare(conf)
   if type(conf.key_names) ~= "table" then
@@ -94,38 +123,33 @@ local function do_authentication(conf)
     return nil, p.bad_conf
   end
 
-  local key, query, body
-  for _, n in ipairs(p.names) do
-    local v, found_header
-    if conf.key_in_header then
-      v = auth.request_header(n.header)
-      if v ~= nil then
-        found_header = n.header
-      elseif n.raw_header then
-        v = auth.request_header(n.raw_header)
-        if v ~= nil then
-          found_header = n.raw_header
-        end
-      end
-    end
-    if v == nil and conf.key_in_query then
-      query = query or kong.request.get_query()
-      v = query[n.name]
-    end
-    if v == nil and conf.key_in_body then
-      body = body or get_body()
-      v = body[n.name]
-    end
-
-    if type(v) == "string" then
-      key = v
-      if conf.hide_credentials then
-        hide(conf, n, found_header, body)
-      end
+  -- the first name outside the loop: with the usual single name the loop
+  -- below never runs, and a loop that runs once per request is one the
+  -- JIT blacklists (and with it every trace through this function)
+  local names = p.names
+  local n = names[1]
+  local v, found_header, query, body
+  if n then
+    v, found_header, query, body = read_key(conf, n, nil, nil)
+  end
+  for i = 2, #names do
+    local tv = type(v)
+    if tv == "string" or tv == "table" then
       break
-    elseif type(v) == "table" then
-      return nil, p.duplicate
     end
+    n = names[i]
+    v, found_header, query, body = read_key(conf, n, query, body)
+  end
+
+  local key
+  local tv = type(v)
+  if tv == "string" then
+    key = v
+    if conf.hide_credentials then
+      hide(conf, n, found_header, body)
+    end
+  elseif tv == "table" then
+    return nil, p.duplicate
   end
 
   if not key or key == "" then

@@ -18,6 +18,7 @@ local setmetatable = setmetatable
 local ceil = math.ceil
 local floor = math.floor
 local sort = table.sort
+local clear_tab = require "table.clear"
 local ngx_now = ngx.now
 local md5 = ngx.md5
 
@@ -90,6 +91,8 @@ local function new_limiter(conf, period, kind, size, limit, suffix)
     -- the current window, refreshed when time leaves it
     w_start = 0, w_end = -1, w_len = 1, next_len = 1, weight = 0,
     sfx = nil, sfx_prev = nil,
+    keys = {}, nkeys = 0, -- base -> key in the current window (policies)
+    reset_n = nil, reset_s = nil, -- the last RateLimit-Reset, as a string
   }
 end
 
@@ -140,6 +143,8 @@ local function build_plan(conf)
     max_queue = throttle and throttle.max_queue,
     -- scratch arrays, filled by policies.acquire and read before any yield
     keys = {}, used = {}, prev = {}, rem = {}, reset = {}, wait = 0,
+    rem_s = {}, -- rem[i] as sent
+    bases = {}, nbases = 0, -- client id -> prefix .. id (base_of)
   }
   plans[conf] = plan
   return plan
@@ -175,6 +180,27 @@ local function get_identifier(conf)
     id = md5(id)
   end
   return id
+end
+
+
+-- The counters' key prefix of client id: made once per client (up to
+-- BASES_MAX clients, then the cache starts again), not on every request.
+local BASES_MAX = 1024
+
+local function base_of(plan, id)
+  local bases = plan.bases
+  local base = bases[id]
+  if base then
+    return base
+  end
+  base = plan.prefix .. id
+  if plan.nbases >= BASES_MAX then
+    clear_tab(bases)
+    plan.nbases = 0
+  end
+  bases[id] = base
+  plan.nbases = plan.nbases + 1
+  return base
 end
 
 
@@ -247,28 +273,45 @@ end
 local set_header = kong.response.set_header
 
 
--- X-RateLimit-* per limiter and the RateLimit-* of the tightest one (the
--- fewest requests left; on a tie, the longest window), as Kong.
-local function set_client_headers(plan)
-  local lims, rem, reset = plan.lims, plan.rem, plan.reset
-  local best
-  for i = 1, plan.n do
-    local lim = lims[i]
-    local r = rem[i]
-    set_header(lim.h_limit, lim.limit_s)
-    set_header(lim.h_remaining, tostring(r))
-    if not best or r < rem[best] or
-       (r == rem[best] and lim.size > lims[best].size) then
-      best = i
-    end
+-- X-RateLimit-* of limiter i; returns the index of the tightest limiter
+-- so far (the fewest requests left; on a tie, the longest window), as Kong.
+local function put_limiter(plan, i, best)
+  local lim = plan.lims[i]
+  local rem = plan.rem
+  local r = rem[i]
+  local rs = tostring(r)
+  plan.rem_s[i] = rs
+  set_header(lim.h_limit, lim.limit_s)
+  set_header(lim.h_remaining, rs)
+  if not best or r < rem[best] or
+     (r == rem[best] and lim.size > plan.lims[best].size) then
+    return i
   end
-  local seconds = ceil(reset[best])
+  return best
+end
+
+
+-- X-RateLimit-* per limiter and the RateLimit-* of the tightest one. The
+-- first limiter is outside the loop: a plan of one limiter runs no loop
+-- (see policies.lua). Number strings are made once: the remaining count
+-- once per request, the reset once per second.
+local function set_client_headers(plan)
+  local best = put_limiter(plan, 1, nil)
+  for i = 2, plan.n do
+    best = put_limiter(plan, i, best)
+  end
+  local lim = plan.lims[best]
+  local seconds = ceil(plan.reset[best])
   if seconds < 1 then
     seconds = 1
   end
-  set_header(RATELIMIT_LIMIT, lims[best].limit_s)
-  set_header(RATELIMIT_REMAINING, tostring(rem[best]))
-  set_header(RATELIMIT_RESET, tostring(seconds))
+  if lim.reset_n ~= seconds then
+    lim.reset_n = seconds
+    lim.reset_s = tostring(seconds)
+  end
+  set_header(RATELIMIT_LIMIT, lim.limit_s)
+  set_header(RATELIMIT_REMAINING, plan.rem_s[best])
+  set_header(RATELIMIT_RESET, lim.reset_s)
 end
 
 
@@ -286,7 +329,7 @@ end
 
 function RateLimitingHandler:access(conf)
   local plan = plans[conf] or build_plan(conf)
-  local base = plan.prefix .. get_identifier(conf)
+  local base = base_of(plan, get_identifier(conf))
   local now = ngx_now()
   prepare(plan, now)
 

@@ -28,6 +28,7 @@ local find = string.find
 local fmt = string.format
 local sha1_bin = ngx.sha1_bin
 local bounds = windows.bounds
+local clear_tab = require "table.clear"
 
 local DICT = "kong_rate_limiting_counters"
 
@@ -40,27 +41,67 @@ local _M = { DICT = DICT }
 
 -- windows -----------------------------------------------------------------
 
--- Moves each limiter's window to the one holding `now` (when it is
+-- Loops over the limiters: the first one is handled before each loop, so
+-- that a plan of one limiter (the usual config) runs no loop at all. The
+-- JIT blacklists a loop that is left after one iteration on every request,
+-- and then aborts every trace that reaches it: the whole acquire would run
+-- in the interpreter.
+
+-- Moves limiter lim's window to the one holding `now` (when it is
 -- elsewhere) and sets the sliding weight: the share of the previous window
 -- still inside the sliding window. Limiters are shared by the requests of
 -- the worker: a request that waited (Redis) prepares again for its own
 -- `now` before reading them.
+local function prepare_one(lim, now)
+  if now >= lim.w_end or now < lim.w_start then
+    local kind, size = lim.kind, lim.size
+    local s, e = bounds(kind, size, now)
+    local ps = bounds(kind, size, s - 1)
+    local ns, ne = bounds(kind, size, e)
+    lim.w_start, lim.w_end, lim.w_len = s, e, e - s
+    lim.next_len = ne - ns
+    -- Kong's key: ratelimit:<route>:<service>:<id>:<start ms>:<period>
+    lim.sfx = ":" .. (s * 1000) .. ":" .. lim.period
+    lim.sfx_prev = ":" .. (ps * 1000) .. ":" .. lim.period
+    -- the keys of the window that ended
+    clear_tab(lim.keys)
+    lim.nkeys = 0
+  end
+  lim.weight = (lim.w_end - now) / lim.w_len
+end
+
+
+-- The counter key of `base` (the plan's prefix and the client's id) in
+-- limiter lim's current window: built once per client and window (up to
+-- KEYS_MAX clients, then the cache starts again), not on every request.
+local KEYS_MAX = 1024
+
+local function window_key(lim, base)
+  local keys = lim.keys
+  local key = keys[base]
+  if key then
+    return key
+  end
+  key = base .. lim.sfx
+  if lim.nkeys >= KEYS_MAX then
+    clear_tab(keys)
+    lim.nkeys = 0
+  end
+  keys[base] = key
+  lim.nkeys = lim.nkeys + 1
+  return key
+end
+_M.window_key = window_key
+
+
 local function prepare(plan, now)
-  local lims = plan.lims
-  for i = 1, plan.n do
-    local lim = lims[i]
-    if now >= lim.w_end or now < lim.w_start then
-      local kind, size = lim.kind, lim.size
-      local s, e = bounds(kind, size, now)
-      local ps = bounds(kind, size, s - 1)
-      local ns, ne = bounds(kind, size, e)
-      lim.w_start, lim.w_end, lim.w_len = s, e, e - s
-      lim.next_len = ne - ns
-      -- Kong's key: ratelimit:<route>:<service>:<id>:<start ms>:<period>
-      lim.sfx = ":" .. (s * 1000) .. ":" .. lim.period
-      lim.sfx_prev = ":" .. (ps * 1000) .. ":" .. lim.period
-    end
-    lim.weight = (lim.w_end - now) / lim.w_len
+  local lims, n = plan.lims, plan.n
+  if n == 0 then
+    return
+  end
+  prepare_one(lims[1], now)
+  for i = 2, n do
+    prepare_one(lims[i], now)
   end
 end
 _M.prepare = prepare
@@ -70,12 +111,37 @@ _M.prepare = prepare
 
 -- fixed-window: plan.used[i] = requests counted in the window before this
 -- one.
+local function fixed_over(plan, i)
+  return plan.used[i] + 1 > plan.lims[i].leff
+end
+
+
+-- rem[i] and reset[i] of limiter i; returns the wait so far, raised to
+-- this limiter's when it refuses
+local function fixed_fill(plan, i, now, allowed, wait)
+  local lim = plan.lims[i]
+  local u = plan.used[i]
+  local left = lim.w_end - now
+  plan.reset[i] = left
+  if allowed then
+    plan.rem[i] = lim.leff - u - 1
+  elseif u + 1 > lim.leff then
+    plan.rem[i] = 0
+    if left > wait then
+      wait = left
+    end
+  else
+    plan.rem[i] = lim.leff - u
+  end
+  return wait
+end
+
+
 local function fixed_eval(plan, now, decided)
-  local lims, used, rem, reset = plan.lims, plan.used, plan.rem, plan.reset
   local n = plan.n
-  local allowed = true
-  for i = 1, n do
-    if used[i] + 1 > lims[i].leff then
+  local allowed = n == 0 or not fixed_over(plan, 1)
+  for i = 2, n do
+    if fixed_over(plan, i) then
       allowed = false
     end
   end
@@ -83,20 +149,10 @@ local function fixed_eval(plan, now, decided)
     allowed = decided -- the store's decision (Redis script)
   end
   local wait = 0
-  for i = 1, n do
-    local lim = lims[i]
-    local u = used[i]
-    local left = lim.w_end - now
-    reset[i] = left
-    if allowed then
-      rem[i] = lim.leff - u - 1
-    elseif u + 1 > lim.leff then
-      rem[i] = 0
-      if left > wait then
-        wait = left
-      end
-    else
-      rem[i] = lim.leff - u
+  if n > 0 then
+    wait = fixed_fill(plan, 1, now, allowed, wait)
+    for i = 2, n do
+      wait = fixed_fill(plan, i, now, allowed, wait)
     end
   end
   plan.wait = wait
@@ -221,42 +277,59 @@ local function undo(d, keys, n)
 end
 
 
+-- Counts the request in limiter i: true when that makes it over its
+-- limit, false when not, nil and an error when the dictionary failed (the
+-- limiters before i are undone then).
+local function count_one(plan, d, i, base, now, sliding)
+  local lim = plan.lims[i]
+  local keys = plan.keys
+  local key = window_key(lim, base)
+  keys[i] = key
+  local ttl = lim.w_end - now + 1
+  if sliding then
+    ttl = ttl + lim.next_len
+  end
+  local c, err = d:incr(key, 1, 0, ttl)
+  if not c then
+    undo(d, keys, i - 1)
+    return nil, "could not count in '" .. DICT .. "': " .. tostring(err)
+  end
+  plan.used[i] = c - 1
+  if sliding then
+    local p = d:get(base .. lim.sfx_prev)
+    p = tonumber(p) or 0
+    plan.prev[i] = p
+    return p * lim.weight + c > lim.leff
+  end
+  return c > lim.leff
+end
+
+
 local function local_counts(plan, base, now, sliding)
   local d, err = dict()
   if not d then
     return nil, err
   end
-  local lims, keys, used, prev = plan.lims, plan.keys, plan.used, plan.prev
   local n = plan.n
   local over = false
-  for i = 1, n do
-    local lim = lims[i]
-    local key = base .. lim.sfx
-    keys[i] = key
-    local ttl = lim.w_end - now + 1
-    if sliding then
-      ttl = ttl + lim.next_len
+  if n > 0 then
+    over, err = count_one(plan, d, 1, base, now, sliding)
+    if over == nil then
+      return nil, err
     end
-    local c
-    c, err = d:incr(key, 1, 0, ttl)
-    if not c then
-      undo(d, keys, i - 1)
-      return nil, "could not count in '" .. DICT .. "': " .. tostring(err)
-    end
-    used[i] = c - 1
-    if sliding then
-      local p = d:get(base .. lim.sfx_prev)
-      p = tonumber(p) or 0
-      prev[i] = p
-      if p * lim.weight + c > lim.leff then
+    for i = 2, n do
+      local o
+      o, err = count_one(plan, d, i, base, now, sliding)
+      if o == nil then
+        return nil, err
+      end
+      if o then
         over = true
       end
-    elseif c > lim.leff then
-      over = true
     end
   end
   if over then
-    undo(d, keys, n)
+    undo(d, plan.keys, n)
   end
   if sliding then
     return sliding_eval(plan, now)
@@ -433,6 +506,14 @@ local function run_script(red, nkeys, argv)
 end
 
 
+-- The fixed-window script's arguments of limiter lim (the i-th of n).
+local function fixed_args(argv, n, lim, i, base, now)
+  argv[i] = window_key(lim, base)
+  argv[n + 1 + 2 * i] = lim.leff
+  argv[n + 2 + 2 * i] = ceil(lim.w_end - now) + 1
+end
+
+
 local function redis_acquire(plan, base, now)
   local lims, used, prev = plan.lims, plan.used, plan.prev
   local n = plan.n
@@ -474,11 +555,9 @@ local function redis_acquire(plan, base, now)
     nkeys = n
     argv = {}
     argv[n + 1], argv[n + 2] = "f", n
-    for i = 1, n do
-      local lim = lims[i]
-      argv[i] = base .. lim.sfx
-      argv[n + 1 + 2 * i] = lim.leff
-      argv[n + 2 + 2 * i] = ceil(lim.w_end - now) + 1
+    fixed_args(argv, n, lims[1], 1, base, now)
+    for i = 2, n do
+      fixed_args(argv, n, lims[i], i, base, now)
     end
   end
   local res, err = run_script(plan.red, nkeys, argv)
@@ -494,7 +573,8 @@ local function redis_acquire(plan, base, now)
     end
     return sliding_eval(plan, now, res[1] == 1)
   end
-  for i = 1, n do
+  used[1] = tonumber(res[2]) or 0
+  for i = 2, n do
     used[i] = tonumber(res[i + 1]) or 0
   end
   return fixed_eval(plan, now, res[1] == 1)

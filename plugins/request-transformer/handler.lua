@@ -82,11 +82,18 @@ local function build_ops(conf, target, uses, is_headers)
       local name, value = split(entry)
       if op == "remove" then
         list[#list + 1] = name or entry
-      elseif name and value ~= "" then
+      elseif name and (value ~= "" or not is_headers) then
         -- an empty header value is a no-op, as in Kong
-        list[#list + 1] = { name, compile(value, uses) }
-      elseif name and not is_headers then
-        list[#list + 1] = { name, compile(value, uses) }
+        local e = { name, compile(value, uses) }
+        if is_headers then
+          e.is_host = lower(name) == "host"
+          -- a constant value is checked once, here
+          local static = e[2].static
+          if static then
+            e.bad = find(static, BAD_HEADER_VALUE) ~= nil
+          end
+        end
+        list[#list + 1] = e
       end
     end
     ops[op] = list
@@ -288,12 +295,20 @@ local function transform_method(method)
 end
 
 
--- A rendered header value, or nil (logged) when it holds a control
--- character: CR/LF would start a new header line.
-local function header_value(name, t, env)
-  local v = render(t, env)
-  if find(v, BAD_HEADER_VALUE) then
-    kong.log.warn("refused the value of header '", name, "': it contains ",
+-- A header entry's rendered value, or nil (logged) when it holds a
+-- control character: CR/LF would start a new header line.
+local function header_value(e, env)
+  local t = e[2]
+  local v = t.static
+  local bad
+  if v then
+    bad = e.bad
+  else
+    v = render(t, env)
+    bad = find(v, BAD_HEADER_VALUE) ~= nil
+  end
+  if bad then
+    kong.log.warn("refused the value of header '", e[1], "': it contains ",
                   "a control character (CR, LF...); header not set")
     return nil
   end
@@ -301,65 +316,90 @@ local function header_value(name, t, env)
 end
 
 
+-- Calls fn(list[i], env) for each entry. The first call is outside the
+-- loop, so that the usual list of one entry runs none: the JIT blacklists
+-- a loop that is left after one iteration on every request, and aborts
+-- every trace through it afterwards (the ops' lists are mostly of zero or
+-- one entry).
+local function each(list, fn, env)
+  local n = #list
+  if n == 0 then
+    return
+  end
+  fn(list[1], env)
+  for i = 2, n do
+    fn(list[i], env)
+  end
+end
+
+
 -- Header operations on the upstream request as it is so far:
 -- kong.request.get_header sees what kong.service.request changed, so each
 -- step sees the previous ones without a table of every header.
+local function remove_header(name)
+  if lower(name) ~= "host" then
+    kong.service.request.clear_header(name)
+  end
+end
+
+
+local function rename_header(e, env)
+  local old, new = e[1], render(e[2], env)
+  local ko = lower(old)
+  if ko ~= "host" and old ~= new and kong.request.get_header(old) ~= nil then
+    local sreq = kong.service.request
+    local v = kong.request.get_headers(1000)[ko]
+    sreq.clear_header(old)
+    if type(v) == "table" then
+      sreq.set_header(new, v[1])
+      for i = 2, #v do
+        sreq.add_header(new, v[i])
+      end
+    else
+      sreq.set_header(new, v)
+    end
+  end
+end
+
+
+local function replace_header(e, env)
+  local name = e[1]
+  if e.is_host or kong.request.get_header(name) ~= nil then
+    local v = header_value(e, env)
+    if v then
+      kong.service.request.set_header(name, v)
+    end
+  end
+end
+
+
+local function add_header(e, env)
+  local name = e[1]
+  if not e.is_host and kong.request.get_header(name) == nil then
+    local v = header_value(e, env)
+    if v then
+      kong.service.request.set_header(name, v)
+    end
+  end
+end
+
+
+local function append_header(e, env)
+  if not e.is_host then
+    local v = header_value(e, env)
+    if v then
+      kong.service.request.add_header(e[1], v)
+    end
+  end
+end
+
+
 local function transform_headers(ops, env)
-  local sreq = kong.service.request
-  local get_header = kong.request.get_header
-
-  for _, name in ipairs(ops.remove) do
-    if lower(name) ~= "host" then
-      sreq.clear_header(name)
-    end
-  end
-
-  for _, e in ipairs(ops.rename) do
-    local old, new = e[1], render(e[2], env)
-    local ko = lower(old)
-    if ko ~= "host" and old ~= new and get_header(old) ~= nil then
-      local v = kong.request.get_headers(1000)[ko]
-      sreq.clear_header(old)
-      if type(v) == "table" then
-        sreq.set_header(new, v[1])
-        for i = 2, #v do
-          sreq.add_header(new, v[i])
-        end
-      else
-        sreq.set_header(new, v)
-      end
-    end
-  end
-
-  for _, e in ipairs(ops.replace) do
-    local name = e[1]
-    if get_header(name) ~= nil or lower(name) == "host" then
-      local v = header_value(name, e[2], env)
-      if v then
-        sreq.set_header(name, v)
-      end
-    end
-  end
-
-  for _, e in ipairs(ops.add) do
-    local name = e[1]
-    if get_header(name) == nil and lower(name) ~= "host" then
-      local v = header_value(name, e[2], env)
-      if v then
-        sreq.set_header(name, v)
-      end
-    end
-  end
-
-  for _, e in ipairs(ops.append) do
-    local name = e[1]
-    if lower(name) ~= "host" then
-      local v = header_value(name, e[2], env)
-      if v then
-        sreq.add_header(name, v)
-      end
-    end
-  end
+  each(ops.remove, remove_header, env)
+  each(ops.rename, rename_header, env)
+  each(ops.replace, replace_header, env)
+  each(ops.add, add_header, env)
+  each(ops.append, append_header, env)
 end
 
 

@@ -74,20 +74,33 @@ int gw_hlist_apply(struct gw_pool *p, struct gw_hlist *h, int op, const char *na
                    const char *value, size_t vlen)
 {
     if (op == GW_HDR_SET || op == GW_HDR_CLEAR) {
-        int j = 0;
-        for (int i = 0; i < h->n; i++) {
-            struct gw_hview *e = &h->v[i];
-            if (e->nlen == nlen && strncasecmp(e->name, name, nlen) == 0)
-                continue;
-            h->v[j++] = *e;
+        /* find the first entry of that name (most names set are new: no
+         * copying then), and compact the list from there */
+        int i = 0;
+        while (i < h->n && !(h->v[i].nlen == nlen && strncasecmp(h->v[i].name, name, nlen) == 0))
+            i++;
+        if (i < h->n) {
+            int j = i;
+            for (i++; i < h->n; i++) {
+                struct gw_hview *e = &h->v[i];
+                if (e->nlen == nlen && strncasecmp(e->name, name, nlen) == 0)
+                    continue;
+                h->v[j++] = *e;
+            }
+            h->n = j;
         }
-        h->n = j;
         if (op == GW_HDR_CLEAR)
             return GW_OK;
     }
-    char *n = gw_pool_strdup(p, name, nlen);
-    char *v = gw_pool_strdup(p, value, vlen);
-    if (n == NULL || v == NULL)
+    /* name and value in one allocation, each NUL-terminated */
+    char *n = gw_pool_alloc(p, nlen + vlen + 2);
+    if (n == NULL)
         return GW_ERROR;
+    memcpy(n, name, nlen);
+    n[nlen] = '\0';
+    char *v = n + nlen + 1;
+    if (vlen)
+        memcpy(v, value, vlen);
+    v[vlen] = '\0';
     return gw_hlist_push(p, h, n, nlen, v, vlen);
 }

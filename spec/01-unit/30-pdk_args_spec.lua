@@ -113,6 +113,13 @@ describe("header validation", function()
   it("normalizes names", function()
     assert.equal("x-foo-bar", private.normalize_header_name("X_Foo_Bar"))
     assert.equal("x-a", private.normalize_header_name("X-A"))
+    -- the same results once kept, and past the cache's 1,024 names
+    assert.equal("x-foo-bar", private.normalize_header_name("X_Foo_Bar"))
+    for i = 1, 1100 do
+      assert.equal("x-n-" .. i, private.normalize_header_name("X_N_" .. i))
+    end
+    assert.equal("x-foo-bar", private.normalize_header_name("X_Foo_Bar"))
+    assert.equal("x-n-1", private.normalize_header_name("X_N_1"))
   end)
 
   it("looks headers up case-insensitively with _ for -", function()

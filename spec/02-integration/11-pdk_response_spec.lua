@@ -172,6 +172,11 @@ describe("kong.response", function()
     assert.matches('invalid header value for "X": got table', d.header_value,
                    1, true)
     assert.matches("contains CR or LF", d.header_crlf, 1, true)
+    -- raised at the plugin's call, as Kong's (the runtime refused it)
+    assert.matches('handler.lua:16: invalid header value for "X": ' ..
+                   "contains CR or LF", d.header_crlf, 1, true)
+    assert.matches('handler.lua:16: invalid header value for "X": ' ..
+                   "contains CR or LF", d.header_crlf_add, 1, true)
     assert.matches("function cannot be called in access phase (only in: " ..
                    "response, header_filter, body_filter, log)",
                    d.get_status_phase, 1, true)

@@ -150,6 +150,16 @@ describe("kong.service", function()
     assert.matches('invalid header name "1": got number, expected string',
                    d.header_name, 1, true)
     assert.matches("contains CR or LF", d.header_crlf, 1, true)
+    -- raised at the plugin's call, as Kong's (the runtime refused it)
+    assert.matches('handler.lua:17: invalid header value for "X": ' ..
+                   "contains CR or LF", d.header_crlf, 1, true)
+    assert.matches('handler.lua:17: invalid header value for "X": ' ..
+                   "contains CR or LF", d.header_crlf_add, 1, true)
+    assert.equal(54, d.refused_bytes)
+    assert.equal("ok", d.other_bytes)
+    assert.matches("CR, LF and NUL are not allowed", d.nul_message, 1, true)
+    assert.matches("invalid header name", d.bad_name_1, 1, true)
+    assert.matches("invalid header name", d.bad_name_2, 1, true)
     assert.matches("invalid scheme: ftp", d.scheme, 1, true)
     assert.matches("path must start with /", d.path, 1, true)
     assert.matches("invalid method: FETCH", d.method, 1, true)

@@ -42,6 +42,10 @@ local function main_config(mock_port)
             { name = "rt-trace-a" }, { name = "rt-exit" },
             { name = "rt-trace-b" }, { name = "rt-report" },
           }),
+          route("ctx-exit", "/ctx-exit", {
+            { name = "rt-exit" }, { name = "rt-ctx" },
+          }),
+          route("ctx-auth", "/ctx-auth", { { name = "rt-ctx" } }),
           route("exit-pcall", "/exit-pcall", {
             { name = "rt-trace-a" },
             { name = "rt-exit", config = { mode = "pcall" } },
@@ -347,6 +351,28 @@ describe("plugin runtime", function()
       assert.equal("a=a,exit", res.headers["x-trace-access"])
       assert.equal("a=a,exit,b=b,report", res.headers["x-trace-header-filter"])
       assert.equal("a=a,exit,b=b,report", log_trace(gw, id))
+    end)
+
+    it("ngx.ctx made after kong.response.exit has KONG_EXITED", function()
+      local res = client:get("/ctx-exit")
+      assert.res_status(403, res)
+      assert.equal("true", res.headers["x-ctx-exited"])
+      local ok = client:get("/ctx-auth")
+      assert.res_status(200, ok)
+      assert.equal("nil", ok.headers["x-ctx-exited"])
+    end)
+
+    it("ngx.ctx made after kong.client.authenticate has the consumer",
+       function()
+      local res = client:get("/ctx-auth",
+                             { headers = { ["X-Consumer"] = "bob" } })
+      assert.res_status(200, res)
+      assert.equal("bob", res.headers["x-ctx-consumer"])
+      -- rt-auth authenticates without a credential
+      assert.equal("none", res.headers["x-ctx-credential"])
+      res = client:get("/ctx-auth")
+      assert.res_status(200, res)
+      assert.equal("none", res.headers["x-ctx-consumer"])
     end)
 
     -- the same outcome whatever surrounds the call or came before it

@@ -156,7 +156,10 @@ local function new_client()
                                                     and #name or 0)
       end
     end
-    local ctx = r.ctx
+    -- ngx.ctx only when it exists: reading r.ctx would make one for every
+    -- request (runloop's lazy_mt), which copies r.consumer and
+    -- r.credential into it when it is made later
+    local ctx = rawget(r, "ctx")
     if ctx then
       ctx.authenticated_consumer = consumer
       ctx.authenticated_credential = credential

@@ -28,6 +28,7 @@ local match = string.match
 local concat = table.concat
 local sort = table.sort
 local ffi_string = ffi.string
+local clear_tab = require "table.clear"
 
 local str_p, len_p = gw.str_p, gw.len_p
 local str2_p, len2_p = gw.str2_p, gw.len2_p
@@ -146,24 +147,41 @@ end
 
 -- header names and values ------------------------------------------------
 
--- "X_Foo_Bar" -> "x-foo-bar"
+-- "X_Foo_Bar" -> "x-foo-bar". Plugins look up the same few names on every
+-- request: the results are kept, by name (up to NORMALIZED_MAX names, then
+-- the cache starts again).
+local NORMALIZED_MAX = 1024
+local normalized, n_normalized = {}, 0
+
 local function normalize_header_name(name)
-  name = lower(name)
-  if find(name, "_", 1, true) then
-    name = gsub(name, "_", "-")
+  local n = normalized[name]
+  if n then
+    return n
   end
-  return name
+  n = lower(name)
+  if find(n, "_", 1, true) then
+    n = gsub(n, "_", "-")
+  end
+  if n_normalized >= NORMALIZED_MAX then
+    clear_tab(normalized)
+    n_normalized = 0
+  end
+  normalized[name] = n
+  n_normalized = n_normalized + 1
+  return n
 end
 _M.normalize_header_name = normalize_header_name
 
 
--- Kong's validate_header: returns the value as a string. Raises at level.
-function _M.validate_header(name, value, level)
-  level = (level or 2) + 1
+-- The type checks of Kong's validate_header: returns the value as a
+-- string. Raises at level. The runtime refuses CR, LF (and NUL) in the
+-- values the PDK sets, without changing anything: the PDK's setters call
+-- only this, and validate_header (Kong's message) once the runtime refused.
+local function header_types(name, value, level)
   local tname = type(name)
   if tname ~= "string" then
     error(fmt("invalid header name %q: got %s, expected string",
-              tostring(name), tname), level)
+              tostring(name), tname), level + 1)
   end
   local tvalue = type(value)
   if tvalue ~= "string" then
@@ -171,15 +189,52 @@ function _M.validate_header(name, value, level)
       value = tostring(value)
     else
       error(fmt("invalid header value for %q: got %s, expected " ..
-                "string, number or boolean", name, tvalue), level)
+                "string, number or boolean", name, tvalue), level + 1)
     end
   end
+  return value
+end
+
+
+function _M.header_types(name, value, level)
+  -- not a tail call: the error level counts this frame
+  local v = header_types(name, value, (level or 2) + 1)
+  return v
+end
+
+
+-- Kong's validate_header: returns the value as a string. Raises at level.
+function _M.validate_header(name, value, level)
+  level = (level or 2) + 1
+  value = header_types(name, value, level)
   -- plain finds: a pattern here costs more than the rest of set_header
   if find(value, "\n", 1, true) or find(value, "\r", 1, true) then
     error(fmt("invalid header value for %q: contains CR or LF", name),
           level)
   end
   return value
+end
+
+
+-- Header names the runtime accepted (tokens), by content: the next
+-- calls with one of them pass GW_HDR_NAME_OK and the runtime checks only
+-- the value. Plugins set the same few names on every request; the set
+-- stops growing at NAMES_OK_MAX names (the others are checked each time).
+local NAMES_OK_MAX = 4096
+local HDR_NAME_OK = gw.HDR_NAME_OK
+local names_ok, n_names_ok = {}, 0
+
+-- The flag for name: HDR_NAME_OK or 0.
+function _M.name_flag(name)
+  return names_ok[name] or 0
+end
+
+-- Remembers name after the runtime accepted it.
+function _M.name_accepted(name)
+  if n_names_ok < NAMES_OK_MAX and not names_ok[name] then
+    names_ok[name] = HDR_NAME_OK
+    n_names_ok = n_names_ok + 1
+  end
 end
 
 

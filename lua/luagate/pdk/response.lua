@@ -17,6 +17,7 @@ local request = require "luagate.request"
 local private = require "luagate.pdk.private"
 
 local type = type
+local rawget = rawget
 local tostring = tostring
 local error = error
 local pairs = pairs
@@ -39,6 +40,9 @@ local PHASES = private.PHASES
 local normalize_header_name = private.normalize_header_name
 local normalize_value = private.normalize_value
 local validate_header = private.validate_header
+local header_types = private.header_types
+local name_flag = private.name_flag
+local name_accepted = private.name_accepted
 local validate_headers = private.validate_headers
 local header_value = private.header_value
 local build_headers = private.build_headers
@@ -73,6 +77,9 @@ end
 
 
 local function is_transfer_encoding(name)
+  if #name ~= 17 then -- both spellings: no lower() for every other name
+    return false
+  end
   local l = lower(name)
   return l == "transfer-encoding" or l == "transfer_encoding"
 end
@@ -99,9 +106,15 @@ local function put_header(r, op, name, value, level)
   end
   value = normalize_value(value)
   err_p[0] = nil
-  if C.gw_ffi_resp_set_header(r.ptr, op, name, #name, value, #value,
+  local flag = name_flag(name)
+  if C.gw_ffi_resp_set_header(r.ptr, op + flag, name, #name, value, #value,
                               err_p) ~= OK then
+    -- refused by the runtime: Kong's message when it is CR or LF
+    validate_header(name, value, level + 1)
     error(errmsg("could not set header"), level + 1)
+  end
+  if flag == 0 then
+    name_accepted(name)
   end
 end
 _M._put_header = put_header
@@ -171,8 +184,10 @@ end
 
 function _M.set_header(name, value)
   local r = check(REWRITE_ACCESS_HEADER)
-  validate_header(name, value)
+  -- CR and LF: the runtime refuses them (put_header raises Kong's message)
+  header_types(name, value)
   if is_transfer_encoding(name) then
+    validate_header(name, value)
     warn("manually setting Transfer-Encoding. Ignored.")
     return
   end
@@ -182,7 +197,7 @@ end
 
 function _M.add_header(name, value)
   local r = check(REWRITE_ACCESS_HEADER)
-  validate_header(name, value)
+  header_types(name, value)
   put_header(r, HDR_ADD, name, value, 2)
 end
 
@@ -335,10 +350,11 @@ local function send(r, status, body, headers, level)
     end
   end
 
-  local ctx = r.ctx
+  local ctx = rawget(r, "ctx") -- ngx.ctx made later copies kong_exited
   if ctx then
     ctx.KONG_EXITED = true
   end
+  r.kong_exited = true
   r.exited = true
 
   err_p[0] = nil

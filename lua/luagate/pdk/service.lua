@@ -32,6 +32,9 @@ local errmsg = private.errmsg
 local normalize_value = private.normalize_value
 local normalize_header_name = private.normalize_header_name
 local validate_header = private.validate_header
+local header_types = private.header_types
+local name_flag = private.name_flag
+local name_accepted = private.name_accepted
 local validate_headers = private.validate_headers
 local header_value = private.header_value
 local build_headers = private.build_headers
@@ -210,8 +213,13 @@ local sreq = {}
 
 local function upstream_header(r, op, name, value)
   err_p[0] = nil
-  return C.gw_ffi_upstream_header(r.ptr, op, name, #name, value,
-                                  value and #value or 0, err_p)
+  local flag = name_flag(name)
+  local rc = C.gw_ffi_upstream_header(r.ptr, op + flag, name, #name, value,
+                                      value and #value or 0, err_p)
+  if rc == OK and flag == 0 then
+    name_accepted(name)
+  end
+  return rc
 end
 
 
@@ -232,6 +240,8 @@ local function set_one_header(r, name, value, level)
   end
   value = normalize_value(value)
   if upstream_header(r, HDR_SET, name, value) ~= OK then
+    -- refused by the runtime: Kong's message when it is CR or LF
+    validate_header(name, value, level + 1)
     error(errmsg("could not set header"), level + 1)
   end
 end
@@ -365,15 +375,16 @@ end
 
 function sreq.set_header(header, value)
   local r = check(REWRITE_ACCESS)
-  value = validate_header(header, value)
+  value = header_types(header, value)
   set_one_header(r, header, value, 2)
 end
 
 
 function sreq.add_header(header, value)
   local r = check(REWRITE_ACCESS)
-  value = validate_header(header, value)
-  if upstream_header(r, HDR_ADD, header, normalize_value(value)) ~= OK then
+  value = normalize_value(header_types(header, value))
+  if upstream_header(r, HDR_ADD, header, value) ~= OK then
+    validate_header(header, value, 2)
     error(errmsg("could not add header"), 2)
   end
 end

@@ -60,6 +60,9 @@ int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n); /* GW_DECLINED
 #define GW_HDR_SET 0   /* replace every value */
 #define GW_HDR_ADD 1   /* append a value */
 #define GW_HDR_CLEAR 2 /* remove */
+/* or'ed into op: the caller had this name accepted by an earlier call (it
+ * remembers names by content), so it is not checked again; the value is */
+#define GW_HDR_NAME_OK 16
 int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nlen,
                            const char *value, size_t vlen, const char **err);
 int gw_ffi_upstream_path(struct gw_req *r, const char *p, size_t n, const char **err);

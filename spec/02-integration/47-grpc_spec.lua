@@ -111,6 +111,10 @@ describe("gRPC", function()
             } }),
           svc("secure", fmt("grpcs://localhost:%d", secure.port), {
             name = "secure", protocols = { "grpc" }, hosts = { "secure.test" },
+            plugins = { { name = "pre-function", config = { access = { [[
+              kong.service.request.set_header("x-protocol",
+                                              kong.client.get_protocol())
+            ]] } } } },
           }, { tls_verify = true, ca_certificates = { CA_ID } }),
           -- the upstream's certificate is not signed by a trusted CA here
           svc("untrusted", fmt("grpcs://localhost:%d", secure.port), {
@@ -284,6 +288,8 @@ describe("gRPC", function()
       res = call({ port = h2c_port, authority = "secure.test",
                    data = { msg = "tls upstream" } })
       assert.equal("tls upstream", res.responses[1].msg)
+      -- a route whose only protocol is grpc: kong.client.get_protocol (Kong)
+      assert.equal("grpc", res.responses[1].metadata["x-protocol"])
       assert.equal("done", res.trailing_metadata["x-trailer"])
     end)
 

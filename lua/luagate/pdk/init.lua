@@ -190,6 +190,12 @@ local function new_client()
 
   function client.get_protocol(allow_terminated)
     local r = check(ACCESS_AND_AFTER)
+    -- Kong: a route with a single protocol gives it ("grpc", "grpcs"...)
+    local route = r.route
+    local protocols = route and route.protocols
+    if type(protocols) == "table" and #protocols == 1 then
+      return protocols[1]
+    end
     return C.gw_ffi_req_tls(r.ptr) == 1 and "https" or "http"
   end
 

@@ -101,12 +101,16 @@ static void log_reload_failure(const char *snapshot, const char *errs)
     struct gw_buf b = {0};
     const char *p = errs ? errs : "unknown error";
     for (const char *m; file && sl && (m = strstr(p, snapshot)) != NULL; p = m + sl) {
-        gw_buf_append(&b, p, (size_t)(m - p));
-        gw_buf_append(&b, file, fl);
+        if (m > p) /* (an empty buffer takes no empty append: memcpy to NULL) */
+            gw_buf_append(&b, p, (size_t)(m - p));
+        if (fl)
+            gw_buf_append(&b, file, fl);
     }
-    gw_buf_appends(&b, p);
+    if (*p)
+        gw_buf_appends(&b, p);
+    gw_buf_append(&b, "", 1); /* the terminating NUL */
     gw_log(GW_LOG_ERR, "reload failed, keeping the running configuration: %s",
-           b.data ? b.data : p);
+           b.data ? b.data : "");
     gw_buf_free(&b);
 }
 

@@ -108,6 +108,7 @@ int gw_ffi_upstream_resp_header_at(struct gw_req *r, int i,
 const char *gw_ffi_resp_source(struct gw_req *r);
 int gw_ffi_req_grpc(struct gw_req *r);
 int gw_ffi_resp_grpc_status(struct gw_req *r);
+int gw_ffi_resp_grpc(struct gw_req *r);
 int gw_ffi_grpc_status_of(int http_status);
 const char *gw_ffi_grpc_status_name(int code);
 int gw_ffi_resp_exit(struct gw_req *r, int status, const char *body,

@@ -627,6 +627,16 @@ int gw_ffi_req_grpc(struct gw_req *r)
     return c && gw_grpc_request(c);
 }
 
+int gw_ffi_resp_grpc(struct gw_req *r)
+{
+    static const char grpc[] = "application/grpc";
+    const char *v;
+    size_t n;
+    if (r->resp_hdrs && gw_hlist_get(r->resp_hdrs, "content-type", 12, 0, &v, &n) == GW_OK)
+        return n >= sizeof(grpc) - 1 && strncasecmp(v, grpc, sizeof(grpc) - 1) == 0 ? 2 : 0;
+    return gw_ffi_req_grpc(r);
+}
+
 int gw_ffi_resp_grpc_status(struct gw_req *r)
 {
     return r->has_grpc_status ? r->grpc_status : -1;

@@ -24,7 +24,6 @@ local pairs = pairs
 local ipairs = ipairs
 local fmt = string.format
 local lower = string.lower
-local find = string.find
 local gsub = string.gsub
 local byte = string.byte
 local ffi_string = ffi.string
@@ -289,12 +288,11 @@ end
 -- and a message goes in grpc-message (percent-encoded) instead of a body,
 -- unless the plugin gave a gRPC body of its own. Returns the body to send.
 local function grpc_body(r, status, body, level)
-  local ctype = header_value(r.ptr, C.gw_ffi_resp_header, "content-type")
-  local grpc_output = ctype ~= nil and
-                      find(lower(ctype), CONTENT_TYPE_GRPC, 1, true) == 1
-  if not grpc_output and (ctype ~= nil or C.gw_ffi_req_grpc(r.ptr) == 0) then
+  local kind = C.gw_ffi_resp_grpc(r.ptr) -- one call: no string per exit
+  if kind == 0 then
     return body
   end
+  local grpc_output = kind == 2
   local code
   if header_value(r.ptr, C.gw_ffi_resp_header, "grpc-status") == nil then
     code = C.gw_ffi_grpc_status_of(status)
@@ -316,7 +314,8 @@ local function grpc_body(r, status, body, level)
     set_one(r, "grpc-message", (gsub(body, "[%%%c\128-\255]", percent_byte)))
     return nil
   end
-  if code and header_value(r.ptr, C.gw_ffi_resp_header, "grpc-message") == nil then
+  if code and
+     header_value(r.ptr, C.gw_ffi_resp_header, "grpc-message") == nil then
     set_one(r, "grpc-message", ffi_string(C.gw_ffi_grpc_status_name(code)))
   end
   return body

@@ -109,6 +109,9 @@ const char *gw_ffi_resp_source(struct gw_req *r);
  * of an HTTP status and its short name */
 int gw_ffi_req_grpc(struct gw_req *r);
 int gw_ffi_resp_grpc_status(struct gw_req *r); /* the response's grpc-status, -1: none */
+/* Whether an exit's response is gRPC (Kong's test): 2 its Content-Type is
+ * application/grpc..., 1 it has none and the request is gRPC, 0 neither */
+int gw_ffi_resp_grpc(struct gw_req *r);
 int gw_ffi_grpc_status_of(int http_status);
 const char *gw_ffi_grpc_status_name(int code);
 /* Ends the request with this response (access, rewrite, response phases; and

@@ -157,9 +157,30 @@ fi
 for t in "${targets[@]}"; do
   echo "=== busted $t"
   log=$TMP/busted_$(echo "$t" | tr '/' '_').log
-  timeout "$BUSTED_TIMEOUT" luajit /usr/bin/busted -o "$HANDLER" "$t" 2>&1 |
-    tee "$log"
-  rc=${PIPESTATUS[0]}
+  : >"$log"
+  (
+    timeout -k 5 "$BUSTED_TIMEOUT" luajit /usr/bin/busted -o "$HANDLER" "$t" 2>&1 |
+      tee "$log"
+    exit "${PIPESTATUS[0]}"
+  ) &
+  bpid=$!
+  # A busted that printed its summary has nothing left to report: if it is
+  # still running SUMMARY_GRACE seconds later (seen once: spinning in
+  # lua_close after the last spec), it is stopped and the run goes on.
+  since=
+  while kill -0 "$bpid" 2>/dev/null; do
+    if [ -z "$since" ] && grep -qE '^1\.\.[0-9]+' "$log"; then
+      since=$SECONDS
+    fi
+    if [ -n "$since" ] && [ $((SECONDS - since)) -ge "${SUMMARY_GRACE:-30}" ]; then
+      echo "=== busted $t still running ${SUMMARY_GRACE:-30} s after its summary: stopped"
+      pkill -TERM -P "$bpid" -x timeout 2>/dev/null
+      break
+    fi
+    sleep 1
+  done
+  wait "$bpid"
+  rc=$?
   count_tap "$log" "$t"
   if ! grep -qE '^1\.\.[0-9]+' "$log"; then
     # busted died before its summary (crash, timeout)

@@ -360,7 +360,7 @@ function _M.render(t, cache)
       if v == nil then
         v = p.default or ""
       end
-      if find(v, "[\r\n]") then
+      if find(v, "\n", 1, true) or find(v, "\r", 1, true) then
         return nil, "the value of $(" .. p.src .. ") contains CR or LF"
       end
       if t.url then

@@ -61,6 +61,7 @@ local errmsg = private.errmsg
 local normalize_header_name = private.normalize_header_name
 local header_value = private.header_value
 local build_headers = private.build_headers
+local has_cr_lf = private.has_cr_lf
 
 local stop = request.stop
 local NULL = cjson.null
@@ -562,7 +563,7 @@ local function set_resp_header(r, name, value, level)
     end
     for i, v in ipairs(value) do
       v = tostring(v)
-      if find(v, "[\r\n]") then
+      if has_cr_lf(v) then
         error("header value contains CR or LF", level + 1)
       end
       resp_set(r, i == 1 and HDR_SET or HDR_ADD, name, v, level + 1)
@@ -570,7 +571,7 @@ local function set_resp_header(r, name, value, level)
     return
   end
   value = tostring(value)
-  if find(value, "[\r\n]") then
+  if has_cr_lf(value) then
     error("header value contains CR or LF", level + 1)
   end
   resp_set(r, HDR_SET, name, value, level + 1)
@@ -766,7 +767,7 @@ local function redirect(uri, status)
     error("bad argument #1 to 'redirect' (string expected, got " ..
           type(uri) .. ")", 2)
   end
-  if find(uri, "[\r\n]") then
+  if has_cr_lf(uri) then
     error("uri contains CR or LF", 2)
   end
   status = status or 302
@@ -878,13 +879,13 @@ local function new_req()
     end
     if type(value) == "table" then
       for _, v in ipairs(value) do
-        if find(tostring(v), "[\r\n]") then
+        if has_cr_lf(tostring(v)) then
           error("header value contains CR or LF", 2)
         end
       end
     else
       value = tostring(value)
-      if find(value, "[\r\n]") then
+      if has_cr_lf(value) then
         error("header value contains CR or LF", 2)
       end
     end

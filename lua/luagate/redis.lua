@@ -181,6 +181,30 @@ local function put_args(cmd, argv, argvlen, k)
 end
 
 
+-- Hands the ncmds commands in argc/argv/argvlen to the runtime and waits
+-- for the replies: the raw replies table, or nil, err.
+local function submit(self, r, ncmds, argc, argv, argvlen, dedicated)
+  local ok, err = resolve(r, self.host)
+  if not ok then
+    return nil, err
+  end
+  err_p[0] = nil
+  local rc = C.gw_ffi_redis_exec(r.lctx, self.key, ip_buf,
+                                 self.port, rawget(self, "username"),
+                                 rawget(self, "password"), self.db,
+                                 ncmds, argc, argv, argvlen, self.timeout,
+                                 dedicated and 1 or 0, err_p)
+  if rc == AGAIN then
+    local replies, werr = request.await(r)
+    if not replies then
+      return nil, werr
+    end
+    return replies
+  end
+  return nil, errstr()
+end
+
+
 -- Sends the commands (a list of argument lists) and returns the raw
 -- replies table, or nil, err. One command (the usual call) runs no loop
 -- over the commands.
@@ -189,12 +213,6 @@ local function exec(self, cmds, dedicated)
   if not r then
     error(err, 3)
   end
-  local ok
-  ok, err = resolve(r, self.host)
-  if not ok then
-    return nil, err
-  end
-  local ip = ffi_string(ip_buf)
 
   local ncmds = #cmds
   local first = cmds[1]
@@ -210,20 +228,7 @@ local function exec(self, cmds, dedicated)
     argc[i - 1] = #cmd
     k = put_args(cmd, argv, argvlen, k)
   end
-  err_p[0] = nil
-  local rc = C.gw_ffi_redis_exec(r.lctx, self.key, ip, self.port,
-                                 rawget(self, "username"),
-                                 rawget(self, "password"), self.db,
-                                 ncmds, argc, argv, argvlen, self.timeout,
-                                 dedicated and 1 or 0, err_p)
-  if rc == AGAIN then
-    local replies, werr = request.await(r)
-    if not replies then
-      return nil, werr
-    end
-    return replies
-  end
-  return nil, errstr()
+  return submit(self, r, ncmds, argc, argv, argvlen, dedicated)
 end
 
 
@@ -279,6 +284,40 @@ function mt.command(self, name, ...)
     end
   end
   local replies, err = exec(self, { args_of(name, ...) }, blocking)
+  if not replies then
+    return nil, err
+  end
+  local v = replies[1]
+  if is_error(v) then
+    return nil, v[2]
+  end
+  return v
+end
+
+
+-- red:command_argv(argv, n) -> reply, or nil, err: the command whose name
+-- (in capitals, not a blocking one) and arguments are the strings
+-- argv[1..n]. For plugins that send the same command on every request
+-- from an array they keep: no argument list is built, no argument
+-- converted; red:command does both for every call.
+function mt.command_argv(self, argv, n)
+  local r, err = cur_request()
+  if not r then
+    error(err, 2)
+  end
+  local argc, cargv, argvlen = scratch(1, n)
+  argc[0] = n
+  for j = 1, n do
+    local a = argv[j]
+    if type(a) ~= "string" then
+      error("bad argument #" .. j .. " to 'command_argv' (string " ..
+            "expected, got " .. type(a) .. ")", 2)
+    end
+    cargv[j - 1] = a
+    argvlen[j - 1] = #a
+  end
+  local replies
+  replies, err = submit(self, r, 1, argc, cargv, argvlen, false)
   if not replies then
     return nil, err
   end

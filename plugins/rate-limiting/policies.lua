@@ -490,11 +490,56 @@ function _M.redis_client(conf)
 end
 
 
-local function run_script(red, nkeys, argv)
-  local res, err = red:command("EVALSHA", SCRIPT_SHA, nkeys, unpack(argv))
+-- The script's command, EVALSHA sha nkeys KEYS... ARGV..., is an array of
+-- strings kept by the plan and rewritten by each request (its length is
+-- fixed by the plan): red:command_argv sends it as it is, and the runtime
+-- copies it before the request waits, so the requests of a worker can
+-- share it. Numbers are written as Redis reads them: integers with %d,
+-- others with enough digits to round-trip.
+local K = 3 -- cmd[K + i] is the script's KEYS[i]
+
+local function num_s(v)
+  if v % 1 == 0 and v < 9007199254740992 and v > -9007199254740992 then
+    return fmt("%d", v)
+  end
+  return fmt("%.17g", v)
+end
+
+
+-- lim[field .. "_s"]: the string of a number that is fixed per limiter
+local function const_s(lim, field)
+  local sf = field .. "_s"
+  local v = lim[sf]
+  if not v then
+    v = num_s(lim[field])
+    lim[sf] = v
+  end
+  return v
+end
+
+
+local function script_cmd(plan, nkeys, alg)
+  local cmd = plan.rcmd
+  if not cmd then
+    cmd = { "EVALSHA", SCRIPT_SHA, fmt("%d", nkeys) }
+    cmd[K + nkeys + 1] = alg
+    cmd[K + nkeys + 2] = fmt("%d", plan.n)
+    plan.rcmd = cmd
+  end
+  return cmd
+end
+
+
+local function run_script(red, cmd)
+  local ncmd = #cmd
+  local res, err = red:command_argv(cmd, ncmd)
   if res == nil and err and find(err, "NOSCRIPT", 1, true) == 1 then
-    -- a fresh (or restarted) Redis: EVAL caches the script there
-    res, err = red:command("EVAL", SCRIPT, nkeys, unpack(argv))
+    -- a fresh (or restarted) Redis: EVAL caches the script there. The
+    -- requests that send the plan's command meanwhile send EVAL too (the
+    -- same script): harmless, and restored when this one is answered.
+    cmd[1], cmd[2] = "EVAL", SCRIPT
+    res, err = red:command_argv(cmd, ncmd)
+    cmd[1], cmd[2] = "EVALSHA", SCRIPT_SHA
   end
   if res == nil then
     return nil, err
@@ -507,10 +552,10 @@ end
 
 
 -- The fixed-window script's arguments of limiter lim (the i-th of n).
-local function fixed_args(argv, n, lim, i, base, now)
-  argv[i] = window_key(lim, base)
-  argv[n + 1 + 2 * i] = lim.leff
-  argv[n + 2 + 2 * i] = ceil(lim.w_end - now) + 1
+local function fixed_args(cmd, n, lim, i, base, now)
+  cmd[K + i] = window_key(lim, base)
+  cmd[K + n + 1 + 2 * i] = const_s(lim, "leff")
+  cmd[K + n + 2 + 2 * i] = fmt("%d", ceil(lim.w_end - now) + 1)
 end
 
 
@@ -518,18 +563,18 @@ local function redis_acquire(plan, base, now)
   local lims, used, prev = plan.lims, plan.used, plan.prev
   local n = plan.n
   local alg = plan.alg
-  local argv, nkeys
+  local cmd
   if alg == "gcra" then
     local now_us = floor(now * 1e6)
-    argv = {}
+    cmd = script_cmd(plan, n, "g")
+    cmd[K + n + 3] = fmt("%d", now_us)
     for i = 1, n do
       local lim = lims[i]
-      argv[i] = base .. lim.sfx_gcra
-      argv[n + 2 + 2 * i] = lim.t_us
-      argv[n + 3 + 2 * i] = lim.tau_us
+      cmd[K + i] = base .. lim.sfx_gcra
+      cmd[K + n + 2 + 2 * i] = const_s(lim, "t_us")
+      cmd[K + n + 3 + 2 * i] = const_s(lim, "tau_us")
     end
-    argv[n + 1], argv[n + 2], argv[n + 3] = "g", n, fmt("%d", now_us)
-    local res, err = run_script(plan.red, n, argv)
+    local res, err = run_script(plan.red, cmd)
     if not res then
       return nil, err
     end
@@ -540,27 +585,25 @@ local function redis_acquire(plan, base, now)
   end
 
   if alg == "sliding" then
-    nkeys = 2 * n
-    argv = {}
-    argv[nkeys + 1], argv[nkeys + 2] = "s", n
+    local nkeys = 2 * n
+    cmd = script_cmd(plan, nkeys, "s")
     for i = 1, n do
       local lim = lims[i]
-      argv[2 * i - 1] = base .. lim.sfx
-      argv[2 * i] = base .. lim.sfx_prev
-      argv[nkeys + 3 * i] = lim.leff
-      argv[nkeys + 1 + 3 * i] = ceil(lim.w_end - now + lim.next_len) + 1
-      argv[nkeys + 2 + 3 * i] = fmt("%.17g", lim.weight)
+      cmd[K + 2 * i - 1] = base .. lim.sfx
+      cmd[K + 2 * i] = base .. lim.sfx_prev
+      cmd[K + nkeys + 3 * i] = const_s(lim, "leff")
+      cmd[K + nkeys + 1 + 3 * i] =
+        fmt("%d", ceil(lim.w_end - now + lim.next_len) + 1)
+      cmd[K + nkeys + 2 + 3 * i] = fmt("%.17g", lim.weight)
     end
   else
-    nkeys = n
-    argv = {}
-    argv[n + 1], argv[n + 2] = "f", n
-    fixed_args(argv, n, lims[1], 1, base, now)
+    cmd = script_cmd(plan, n, "f")
+    fixed_args(cmd, n, lims[1], 1, base, now)
     for i = 2, n do
-      fixed_args(argv, n, lims[i], i, base, now)
+      fixed_args(cmd, n, lims[i], i, base, now)
     end
   end
-  local res, err = run_script(plan.red, nkeys, argv)
+  local res, err = run_script(plan.red, cmd)
   if not res then
     return nil, err
   end

@@ -41,6 +41,18 @@ describe("redis client", function()
     assert.matches("^NOSCRIPT", d.noscript)
   end)
 
+  it("command_argv(): a reused array of strings, errors as command()",
+     function()
+    local d = call("mode=argv")
+    assert.equal(2, d.pushed)
+    assert.same({ "a\r\nb", "" }, d.list)
+    assert.is_nil(d.err_v)
+    assert.matches("^WRONGTYPE", d.err)
+    assert.is_true(d.raised)
+    assert.matches("bad argument #2 to 'command_argv' %(string expected, " ..
+                   "got number%)", d.raise_msg)
+  end)
+
   it("selects the db per connection", function()
     assert.equal("in-db-2", call("mode=db&db=2").value)
     assert.equal("in-db-3", call("mode=db&db=3").value)

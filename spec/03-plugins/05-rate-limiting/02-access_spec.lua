@@ -613,6 +613,8 @@ describe("rate-limiting (redis policy, two nodes)", function()
               hour = 30, algorithm = "sliding-window" })),
             rl_route("r-gcra", redis_conf({ hour = 30, algorithm = "gcra" })),
             rl_route("r-keys", redis_conf({ minute = 3 }), { id = ROUTE_ID }),
+            rl_route("r-flush", redis_conf({ minute = 3, limit_by = "header",
+                                             header_name = "X-Flush" })),
             rl_route("r-shorthand", {
               second = 2, minute = 4, policy = "redis",
               redis_host = "127.0.0.1", redis_port = red.port,
@@ -669,6 +671,28 @@ describe("rate-limiting (redis policy, two nodes)", function()
     -- the other node counts in the same key
     res = get("/r-keys/x", nil, nil, gw2.proxy_port)
     assert.equal("1", res.headers["X-RateLimit-Remaining-Minute"])
+  end)
+
+  it("counts exactly when Redis lost the script (NOSCRIPT, then EVAL)",
+     function()
+    minute_room()
+    local cli = "redis-cli -p " .. red.port .. " "
+    -- the script is loaded (earlier specs), then forgotten: the first
+    -- requests of both nodes meet NOSCRIPT at once, in parallel
+    local ok, out = helpers.execute(cli .. "SCRIPT FLUSH")
+    assert.truthy(ok and out:find("OK", 1, true), out)
+    local client = "flush-" .. now() -- a counter no other run has used
+    local reqs = {}
+    for i = 1, 12 do
+      reqs[i] = { path = "/r-flush/x", headers = { ["X-Flush"] = client },
+                  port = i % 2 == 0 and gw1.proxy_port or gw2.proxy_port }
+    end
+    local n = statuses(parallel(reqs))
+    assert.equal(3, n[200])
+    assert.equal(9, n[429])
+    -- Redis has the script again (EVAL cached it)
+    local _, info = helpers.execute(cli .. "INFO memory")
+    assert.equal("1", info:match("number_of_cached_scripts:(%d+)"))
   end)
 
   it("reads Kong's deprecated redis_* fields", function()

@@ -60,6 +60,27 @@ pcall(require, "yaml")
 pcall(require, "lyaml")
 
 
+-- LuaJIT's options. maxirconst (constants in one trace, 500 by default):
+-- a request's path through the runloop and a few plugins holds more than
+-- 500 constants (strings, FFI functions), and a trace that reaches the
+-- limit is aborted ("trace too long") and the code runs interpreted, with
+-- every FFI call converting its arguments: a proxy-cache hit took 31,000
+-- event-loop instructions at 500 and 22,800 at 1,000 (700 to 1,500
+-- measure the same; docs/performance.md). LUAGATE_JIT_OPT="opt=value ..."
+-- adds or overrides options (jit.opt.start's syntax), for tuning.
+do
+  local opts = { "maxirconst=1000" }
+  local extra = os.getenv("LUAGATE_JIT_OPT")
+  for o in (extra or ""):gmatch("%S+") do
+    opts[#opts + 1] = o
+  end
+  local ok, err = pcall(require("jit.opt").start, unpack(opts))
+  if not ok then
+    local msg = "LUAGATE_JIT_OPT: " .. tostring(err)
+    C.gw_ffi_log(lffi.LOG_ERR, msg, #msg)
+  end
+end
+
 -- LUAGATE_JIT_LOG=FILE writes LuaJIT's trace log (jit.v) for tuning.
 local jit_log = os.getenv("LUAGATE_JIT_LOG")
 if jit_log and jit_log ~= "" then

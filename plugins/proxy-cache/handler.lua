@@ -337,7 +337,8 @@ local function serve(plan, ctx, entry, age, key)
   -- be the worker's copy that the previous hit (of another config, after a
   -- reload) filled: each one is set or cleared
   local headers = entry.headers
-  headers["Age"] = plan.show_age and floor(age) or nil
+  local age_s = plan.show_age and floor(age) or nil
+  headers["Age"] = age_s
   headers["X-Cache-Status"] = plan.show_status and "Hit" or nil
   headers["X-Cache-Key"] = plan.show_key and key or nil
   -- for logging plugins, as Kong exposes it
@@ -345,6 +346,18 @@ local function serve(plan, ctx, entry, age, key)
     res = entry,
     req = { body = entry.req_body },
   }
+  -- the headers in the runtime's packed form, set in one call: packed
+  -- again when the plan or the Age changed (once a second at most)
+  if entry.packed_plan ~= plan or entry.packed_age ~= age_s then
+    entry.packed = kong.response.pack_headers(headers)
+    entry.packed_plan = plan
+    entry.packed_age = age_s
+  end
+  local packed = entry.packed
+  if packed then
+    -- the handler returns right after: nothing to stop
+    return kong.response.exit_packed(entry.status, entry.body, packed)
+  end
   return kong.response.exit(entry.status, entry.body, headers)
 end
 

@@ -586,6 +586,27 @@ int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name, size_t nl
     return GW_OK;
 }
 
+int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len, const char **err)
+{
+    const char *end = p + len;
+    while (p < end) {
+        int op = *p++ - '0';
+        const char *name = p;
+        const char *nend = memchr(name, '\0', (size_t)(end - name));
+        const char *value = nend ? nend + 1 : NULL;
+        const char *vend = value ? memchr(value, '\0', (size_t)(end - value)) : NULL;
+        if (vend == NULL || (op != GW_HDR_SET && op != GW_HDR_ADD)) {
+            *err = "malformed packed headers";
+            return GW_ERROR;
+        }
+        if (gw_ffi_resp_set_header(r, op, name, (size_t)(nend - name), value,
+                                   (size_t)(vend - value), err) != GW_OK)
+            return GW_ERROR;
+        p = vend + 1;
+    }
+    return GW_OK;
+}
+
 int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name, size_t nlen, int idx,
                                 const char **p, size_t *n)
 {

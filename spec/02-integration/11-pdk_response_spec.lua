@@ -17,6 +17,7 @@ local function config(mock_port, routes)
         { name = "pdk-response",
           config = { mode = rt.mode, status = rt.status,
                      message = rt.message } },
+        rt.extra,
       },
     }
   end
@@ -51,6 +52,11 @@ describe("kong.response", function()
         { path = "/headers", mode = "headers", strip_path = false },
         { path = "/body", mode = "body" },
         { path = "/serialize", mode = "serialize" },
+        -- request-termination runs after pdk-response (priority 2 < 900)
+        { path = "/exit-packed", mode = "exit_packed", status = 203,
+          extra = { name = "request-termination",
+                    config = { status_code = 418 } } },
+        { path = "/pack-refused", mode = "pack_refused" },
       }),
       args = { "--plugins-dir", PLUGINS_DIR },
     }))
@@ -100,6 +106,33 @@ describe("kong.response", function()
       mock.clear()
       assert.res_status(403, client:get("/exit-table"))
       assert.same({}, mock.requests())
+    end)
+  end)
+
+  describe("exit_packed() and pack_headers() (luagate)", function()
+    it("answers like exit() and runs no later access handler", function()
+      mock.clear()
+      local res = client:get("/exit-packed")
+      assert.equal("packed body", assert.res_status(203, res))
+      assert.equal("text/plain", res.headers["content-type"])
+      assert.same({ "a", "b" }, res.headers["x-multi"])
+      assert.equal("5", res.headers["x-num"])
+      assert.equal("kept", res.headers["x-before-exit"])
+      assert.equal("11", res.headers["content-length"])
+      -- header_filter still runs and sees an exit
+      assert.equal("exit", res.headers["x-source"])
+      assert.same({}, mock.requests())
+    end)
+
+    it("packs only what exit() would take as it is", function()
+      local d = helpers.json_decode(assert.res_status(200,
+                                    client:get("/pack-refused")))
+      assert.same({ crlf = true, lf_in_array = true, te = true,
+                    empty_array = true, table_value = true,
+                    non_string_name = true, ok = true,
+                    bad_packed = "malformed packed headers",
+                    crlf_packed = "CR, LF and NUL are not allowed",
+                    bad_status = "code must be a number" }, d)
     end)
   end)
 

@@ -96,6 +96,11 @@ int gw_ffi_resp_header_at(struct gw_req *r, int i, const char **name, size_t *nl
                           const char **value, size_t *vlen);
 int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name, size_t nlen,
                            const char *value, size_t vlen, const char **err);
+/* Sets headers given packed: for each, the op as a digit ('0' GW_HDR_SET,
+ * '1' GW_HDR_ADD), the name, a NUL, the value, a NUL. One call for a list
+ * the caller built once (proxy-cache's stored headers); each header is
+ * checked as gw_ffi_resp_set_header checks it. */
+int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len, const char **err);
 /* The upstream's own response headers (kong.service.response.get_header). */
 int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name, size_t nlen, int idx,
                                 const char **p, size_t *n);

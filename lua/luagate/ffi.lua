@@ -108,6 +108,7 @@ int gw_ffi_upstream_resp_header_at(struct gw_req *r, int i,
                                    const char **name, size_t *nlen,
                                    const char **value, size_t *vlen);
 const char *gw_ffi_resp_source(struct gw_req *r);
+int gw_ffi_req_skip_phases(struct gw_req *r, int mask);
 int gw_ffi_req_grpc(struct gw_req *r);
 int gw_ffi_resp_grpc_status(struct gw_req *r);
 int gw_ffi_resp_grpc(struct gw_req *r);

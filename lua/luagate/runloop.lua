@@ -105,6 +105,32 @@ local function instance_conf(conf, p)
 end
 
 
+-- The phases after access, which a plugin done with a request skips.
+local LATER = { PHASE_HEADER_FILTER, PHASE_BODY_FILTER, PHASE_LOG }
+
+-- plan.solo[plugin name] = the later phases in which that plugin alone has
+-- a handler in plan (nil when it has none such): the phases the runtime
+-- may leave out for a request that plugin is done with (plugin_done).
+local function solo_masks(plan)
+  local solo
+  for k = 1, #LATER do
+    local b = LATER[k]
+    local owner, n = nil, 0
+    for i = 1, #plan do
+      local e = plan[i].entry
+      if bit.band(e.mask, b) ~= 0 then
+        owner, n = e.name, n + 1
+      end
+    end
+    if n == 1 then
+      solo = solo or {}
+      solo[owner] = bit.bor(solo[owner] or 0, b)
+    end
+  end
+  plan.solo = solo
+end
+
+
 local function by_priority(a, b)
   if a.priority ~= b.priority then
     return a.priority > b.priority
@@ -211,6 +237,7 @@ function _M.build(conf, opts)
         end
       end
     end
+    solo_masks(plan)
     plans[ri] = plan
     -- rewrite runs global plugins only
     route.phases = bit.bor(bit.band(mask, bit.bnot(PHASE_REWRITE)),
@@ -223,6 +250,7 @@ function _M.build(conf, opts)
     end
   end
   conf._consumer_groups = cg
+  solo_masks(global_plan)
   conf._plans = plans
   conf._global_plan = global_plan
   conf.global_phases = global_mask
@@ -374,12 +402,13 @@ end
 local function run_list(r, phase, phase_name, plan, from)
   local may_fail = phase == PHASE_RESPONSE or phase == PHASE_REWRITE
   local selected = r.selected
+  local done = rawget(r, "done_plugin") -- see plugin_done
   if selected then
     for i = from, #selected do
       local item = selected[i]
       local h = item.entry.handler
       local fn = h[phase_name]
-      if fn then
+      if fn and item.entry.name ~= done then
         local ok = call(r, item.entry.name, fn, h, selected[item], phase_name)
         if ok == false and may_fail then
           return
@@ -397,7 +426,7 @@ local function run_list(r, phase, phase_name, plan, from)
     local item = plan[i]
     local h = item.entry.handler
     local fn = h[phase_name]
-    if fn then
+    if fn and item.entry.name ~= done then
       local conf = select_conf(item, k)
       if conf then
         local ok = call(r, item.entry.name, fn, h, conf, phase_name)
@@ -444,6 +473,25 @@ local function run_phase(r, phase)
     run_list(r, phase, name, plan, 1)
   end
   r[T_END[phase]] = C.gw_ffi_now()
+end
+
+
+-- The running access handler's plugin is done with request r (it answered
+-- from its own data: kong.response.exit_packed): its header_filter,
+-- body_filter and log handlers are not run for r, and the runtime leaves
+-- out those of these phases in which no other plugin has a handler (no
+-- coroutine resume for them).
+function _M.plugin_done(r)
+  local name = r.plugin
+  if not name or r.phase ~= "access" then
+    return
+  end
+  r.done_plugin = name
+  local solo = phase_plan(r, PHASE_ACCESS).solo
+  local mask = solo and solo[name]
+  if mask then
+    C.gw_ffi_req_skip_phases(r.ptr, mask)
+  end
 end
 
 

@@ -21,7 +21,6 @@ local ngx = ngx
 local type = type
 local tonumber = tonumber
 local tostring = tostring
-local unpack = unpack
 local floor = math.floor
 local ceil = math.ceil
 local find = string.find

@@ -642,6 +642,13 @@ const char *gw_ffi_resp_source(struct gw_req *r)
     }
 }
 
+int gw_ffi_req_skip_phases(struct gw_req *r, int mask)
+{
+    /* only the phases after access: the others have run or are running */
+    r->phases &= ~((uint32_t)mask & (GW_PHASE_HEADER_FILTER | GW_PHASE_BODY_FILTER | GW_PHASE_LOG));
+    return GW_OK;
+}
+
 int gw_ffi_req_grpc(struct gw_req *r)
 {
     struct gw_conn *c = conn_of(r);

@@ -17,9 +17,11 @@ local function config(mock_port, routes)
         { name = "pdk-response",
           config = { mode = rt.mode, status = rt.status,
                      message = rt.message } },
-        rt.extra,
       },
     }
+    for _, p in ipairs(rt.extra or {}) do
+      table.insert(list[i].plugins, p)
+    end
   end
   return {
     _format_version = "3.0",
@@ -52,10 +54,14 @@ describe("kong.response", function()
         { path = "/headers", mode = "headers", strip_path = false },
         { path = "/body", mode = "body" },
         { path = "/serialize", mode = "serialize" },
-        -- request-termination runs after pdk-response (priority 2 < 900)
+        -- request-termination's access runs after pdk-response's
+        -- (priority 2 < 900); response-transformer has a header_filter
         { path = "/exit-packed", mode = "exit_packed", status = 203,
-          extra = { name = "request-termination",
-                    config = { status_code = 418 } } },
+          extra = { { name = "request-termination",
+                      config = { status_code = 418 } },
+                    { name = "response-transformer",
+                      config = { add = { headers = { "X-RT:1" } } } } } },
+        { path = "/exit-packed-alone", mode = "exit_packed", status = 203 },
         { path = "/pack-refused", mode = "pack_refused" },
       }),
       args = { "--plugins-dir", PLUGINS_DIR },
@@ -119,9 +125,26 @@ describe("kong.response", function()
       assert.equal("5", res.headers["x-num"])
       assert.equal("kept", res.headers["x-before-exit"])
       assert.equal("11", res.headers["content-length"])
-      -- header_filter still runs and sees an exit
-      assert.equal("exit", res.headers["x-source"])
+      -- the plugin is done with the request: its own header_filter does not
+      -- run (it would set X-Source), another plugin's does
+      assert.is_nil(res.headers["x-source"])
+      assert.equal("1", res.headers["x-rt"])
       assert.same({}, mock.requests())
+    end)
+
+    it("leaves out the phases no other plugin has", function()
+      local res = client:get("/exit-packed-alone")
+      assert.equal("packed body", assert.res_status(203, res))
+      assert.is_nil(res.headers["x-source"])
+      -- exit() on the same plugin runs its header_filter
+      res = client:get("/exit-no-body")
+      assert.res_status(204, res)
+      assert.equal("exit", res.headers["x-source"])
+      -- nor its log handler: the log phase of a request runs before the
+      -- next request on the connection is answered (and the error log is
+      -- written at once)
+      assert.is_nil((helpers.read_file(gw.error_log) or ""):find(
+        "log ran after exit_packed", 1, true))
     end)
 
     it("packs only what exit() would take as it is", function()

@@ -427,11 +427,16 @@ function _M.pack_headers(headers)
 end
 
 
--- exit(status, body, headers) for an access handler that returns right
--- after this call, the headers packed by pack_headers: the response is
--- registered as exit() registers it, and the runloop runs no later access
--- handler, but the caller is not stopped, which spares exit()'s new
--- coroutine (request.stop). body: a string or nil. Raises as exit() does.
+-- exit(status, body, headers) for an access handler that answers from its
+-- own data and returns right after this call, the headers packed by
+-- pack_headers: the response is registered as exit() registers it, the
+-- runloop runs no later access handler, and the calling plugin is done
+-- with the request (runloop.plugin_done: its header_filter, body_filter
+-- and log handlers do not run). The caller is not stopped, which spares
+-- exit()'s new coroutine (request.stop). body: a string or nil. Raises as
+-- exit() does.
+local runloop -- required on first use (it requires the PDK's users)
+
 function _M.exit_packed(status, body, packed)
   local r = check(ACCESS)
   check_status(status, MIN_STATUS_CODE)
@@ -453,6 +458,8 @@ function _M.exit_packed(status, body, packed)
                         err_p) ~= OK then
     error(errmsg("could not send the response"), 2)
   end
+  runloop = runloop or require("luagate.runloop")
+  runloop.plugin_done(r)
 end
 
 

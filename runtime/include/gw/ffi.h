@@ -110,6 +110,10 @@ int gw_ffi_upstream_resp_header_at(struct gw_req *r, int i, const char **name, s
 /* "service" when the response came from the upstream, "exit" when a plugin
  * produced it, "error" when the gateway did. */
 const char *gw_ffi_resp_source(struct gw_req *r);
+/* Leaves out the request's header_filter, body_filter and log phases in
+ * mask (GW_PHASE_* bits; others are ignored): the runloop's when no
+ * handler is left to run in them (luagate.runloop.plugin_done). */
+int gw_ffi_req_skip_phases(struct gw_req *r, int mask);
 /* gRPC (gw/grpc.h): whether the request is a gRPC one; Kong's gRPC status
  * of an HTTP status and its short name */
 int gw_ffi_req_grpc(struct gw_req *r);

@@ -266,6 +266,20 @@ local function is_error(v)
 end
 
 
+-- The reply of a one-command exchange (replies, or nil, err): the reply,
+-- or nil, err (an error reply's message)
+local function first_reply(replies, err)
+  if not replies then
+    return nil, err
+  end
+  local v = replies[1]
+  if is_error(v) then
+    return nil, v[2]
+  end
+  return v
+end
+
+
 -- red:command(name, ...) -> reply, or nil, err
 function mt.command(self, name, ...)
   if type(name) ~= "string" then
@@ -283,15 +297,7 @@ function mt.command(self, name, ...)
       end
     end
   end
-  local replies, err = exec(self, { args_of(name, ...) }, blocking)
-  if not replies then
-    return nil, err
-  end
-  local v = replies[1]
-  if is_error(v) then
-    return nil, v[2]
-  end
-  return v
+  return first_reply(exec(self, { args_of(name, ...) }, blocking))
 end
 
 
@@ -316,16 +322,7 @@ function mt.command_argv(self, argv, n)
     cargv[j - 1] = a
     argvlen[j - 1] = #a
   end
-  local replies
-  replies, err = submit(self, r, 1, argc, cargv, argvlen, false)
-  if not replies then
-    return nil, err
-  end
-  local v = replies[1]
-  if is_error(v) then
-    return nil, v[2]
-  end
-  return v
+  return first_reply(submit(self, r, 1, argc, cargv, argvlen, false))
 end
 
 

@@ -550,11 +550,22 @@ local function run_script(red, cmd)
 end
 
 
+-- lim.ttl_s: the string of a counter's TTL (seconds), v; kept while v
+-- stays the same (it changes once a second)
+local function ttl_s(lim, v)
+  if lim.ttl_v ~= v then
+    lim.ttl_v = v
+    lim.ttl_s = fmt("%d", v)
+  end
+  return lim.ttl_s
+end
+
+
 -- The fixed-window script's arguments of limiter lim (the i-th of n).
 local function fixed_args(cmd, n, lim, i, base, now)
   cmd[K + i] = window_key(lim, base)
   cmd[K + n + 1 + 2 * i] = const_s(lim, "leff")
-  cmd[K + n + 2 + 2 * i] = fmt("%d", ceil(lim.w_end - now) + 1)
+  cmd[K + n + 2 + 2 * i] = ttl_s(lim, ceil(lim.w_end - now) + 1)
 end
 
 
@@ -592,7 +603,7 @@ local function redis_acquire(plan, base, now)
       cmd[K + 2 * i] = base .. lim.sfx_prev
       cmd[K + nkeys + 3 * i] = const_s(lim, "leff")
       cmd[K + nkeys + 1 + 3 * i] =
-        fmt("%d", ceil(lim.w_end - now + lim.next_len) + 1)
+        ttl_s(lim, ceil(lim.w_end - now + lim.next_len) + 1)
       cmd[K + nkeys + 2 + 3 * i] = fmt("%.17g", lim.weight)
     end
   else

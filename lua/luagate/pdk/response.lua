@@ -323,6 +323,22 @@ local function grpc_body(r, status, body, level)
 end
 
 
+-- Marks r as exited and registers its response. Raises at level.
+local function register_exit(r, status, body, level)
+  local ctx = rawget(r, "ctx") -- ngx.ctx made later copies kong_exited
+  if ctx then
+    ctx.KONG_EXITED = true
+  end
+  r.kong_exited = true
+  r.exited = true
+  err_p[0] = nil
+  if C.gw_ffi_resp_exit(r.ptr, status, body, body and #body or 0,
+                        err_p) ~= OK then
+    error(errmsg("could not send the response"), level + 1)
+  end
+end
+
+
 -- Registers the response and stops the handler.
 local function send(r, status, body, headers, level)
   local has_content_type
@@ -350,18 +366,7 @@ local function send(r, status, body, headers, level)
     end
   end
 
-  local ctx = rawget(r, "ctx") -- ngx.ctx made later copies kong_exited
-  if ctx then
-    ctx.KONG_EXITED = true
-  end
-  r.kong_exited = true
-  r.exited = true
-
-  err_p[0] = nil
-  if C.gw_ffi_resp_exit(r.ptr, status, body, body and #body or 0,
-                        err_p) ~= OK then
-    error(errmsg("could not send the response"), level + 1)
-  end
+  register_exit(r, status, body, level + 1)
   stop(r)
 end
 
@@ -447,17 +452,7 @@ function _M.exit_packed(status, body, packed)
   if C.gw_ffi_resp_grpc(r.ptr) ~= 0 then
     body = grpc_body(r, status, body, 2)
   end
-  local ctx = rawget(r, "ctx")
-  if ctx then
-    ctx.KONG_EXITED = true
-  end
-  r.kong_exited = true
-  r.exited = true
-  err_p[0] = nil
-  if C.gw_ffi_resp_exit(r.ptr, status, body, body and #body or 0,
-                        err_p) ~= OK then
-    error(errmsg("could not send the response"), 2)
-  end
+  register_exit(r, status, body, 2)
   runloop = runloop or require("luagate.runloop")
   runloop.plugin_done(r)
 end

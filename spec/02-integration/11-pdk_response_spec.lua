@@ -155,6 +155,8 @@ describe("kong.response", function()
                     non_string_name = true, ok = true,
                     bad_packed = "malformed packed headers",
                     crlf_packed = "CR, LF and NUL are not allowed",
+                    truncated_packed = "malformed packed headers",
+                    unnamed_packed = "invalid header name",
                     bad_status = "code must be a number" }, d)
     end)
   end)

@@ -311,13 +311,17 @@ function mt.command_argv(self, argv, n)
   if not r then
     error(err, 2)
   end
+  if type(n) ~= "number" or n < 1 or n % 1 ~= 0 then
+    error("bad argument #2 to 'command_argv' (a count of 1 or more " ..
+          "expected)", 2)
+  end
   local argc, cargv, argvlen = scratch(1, n)
   argc[0] = n
   for j = 1, n do
     local a = argv[j]
     if type(a) ~= "string" then
-      error("bad argument #" .. j .. " to 'command_argv' (string " ..
-            "expected, got " .. type(a) .. ")", 2)
+      error("bad argument #1 to 'command_argv' (argv[" .. j .. "]: " ..
+            "string expected, got " .. type(a) .. ")", 2)
     end
     cargv[j - 1] = a
     argvlen[j - 1] = #a

@@ -337,8 +337,8 @@ local function serve(plan, ctx, entry, age, key)
   -- be the worker's copy that the previous hit (of another config, after a
   -- reload) filled: each one is set or cleared
   local headers = entry.headers
-  local age_s = plan.show_age and floor(age) or nil
-  headers["Age"] = age_s
+  local age_v = plan.show_age and floor(age) or nil
+  headers["Age"] = age_v
   headers["X-Cache-Status"] = plan.show_status and "Hit" or nil
   headers["X-Cache-Key"] = plan.show_key and key or nil
   -- for logging plugins, as Kong exposes it
@@ -348,10 +348,10 @@ local function serve(plan, ctx, entry, age, key)
   }
   -- the headers in the runtime's packed form, set in one call: packed
   -- again when the plan or the Age changed (once a second at most)
-  if entry.packed_plan ~= plan or entry.packed_age ~= age_s then
+  if entry.packed_plan ~= plan or entry.packed_age ~= age_v then
     entry.packed = kong.response.pack_headers(headers)
     entry.packed_plan = plan
-    entry.packed_age = age_s
+    entry.packed_age = age_v
   end
   local packed = entry.packed
   if packed then

@@ -379,6 +379,11 @@ int gw_ffi_redis_exec(struct gw_lctx *x, const char *key, const char *ip, int po
         *err = "no command";
         return GW_ERROR;
     }
+    for (int i = 0; i < ncmds; i++)
+        if (argc[i] <= 0) { /* Redis would not answer an empty command */
+            *err = "empty command";
+            return GW_ERROR;
+        }
     struct rconn *c = conn_get(key, ip, port, user, password, db, flags & GW_REDIS_DEDICATED);
     if (c == NULL) {
         *err = errbuf;
@@ -455,20 +460,21 @@ int gw_ffi_redis_resolve(struct gw_lctx *x, const char *host, char *ip, size_t i
     if (rc == GW_OK) {
         /* the last address's text is kept: inet_ntop formats with sprintf,
          * 1,700 instructions on every command to the same Redis */
-        static struct sockaddr_storage last_sa;
-        static socklen_t last_len;
+        static int last_family;
+        static unsigned char last_addr[16];
         static char last_ip[INET6_ADDRSTRLEN];
-        if (len != last_len || memcmp(&sa, &last_sa, len) != 0) {
-            const void *a = sa.ss_family == AF_INET
-                                ? (const void *)&((struct sockaddr_in *)&sa)->sin_addr
-                                : (const void *)&((struct sockaddr_in6 *)&sa)->sin6_addr;
+        const void *a = sa.ss_family == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)&sa)->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)&sa)->sin6_addr;
+        size_t alen = sa.ss_family == AF_INET ? 4 : 16;
+        if (sa.ss_family != last_family || memcmp(a, last_addr, alen) != 0) {
             if (inet_ntop(sa.ss_family, a, last_ip, sizeof(last_ip)) == NULL) {
-                last_len = 0;
+                last_family = 0;
                 *err = "bad address";
                 return GW_ERROR;
             }
-            memcpy(&last_sa, &sa, len);
-            last_len = len;
+            memcpy(last_addr, a, alen);
+            last_family = sa.ss_family;
         }
         size_t n = strlen(last_ip);
         if (n >= iplen) {

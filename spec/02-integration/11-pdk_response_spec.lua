@@ -157,6 +157,9 @@ describe("kong.response", function()
                     crlf_packed = "CR, LF and NUL are not allowed",
                     truncated_packed = "malformed packed headers",
                     unnamed_packed = "invalid header name",
+                    table_body = "body must be a nil or string",
+                    no_packed = "packed headers must be a string " ..
+                                "(kong.response.pack_headers)",
                     bad_status = "code must be a number" }, d)
     end)
   end)

@@ -49,8 +49,10 @@ describe("redis client", function()
     assert.is_nil(d.err_v)
     assert.matches("^WRONGTYPE", d.err)
     assert.is_true(d.raised)
-    assert.matches("bad argument #2 to 'command_argv' %(string expected, " ..
-                   "got number%)", d.raise_msg)
+    assert.matches("bad argument #1 to 'command_argv' %(argv%[2%]: " ..
+                   "string expected, got number%)", d.raise_msg)
+    assert.matches("bad argument #2 to 'command_argv' %(a count of 1 or " ..
+                   "more expected%)", d.empty_msg)
   end)
 
   it("selects the db per connection", function()

@@ -445,6 +445,12 @@ local runloop -- required on first use (it requires the PDK's users)
 function _M.exit_packed(status, body, packed)
   local r = check(ACCESS)
   check_status(status, MIN_STATUS_CODE)
+  if body ~= nil and type(body) ~= "string" then
+    error("body must be a nil or string", 2)
+  end
+  if type(packed) ~= "string" then
+    error("packed headers must be a string (kong.response.pack_headers)", 2)
+  end
   err_p[0] = nil
   if C.gw_ffi_resp_set_packed(r.ptr, packed, #packed, err_p) ~= OK then
     error(errmsg("could not set header"), 2)

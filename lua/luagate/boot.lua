@@ -64,7 +64,7 @@ pcall(require, "lyaml")
 -- a request's path through the runloop and a few plugins holds more than
 -- 500 constants (strings, FFI functions), and a trace that reaches the
 -- limit is aborted ("trace too long") and the code runs interpreted, with
--- every FFI call converting its arguments: a proxy-cache hit took 31,000
+-- every FFI call converting its arguments: a proxy-cache hit took 40,900
 -- event-loop instructions at 500 and 22,800 at 1,000 (700 to 1,500
 -- measure the same; docs/performance.md). LUAGATE_JIT_OPT="opt=value ..."
 -- adds or overrides options (jit.opt.start's syntax), for tuning.

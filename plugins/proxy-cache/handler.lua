@@ -21,7 +21,7 @@
 local strategies = require "kong.plugins.proxy-cache.strategies"
 local cache_key = require "kong.plugins.proxy-cache.cache_key"
 local cc_lib = require "kong.plugins.proxy-cache.cache_control"
-local recent = require "kong.plugins.proxy-cache.recent"
+local recent = require "luagate.recent"
 local buffer = require "string.buffer"
 
 local kong = kong
@@ -45,7 +45,7 @@ local seconds = cc_lib.seconds
 
 local CACHE_VERSION = 1
 local LOCK_PREFIX = "proxy-cache:lock:"
--- cache keys remembered per config, by their raw inputs (recent.lua)
+-- cache keys remembered per config, by their raw inputs (luagate.recent)
 local KEYS_REMEMBERED = 1000
 
 -- response headers never stored: hop-by-hop ones, the length (the

@@ -28,7 +28,7 @@
 -- shared by the requests of the worker: read-only.
 
 local redis = require "luagate.redis"
-local recent = require "kong.plugins.proxy-cache.recent"
+local recent = require "luagate.recent"
 
 local ngx = ngx
 
@@ -43,7 +43,7 @@ local PREFIX = "proxy-cache:"
 local SCAN_COUNT = 1000
 
 -- the worker's decoded memory entries: at most LOCAL_ITEMS entries and
--- LOCAL_BYTES bytes of stored values per generation (recent.lua: twice
+-- LOCAL_BYTES bytes of stored values per generation (luagate.recent: twice
 -- that in all); values larger than LOCAL_MAX_VALUE are decoded on every use
 local LOCAL_ITEMS = 1000
 local LOCAL_BYTES = 8 * 1024 * 1024

@@ -6,6 +6,7 @@
 
 local windows = require "kong.plugins.rate-limiting.windows"
 local policies = require "kong.plugins.rate-limiting.policies"
+local recent = require "luagate.recent"
 
 local kong = kong
 local ngx = ngx
@@ -18,7 +19,6 @@ local setmetatable = setmetatable
 local ceil = math.ceil
 local floor = math.floor
 local sort = table.sort
-local clear_tab = require "table.clear"
 local ngx_now = ngx.now
 local md5 = ngx.md5
 
@@ -59,6 +59,10 @@ local ALGORITHMS = {
 }
 
 
+-- the workers' bounded caches of strings made from client ids
+local BASES_MAX = 1024 -- client id -> counters' key prefix, per plan
+local KEYS_MAX = 1024 -- prefix -> counter key, per limiter and window
+
 local RateLimitingHandler = {
   PRIORITY = 910,
   VERSION = "3.10.0",
@@ -76,6 +80,8 @@ local function new_limiter(conf, period, kind, size, limit, suffix)
   if t_us < 1 then
     t_us = 1
   end
+  local tau_us = (conf.burst or leff) * t_us
+  local num_s = policies.num_s
   return {
     period = period,          -- name in the counter keys
     kind = kind,              -- "month", "year", or a window of `size`
@@ -83,15 +89,17 @@ local function new_limiter(conf, period, kind, size, limit, suffix)
     limit = limit,            -- as configured
     limit_s = tostring(limit), -- as sent in headers
     leff = leff,              -- requests admitted per window
+    leff_s = num_s(leff),     -- the same, as the Redis script gets it
     h_limit = "X-RateLimit-Limit-" .. suffix,
     h_remaining = "X-RateLimit-Remaining-" .. suffix,
     sfx_gcra = ":gcra:" .. period,
     t_us = t_us,              -- gcra: emission interval (µs)
-    tau_us = (conf.burst or leff) * t_us, -- gcra: burst tolerance (µs)
+    tau_us = tau_us,          -- gcra: burst tolerance (µs)
+    t_us_s = num_s(t_us), tau_us_s = num_s(tau_us), -- as the script gets them
     -- the current window, refreshed when time leaves it
     w_start = 0, w_end = -1, w_len = 1, next_len = 1, weight = 0,
     sfx = nil, sfx_prev = nil,
-    keys = {}, nkeys = 0, -- base -> key in the current window (policies)
+    keys = recent.new(KEYS_MAX), -- base -> key in the current window (policies)
     reset_n = nil, reset_s = nil, -- the last RateLimit-Reset, as a string
   }
 end
@@ -144,8 +152,11 @@ local function build_plan(conf)
     -- scratch arrays, filled by policies.acquire and read before any yield
     keys = {}, used = {}, prev = {}, rem = {}, reset = {}, wait = 0,
     rem_s = {}, -- rem[i] as sent
-    bases = {}, nbases = 0, -- client id -> prefix .. id (base_of)
+    bases = recent.new(BASES_MAX), -- client id -> prefix .. id (base_of)
   }
+  if plan.red then
+    plan.rcmd = policies.script_cmd(plan) -- the Redis script's command
+  end
   plans[conf] = plan
   return plan
 end
@@ -183,24 +194,10 @@ local function get_identifier(conf)
 end
 
 
--- The counters' key prefix of client id: made once per client (up to
--- BASES_MAX clients, then the cache starts again), not on every request.
-local BASES_MAX = 1024
-
+-- The counters' key prefix of client id: made once per client (the
+-- BASES_MAX clients seen last), not on every request.
 local function base_of(plan, id)
-  local bases = plan.bases
-  local base = bases[id]
-  if base then
-    return base
-  end
-  base = plan.prefix .. id
-  if plan.nbases >= BASES_MAX then
-    clear_tab(bases)
-    plan.nbases = 0
-  end
-  bases[id] = base
-  plan.nbases = plan.nbases + 1
-  return base
+  return plan.bases:concat(id, plan.prefix, id)
 end
 
 

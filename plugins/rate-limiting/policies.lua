@@ -27,7 +27,6 @@ local find = string.find
 local fmt = string.format
 local sha1_bin = ngx.sha1_bin
 local bounds = windows.bounds
-local clear_tab = require "table.clear"
 
 local DICT = "kong_rate_limiting_counters"
 
@@ -63,32 +62,17 @@ local function prepare_one(lim, now)
     lim.sfx = ":" .. (s * 1000) .. ":" .. lim.period
     lim.sfx_prev = ":" .. (ps * 1000) .. ":" .. lim.period
     -- the keys of the window that ended
-    clear_tab(lim.keys)
-    lim.nkeys = 0
+    lim.keys:clear()
   end
   lim.weight = (lim.w_end - now) / lim.w_len
 end
 
 
 -- The counter key of `base` (the plan's prefix and the client's id) in
--- limiter lim's current window: built once per client and window (up to
--- KEYS_MAX clients, then the cache starts again), not on every request.
-local KEYS_MAX = 1024
-
+-- limiter lim's current window: built once per client and window (the
+-- clients seen last, luagate.recent), not on every request.
 local function window_key(lim, base)
-  local keys = lim.keys
-  local key = keys[base]
-  if key then
-    return key
-  end
-  key = base .. lim.sfx
-  if lim.nkeys >= KEYS_MAX then
-    clear_tab(keys)
-    lim.nkeys = 0
-  end
-  keys[base] = key
-  lim.nkeys = lim.nkeys + 1
-  return key
+  return lim.keys:concat(base, base, lim.sfx)
 end
 _M.window_key = window_key
 
@@ -503,28 +487,17 @@ local function num_s(v)
   end
   return fmt("%.17g", v)
 end
+_M.num_s = num_s -- the handler writes its limiters' fixed numbers with it
 
 
--- lim[field .. "_s"]: the string of a number that is fixed per limiter
-local function const_s(lim, field)
-  local sf = field .. "_s"
-  local v = lim[sf]
-  if not v then
-    v = num_s(lim[field])
-    lim[sf] = v
-  end
-  return v
-end
-
-
-local function script_cmd(plan, nkeys, alg)
-  local cmd = plan.rcmd
-  if not cmd then
-    cmd = { "EVALSHA", SCRIPT_SHA, fmt("%d", nkeys) }
-    cmd[K + nkeys + 1] = alg
-    cmd[K + nkeys + 2] = fmt("%d", plan.n)
-    plan.rcmd = cmd
-  end
+-- The plan's script command, with what is fixed per plan (made with the
+-- plan: plan.rcmd): the per-request slots are filled by redis_acquire.
+function _M.script_cmd(plan)
+  local alg = plan.alg
+  local nkeys = alg == "sliding" and 2 * plan.n or plan.n
+  local cmd = { "EVALSHA", SCRIPT_SHA, fmt("%d", nkeys) }
+  cmd[K + nkeys + 1] = alg == "gcra" and "g" or alg == "sliding" and "s" or "f"
+  cmd[K + nkeys + 2] = fmt("%d", plan.n)
   return cmd
 end
 
@@ -564,7 +537,7 @@ end
 -- The fixed-window script's arguments of limiter lim (the i-th of n).
 local function fixed_args(cmd, n, lim, i, base, now)
   cmd[K + i] = window_key(lim, base)
-  cmd[K + n + 1 + 2 * i] = const_s(lim, "leff")
+  cmd[K + n + 1 + 2 * i] = lim.leff_s
   cmd[K + n + 2 + 2 * i] = ttl_s(lim, ceil(lim.w_end - now) + 1)
 end
 
@@ -576,13 +549,13 @@ local function redis_acquire(plan, base, now)
   local cmd
   if alg == "gcra" then
     local now_us = floor(now * 1e6)
-    cmd = script_cmd(plan, n, "g")
+    cmd = plan.rcmd
     cmd[K + n + 3] = fmt("%d", now_us)
     for i = 1, n do
       local lim = lims[i]
       cmd[K + i] = base .. lim.sfx_gcra
-      cmd[K + n + 2 + 2 * i] = const_s(lim, "t_us")
-      cmd[K + n + 3 + 2 * i] = const_s(lim, "tau_us")
+      cmd[K + n + 2 + 2 * i] = lim.t_us_s
+      cmd[K + n + 3 + 2 * i] = lim.tau_us_s
     end
     local res, err = run_script(plan.red, cmd)
     if not res then
@@ -596,18 +569,18 @@ local function redis_acquire(plan, base, now)
 
   if alg == "sliding" then
     local nkeys = 2 * n
-    cmd = script_cmd(plan, nkeys, "s")
+    cmd = plan.rcmd
     for i = 1, n do
       local lim = lims[i]
       cmd[K + 2 * i - 1] = base .. lim.sfx
       cmd[K + 2 * i] = base .. lim.sfx_prev
-      cmd[K + nkeys + 3 * i] = const_s(lim, "leff")
+      cmd[K + nkeys + 3 * i] = lim.leff_s
       cmd[K + nkeys + 1 + 3 * i] =
         ttl_s(lim, ceil(lim.w_end - now + lim.next_len) + 1)
       cmd[K + nkeys + 2 + 3 * i] = fmt("%.17g", lim.weight)
     end
   else
-    cmd = script_cmd(plan, n, "f")
+    cmd = plan.rcmd
     fixed_args(cmd, n, lims[1], 1, base, now)
     for i = 2, n do
       fixed_args(cmd, n, lims[i], i, base, now)

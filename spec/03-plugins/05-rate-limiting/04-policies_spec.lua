@@ -1,6 +1,7 @@
 -- rate-limiting's counter keys (plugins/rate-limiting/policies.lua): built
 -- once per client and window, never reused across windows.
 local helpers = require "spec.helpers"
+local recent = require "luagate.recent"
 
 local function load_policies()
   -- what policies.lua needs when it loads outside the runtime (insulate
@@ -20,7 +21,7 @@ local function limiter()
   return {
     period = "minute", kind = "minute", size = 60,
     w_start = 0, w_end = -1, w_len = 1, next_len = 1, weight = 0,
-    keys = {}, nkeys = 0,
+    keys = recent.new(1024),
   }
 end
 
@@ -39,7 +40,7 @@ insulate("rate-limiting counter keys", function()
                  policies.window_key(lim, "ratelimit:r:s:c"))
     assert.equal("ratelimit:r:s:d:120000:minute",
                  policies.window_key(lim, "ratelimit:r:s:d"))
-    assert.equal(2, lim.nkeys)
+    assert.equal(2, lim.keys.n)
   end)
 
   it("change with the window", function()
@@ -48,22 +49,22 @@ insulate("rate-limiting counter keys", function()
     policies.prepare(plan, 120.5)
     policies.window_key(lim, "b")
     policies.prepare(plan, 179.9) -- same window: kept
-    assert.equal(1, lim.nkeys)
+    assert.equal(1, lim.keys.n)
     policies.prepare(plan, 180)
-    assert.equal(0, lim.nkeys)
+    assert.equal(0, lim.keys.n)
     assert.equal("b:180000:minute", policies.window_key(lim, "b"))
   end)
 
-  it("start again past 1,024 clients", function()
+  it("start a new generation past 1,024 clients", function()
     local lim = limiter()
     local plan = { n = 1, lims = { lim } }
     policies.prepare(plan, 60)
     for i = 1, 1024 do
       policies.window_key(lim, "c" .. i)
     end
-    assert.equal(1024, lim.nkeys)
+    assert.equal(1024, lim.keys.n)
     assert.equal("c1025:60000:minute", policies.window_key(lim, "c1025"))
-    assert.equal(1, lim.nkeys)
+    assert.equal(1, lim.keys.n)
     assert.equal("c1:60000:minute", policies.window_key(lim, "c1"))
   end)
 end)

@@ -1,12 +1,15 @@
--- proxy-cache: a bounded map of recently used items, for the worker's
--- caches (handler: raw key inputs -> cache key; strategies: decoded
--- entries of the memory strategy).
+-- A bounded map of recently used items, for the workers' caches of
+-- values derived from request data (proxy-cache: raw key inputs -> cache
+-- key, decoded entries of the memory strategy; rate-limiting: client id ->
+-- counter key prefix, and -> counter key of the current window).
 --
---   local recent = require "kong.plugins.proxy-cache.recent"
+--   local recent = require "luagate.recent"
 --   local m = recent.new(max_items [, max_bytes])
 --   m:get(k)     -> v | nil
 --   m:set(k, v)  -- with max_bytes, v is a table and v.bytes its size
+--   m:concat(k, left, right) -> left .. right, made once and kept under k
 --   m:delete(k)
+--   m:clear()
 --
 -- Two generations approximate an LRU at the cost of two table lookups: items
 -- go in the current generation; when max_items items (or max_bytes bytes)
@@ -61,9 +64,29 @@ function _M:get(k)
 end
 
 
+-- The string left .. right, kept under k: a string made from request data
+-- again and again is made once (rate-limiting's counter keys).
+function _M:concat(k, left, right)
+  local v = self:get(k)
+  if v == nil then
+    v = left .. right
+    self:set(k, v)
+  end
+  return v
+end
+
+
 function _M:delete(k)
   self.cur[k] = nil
   self.old[k] = nil
+end
+
+
+function _M:clear()
+  self.cur = {}
+  self.old = {}
+  self.n = 0
+  self.bytes = 0
 end
 
 

@@ -1,11 +1,10 @@
--- proxy-cache: recent.lua, the bounded map of the workers' caches (two
--- generations: what was used lately stays, the rest goes).
-local helpers = require "spec.helpers"
+-- luagate.recent, the bounded map of the workers' caches (proxy-cache,
+-- rate-limiting; two generations: what was used lately stays, the rest
+-- goes).
+local recent = require "luagate.recent"
 
-local recent = dofile(helpers.root .. "/plugins/proxy-cache/recent.lua")
 
-
-describe("proxy-cache recent", function()
+describe("luagate.recent", function()
   it("keeps what is set, forgets what is deleted", function()
     local m = recent.new(10)
     assert.is_nil(m:get("a"))
@@ -70,5 +69,27 @@ describe("proxy-cache recent", function()
     assert.is_nil(m:get("b"))
     assert.equal(50, m:get("c").bytes)
     assert.equal(60, m:get("d").bytes)
+  end)
+
+  it("clear() forgets both generations", function()
+    local m = recent.new(2)
+    m:set("a", 1)
+    m:set("b", 2)
+    m:set("c", 3) -- a and b in the old generation
+    m:clear()
+    assert.is_nil(m:get("a"))
+    assert.is_nil(m:get("c"))
+    m:set("d", 4)
+    assert.equal(4, m:get("d"))
+  end)
+
+  it("concat() makes left .. right once per key", function()
+    local m = recent.new(4)
+    local a = m:concat("id", "prefix:", "id")
+    assert.equal("prefix:id", a)
+    -- kept: another right side is not used while the key is held
+    assert.equal("prefix:id", m:concat("id", "prefix:", "other"))
+    m:delete("id")
+    assert.equal("prefix:other", m:concat("id", "prefix:", "other"))
   end)
 end)

@@ -697,16 +697,7 @@ end
 
 
 local function send_exit(r, status, body, level)
-  local ctx = r.ctx
-  if ctx then
-    ctx.KONG_EXITED = true
-  end
-  r.exited = true
-  err_p[0] = nil
-  if C.gw_ffi_resp_exit(r.ptr, status, body, body and #body or 0,
-                        err_p) ~= OK then
-    error(errmsg("could not send the response"), level + 1)
-  end
+  private.register_exit(r, status, body, level + 1)
   r.output = nil
   stop(r)
 end

@@ -33,6 +33,8 @@ local clear_tab = require "table.clear"
 local str_p, len_p = gw.str_p, gw.len_p
 local str2_p, len2_p = gw.str2_p, gw.len2_p
 local err_p = gw.err_p
+local C = gw.C
+local OK = gw.OK
 
 local uri_ok, uri = pcall(require, "luagate.ngx.uri")
 if not uri_ok then
@@ -139,6 +141,24 @@ local function errmsg(default)
   return default or "unknown error"
 end
 _M.errmsg = errmsg
+
+-- Marks r as exited (kong.response.exit and friends, ngx.exit) and
+-- registers its response with the runtime. ngx.ctx, when it exists, gets
+-- KONG_EXITED; one made later copies it from r.kong_exited. Raises at level.
+function _M.register_exit(r, status, body, level)
+  local ctx = rawget(r, "ctx")
+  if ctx then
+    ctx.KONG_EXITED = true
+  end
+  r.kong_exited = true
+  r.exited = true
+  err_p[0] = nil
+  if C.gw_ffi_resp_exit(r.ptr, status, body, body and #body or 0,
+                        err_p) ~= OK then
+    error(errmsg("could not send the response"), level + 1)
+  end
+end
+
 
 function _M.clear_err()
   err_p[0] = nil

@@ -17,7 +17,6 @@ local request = require "luagate.request"
 local private = require "luagate.pdk.private"
 
 local type = type
-local rawget = rawget
 local tostring = tostring
 local error = error
 local pairs = pairs
@@ -46,6 +45,7 @@ local validate_headers = private.validate_headers
 local header_value = private.header_value
 local build_headers = private.build_headers
 local errmsg = private.errmsg
+local register_exit = private.register_exit
 
 local ACCESS = PHASES.access
 local HEADER_BODY_LOG = PHASES.header_body_log
@@ -320,22 +320,6 @@ local function grpc_body(r, status, body, level)
     set_one(r, "grpc-message", ffi_string(C.gw_ffi_grpc_status_name(code)))
   end
   return body
-end
-
-
--- Marks r as exited and registers its response. Raises at level.
-local function register_exit(r, status, body, level)
-  local ctx = rawget(r, "ctx") -- ngx.ctx made later copies kong_exited
-  if ctx then
-    ctx.KONG_EXITED = true
-  end
-  r.kong_exited = true
-  r.exited = true
-  err_p[0] = nil
-  if C.gw_ffi_resp_exit(r.ptr, status, body, body and #body or 0,
-                        err_p) ~= OK then
-    error(errmsg("could not send the response"), level + 1)
-  end
 end
 
 

@@ -40,26 +40,8 @@ local function lua_read(text)
   return doc
 end
 
--- deep equality where NaN equals NaN and NULL is NULL
-local function same(a, b)
-  if type(a) ~= type(b) then
-    return false
-  end
-  if type(a) ~= "table" then
-    return a == b or (a ~= a and b ~= b)
-  end
-  for k, v in pairs(a) do
-    if not same(v, b[k]) then
-      return false
-    end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then
-      return false
-    end
-  end
-  return true
-end
+-- deep equality where NaN equals NaN and NULL is NULL (the config diff's)
+local same = require("luagate.admin.diff").equal
 
 describe("luagate.yaml_c", function()
   it("reads configs as the Lua reader does", function()

@@ -55,12 +55,14 @@ local function label(e)
   return tostring(name)
 end
 
+-- Deep equality of decoded documents; NaN (YAML .nan) equals NaN, so an
+-- unchanged document never reads as changed.
 local function equal(a, b)
   if type(a) ~= type(b) then
     return false
   end
   if type(a) ~= "table" then
-    return a == b
+    return a == b or (a ~= a and b ~= b)
   end
   for k, v in pairs(a) do
     if not equal(v, b[k]) then
@@ -146,5 +148,7 @@ function _M.run(conf, remote_json)
                           "file, - only in the running node)", a, r, c)
   return concat(lines, "\n"), 1
 end
+
+_M.equal = equal
 
 return _M

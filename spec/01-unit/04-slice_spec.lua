@@ -95,19 +95,9 @@ describe("luagate.slice", function()
     text[#text + 1] = "]}"
     text = table.concat(text)
     local whole = assert(config.load_string(text, "json", "big.json"))
-    local slices = 0
-    local co = coroutine.create(function()
-      slice.begin()
-      local conf, err = config.load_string(text, "json", "big.json")
-      slice.finish()
-      return conf, err
+    local slices, conf, err = sliced(function()
+      return config.load_string(text, "json", "big.json")
     end)
-    local ok, conf, err = coroutine.resume(co)
-    while ok and coroutine.status(co) == "suspended" do
-      slices = slices + 1
-      ok, conf, err = coroutine.resume(co)
-    end
-    assert.is_true(ok, conf)
     assert.is_table(conf, err)
     assert.equal(#whole.routes, #conf.routes)
     assert.equal(1000, #conf.routes)

@@ -109,6 +109,24 @@ int gw_ffi_upstream_resp_header_at(struct gw_req *r, int i,
                                    const char **value, size_t *vlen);
 const char *gw_ffi_resp_source(struct gw_req *r);
 int gw_ffi_req_skip_phases(struct gw_req *r, int mask);
+struct gw_memo_dep {
+  struct gw_shdict *dict;
+  const char *key;
+  size_t klen;
+  uint32_t ver;
+  int64_t expires;
+};
+struct gw_memo_args {
+  double deadline;
+  double age_origin;
+  int has_age;
+  const char *hnames;
+  size_t hnames_len;
+  const struct gw_memo_dep *deps;
+  int ndeps;
+};
+int gw_ffi_memo_store(struct gw_req *r, const struct gw_memo_args *a,
+                      const char **err);
 int gw_ffi_req_grpc(struct gw_req *r);
 int gw_ffi_resp_grpc_status(struct gw_req *r);
 int gw_ffi_resp_grpc(struct gw_req *r);

@@ -238,6 +238,8 @@ function _M.build(conf, opts)
       end
     end
     solo_masks(plan)
+    -- the plugin that runs alone on the route's requests (answer memos)
+    plan.alone = #plan == 1 and plan[1].entry.name or nil
     plans[ri] = plan
     -- rewrite runs global plugins only
     route.phases = bit.bor(bit.band(mask, bit.bnot(PHASE_REWRITE)),
@@ -492,6 +494,15 @@ function _M.plugin_done(r)
   if mask then
     C.gw_ffi_req_skip_phases(r.ptr, mask)
   end
+end
+
+
+-- Whether the running access handler's plugin is the only plugin of
+-- request r's route (kong.response.exit_packed's memo).
+function _M.alone(r)
+  local name = r.plugin
+  return name ~= nil and r.phase == "access" and
+         phase_plan(r, PHASE_ACCESS).alone == name
 end
 
 

@@ -203,6 +203,7 @@ local function plan_of(conf)
   plan.strategy = strategy
   plan.strategy_err = err
   plan.delayed = strategy and strategies.DELAYED_STORE[strategy.name]
+  plan.memo_ok = strategy and strategy.name == "memory"
   if strategy and conf.coalesce_timeout > 0 then
     plan.locks = ngx.shared.kong_locks or strategy.dict
     plan.lock_ttl = conf.coalesce_timeout
@@ -279,6 +280,7 @@ local function lookup(conf, plan, ctx, key)
       return nil
     end
     ctx.getter = ctx.getter or request_headers_getter()
+    local marker = entry
     local vkey = cache_key.variant(key, entry.vary, ctx.getter)
     entry, err = strategy:fetch_entry(vkey, decode_entry)
     if err then
@@ -287,6 +289,7 @@ local function lookup(conf, plan, ctx, key)
     if entry and entry.vary then
       return nil
     end
+    return entry, nil, marker
   end
   return entry
 end
@@ -331,7 +334,51 @@ local function usable(conf, entry, req_cc, now)
 end
 
 
-local function serve(plan, ctx, entry, age, key)
+-- The memo (kong.response.exit_packed) that lets the runtime answer the
+-- next requests like this one with entry until the entry stops being
+-- usable for them: the memory strategy's entries only (their stamps end
+-- the memo when the dictionary changes), and with cache_control, only
+-- requests without Cache-Control, Pragma and Authorization (named in
+-- headers: a request with one of them comes to the plugin). Kept on the
+-- entry (a worker's decoded copy) per plan.
+local CC_REQUEST_HEADERS = { "cache-control", "pragma", "authorization" }
+
+local function memo_of(conf, plan, entry, marker)
+  local dep = entry.memo_dep
+  if not (plan.memo_ok and dep) or (marker and not marker.memo_dep) then
+    return nil
+  end
+  local m = entry.memo
+  if m and entry.memo_plan == plan and entry.memo_marker == marker then
+    return m
+  end
+  local headers = {}
+  local deadline
+  if conf.cache_control then
+    for i = 1, #CC_REQUEST_HEADERS do
+      headers[#headers + 1] = CC_REQUEST_HEADERS[i]
+    end
+    deadline = entry.timestamp + entry.ttl - (entry.age0 or 0)
+  else
+    deadline = entry.timestamp + conf.cache_ttl
+  end
+  for _, list in ipairs({ plan.vary_headers or {}, marker and marker.vary or {} }) do
+    for i = 1, #list do
+      headers[#headers + 1] = lower(list[i])
+    end
+  end
+  m = {
+    deadline = deadline,
+    deps = marker and { marker.memo_dep, dep } or { dep },
+    headers = headers,
+    age_origin = plan.show_age and entry.timestamp - (entry.age0 or 0) or nil,
+  }
+  entry.memo, entry.memo_plan, entry.memo_marker = m, plan, marker
+  return m
+end
+
+
+local function serve(conf, plan, ctx, entry, age, key, marker, req_cc)
   ctx.hit = true
   -- the stored headers never hold these names (NOT_STORED); the entry may
   -- be the worker's copy that the previous hit (of another config, after a
@@ -356,7 +403,9 @@ local function serve(plan, ctx, entry, age, key)
   local packed = entry.packed
   if packed then
     -- the handler returns right after: nothing to stop
-    return kong.response.exit_packed(entry.status, entry.body, packed)
+    return kong.response.exit_packed(entry.status, entry.body, packed,
+                                     req_cc == nil and
+                                     memo_of(conf, plan, entry, marker) or nil)
   end
   return kong.response.exit(entry.status, entry.body, headers)
 end
@@ -436,7 +485,7 @@ local function coalesce(conf, plan, ctx, key, req_cc)
   repeat
     ngx.sleep(delay)
     if locks:get(lkey) == nil then
-      local entry, lerr = lookup(conf, plan, ctx, key)
+      local entry, lerr, marker = lookup(conf, plan, ctx, key)
       if lerr then
         kong.log.err(lerr)
         return nil
@@ -444,7 +493,7 @@ local function coalesce(conf, plan, ctx, key, req_cc)
       if entry then
         local use, age = usable(conf, entry, req_cc, ngx.now())
         if use then
-          return entry, age
+          return entry, age, marker
         end
       end
       return nil
@@ -487,7 +536,7 @@ function ProxyCacheHandler:access(conf)
   local key = request_key(conf, plan, ctx, method)
   ctx.key = key
 
-  local entry, err = lookup(conf, plan, ctx, key)
+  local entry, err, marker = lookup(conf, plan, ctx, key)
   if err then
     kong.log.err(err)
     return
@@ -496,7 +545,7 @@ function ProxyCacheHandler:access(conf)
   if entry then
     local use, age = usable(conf, entry, req_cc, ngx.now())
     if use then
-      return serve(plan, ctx, entry, age, key)
+      return serve(conf, plan, ctx, entry, age, key, marker, req_cc)
     end
     ctx.status = "Refresh"
     if conf.cache_control then
@@ -518,9 +567,9 @@ function ProxyCacheHandler:access(conf)
   ctx.store = true
 
   if plan.locks and not (req_cc and req_cc["no-cache"]) then
-    local found, age = coalesce(conf, plan, ctx, key, req_cc)
+    local found, age, marker = coalesce(conf, plan, ctx, key, req_cc)
     if found then
-      return serve(plan, ctx, found, age, key)
+      return serve(conf, plan, ctx, found, age, key, marker, req_cc)
     end
   end
 end

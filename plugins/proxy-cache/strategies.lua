@@ -25,7 +25,9 @@
 -- the dictionary (a store by any worker, a purge, expiry, eviction,
 -- flush_all) changes or removes the stamp, so the next use on every worker
 -- sees it: the dictionary stays the only truth. The decoded entry is
--- shared by the requests of the worker: read-only.
+-- shared by the requests of the worker: read-only. Such an entry carries
+-- memo_dep, its key and stamp, which a hit gives the runtime's answer memo
+-- (handler.lua, memo_of).
 
 local redis = require "luagate.redis"
 local recent = require "luagate.recent"
@@ -99,6 +101,10 @@ function Memory:fetch_entry(key, decode)
   if entry and #raw <= LOCAL_MAX_VALUE then
     local_entries:set(dkey, { ver = ver, expires = expires, dict = dict,
                               entry = entry, bytes = #raw })
+    -- the value this decoded entry is, for kong.response.exit_packed's
+    -- memo (the entry is decoded again when the stamp changes)
+    entry.memo_dep = { dict = dict, key = dkey, version = ver,
+                       expires = expires }
   end
   return entry
 end

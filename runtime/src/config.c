@@ -14,6 +14,7 @@
 #include "gw/health.h"
 #include "gw/config.h"
 #include "gw/log.h"
+#include "gw/memo.h"
 #include "gw/router.h"
 #include "gw/settings-t.h"
 #include "gw/tls.h"
@@ -452,6 +453,7 @@ static void config_free(struct gw_config *cf, lua_State *L)
     free(cf->routes);
     gw_router_free(&cf->router);
     gw_tls_config_free(cf);
+    gw_memo_free(&cf->memo);
     if (L && cf->lua_ref != LUA_NOREF)
         luaL_unref(L, LUA_REGISTRYINDEX, cf->lua_ref);
     free(cf);

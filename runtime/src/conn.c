@@ -29,6 +29,7 @@
 #include "gw/metrics.h"
 #include "gw/lua_req.h"
 #include "gw/pool.h"
+#include "gw/memo.h"
 #include "gw/router.h"
 #include "gw/stats.h"
 #include "gw/tls.h"
@@ -825,6 +826,8 @@ static void conn_after_rewrite(struct gw_conn *c)
      * request-termination, aggregator); 503 only if none does */
     if (r->route->service >= 0)
         r->service = &r->config->services[r->route->service];
+    if (r->config->memo && gw_memo_answer(c))
+        return;
     if (r->phases & GW_PHASE_ACCESS) {
         int rc = gw_lua_phase(c, GW_PHASE_ACCESS);
         if (rc == GW_AGAIN)

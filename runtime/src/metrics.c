@@ -354,7 +354,7 @@ void gw_metrics_render(struct gw_buf *b)
     free(all);
 
     /* connections, requests, workers */
-    uint64_t active = 0, accepted = 0, requests = 0, reloads = 0;
+    uint64_t active = 0, accepted = 0, requests = 0, reloads = 0, memo = 0;
     int alive = 0;
     double config_at = 0;
     for (int i = 0; i < gw_stats->nworkers; i++) {
@@ -366,6 +366,7 @@ void gw_metrics_render(struct gw_buf *b)
         accepted += s->accepted;
         requests += s->requests;
         reloads += s->reloads;
+        memo += s->memo_answers;
     }
     printf_buf(b,
                "# HELP kong_nginx_connections_total Client connections\n"
@@ -381,10 +382,13 @@ void gw_metrics_render(struct gw_buf *b)
                "# TYPE luagate_config_reloads_total counter\nluagate_config_reloads_total %llu\n"
                "# HELP luagate_metrics_series_dropped_total Series that found no free slot\n"
                "# TYPE luagate_metrics_series_dropped_total counter\n"
-               "luagate_metrics_series_dropped_total %llu\n",
+               "luagate_metrics_series_dropped_total %llu\n"
+               "# HELP luagate_memo_answers_total Requests answered from answer memos, "
+               "without plugins running (proxy-cache hits)\n"
+               "# TYPE luagate_memo_answers_total counter\nluagate_memo_answers_total %llu\n",
                (unsigned long long)active, (unsigned long long)accepted,
                (unsigned long long)requests, alive, (unsigned long long)reloads,
-               (unsigned long long)dropped);
+               (unsigned long long)dropped, (unsigned long long)memo);
     const struct gw_config *cf = gw_worker->config;
     printf_buf(b, "# HELP kong_data_plane_config_hash Hash of the running configuration\n"
                   "# TYPE kong_data_plane_config_hash gauge\n"

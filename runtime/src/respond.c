@@ -18,19 +18,21 @@
 
 #define SERVER_HDR "Server: luagate/" GW_VERSION "\r\n"
 
-int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_hlist *h, long long clen,
-                       int chunked, int close_after)
+void gw_write_status_line(struct gw_buf *b, int status)
 {
-    struct gw_buf *b = &c->out;
     gw_buf_appends(b, "HTTP/1.1 ");
     gw_buf_append_u64(b, (uint64_t)status);
     gw_buf_append(b, " ", 1);
     gw_buf_appends(b, gw_http_reason(status));
     gw_buf_append(b, "\r\n", 2);
-    for (int i = 0; h && i < h->n; i++) {
-        const struct gw_hview *v = &h->v[i];
-        if ((clen >= 0 || chunked) && (GW_NAME_IS(v->name, v->nlen, "content-length") ||
-                                       GW_NAME_IS(v->name, v->nlen, "transfer-encoding")))
+}
+
+void gw_write_header_lines(struct gw_buf *b, int status, const struct gw_hview *v, int n,
+                           int framed)
+{
+    for (int i = 0; i < n; i++, v++) {
+        if (framed && (GW_NAME_IS(v->name, v->nlen, "content-length") ||
+                       GW_NAME_IS(v->name, v->nlen, "transfer-encoding")))
             continue;
         /* a 426 names the protocols to switch to (RFC 9110 15.5.22) */
         if (gw_http_hop_by_hop(v->name, v->nlen) &&
@@ -41,6 +43,15 @@ int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_hlist *h, 
         gw_buf_append(b, v->value, v->vlen);
         gw_buf_append(b, "\r\n", 2);
     }
+}
+
+int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_hlist *h, long long clen,
+                       int chunked, int close_after)
+{
+    struct gw_buf *b = &c->out;
+    gw_write_status_line(b, status);
+    if (h)
+        gw_write_header_lines(b, status, h->v, h->n, clen >= 0 || chunked);
     if (clen >= 0) {
         gw_buf_appends(b, "Content-Length: ");
         gw_buf_append_u64(b, (uint64_t)clen);

@@ -160,7 +160,15 @@ describe("kong.response", function()
                     table_body = "body must be a nil or string",
                     no_packed = "packed headers must be a string " ..
                                 "(kong.response.pack_headers)",
-                    bad_status = "code must be a number" }, d)
+                    bad_status = "code must be a number",
+                    memo_type = "memo must be a table",
+                    memo_deadline = "memo.deadline must be a number",
+                    memo_no_deps = "memo.deps must hold 1 to 4 values",
+                    memo_bad_dep = "memo.deps[1] must be { dict = a " ..
+                      "shared dictionary, key = a string, version = a " ..
+                      "number, expires = a number }",
+                    memo_bad_header = "memo.headers[1] must be a header name",
+                  }, d)
     end)
   end)
 

@@ -25,12 +25,14 @@ local fmt = string.format
 local lower = string.lower
 local gsub = string.gsub
 local byte = string.byte
+local find = string.find
+local concat = table.concat
 local ffi_string = ffi.string
 
 local C = gw.C
 local str_p, len_p = gw.str_p, gw.len_p
 local err_p, int_p = gw.err_p, gw.int_p
-local OK = gw.OK
+local OK, ERROR = gw.OK, gw.ERROR
 local HDR_SET, HDR_ADD, HDR_CLEAR = gw.HDR_SET, gw.HDR_ADD, gw.HDR_CLEAR
 
 local check = private.check
@@ -424,9 +426,102 @@ end
 -- and log handlers do not run). The caller is not stopped, which spares
 -- exit()'s new coroutine (request.stop). body: a string or nil. Raises as
 -- exit() does.
+--
+-- memo (optional): lets the runtime repeat this answer itself, without
+-- running Lua, to the next requests of the route with the same method,
+-- request target and values of memo.headers (gw/memo.h; docs/pdk.md):
+--   deadline    gw time (ngx.now()) from which the answer is not repeated
+--   deps        1 to 4 { dict = ngx.shared.x, key = k, version = v,
+--               expires = e }: the dictionary values the answer was made
+--               from, with their stamps (dict:get_stamp); any change of
+--               one ends the memo
+--   headers     lowercase names of the request headers the answer depends
+--               on (nil: none)
+--   age_origin  when set, the answer's Age header becomes
+--               floor(now - age_origin) at each use
+-- Kept only when the plugin is the only one on the route and the request
+-- can be answered that way (no body, HTTP/1.x); otherwise ignored.
 local runloop -- required on first use (it requires the PDK's users)
 
-function _M.exit_packed(status, body, packed)
+local memo_args = ffi.new("struct gw_memo_args")
+local memo_deps = ffi.new("struct gw_memo_dep[4]")
+local MAX_MEMO_DEPS = 4
+
+local function check_memo(memo)
+  if type(memo) ~= "table" then
+    error("memo must be a table", 3)
+  end
+  if type(memo.deadline) ~= "number" then
+    error("memo.deadline must be a number", 3)
+  end
+  if memo.age_origin ~= nil and type(memo.age_origin) ~= "number" then
+    error("memo.age_origin must be a number", 3)
+  end
+  local deps = memo.deps
+  if type(deps) ~= "table" or #deps < 1 or #deps > MAX_MEMO_DEPS then
+    error("memo.deps must hold 1 to " .. MAX_MEMO_DEPS .. " values", 3)
+  end
+  for i = 1, #deps do
+    local d = deps[i]
+    if type(d) ~= "table" or type(d.dict) ~= "table" or
+       type(d.dict[1]) ~= "cdata" or type(d.key) ~= "string" or d.key == "" or
+       type(d.version) ~= "number" or type(d.expires) ~= "number" then
+      error("memo.deps[" .. i .. "] must be { dict = a shared dictionary, " ..
+            "key = a string, version = a number, expires = a number }", 3)
+    end
+  end
+  local headers = memo.headers
+  if headers ~= nil then
+    if type(headers) ~= "table" then
+      error("memo.headers must be a nil or table", 3)
+    end
+    for i = 1, #headers do
+      if type(headers[i]) ~= "string" or headers[i] == "" or
+         find(headers[i], "\0", 1, true) then
+        error("memo.headers[" .. i .. "] must be a header name", 3)
+      end
+    end
+  end
+end
+
+local function store_memo(r, memo)
+  local deps = memo.deps
+  for i = 1, #deps do
+    local d, dep = deps[i], memo_deps[i - 1]
+    dep.dict = d.dict[1]
+    dep.key = d.key
+    dep.klen = #d.key
+    dep.ver = d.version
+    dep.expires = d.expires
+  end
+  local hnames = ""
+  local headers = memo.headers
+  if headers and headers[1] then
+    local names = {}
+    for i = 1, #headers do
+      names[i] = lower(headers[i])
+    end
+    hnames = concat(names, "\0") .. "\0"
+  end
+  memo_args.deadline = memo.deadline
+  memo_args.age_origin = memo.age_origin or 0
+  memo_args.has_age = memo.age_origin and 1 or 0
+  memo_args.hnames = hnames
+  memo_args.hnames_len = #hnames
+  memo_args.deps = memo_deps
+  memo_args.ndeps = #deps
+  err_p[0] = nil
+  local rc = C.gw_ffi_memo_store(r.ptr, memo_args, err_p)
+  memo_args.hnames = nil
+  for i = 0, #deps - 1 do
+    memo_deps[i].key = nil
+  end
+  if rc == ERROR then
+    error(errmsg("could not keep the memo"), 3)
+  end
+end
+
+function _M.exit_packed(status, body, packed, memo)
   local r = check(ACCESS)
   check_status(status, MIN_STATUS_CODE)
   if body ~= nil and type(body) ~= "string" then
@@ -434,6 +529,9 @@ function _M.exit_packed(status, body, packed)
   end
   if type(packed) ~= "string" then
     error("packed headers must be a string (kong.response.pack_headers)", 2)
+  end
+  if memo ~= nil then
+    check_memo(memo)
   end
   err_p[0] = nil
   if C.gw_ffi_resp_set_packed(r.ptr, packed, #packed, err_p) ~= OK then
@@ -444,6 +542,9 @@ function _M.exit_packed(status, body, packed)
   end
   register_exit(r, status, body, 2)
   runloop = runloop or require("luagate.runloop")
+  if memo ~= nil and runloop.alone(r) then
+    store_memo(r, memo)
+  end
   runloop.plugin_done(r)
 end
 

@@ -12,6 +12,7 @@ struct gw_dns_entry;
 struct gw_health;
 struct gw_mslot;
 struct gw_tls_certs;
+struct gw_memo_table;
 struct gw_tls_client;
 
 /* Phases a route may run Lua for; a route whose mask is 0 never enters Lua. */
@@ -125,6 +126,7 @@ struct gw_config {
     int lua_ref;  /* the normalized Lua config table, kept for plugins */
     uint32_t global_phases; /* phases of global plugins (rewrite, and requests no route took) */
     struct gw_tls_certs *tls; /* certificates by SNI (tls.c) */
+    struct gw_memo_table *memo; /* answer memos (memo.c), made on first use */
 };
 
 #endif

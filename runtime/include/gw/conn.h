@@ -65,6 +65,15 @@ void gw_conn_log_phase(struct gw_conn *c);
  * coroutine is woken when it is there), GW_ERROR. */
 int gw_conn_read_body(struct gw_conn *c);
 
+/* "HTTP/1.1 <status> <reason>\r\n" (respond.c). */
+void gw_write_status_line(struct gw_buf *b, int status);
+
+/* "name: value\r\n" for the n views, as a response head carries them: not
+ * the hop-by-hop headers (but a 426's Upgrade), and when framed (the caller
+ * adds the framing) not Content-Length nor Transfer-Encoding. */
+void gw_write_header_lines(struct gw_buf *b, int status, const struct gw_hview *v, int n,
+                           int framed);
+
 /* Writes a response head from a header list (respond.c): status line, the
  * headers, Content-Length when clen >= 0, Connection: close when asked. */
 int gw_conn_write_head(struct gw_conn *c, int status, const struct gw_hlist *h, long long clen,

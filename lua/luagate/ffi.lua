@@ -127,6 +127,8 @@ struct gw_memo_args {
 };
 int gw_ffi_memo_store(struct gw_req *r, const struct gw_memo_args *a,
                       const char **err);
+int gw_ffi_admin_answer(double token, int status, const char *ctype,
+                        const char *body, size_t len);
 int gw_ffi_req_grpc(struct gw_req *r);
 int gw_ffi_resp_grpc_status(struct gw_req *r);
 int gw_ffi_resp_grpc(struct gw_req *r);

@@ -1,7 +1,8 @@
 -- proxy-cache: cache management, the functions behind Kong's Admin API
 -- endpoints (`GET|DELETE /proxy-cache/:cache_key`, `DELETE /proxy-cache`,
--- `GET|DELETE /proxy-cache/:plugin_id/caches/:cache_key`). luagate has no
--- Admin API for them yet; plugins and timers call these directly:
+-- `GET|DELETE /proxy-cache/:plugin_id/caches/:cache_key`). luagate's Admin
+-- API serves the first two with them (from a timer: luagate.admin's
+-- defer); plugins and timers may call them directly:
 --
 --   local api = require "kong.plugins.proxy-cache.api"
 --   api.lookup(cache_key [, plugin_id]) -> entry, plugin_id

@@ -516,8 +516,98 @@ void gw_admin_applied(int ok, const char *text)
     apply_timer_cb(gw_worker->loop, &apply.timer, 0);
 }
 
+/* Requests waiting for a Lua timer's answer (gw_ffi_admin_answer). */
+static struct admin_wait {
+    struct gw_conn *conn; /* NULL: free slot */
+    double token;
+    int status;           /* > 0: the answer came, sent by the timer */
+    char *ctype, *body;   /* malloc'd */
+    size_t len;
+    ev_timer timer;       /* the timeout, then the answer's turn */
+} waits[GW_ADMIN_WAIT_MAX];
+
+static double wait_seq; /* tokens are doubles: Lua numbers, exact below 2^53 */
+
+static void wait_clear(struct admin_wait *w)
+{
+    ev_timer_stop(gw_worker->loop, &w->timer);
+    w->conn = NULL;
+    w->status = 0;
+    free(w->ctype);
+    free(w->body);
+    w->ctype = w->body = NULL;
+}
+
+static void wait_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct admin_wait *w = t->data;
+    struct gw_conn *c = w->conn;
+    if (w->status == 0) {
+        wait_clear(w);
+        gw_conn_error(c, 504, "the admin operation did not finish in time");
+        return;
+    }
+    int status = w->status;
+    char *ctype = w->ctype, *body = w->body;
+    size_t len = w->len;
+    w->ctype = w->body = NULL;
+    wait_clear(w);
+    gw_conn_respond(c, status, ctype, body ? body : "", len, 0);
+    free(ctype);
+    free(body);
+}
+
+static int wait_start(struct gw_conn *c, double token)
+{
+    for (int i = 0; i < GW_ADMIN_WAIT_MAX; i++) {
+        struct admin_wait *w = &waits[i];
+        if (w->conn)
+            continue;
+        w->conn = c;
+        w->token = token;
+        w->status = 0;
+        ev_init(&w->timer, wait_timer_cb);
+        w->timer.data = w;
+        ev_timer_set(&w->timer, GW_ADMIN_WAIT_TIMEOUT, 0);
+        ev_timer_start(gw_worker->loop, &w->timer);
+        return GW_OK;
+    }
+    return GW_ERROR;
+}
+
+int gw_ffi_admin_answer(double token, int status, const char *ctype, const char *body,
+                        size_t len)
+{
+    for (int i = 0; i < GW_ADMIN_WAIT_MAX; i++) {
+        struct admin_wait *w = &waits[i];
+        if (w->conn == NULL || w->token != token || w->status)
+            continue;
+        w->ctype = strdup(ctype && *ctype ? ctype : JSON_CT);
+        w->body = malloc(len ? len : 1);
+        if (w->ctype == NULL || w->body == NULL) {
+            free(w->ctype);
+            free(w->body);
+            w->ctype = w->body = NULL;
+            status = 500; /* no memory: an error rather than nothing */
+            len = 0;
+        } else if (len) {
+            memcpy(w->body, body, len);
+        }
+        w->status = status >= 100 && status <= 599 ? status : 500;
+        w->len = len;
+        ev_timer_stop(gw_worker->loop, &w->timer);
+        ev_timer_set(&w->timer, 0, 0);
+        ev_timer_start(gw_worker->loop, &w->timer);
+        return GW_OK;
+    }
+    return GW_DECLINED;
+}
+
 void gw_admin_conn_closed(struct gw_conn *c)
 {
+    for (int i = 0; i < GW_ADMIN_WAIT_MAX; i++)
+        if (waits[i].conn == c)
+            wait_clear(&waits[i]); /* the timer's answer finds no one */
     if (apply.conn == c) {
         apply.conn = NULL; /* the master's answer is still applied; nobody hears it */
         ev_timer_stop(gw_worker->loop, &apply.timer);
@@ -619,6 +709,9 @@ static void lua_handle(struct gw_conn *c)
         lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, -2, "plugins_dirs");
+    double token = ++wait_seq;
+    lua_pushnumber(L, token);
+    lua_setfield(L, -2, "token");
     if (lua_pcall(L, 1, 6, 0) != 0)
         goto fail;
     int base = lua_gettop(L) - 5;
@@ -632,7 +725,11 @@ static void lua_handle(struct gw_conn *c)
         gw_conn_error(c, 500, "An unexpected error occurred");
         return;
     }
-    if (action && strcmp(action, "apply") == 0) {
+    if (action && strcmp(action, "defer") == 0) {
+        /* a timer of luagate.admin answers (gw_ffi_admin_answer) */
+        if (wait_start(c, token) != GW_OK)
+            gw_conn_error(c, 503, "too many admin requests are waiting: retry");
+    } else if (action && strcmp(action, "apply") == 0) {
         const char *format = lua_tostring(L, base + 4);
         apply_start(c, body, blen, format ? format : "yaml");
     } else if (action && strcmp(action, "debug_on") == 0) {

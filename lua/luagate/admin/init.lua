@@ -410,11 +410,40 @@ end
 
 -- other endpoints ---------------------------------------------------------
 
-local function proxy_cache(req, parts)
-  local ok, api = pcall(require, "kong.plugins.proxy-cache.api")
-  if not ok then
-    return message(404, "proxy-cache is not available: " .. tostring(api))
+-- Answers req from a timer, where job() may wait (Redis): the runtime
+-- keeps the request until the timer gives job's answer (action "defer",
+-- gw_ffi_admin_answer; a 504 after 30 s). Without the runtime (req.token
+-- nil) job runs here.
+local function defer(req, job)
+  local token = req.token
+  if not token then
+    return job()
   end
+  local C = require("luagate.ffi").C
+  local ok, err = ngx.timer.at(0, function(premature)
+    local s, ct, b
+    if premature then
+      s, ct, b = message(503, "the worker is stopping")
+    else
+      local okj, a1, a2, a3 = pcall(job)
+      if okj then
+        s, ct, b = a1, a2, a3
+      else
+        pcall(ngx.log, ngx.ERR, "admin API: ", tostring(a1))
+        s, ct, b = message(500, "An unexpected error occurred")
+      end
+    end
+    b = b or ""
+    C.gw_ffi_admin_answer(token, s, ct or JSON, b, #b)
+  end)
+  if not ok then
+    return message(503, "could not start the operation: " .. tostring(err))
+  end
+  return 202, JSON, "", "defer"
+end
+
+
+local function proxy_cache_op(req, parts, api)
   if #parts == 1 then
     if req.method ~= "DELETE" then
       return message(405, "Method not allowed")
@@ -453,6 +482,18 @@ local function proxy_cache(req, parts)
     return message(502, "could not look up: " .. tostring(err))
   end
   return message(405, "Method not allowed")
+end
+
+-- The stores of proxy-cache's redis strategy need a context that may
+-- wait: the operations run in a timer (defer).
+local function proxy_cache(req, parts)
+  local ok, api = pcall(require, "kong.plugins.proxy-cache.api")
+  if not ok then
+    return message(404, "proxy-cache is not available: " .. tostring(api))
+  end
+  return defer(req, function()
+    return proxy_cache_op(req, parts, api)
+  end)
 end
 
 local function circuit_breakers(req)

@@ -19,6 +19,17 @@ void gw_admin_body_done(struct gw_conn *c, int rc);
 /* conn.c: an admin connection closes; forgets a request waiting on it. */
 void gw_admin_conn_closed(struct gw_conn *c);
 
+/* An admin request whose answer needs I/O (a proxy-cache purge in Redis):
+ * luagate.admin returns the action "defer" and does the work in a timer,
+ * which gives the answer with this call (token: the request's req.token).
+ * The answer is sent from the next loop turn (never from inside the Lua
+ * call). GW_OK, or GW_DECLINED when nobody waits for it any more (the
+ * client left, or GW_ADMIN_WAIT_TIMEOUT passed: it got a 504). */
+#define GW_ADMIN_WAIT_MAX 16
+#define GW_ADMIN_WAIT_TIMEOUT 30.0
+int gw_ffi_admin_answer(double token, int status, const char *ctype, const char *body,
+                        size_t len);
+
 /* Worker start-up: the run directory where posted configurations are
  * written for the master, and the write end of the worker's report pipe
  * to the master (lines "apply <path>"). */

@@ -1,0 +1,106 @@
+-- proxy-cache entries through the Admin API (GET|DELETE /proxy-cache/{key},
+-- DELETE /proxy-cache) with both strategies: the operations run in a timer
+-- (luagate.admin's defer), where the redis strategy may wait for Redis.
+-- Through the real binary, the mock upstream and a real redis-server,
+-- which the last test stops.
+local helpers = require "spec.helpers"
+
+local fmt = string.format
+
+
+describe("proxy-cache through the Admin API", function()
+  local mock, redis, gw
+  local seq = 0
+
+  local function uniq()
+    seq = seq + 1
+    return "t=" .. seq .. "-" .. math.floor(helpers.gettime() * 1000)
+  end
+
+  local function get(path)
+    local res = assert(helpers.request_once(gw.proxy_port, { path = path }))
+    assert.equal(200, res.status)
+    return res.headers["x-cache-status"], res.headers["x-cache-key"]
+  end
+
+  local function admin(method, path)
+    local res = assert(helpers.request_once(gw.admin_port,
+                                            { method = method, path = path }))
+    return res.status, res.body ~= "" and helpers.json_decode(res.body) or nil
+  end
+
+  lazy_setup(function()
+    mock = helpers.mock_upstream()
+    redis = helpers.redis()
+    local function route(name, pc)
+      return { name = name, paths = { "/" .. name }, strip_path = true,
+               plugins = { { name = "proxy-cache", config = pc } } }
+    end
+    gw = assert(helpers.start_luagate({
+      config = {
+        _format_version = "3.0",
+        services = {
+          { name = "mock", url = fmt("http://127.0.0.1:%d", mock.port),
+            routes = {
+              route("mem", { strategy = "memory" }),
+              route("red", { strategy = "redis",
+                             redis = { host = "127.0.0.1",
+                                       port = redis.port } }),
+            } },
+        },
+      },
+      workers = 1,
+    }))
+  end)
+
+  lazy_teardown(function()
+    helpers.stop_luagate(gw)
+    redis:stop()
+    mock:stop()
+  end)
+
+  it("looks up and purges a key in Redis", function()
+    local path = "/red/request?" .. uniq()
+    local st, key = get(path)
+    assert.equal("Miss", st)
+    helpers.wait_until(function() return get(path) == "Hit" end, 5, 0.05)
+
+    local status, entry = admin("GET", "/proxy-cache/" .. key)
+    assert.equal(200, status)
+    assert.equal(200, entry.status)
+    assert.is_string(entry.body)
+
+    status = admin("DELETE", "/proxy-cache/" .. key)
+    assert.equal(204, status)
+    assert.equal("Miss", (get(path)))
+    assert.equal(404, (admin("DELETE", "/proxy-cache/" .. key .. "x")))
+    assert.equal(405, (admin("POST", "/proxy-cache/" .. key)))
+  end)
+
+  it("purges every entry of both strategies", function()
+    local mpath, rpath = "/mem/request?" .. uniq(), "/red/request?" .. uniq()
+    get(mpath)
+    get(rpath)
+    helpers.wait_until(function()
+      return get(mpath) == "Hit" and get(rpath) == "Hit"
+    end, 5, 0.05)
+    assert.equal(204, (admin("DELETE", "/proxy-cache")))
+    assert.equal("Miss", (get(mpath)))
+    assert.equal("Miss", (get(rpath)))
+  end)
+
+  it("says which store failed when Redis is down, and purges the others",
+     function()
+    local mpath = "/mem/request?" .. uniq()
+    get(mpath)
+    assert.equal("Hit", (get(mpath)))
+    redis:stop()
+    local status, body = admin("DELETE", "/proxy-cache")
+    assert.equal(502, status)
+    assert.matches("could not purge every store", body.message, 1, true)
+    assert.equal("Miss", (get(mpath)))
+    status, body = admin("GET", "/proxy-cache/abc")
+    assert.equal(502, status)
+    assert.matches("could not look up", body.message, 1, true)
+  end)
+end)

@@ -329,6 +329,10 @@ int gw_memo_answer(struct gw_conn *c)
     gw_buf_append(b, m->head2, m->head2_len);
     gw_buf_append(b, "Content-Length: ", 16);
     gw_buf_append_u64(b, m->body_len);
+    if (!r->keepalive) { /* as gw_conn_send_exit */
+        gw_buf_append(b, "\r\nConnection: close", 19);
+        c->closing = 1;
+    }
     if (gw_buf_append(b, "\r\n\r\n", 4) != 0 ||
         (!r->is_head && m->body_len && gw_buf_append(b, m->body, m->body_len) != 0)) {
         gw_conn_close(c);

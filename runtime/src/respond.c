@@ -138,6 +138,8 @@ static void respond(struct gw_conn *c, int status, const char *ctype, const char
     gw_proxy_abort(c);
     if (r->has_body && !r->body_done)
         close_after = 1; /* the rest of the body can't be told from the next request */
+    if (!r->keepalive)
+        close_after = 1; /* said, as on proxied responses (RFC 9112 9.6) */
     if (grpc_msg || (r->phases & (GW_PHASE_HEADER_FILTER | GW_PHASE_BODY_FILTER | GW_PHASE_LOG))) {
         if (r->resp_source == GW_SRC_SERVICE)
             r->resp_source = GW_SRC_ERROR;
@@ -208,7 +210,8 @@ void gw_conn_send_exit(struct gw_conn *c)
         return;
     }
     gw_proxy_abort(c);
-    int close_after = r->has_body && !r->body_done && r->body_mode != GW_BODY_READ;
+    int close_after = (r->has_body && !r->body_done && r->body_mode != GW_BODY_READ) ||
+                      !r->keepalive;
     if (r->resp_hdrs == NULL && (r->resp_hdrs = gw_hlist_new(&r->pool, 8)) == NULL) {
         gw_conn_close(c);
         return;

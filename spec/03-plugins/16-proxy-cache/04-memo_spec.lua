@@ -235,6 +235,25 @@ describe("proxy-cache answer memos", function()
     assert.equal(hit.headers["content-length"], res.headers["content-length"])
   end)
 
+  it("says Connection: close and closes when the client asked", function()
+    local path = "/memo/request?" .. uniq()
+    get(path)
+    for i = 1, 3 do -- the plugin's hit, then the memo's
+      local c = assert(helpers.raw_connect(gw.proxy_port))
+      local before = memo_answers()
+      assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: memo.test\r\n" ..
+                    "Connection: close\r\n\r\n"))
+      local res = assert(helpers.read_response(c.sock, "GET"))
+      assert.equal("Hit", res.headers["x-cache-status"])
+      assert.equal("close", res.headers["connection"])
+      local more, err = c.sock:receive(1)
+      assert.is_nil(more)
+      assert.equal("closed", err)
+      c.sock:close()
+      assert.equal(i == 1 and 0 or 1, memo_answers() - before)
+    end
+  end)
+
   it("leaves a request with a body to the plugin", function()
     local path = "/memo/request?" .. uniq()
     get(path)

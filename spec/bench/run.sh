@@ -520,6 +520,19 @@ wrk_rps() { # url [header] -> req/s
   fi
 }
 
+HZ=$(getconf CLK_TCK)
+worker_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+wrk_rps_cpu() { # url worker_pid -> "req/s cpu_µs_per_request"
+  local t0 t1 out n
+  t0=$(worker_ticks "$2")
+  out=$(wrk -t1 -c"$CONNS" -d"$DURATION" "$1")
+  t1=$(worker_ticks "$2")
+  n=$(echo "$out" | awk '/requests in/ {print $1}')
+  echo "$(echo "$out" | parse_wrk | awk '{print $1}')" \
+    "$(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$HZ" \
+       'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1e6 / hz / n; else print "n/a" }')"
+}
+
 if [ -z "${SKIP_PLUGINS_BENCH:-}" ]; then
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize no >"$DIR/redis.out" 2>&1 &
@@ -556,20 +569,24 @@ if [ -z "${SKIP_PLUGINS_BENCH:-}" ]; then
 
   echo
   echo "== circuit breaker (closed) and proxy-cache hits, against the plain route"
-  printf '%-6s %12s %12s %12s %10s %10s\n' round "plain r/s" "cb r/s" "cache r/s" "cb/plain" \
-    "cache/plain"
+  echo "   (cpu: the worker's user + system time per request, µs, from /proc)"
+  printf '%-6s %12s %12s %12s %10s %10s %10s %10s %10s\n' round "plain r/s" "cb r/s" \
+    "cache r/s" "cb/plain" "cache/plain" "plain cpu" "cache cpu" "cpu ratio"
   : >"$DIR/cbcache.txt"
   wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/cache" >/dev/null
+  LG_WORKER=$(pgrep -P "$LG_PID" | head -1)
   for ((r = 1; r <= ROUNDS; r++)); do
-    pl=$(wrk_rps "http://127.0.0.1:$LG_PORT/")
+    read -r pl plc < <(wrk_rps_cpu "http://127.0.0.1:$LG_PORT/" "$LG_WORKER")
     cb=$(wrk_rps "http://127.0.0.1:$LG_PORT/cb")
-    ca=$(wrk_rps "http://127.0.0.1:$LG_PORT/cache")
-    printf '%-6s %12s %12s %12s %10s %10s\n' "$r" "$pl" "$cb" "$ca" "$(ratio "$cb" "$pl")" \
-      "$(ratio "$ca" "$pl")"
-    echo "$(ratio "$cb" "$pl") $(ratio "$ca" "$pl")" >>"$DIR/cbcache.txt"
+    read -r ca cac < <(wrk_rps_cpu "http://127.0.0.1:$LG_PORT/cache" "$LG_WORKER")
+    printf '%-6s %12s %12s %12s %10s %10s %10s %10s %10s\n' "$r" "$pl" "$cb" "$ca" \
+      "$(ratio "$cb" "$pl")" "$(ratio "$ca" "$pl")" "$plc" "$cac" "$(ratio "$plc" "$cac")"
+    echo "$(ratio "$cb" "$pl") $(ratio "$ca" "$pl") $(ratio "$plc" "$cac")" >>"$DIR/cbcache.txt"
   done
   add_summary "circuit breaker closed / plain (r/s)" "$(awk '{print $1}' "$DIR/cbcache.txt" | median)" "-" "-"
   add_summary "proxy-cache hits / plain proxy (r/s)" "$(awk '{print $2}' "$DIR/cbcache.txt" | median)" "-" "-"
+  add_summary "plain proxy / proxy-cache hit, worker CPU per request" \
+    "$(awk '{print $3}' "$DIR/cbcache.txt" | median)" "-" "-"
   stop_pid "$LG_PID" TERM 10
   stop_pid "$NG_PID" QUIT 10
   stop_pid "$NL_PID" QUIT 10

@@ -131,7 +131,8 @@ static struct gw_memo_table *table_of(struct gw_config *cf)
  * Server header added when there is none) into b: head1 ends where the
  * first Age header was (has_age), head2 is the rest; Content-Length and the
  * blank line are added at each use. Returns head1's length, -1 without
- * memory. *has_age is cleared when there is no Age header to replace. */
+ * memory or for an answer with grpc-status (the exit path reads it for the
+ * logs). *has_age is cleared when there is no Age header to replace. */
 static long head_parts(struct gw_req *r, struct gw_buf *b, int *has_age)
 {
     static const char server_line[] = "Server: luagate/" GW_VERSION "\r\n";
@@ -143,6 +144,9 @@ static long head_parts(struct gw_req *r, struct gw_buf *b, int *has_age)
             age = i;
         if (GW_NAME_IS(h->v[i].name, h->v[i].nlen, "server"))
             server = 1;
+        /* gw_conn_send_exit reads it for the logs and metrics */
+        if (GW_NAME_IS(h->v[i].name, h->v[i].nlen, "grpc-status"))
+            return -1;
         room += h->v[i].nlen + h->v[i].vlen + 4;
     }
     /* room for everything: the appends below cannot fail */

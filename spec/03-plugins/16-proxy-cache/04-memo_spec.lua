@@ -284,6 +284,18 @@ describe("proxy-cache answer memos", function()
     end
   end)
 
+  it("makes no memo of an answer with grpc-status", function()
+    -- the runtime reads it from an exit for the logs and metrics
+    local path = "/memo/response-headers?grpc-status=0&" .. uniq()
+    assert.equal("Miss", get(path).cache)
+    for _ = 1, 3 do
+      local res, n = counted(path)
+      assert.equal(0, n)
+      assert.equal("Hit", res.cache)
+      assert.equal("0", res.headers["grpc-status"])
+    end
+  end)
+
   describe("with cache_control", function()
     local function cc_path()
       return "/cc/response-headers?Cache-Control=max-age%3D60&" .. uniq()

@@ -1,8 +1,9 @@
 -- proxy-cache: cache management, the functions behind Kong's Admin API
 -- endpoints (`GET|DELETE /proxy-cache/:cache_key`, `DELETE /proxy-cache`,
--- `GET|DELETE /proxy-cache/:plugin_id/caches/:cache_key`). luagate's Admin
--- API serves the first two with them (from a timer: luagate.admin's
--- defer); plugins and timers may call them directly:
+-- `DELETE /proxy-cache/:plugin_id/caches`,
+-- `GET|DELETE /proxy-cache/:plugin_id/caches/:cache_key`), which luagate's
+-- Admin API serves with them (from a timer: luagate.admin's defer);
+-- plugins and timers may call them directly:
 --
 --   local api = require "kong.plugins.proxy-cache.api"
 --   api.lookup(cache_key [, plugin_id]) -> entry, plugin_id
@@ -12,6 +13,8 @@
 --   api.purge_all([plugin_id])          -> number of entries removed,
 --                                          and the errors of the stores
 --                                          that failed (nil when none)
+--   api.has_instance(plugin_id)         -> whether it is an enabled
+--                                          proxy-cache instance
 --
 -- cache_key is the X-Cache-Key of a response. Without plugin_id every
 -- enabled proxy-cache instance of the running configuration is searched
@@ -63,6 +66,12 @@ local function instances(plugin_id)
     end
   end
   return list
+end
+
+
+-- Whether plugin_id is an enabled proxy-cache instance with a store.
+function _M.has_instance(plugin_id)
+  return instances(plugin_id)[1] ~= nil
 end
 
 

@@ -443,23 +443,32 @@ local function defer(req, job)
 end
 
 
+-- Kong's routes: /proxy-cache, /proxy-cache/{key}, and per instance
+-- /proxy-cache/{plugin_id}/caches and /proxy-cache/{plugin_id}/caches/{key}.
 local function proxy_cache_op(req, parts, api)
-  if #parts == 1 then
+  local plugin_id, key
+  if #parts == 2 then
+    key = parts[2]
+  elseif (#parts == 3 or #parts == 4) and parts[3] == "caches" then
+    plugin_id, key = parts[2], parts[4]
+    if not api.has_instance(plugin_id) then
+      return not_found()
+    end
+  elseif #parts ~= 1 then
+    return not_found()
+  end
+  if key == nil then
     if req.method ~= "DELETE" then
       return message(405, "Method not allowed")
     end
-    local n, err = api.purge_all()
+    local n, err = api.purge_all(plugin_id)
     if err then
       return message(502, "could not purge every store: " .. tostring(err))
     end
     return 204, JSON, "", nil, n
   end
-  if #parts ~= 2 then
-    return not_found()
-  end
-  local key = parts[2]
   if req.method == "DELETE" then
-    local ok2, err = api.purge(key)
+    local ok2, err = api.purge(key, plugin_id)
     if ok2 then
       return 204, JSON, ""
     end
@@ -468,7 +477,7 @@ local function proxy_cache_op(req, parts, api)
     end
     return message(502, "could not purge: " .. tostring(err))
   elseif req.method == "GET" then
-    local entry, err = api.lookup(key)
+    local entry, err = api.lookup(key, plugin_id)
     if entry then
       local v = {}
       for k, x in pairs(entry) do

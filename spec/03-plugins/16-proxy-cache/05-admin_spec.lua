@@ -6,6 +6,10 @@
 local helpers = require "spec.helpers"
 
 local fmt = string.format
+local IDS = {
+  mem = "d0000000-0000-4000-8000-000000000001",
+  red = "d0000000-0000-4000-8000-000000000002",
+}
 
 
 describe("proxy-cache through the Admin API", function()
@@ -34,7 +38,8 @@ describe("proxy-cache through the Admin API", function()
     redis = helpers.redis()
     local function route(name, pc)
       return { name = name, paths = { "/" .. name }, strip_path = true,
-               plugins = { { name = "proxy-cache", config = pc } } }
+               plugins = { { name = "proxy-cache", config = pc,
+                             id = IDS[name] } } }
     end
     gw = assert(helpers.start_luagate({
       config = {
@@ -87,6 +92,32 @@ describe("proxy-cache through the Admin API", function()
     assert.equal(204, (admin("DELETE", "/proxy-cache")))
     assert.equal("Miss", (get(mpath)))
     assert.equal("Miss", (get(rpath)))
+  end)
+
+  it("has Kong's per-instance endpoints", function()
+    local mpath, rpath = "/mem/request?" .. uniq(), "/red/request?" .. uniq()
+    local _, mkey = get(mpath)
+    local _, rkey = get(rpath)
+    helpers.wait_until(function()
+      return get(mpath) == "Hit" and get(rpath) == "Hit"
+    end, 5, 0.05)
+    local mem, red = "/proxy-cache/" .. IDS.mem, "/proxy-cache/" .. IDS.red
+    assert.equal(200, (admin("GET", red .. "/caches/" .. rkey)))
+    assert.equal(404, (admin("GET", mem .. "/caches/" .. rkey)))
+    assert.equal(200, (admin("GET", mem .. "/caches/" .. mkey)))
+    -- one instance's entries only
+    assert.equal(204, (admin("DELETE", mem .. "/caches")))
+    assert.equal("Miss", (get(mpath)))
+    assert.equal("Hit", (get(rpath)))
+    assert.equal(404, (admin("DELETE", mem .. "/caches/" .. rkey)))
+    assert.equal(204, (admin("DELETE", red .. "/caches/" .. rkey)))
+    assert.equal("Miss", (get(rpath)))
+    -- not an instance, not a route of the API
+    local other = "/proxy-cache/d0000000-0000-4000-8000-00000000ffff"
+    assert.equal(404, (admin("DELETE", other .. "/caches")))
+    assert.equal(404, (admin("GET", other .. "/caches/" .. mkey)))
+    assert.equal(404, (admin("GET", mem .. "/other/" .. mkey)))
+    assert.equal(405, (admin("GET", mem .. "/caches")))
   end)
 
   it("says which store failed when Redis is down, and purges the others",

@@ -586,6 +586,21 @@ int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name, size_t nl
     return GW_OK;
 }
 
+int gw_ffi_resp_set_header_int(struct gw_req *r, int op, const char *name, size_t nlen,
+                               int64_t value, const char **err)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t v = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (value < 0)
+        tmp[sizeof(tmp) - 1 - n++] = '-';
+    return gw_ffi_resp_set_header(r, op, name, nlen, tmp + sizeof(tmp) - n, n, err);
+}
+
 int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len, const char **err)
 {
     const char *end = p + len;

@@ -91,13 +91,20 @@ describe("response head after access-phase headers", function()
     end)
   end
 
-  it("replaces the upstream's headers and drops hop-by-hop ones", function()
+  it("replaces the upstream's headers and drops hop-by-hop ones; numbers " ..
+     "are sent as tostring() makes them", function()
     for _, path in ipairs({ "/early", "/early-log" }) do
       local res = raw(REQUESTS.GET, path)
       assert.equal(200, res.status)
       assert.equal("text/x-early", res.headers["content-type"])
       assert.same({ "a", "b" }, res.headers["x-early"])
-      assert.equal("42", res.headers["x-num"])
+      assert.same({ "42", "43" }, res.headers["x-num"])
+      assert.equal("-7", res.headers["x-neg"])
+      assert.equal("99999999999999", res.headers["x-big"])
+      assert.equal("1e+14", res.headers["x-huge"])
+      assert.equal("1.5", res.headers["x-frac"])
+      assert.equal("0", res.headers["x-zero"])
+      assert.equal(tostring(-0.0), res.headers["x-neg-zero"])
       assert.is_nil(res.headers["x-gone"])
       assert.is_nil(res.headers["keep-alive"])
       assert.is_nil(res.headers["upgrade"])

@@ -96,6 +96,11 @@ int gw_ffi_resp_header_at(struct gw_req *r, int i, const char **name, size_t *nl
                           const char **value, size_t *vlen);
 int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name, size_t nlen,
                            const char *value, size_t vlen, const char **err);
+/* gw_ffi_resp_set_header with an integer value, written in decimal by the
+ * runtime (kong.response.set_header with a number: the Lua side passes
+ * the integers whose tostring() is that decimal, |v| < 1e14). */
+int gw_ffi_resp_set_header_int(struct gw_req *r, int op, const char *name, size_t nlen,
+                               int64_t value, const char **err);
 /* Sets headers given packed: for each, the op as a digit ('0' GW_HDR_SET,
  * '1' GW_HDR_ADD), the name, a NUL, the value, a NUL. One call for a list
  * the caller built once (proxy-cache's stored headers); each header is

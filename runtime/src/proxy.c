@@ -928,6 +928,8 @@ static int copy_resp_head(struct gw_conn *c, struct gw_upstream *u)
  * a header named name. */
 static int early_has(const struct gw_hlist *early, const char *name, size_t nlen)
 {
+    if (!(early->lens >> (nlen & 63) & 1)) /* no name of that length */
+        return 0;
     for (int i = 0; i < early->n; i++)
         if (early->v[i].nlen == nlen && strncasecmp(early->v[i].name, name, nlen) == 0)
             return 1;

@@ -137,11 +137,21 @@ function _M.set_consumer(consumer, credential, identifier)
     if pk.C.gw_ffi_upstream_set_packed(r.ptr, packed, #packed, pk.err_p)
        == pk.OK then
       if not p.all_ok then
-        -- the runtime accepted the names: the next pack passes them as such
+        -- the runtime accepted the names: the next pack passes them as
+        -- such, unless the set of accepted names is full (then this pack
+        -- stays as it is)
+        p.all_ok = true
+        local flagged = true
         for i = 1, 5 do
-          pk.private.name_accepted(PACKED_NAMES[i])
+          local name = PACKED_NAMES[i]
+          pk.private.name_accepted(name)
+          if pk.private.name_flag(name) == 0 then
+            flagged = false
+          end
         end
-        packs[credential or consumer] = nil
+        if flagged then
+          packs[credential or consumer] = nil
+        end
       end
       return
     end

@@ -61,6 +61,8 @@ int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name,
                            size_t nlen, const char *value, size_t vlen,
                            const char **err);
+int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len,
+                               const char **err);
 int gw_ffi_upstream_path(struct gw_req *r, const char *p, size_t n,
                          const char **err);
 int gw_ffi_upstream_query(struct gw_req *r, const char *p, size_t n,
@@ -98,6 +100,8 @@ int gw_ffi_resp_header_at(struct gw_req *r, int i, const char **name,
 int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name,
                            size_t nlen, const char *value, size_t vlen,
                            const char **err);
+int gw_ffi_resp_set_header_int(struct gw_req *r, int op, const char *name,
+                               size_t nlen, int64_t value, const char **err);
 int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len,
                            const char **err);
 int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name,

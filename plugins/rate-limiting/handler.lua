@@ -151,7 +151,6 @@ local function build_plan(conf)
     max_queue = throttle and throttle.max_queue,
     -- scratch arrays, filled by policies.acquire and read before any yield
     keys = {}, used = {}, prev = {}, rem = {}, reset = {}, wait = 0,
-    rem_s = {}, -- rem[i] as sent
     bases = recent.new(BASES_MAX), -- client id -> prefix .. id (base_of)
   }
   if plan.red then
@@ -276,10 +275,8 @@ local function put_limiter(plan, i, best)
   local lim = plan.lims[i]
   local rem = plan.rem
   local r = rem[i]
-  local rs = tostring(r)
-  plan.rem_s[i] = rs
   set_header(lim.h_limit, lim.limit_s)
-  set_header(lim.h_remaining, rs)
+  set_header(lim.h_remaining, r) -- a number: see set_client_headers
   if not best or r < rem[best] or
      (r == rem[best] and lim.size > plan.lims[best].size) then
     return i
@@ -290,8 +287,9 @@ end
 
 -- X-RateLimit-* per limiter and the RateLimit-* of the tightest one. The
 -- first limiter is outside the loop: a plan of one limiter runs no loop
--- (see policies.lua). Number strings are made once: the remaining count
--- once per request, the reset once per second.
+-- (see policies.lua). The counts go to set_header as numbers (the PDK has
+-- the runtime write integers: no string per request); the reset's string
+-- is made once per second.
 local function set_client_headers(plan)
   local best = put_limiter(plan, 1, nil)
   for i = 2, plan.n do
@@ -307,7 +305,7 @@ local function set_client_headers(plan)
     lim.reset_s = tostring(seconds)
   end
   set_header(RATELIMIT_LIMIT, lim.limit_s)
-  set_header(RATELIMIT_REMAINING, plan.rem_s[best])
+  set_header(RATELIMIT_REMAINING, plan.rem[best])
   set_header(RATELIMIT_RESET, lim.reset_s)
 end
 

@@ -97,6 +97,7 @@ local function build_ops(conf, target, uses, is_headers)
       end
     end
     ops[op] = list
+    ops["n_" .. op] = #list -- read per request instead of #list
     n = n + #list
   end
   if n == 0 then
@@ -395,11 +396,23 @@ end
 
 
 local function transform_headers(ops, env)
-  each(ops.remove, remove_header, env)
-  each(ops.rename, rename_header, env)
-  each(ops.replace, replace_header, env)
-  each(ops.add, add_header, env)
-  each(ops.append, append_header, env)
+  -- the counts made with the plan: most lists are empty, and `#list` is a
+  -- call (lj_tab_len) in compiled code
+  if ops.n_remove > 0 then
+    each(ops.remove, remove_header, env)
+  end
+  if ops.n_rename > 0 then
+    each(ops.rename, rename_header, env)
+  end
+  if ops.n_replace > 0 then
+    each(ops.replace, replace_header, env)
+  end
+  if ops.n_add > 0 then
+    each(ops.add, add_header, env)
+  end
+  if ops.n_append > 0 then
+    each(ops.append, append_header, env)
+  end
 end
 
 

@@ -394,6 +394,28 @@ int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nl
     return GW_OK;
 }
 
+int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len, const char **err)
+{
+    const char *end = p + len;
+    while (p < end) {
+        int op = *p++ - '0';
+        const char *name = p;
+        const char *nend = memchr(name, '\0', (size_t)(end - name));
+        const char *value = nend ? nend + 1 : NULL;
+        const char *vend = value ? memchr(value, '\0', (size_t)(end - value)) : NULL;
+        int base = op & ~GW_HDR_NAME_OK;
+        if (vend == NULL || (base != GW_HDR_SET && base != GW_HDR_ADD && base != GW_HDR_CLEAR)) {
+            *err = "malformed packed headers";
+            return GW_ERROR;
+        }
+        if (gw_ffi_upstream_header(r, op, name, (size_t)(nend - name), value,
+                                   (size_t)(vend - value), err) != GW_OK)
+            return GW_ERROR;
+        p = vend + 1;
+    }
+    return GW_OK;
+}
+
 static int set_str(struct gw_req *r, struct gw_str *s, const char *p, size_t n, const char **err)
 {
     char *d = gw_pool_strdup(&r->pool, p, n);
@@ -584,6 +606,21 @@ int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name, size_t nl
         return GW_ERROR;
     }
     return GW_OK;
+}
+
+int gw_ffi_resp_set_header_int(struct gw_req *r, int op, const char *name, size_t nlen,
+                               int64_t value, const char **err)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t v = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (value < 0)
+        tmp[sizeof(tmp) - 1 - n++] = '-';
+    return gw_ffi_resp_set_header(r, op, name, nlen, tmp + sizeof(tmp) - n, n, err);
 }
 
 int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len, const char **err)

@@ -12,6 +12,7 @@ struct gw_hlist *gw_hlist_new(struct gw_pool *p, int cap)
     if (h == NULL)
         return NULL;
     h->n = 0;
+    h->lens = 0;
     h->cap = cap < 4 ? 4 : cap;
     h->v = gw_pool_alloc(p, (size_t)h->cap * sizeof(struct gw_hview));
     return h->v ? h : NULL;
@@ -28,6 +29,7 @@ int gw_hlist_push(struct gw_pool *p, struct gw_hlist *h, const char *name, size_
         h->v = v;
         h->cap *= 2;
     }
+    h->lens |= (uint64_t)1 << (nlen & 63);
     struct gw_hview *e = &h->v[h->n++];
     e->name = name;
     e->nlen = (uint32_t)nlen;
@@ -59,6 +61,8 @@ struct gw_hlist *gw_hlist_from_head(struct gw_pool *p, const struct gw_head *hea
 int gw_hlist_get(const struct gw_hlist *h, const char *name, size_t nlen, int idx,
                  const char **v, size_t *vlen)
 {
+    if (!(h->lens >> (nlen & 63) & 1))
+        return GW_DECLINED;
     for (int i = 0; i < h->n; i++) {
         const struct gw_hview *e = &h->v[i];
         if (e->nlen == nlen && strncasecmp(e->name, name, nlen) == 0 && idx-- == 0) {
@@ -73,7 +77,11 @@ int gw_hlist_get(const struct gw_hlist *h, const char *name, size_t nlen, int id
 int gw_hlist_apply(struct gw_pool *p, struct gw_hlist *h, int op, const char *name, size_t nlen,
                    const char *value, size_t vlen)
 {
-    if (op == GW_HDR_SET || op == GW_HDR_CLEAR) {
+    /* a name whose length bit is clear is not in the list */
+    int maybe_there = (int)(h->lens >> (nlen & 63) & 1);
+    if (op == GW_HDR_CLEAR && !maybe_there)
+        return GW_OK;
+    if ((op == GW_HDR_SET || op == GW_HDR_CLEAR) && maybe_there) {
         /* find the first entry of that name (most names set are new: no
          * copying then), and compact the list from there */
         int i = 0;

@@ -924,6 +924,74 @@ static int copy_resp_head(struct gw_conn *c, struct gw_upstream *u)
     return 0;
 }
 
+/* Whether early (the headers plugins set before the response came) holds
+ * a header named name. */
+static int early_has(const struct gw_hlist *early, const char *name, size_t nlen)
+{
+    if (!(early->lens >> (nlen & 63) & 1)) /* no name of that length */
+        return 0;
+    for (int i = 0; i < early->n; i++)
+        if (early->v[i].nlen == nlen && strncasecmp(early->v[i].name, name, nlen) == 0)
+            return 1;
+    return 0;
+}
+
+/* The response head of a request whose plugins set response headers in
+ * rewrite/access and have no phase that reads the response (no
+ * header_filter, body_filter, response or log handler, no status set):
+ * the same bytes copy_resp_head and write_filtered_head would make (the
+ * upstream's headers without hop-by-hop ones and without the names the
+ * plugins set, then the plugins' headers, the status's own reason
+ * phrase), written straight from the upstream's head without building
+ * the two header lists. */
+static int write_early_head(struct gw_conn *c, struct gw_upstream *u)
+{
+    struct gw_req *r = c->req;
+    const struct gw_hlist *early = r->resp_hdrs;
+    const char *base = u->in.data + u->in.off;
+    struct gw_buf *b = &c->out;
+    int status = r->status;
+    if (llhttp_message_needs_eof(&u->parser) || !r->keepalive)
+        c->closing = 1;
+    size_t need = u->head_len + 96;
+    for (int i = 0; i < early->n; i++)
+        need += early->v[i].nlen + early->v[i].vlen + 4;
+    if (gw_buf_reserve(b, need, 0) != 0)
+        return -1;
+    gw_buf_appends(b, "HTTP/1.1 ");
+    gw_buf_append_u64(b, (uint64_t)status);
+    gw_buf_append(b, " ", 1);
+    gw_buf_appends(b, gw_http_reason(status));
+    gw_buf_append(b, "\r\n", 2);
+    for (int i = 0; i < u->head.nhdr; i++) {
+        const struct gw_hdr *h = &u->head.hdr[i];
+        const char *name = base + h->name;
+        if (gw_http_hop_by_hop(name, h->name_len) || early_has(early, name, h->name_len))
+            continue;
+        gw_buf_append(b, name, h->name_len);
+        gw_buf_append(b, ": ", 2);
+        gw_buf_append(b, base + h->value, h->value_len);
+        gw_buf_append(b, "\r\n", 2);
+    }
+    for (int i = 0; i < early->n; i++) {
+        const struct gw_hview *v = &early->v[i];
+        /* a 426 names the protocols to switch to (as gw_conn_write_head) */
+        if (gw_http_hop_by_hop(v->name, v->nlen) &&
+            !(status == 426 && GW_NAME_IS(v->name, v->nlen, "upgrade")))
+            continue;
+        gw_buf_append(b, v->name, v->nlen);
+        gw_buf_append(b, ": ", 2);
+        gw_buf_append(b, v->value, v->vlen);
+        gw_buf_append(b, "\r\n", 2);
+    }
+    if (c->closing)
+        gw_buf_appends(b, "Connection: close\r\n");
+    else if (status == 426)
+        gw_buf_appends(b, "Connection: Upgrade\r\n");
+    r->resp_started = 1;
+    return gw_buf_append(b, "\r\n", 2);
+}
+
 /* The response head went through header_filter: write it. body_filter
  * plugins get the decoded body and the client gets it chunked. */
 static int write_filtered_head(struct gw_conn *c, struct gw_upstream *u)
@@ -1093,16 +1161,21 @@ static int up_parse(struct gw_upstream *u)
                     r->try_status[r->tries - 1] = (int16_t)st;
             }
             int tunnel = r->upstream_status == 101 && r->upgrade;
-            if (!tunnel && ((r->phases & GW_PHASES_RESPONSE_LUA) || r->resp_hdrs ||
-                            r->resp_status)) {
+            /* a response that ended with its head goes the buffered way
+             * (below): its body gets an exact Content-Length */
+            int empty = u->msg_done && r->upstream_status != 204 && r->upstream_status != 304;
+            if (!tunnel && r->resp_hdrs && !(r->phases & GW_PHASES_RESPONSE_LUA) &&
+                !r->resp_status && !r->has_exit && (!empty || r->is_head)) {
+                if (write_early_head(c, u) != 0)
+                    return GW_ERROR;
+            } else if (!tunnel && ((r->phases & GW_PHASES_RESPONSE_LUA) || r->resp_hdrs ||
+                                   r->resp_status)) {
                 if (copy_resp_head(c, u) != 0)
                     return GW_ERROR;
                 /* a response that ended with its head goes the buffered
                  * way too: its filtered body gets an exact Content-Length
                  * instead of chunks (a gRPC trailers-only answer must stay
                  * one HEADERS frame) */
-                int empty = u->msg_done && r->upstream_status != 204 &&
-                            r->upstream_status != 304;
                 if (((r->phases & GW_PHASE_RESPONSE) || empty) && !r->is_head) {
                     r->resp_decode = GW_DECODE_BUFFER;
                     u->hctx.on_body = on_body_buffer;

@@ -106,9 +106,22 @@ local function put_header(r, op, name, value, level)
     end
     return
   end
-  value = normalize_value(value)
   err_p[0] = nil
   local flag = name_flag(name)
+  if type(value) == "number" and value % 1 == 0 and
+     ((value >= 1 and value < 1e14) or (value <= -1 and value > -1e14)) then
+    -- an integer whose tostring() is its decimal digits: the runtime
+    -- writes them (no string made and collected per request)
+    if C.gw_ffi_resp_set_header_int(r.ptr, op + flag, name, #name, value,
+                                    err_p) ~= OK then
+      error(errmsg("could not set header"), level + 1)
+    end
+    if flag == 0 then
+      name_accepted(name)
+    end
+    return
+  end
+  value = normalize_value(value)
   if C.gw_ffi_resp_set_header(r.ptr, op + flag, name, #name, value, #value,
                               err_p) ~= OK then
     -- refused by the runtime: Kong's message when it is CR or LF

@@ -42,6 +42,10 @@ struct gw_hview {
 struct gw_hlist {
     struct gw_hview *v;
     int n, cap;
+    /* bit (name length % 64) set for every name pushed (never cleared when
+     * entries go: a stale bit only costs a scan): a name whose bit is clear
+     * is not in the list, and setting it scans nothing */
+    uint64_t lens;
 };
 
 /* A parsed head: offsets into the buffer it was read into. */

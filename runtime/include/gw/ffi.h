@@ -65,6 +65,13 @@ int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n); /* GW_DECLINED
 #define GW_HDR_NAME_OK 16
 int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nlen,
                            const char *value, size_t vlen, const char **err);
+/* Several gw_ffi_upstream_header calls in one, given packed: for each, the
+ * op as '0' + op (GW_HDR_SET, GW_HDR_ADD or GW_HDR_CLEAR, possibly or'ed
+ * with GW_HDR_NAME_OK), the name, a NUL, the value, a NUL (empty for a
+ * clear). Applied in order; at the first one refused, GW_ERROR with *err,
+ * the ones before it applied. For a list the caller built once (the
+ * X-Consumer-* headers of a consumer). */
+int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len, const char **err);
 int gw_ffi_upstream_path(struct gw_req *r, const char *p, size_t n, const char **err);
 int gw_ffi_upstream_query(struct gw_req *r, const char *p, size_t n, const char **err);
 int gw_ffi_upstream_method(struct gw_req *r, const char *p, size_t n, const char **err);
@@ -96,6 +103,11 @@ int gw_ffi_resp_header_at(struct gw_req *r, int i, const char **name, size_t *nl
                           const char **value, size_t *vlen);
 int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name, size_t nlen,
                            const char *value, size_t vlen, const char **err);
+/* gw_ffi_resp_set_header with an integer value, written in decimal by the
+ * runtime (kong.response.set_header with a number: the Lua side passes
+ * the integers whose tostring() is that decimal, |v| < 1e14). */
+int gw_ffi_resp_set_header_int(struct gw_req *r, int op, const char *name, size_t nlen,
+                               int64_t value, const char **err);
 /* Sets headers given packed: for each, the op as a digit ('0' GW_HDR_SET,
  * '1' GW_HDR_ADD), the name, a NUL, the value, a NUL. One call for a list
  * the caller built once (proxy-cache's stored headers); each header is

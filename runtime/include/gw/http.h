@@ -18,7 +18,10 @@ const char *gw_http_reason(int status);
 
 /* Case-insensitive compare of a header name with a lowercase literal. */
 int gw_http_name_is(const char *name, size_t len, const char *lower, size_t lower_len);
-#define GW_NAME_IS(p, n, lit) gw_http_name_is((p), (n), (lit), sizeof(lit) - 1)
+/* The length test is inline: most names compared have another length, and
+ * the call is left out then (n is evaluated twice: no side effects). */
+#define GW_NAME_IS(p, n, lit)                                                                      \
+    ((n) == sizeof(lit) - 1 && gw_http_name_is((p), (n), (lit), sizeof(lit) - 1))
 
 /* Whether a header never crosses the proxy: Connection and the headers of
  * RFC 9110 7.6.1 (Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade).

@@ -63,6 +63,9 @@ local function config(mock_port)
       { id = ANON_ID, username = "no-body" },
       { username = "alice",
         keyauth_credentials = { { key = "alice-key" } } },
+      -- a custom_id no header can carry: the runtime refuses it
+      { username = "carol", custom_id = "c\r\nX-Evil: 1",
+        keyauth_credentials = { { key = "carol-key" } } },
     },
   }
 end
@@ -194,6 +197,20 @@ describe("key-auth", function()
       assert.is_nil(d.headers["x-consumer-custom-id"])
       assert.not_equal("evil-cred", d.headers["x-credential-identifier"])
       assert.is_nil(d.headers["x-anonymous-consumer"])
+    end)
+
+    it("answers 500 for a consumer value with CR or LF, with Kong's " ..
+       "message, and sends nothing upstream", function()
+      mock.clear()
+      local body = json(client:get("/default", {
+        headers = { apikey = "carol-key" } }), 500)
+      assert.equal("An unexpected error occurred", body.message)
+      helpers.wait_until(function()
+        return (helpers.read_file(gw.error_log) or ""):find(
+          'invalid header value for "X-Consumer-Custom-ID": contains CR ' ..
+          'or LF', 1, true) ~= nil
+      end, 10)
+      assert.same({}, mock.requests())
     end)
 
     it("is looked for before the query string", function()

@@ -958,11 +958,7 @@ static int write_early_head(struct gw_conn *c, struct gw_upstream *u)
         need += early->v[i].nlen + early->v[i].vlen + 4;
     if (gw_buf_reserve(b, need, 0) != 0)
         return -1;
-    gw_buf_appends(b, "HTTP/1.1 ");
-    gw_buf_append_u64(b, (uint64_t)status);
-    gw_buf_append(b, " ", 1);
-    gw_buf_appends(b, gw_http_reason(status));
-    gw_buf_append(b, "\r\n", 2);
+    gw_write_status_line(b, status);
     for (int i = 0; i < u->head.nhdr; i++) {
         const struct gw_hdr *h = &u->head.hdr[i];
         const char *name = base + h->name;
@@ -973,17 +969,7 @@ static int write_early_head(struct gw_conn *c, struct gw_upstream *u)
         gw_buf_append(b, base + h->value, h->value_len);
         gw_buf_append(b, "\r\n", 2);
     }
-    for (int i = 0; i < early->n; i++) {
-        const struct gw_hview *v = &early->v[i];
-        /* a 426 names the protocols to switch to (as gw_conn_write_head) */
-        if (gw_http_hop_by_hop(v->name, v->nlen) &&
-            !(status == 426 && GW_NAME_IS(v->name, v->nlen, "upgrade")))
-            continue;
-        gw_buf_append(b, v->name, v->nlen);
-        gw_buf_append(b, ": ", 2);
-        gw_buf_append(b, v->value, v->vlen);
-        gw_buf_append(b, "\r\n", 2);
-    }
+    gw_write_header_lines(b, status, early->v, early->n, 0); /* as gw_conn_write_head */
     if (c->closing)
         gw_buf_appends(b, "Connection: close\r\n");
     else if (status == 426)

@@ -67,6 +67,16 @@ static double load_busy;     /* seconds the slices held the loop, in all */
 static double load_longest;  /* seconds, the longest slice */
 static uint64_t load_served; /* worker.stats->requests after the last slice */
 
+/* LUAGATE_RELOAD_TRACE=1: logs (notice) every reload slice and every loop
+ * turn whose callbacks held the loop more than TRACE_MIN seconds, to find
+ * what a request waits for during a reload (docs/performance.md, "Config
+ * changes"). Off: no watcher, no clock read. */
+#define TRACE_MIN 0.002
+static int trace;
+static ev_check trace_check;     /* the loop woke up: callbacks start */
+static ev_prepare trace_prepare; /* callbacks done: the loop goes to sleep */
+static double trace_woke;        /* monotonic seconds, at trace_check */
+
 static void swap_in(struct gw_config *cf);
 
 static int report_pipe = -1; /* the report pipe to the master */
@@ -145,6 +155,9 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
     load_busy += t;
     if (t > load_longest)
         load_longest = t;
+    if (trace && t > TRACE_MIN)
+        gw_log(GW_LOG_NOTICE, "reload trace: slice %d took %.1f ms%s", load_slices, t * 1000,
+               rc == GW_AGAIN ? "" : " (the last)");
     if (rc == GW_AGAIN) {
         double pause = worker.stats->requests != load_served ? t : 0;
         load_served = worker.stats->requests;
@@ -268,6 +281,33 @@ static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
     worker_exit(0);
 }
 
+static void trace_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    trace_woke = now_mono();
+}
+
+static void trace_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    double t = trace_woke ? now_mono() - trace_woke : 0;
+    if (t > TRACE_MIN)
+        gw_log(GW_LOG_NOTICE, "reload trace: a loop turn took %.1f ms (%s)", t * 1000,
+               load_job ? "during a load" : "no load running");
+}
+
+static void trace_start(void)
+{
+    const char *v = getenv("LUAGATE_RELOAD_TRACE");
+    trace = v && *v && strcmp(v, "0") != 0;
+    if (!trace)
+        return;
+    ev_check_init(&trace_check, trace_check_cb);
+    ev_check_start(worker.loop, &trace_check);
+    ev_unref(worker.loop);
+    ev_prepare_init(&trace_prepare, trace_prepare_cb);
+    ev_prepare_start(worker.loop, &trace_prepare);
+    ev_unref(worker.loop);
+}
+
 static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     if (gw_buf_pending(&worker.access_buf))
@@ -353,6 +393,7 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
     ev_prepare_init(&worker.flush, flush_cb);
     ev_prepare_start(worker.loop, &worker.flush);
     ev_unref(worker.loop);
+    trace_start();
 
     GW_LOG(GW_LOG_INFO, "started");
     ev_run(worker.loop, 0);

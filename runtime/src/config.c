@@ -465,7 +465,7 @@ static lua_State *owner_L; /* the state that holds lua_ref of live configs */
 
 /* Pushes luagate.runtime[fn] and its two arguments (path, opts). Returns 0,
  * or -1 with the error message pushed. */
-static int push_load_call(lua_State *L, const char *fn, const char *path)
+static int push_load_call(lua_State *L, const char *fn, const char *path, int collect)
 {
     lua_getglobal(L, "require");
     lua_pushstring(L, "luagate.runtime");
@@ -485,6 +485,8 @@ static int push_load_call(lua_State *L, const char *fn, const char *path)
     lua_setfield(L, -2, "prefix");
     lua_pushboolean(L, gw_worker != NULL);
     lua_setfield(L, -2, "worker");
+    lua_pushboolean(L, collect);
+    lua_setfield(L, -2, "collect");
     return 0;
 }
 
@@ -602,7 +604,7 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
 {
     *errs = NULL;
     int top = lua_gettop(L);
-    if (push_load_call(L, "load", path) != 0 || lua_pcall(L, 2, 3, 0) != 0) {
+    if (push_load_call(L, "load", path, 1) != 0 || lua_pcall(L, 2, 3, 0) != 0) {
         *errs = lua_failure(L, path);
         lua_settop(L, top);
         return NULL;
@@ -637,6 +639,7 @@ struct gw_config_job {
     struct gw_config *cf;          /* being built (after JOB_LUA); no request sees it */
     int next_route;                /* JOB_ROUTES: the next route to read */
     struct gw_router_builder *rb;  /* JOB_ROUTER */
+    int gc_stopped;                /* the collector is stopped for the C build */
     char path[512];
 };
 
@@ -647,7 +650,8 @@ static double mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-struct gw_config_job *gw_config_load_start(lua_State *L, const char *path, char **errs)
+struct gw_config_job *gw_config_load_start(lua_State *L, const char *path, int collect,
+                                           char **errs)
 {
     *errs = NULL;
     struct gw_config_job *j = calloc(1, sizeof(*j));
@@ -660,7 +664,7 @@ struct gw_config_job *gw_config_load_start(lua_State *L, const char *path, char 
     snprintf(j->path, sizeof(j->path), "%s", path);
     j->co = lua_newthread(L);
     j->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (push_load_call(j->co, "load_sliced", path) != 0) {
+    if (push_load_call(j->co, "load_sliced", path, collect) != 0) {
         *errs = lua_failure(j->co, path);
         gw_config_load_cancel(j);
         return NULL;
@@ -688,6 +692,11 @@ static int lua_step(struct gw_config_job *j, char **errs)
     j->cf = config_new(j->co, 1, errs);
     if (j->cf == NULL)
         return GW_ERROR;
+    /* The C build makes next to no Lua garbage. Stopped until the swap, the
+     * collector's next cycle starts after it, once the replaced config is
+     * released: that one cycle frees it (gw_config_load_cancel restarts). */
+    lua_gc(j->L, LUA_GCSTOP, 0);
+    j->gc_stopped = 1;
     j->stage = JOB_ENTITIES;
     return GW_AGAIN; /* the C build starts with a slice of its own */
 }
@@ -783,6 +792,8 @@ void gw_config_load_cancel(struct gw_config_job *j)
     }
     if (j->cf) /* dropped during the C build: no request ever saw it */
         config_free(j->cf, NULL);
+    if (j->gc_stopped)
+        lua_gc(j->L, LUA_GCRESTART, 0);
     gw_router_build_free(&j->rb);
     luaL_unref(j->L, LUA_REGISTRYINDEX, j->co_ref);
     free(j);

@@ -79,6 +79,18 @@ static double trace_woke;        /* monotonic seconds, at trace_check */
 
 static void swap_in(struct gw_config *cf);
 
+/* After a swap the worker drives the collector's cycle to its end in
+ * slices of GC_SLICE_S on the same terms as a load (low priority, half the
+ * loop while requests are answered): that cycle, started after the swap,
+ * frees the replaced configuration, and a load that follows need not
+ * finish it (gw_config_load_start's collect). Left to allocations, the
+ * cycle would advance only with the requests' Lua garbage, in steps inside
+ * the requests, and the next load would do the rest. */
+#define GC_SLICE_S 0.0001
+static ev_timer gc_timer;
+static int gc_done = 1;     /* a cycle ended since the last swap */
+static uint64_t gc_served;  /* worker.stats->requests after the last GC slice */
+
 static int report_pipe = -1; /* the report pipe to the master */
 static pid_t master_pid;
 
@@ -128,7 +140,8 @@ static void load_begin(const char *path)
 {
     char *errs = NULL;
     snprintf(load_path, sizeof(load_path), "%s", path);
-    load_job = gw_config_load_start(worker.L, path, &errs);
+    ev_timer_stop(worker.loop, &gc_timer); /* the load finishes the cycle if needed */
+    load_job = gw_config_load_start(worker.L, path, !gc_done, &errs);
     if (load_job == NULL) {
         log_reload_failure(path, errs);
         free(errs);
@@ -166,12 +179,19 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_start(loop, w);
         return;
     }
-    gw_config_load_cancel(load_job);
-    load_job = NULL;
     if (rc == GW_OK)
         swap_in(cf);
     else
         log_reload_failure(load_path, errs);
+    gw_config_load_cancel(load_job); /* after the swap: the collector restarts */
+    load_job = NULL;
+    if (rc == GW_OK)
+        gc_done = 0;
+    if (rc == GW_OK && !load_next[0]) {
+        gc_served = worker.stats->requests;
+        ev_timer_set(&gc_timer, 0, 0);
+        ev_timer_start(loop, &gc_timer);
+    }
     free(errs);
     report_load(load_path, rc == GW_OK ? cf : NULL);
     if (load_next[0] && !worker.stopping) {
@@ -180,6 +200,27 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
         load_next[0] = '\0';
         load_begin(path);
     }
+}
+
+static void gc_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    double t0 = now_mono();
+    int done;
+    do
+        done = lua_gc(worker.L, LUA_GCSTEP, 0);
+    while (!done && now_mono() - t0 < GC_SLICE_S);
+    double t = now_mono() - t0;
+    if (trace && t > TRACE_MIN)
+        gw_log(GW_LOG_NOTICE, "reload trace: a collector slice took %.1f ms", t * 1000);
+    if (done) {
+        gc_done = 1;
+        return;
+    }
+    double pause = worker.stats->requests != gc_served ? t : 0;
+    gc_served = worker.stats->requests;
+    ev_now_update(loop);
+    ev_timer_set(w, pause, 0);
+    ev_timer_start(loop, w);
 }
 
 static void reload(const char *path)
@@ -214,6 +255,7 @@ static void swap_in(struct gw_config *cf)
 
 static void begin_stop(void)
 {
+    ev_timer_stop(worker.loop, &gc_timer);
     if (load_job) { /* a stopping worker takes no new configuration */
         ev_timer_stop(worker.loop, &load_timer);
         gw_config_load_cancel(load_job);
@@ -380,7 +422,12 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
             *slash = '\0';
         gw_admin_worker_init(slash ? dir : ".", report_fd);
     }
+    /* below the requests' watchers: in a loop turn where both are due,
+     * the requests' callbacks run first */
     ev_init(&load_timer, load_step_cb);
+    ev_set_priority(&load_timer, EV_MINPRI);
+    ev_init(&gc_timer, gc_step_cb);
+    ev_set_priority(&gc_timer, EV_MINPRI);
     ev_io_init(&worker.ctl, ctl_cb, ctl_fd, EV_READ);
     ev_io_start(worker.loop, &worker.ctl);
     ev_signal_init(&worker.sigterm, sig_cb, SIGTERM);

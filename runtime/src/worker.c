@@ -400,6 +400,11 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
     snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s",
              worker.config->hash);
     worker.stats->config_at = now_epoch();
+    /* the master keeps the snapshot a worker starts with until it hears
+     * from it (master.c, started) */
+    report_pipe = report_fd;
+    master_pid = getppid();
+    report_load(config_path, worker.config);
     if (gw_access_log_open(gw_settings.access_log) != 0)
         worker_exit(2);
     if (gw_dns_init() != 0)
@@ -412,8 +417,6 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
         ev_io_start(worker.loop, &worker.lio[i]);
     }
     worker.ctl_fd = ctl_fd;
-    report_pipe = report_fd;
-    master_pid = getppid();
     {
         char dir[256];
         snprintf(dir, sizeof(dir), "%s", config_path);

@@ -255,8 +255,8 @@ static int in_use(const char *path)
     return 0;
 }
 
-/* Unlinks the snapshot at path (a copy of it: the caller may have just
- * dropped its own reference) unless it is still in use. Every place that
+/* Unlinks the snapshot ref names unless it is still in use (ref is copied
+ * first: it may be the slot the caller just cleared). Every place that
  * drops a reference calls it, so the run directory holds the snapshots in
  * use and no others. */
 static void drop_snapshot(const char *ref)
@@ -281,9 +281,9 @@ static void started(int id)
 }
 
 /* Tells every worker to load path, and keeps path among the last three
- * snapshots: workers read the new snapshot at once; the one before it may
- * still be in use by a worker that is starting: drop the one before that
- * (unless it is the one known good). */
+ * snapshots ordered: a worker reads a snapshot when it starts loading it,
+ * which may come after a newer order (it loads one at a time). The oldest
+ * of the three goes, unless still in use (drop_snapshot). */
 static void send_reload(const char *path)
 {
     char line[300];

@@ -61,6 +61,12 @@ function _M.finish()
 end
 
 
+-- Whether a sliced load runs in this coroutine (point() may yield).
+function _M.active()
+  return co ~= nil and running() == co
+end
+
+
 local function point()
   if co == nil then
     return

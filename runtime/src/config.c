@@ -14,6 +14,7 @@
 #include "gw/buf.h"
 #include "gw/health.h"
 #include "gw/config.h"
+#include "gw/json.h"
 #include "gw/log.h"
 #include "gw/router.h"
 #include "gw/settings-t.h"
@@ -42,6 +43,7 @@ lua_State *gw_lua_new(void)
     lua_setfield(L, -2, "cpath");
     lua_pop(L, 1);
     gw_yaml_preload(L);
+    gw_json_preload(L);
     return L;
 }
 

@@ -11,6 +11,9 @@ local running = coroutine.running
 local yield = coroutine.yield
 local sort = table.sort
 local min = math.min
+local getenv = os.getenv
+local getinfo = debug.getinfo
+local fmt = string.format
 
 local _M = {}
 
@@ -42,14 +45,14 @@ function _M.begin()
   started = clock()
   calls = 0
   trace = nil
-  local v = os.getenv("LUAGATE_RELOAD_TRACE")
+  local v = getenv("LUAGATE_RELOAD_TRACE")
   if ok and lffi.available and v and v ~= "" and v ~= "0" then
     local C = lffi.C
     trace = function(t)
-      local info = debug.getinfo(3, "Sl")
-      local msg = string.format("reload trace: a Lua slice took %.1f ms, up to %s:%d",
-                                t * 1000, info and info.short_src or "?",
-                                info and info.currentline or 0)
+      local info = getinfo(3, "Sl")
+      local msg = fmt("reload trace: a Lua slice took %.1f ms, up to %s:%d",
+                      t * 1000, info and info.short_src or "?",
+                      info and info.currentline or 0)
       C.gw_ffi_log(6, msg, #msg)
     end
   end

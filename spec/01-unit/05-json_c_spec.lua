@@ -81,7 +81,8 @@ local VALID = {
   '{"a":{"x":[1,{"y":"]}"}]},"b":null,"c":true,"d":false,"e":-1.5e3}',
   '{"a\\"b":"c\\\\","k\\u00e9y":["\\"[{","}]\\\\"]}',
   '{"a":[null,null,{"b":[[],[[]]]}],"":""}',
-  '{"_format_version":"3.0","services":[{"name":"s","routes":[{"paths":["/"]}]}],' ..
+  '{"_format_version":"3.0",' ..
+    '"services":[{"name":"s","routes":[{"paths":["/"]}]}],' ..
     '"consumers":[{"username":"u1"},{"username":"u2"}]}',
 }
 
@@ -143,11 +144,12 @@ describe("luagate.json_c", function()
     for s = 1, 60 do
       local routes = {}
       for r = 1, 30 do
-        routes[r] = fmt('{"name":"s%d-r%d","paths":["/s%d/r%d"],"tags":["\\u00e9"]}',
-                        s, r, s, r)
+        routes[r] = fmt('{"name":"s%d-r%d","paths":["/s%d/r%d"],' ..
+                        '"tags":["\\u00e9"]}', s, r, s, r)
       end
-      parts[#parts + 1] = fmt('%s{"name":"s%d","url":"http://127.0.0.1:%d","routes":[%s]}',
-                              s > 1 and "," or "", s, 9000 + s, table.concat(routes, ","))
+      parts[#parts + 1] = fmt(
+        '%s{"name":"s%d","url":"http://127.0.0.1:%d","routes":[%s]}',
+        s > 1 and "," or "", s, 9000 + s, table.concat(routes, ","))
     end
     parts[#parts + 1] = '],"consumers":[{"username":"u1"},{"username":"u2"}]}'
     local text = table.concat(parts)

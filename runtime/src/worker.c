@@ -80,8 +80,8 @@ static double trace_woke;        /* monotonic seconds, at trace_check */
 static void swap_in(struct gw_config *cf);
 
 /* After a swap the worker drives the collector's cycle to its end in
- * slices of GC_SLICE_S on the same terms as a load (low priority, half the
- * loop while requests are answered): that cycle, started after the swap,
+ * slices of GC_SLICE_S on the same terms as a load (at most about half of
+ * the loop while requests are answered): that cycle, started after the swap,
  * frees the replaced configuration, and a load that follows need not
  * finish it (gw_config_load_start's collect). Left to allocations, the
  * cycle would advance only with the requests' Lua garbage, in steps inside

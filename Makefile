@@ -7,7 +7,7 @@ DEPS := build-essential pkg-config libev-dev libssl-dev libhiredis-dev \
         lua-socket lua-penlight lua-expat libpcre2-dev zlib1g-dev \
         libbrotli-dev libnghttp2-dev redis-server nginx libnginx-mod-http-lua \
         wrk nghttp2-client valgrind lua-check clang libclang-rt-14-dev libyaml-dev python3 chromium \
-        curl python3-grpcio
+        curl python3-grpcio strace
 
 LLHTTP_DIR := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp

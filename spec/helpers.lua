@@ -1038,6 +1038,22 @@ function helpers.start_server(cmd, name)
   return srv
 end
 
+-- Starts cmd (a shell command) in the background. Returns { pid, stdout,
+-- stderr (their files), stop() }; it is killed at the end of the run if
+-- still alive.
+function helpers.start_process(cmd, name)
+  local dir = helpers.make_prefix(name or "process")
+  local proc = spawn("exec " .. cmd, dir, name or "process")
+  return {
+    pid = proc.pid,
+    stdout = proc.stdout,
+    stderr = proc.stderr,
+    stop = function()
+      return proc_stop(proc, "TERM", 5)
+    end,
+  }
+end
+
 -- Starts redis-server on a free port (no persistence).
 -- Returns { host, port, pid, stop() }.
 function helpers.redis(opts)

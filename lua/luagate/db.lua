@@ -24,6 +24,7 @@ local ffi = require "ffi"
 local request = require "luagate.request"
 local config = require "luagate.config"
 local typedefs = require "kong.db.schema.typedefs"
+local slice_point = require("luagate.slice").point
 
 local type = type
 local pairs = pairs
@@ -396,6 +397,7 @@ local function build_consumers(conf, idx)
   local groups = conf.consumer_groups or {}
 
   for i, c in ipairs(conf.consumers or {}) do
+    slice_point() -- (set_current builds it in a worker's sliced load)
     local cid = c.id
     local v = setmetatable({
       id = cid, username = c.username, custom_id = c.custom_id,

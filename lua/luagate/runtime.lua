@@ -126,11 +126,14 @@ end
 -- slices: that frees the previous load's garbage and the config it
 -- replaced. Without it, with a reload every second and few requests
 -- to drive the collector between two loads, no cycle would ever end and
--- every config would stay in memory.
+-- every config would stay in memory. A worker that completed a cycle since
+-- its last swap (it drives one in slices after each swap: worker.c) passes
+-- opts.collect = false: that cycle freed the replaced config, and starting
+-- another would walk the running one again.
 function _M.load_sliced(path, opts)
   slice.begin()
   -- (a step is about 6 us; the clock is read every 4 points)
-  local done = false
+  local done = opts.collect == false
   while not done do
     done = collectgarbage("step", 0) or collectgarbage("step", 0)
     slice.point()

@@ -11,6 +11,9 @@ local running = coroutine.running
 local yield = coroutine.yield
 local sort = table.sort
 local min = math.min
+local getenv = os.getenv
+local getinfo = debug.getinfo
+local fmt = string.format
 
 local _M = {}
 
@@ -28,6 +31,8 @@ local co       -- the load's coroutine while one runs
 local clock = os_clock
 local started = 0
 local calls = 0
+local trace    -- LUAGATE_RELOAD_TRACE: a function logging long slices
+local TRACE_MIN = 0.002 -- seconds
 
 
 -- Called at the start of the load's coroutine. In a worker the clock is
@@ -39,11 +44,29 @@ function _M.begin()
   clock = ok and lffi.available and lffi.C.gw_ffi_monotonic or os_clock
   started = clock()
   calls = 0
+  trace = nil
+  local v = getenv("LUAGATE_RELOAD_TRACE")
+  if ok and lffi.available and v and v ~= "" and v ~= "0" then
+    local C = lffi.C
+    trace = function(t)
+      local info = getinfo(3, "Sl")
+      local msg = fmt("reload trace: a Lua slice took %.1f ms, up to %s:%d",
+                      t * 1000, info and info.short_src or "?",
+                      info and info.currentline or 0)
+      C.gw_ffi_log(6, msg, #msg)
+    end
+  end
 end
 
 
 function _M.finish()
   co = nil
+end
+
+
+-- Whether a sliced load runs in this coroutine (point() may yield).
+function _M.active()
+  return co ~= nil and running() == co
 end
 
 
@@ -56,7 +79,11 @@ local function point()
     return
   end
   calls = 0
-  if clock() - started >= BUDGET and running() == co then
+  local t = clock() - started
+  if t >= BUDGET and running() == co then
+    if trace and t > TRACE_MIN then
+      trace(t)
+    end
     yield()
     started = clock()
   end

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gw/balancer.h"
 #include "gw/buf.h"
 #include "gw/health.h"
 #include "gw/config.h"
+#include "gw/json.h"
 #include "gw/log.h"
 #include "gw/memo.h"
 #include "gw/router.h"
@@ -42,6 +44,7 @@ lua_State *gw_lua_new(void)
     lua_setfield(L, -2, "cpath");
     lua_pop(L, 1);
     gw_yaml_preload(L);
+    gw_json_preload(L);
     return L;
 }
 
@@ -226,46 +229,49 @@ static int read_services(lua_State *L, int conf, struct gw_config *cf, char **er
     return 0;
 }
 
-static int read_routes(lua_State *L, int conf, struct gw_config *cf)
+/* Pushes conf.routes and sizes cf->routes for it. Returns the route count,
+ * or -1 when out of memory (the table stays pushed either way). */
+static int routes_alloc(lua_State *L, int conf, struct gw_config *cf)
 {
     lua_getfield(L, conf, "routes");
-    int t = lua_gettop(L);
-    int n = lua_istable(L, t) ? (int)lua_objlen(L, t) : 0;
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     cf->routes = calloc(n ? n : 1, sizeof(struct gw_route));
     if (cf->routes == NULL)
         return -1;
     cf->nroutes = n;
-    for (int i = 0; i < n; i++) {
-        struct gw_route *r = &cf->routes[i];
-        lua_rawgeti(L, t, i + 1);
-        int e = lua_gettop(L);
-        r->name = dup_field(L, e, "name");
-        r->id = dup_field(L, e, "id");
-        r->service = (int)int_field(L, e, "service", 0) - 1;
-        if (r->service >= cf->nservices)
-            r->service = -1;
-        r->strip_path = bool_field(L, e, "strip_path", 1);
-        r->preserve_host = bool_field(L, e, "preserve_host", 0);
-        char *ph = dup_field(L, e, "path_handling");
-        r->path_v1 = ph && strcmp(ph, "v1") == 0;
-        free(ph);
-        r->phases = (uint32_t)int_field(L, e, "phases", 0);
-        r->https_redirect = (int)int_field(L, e, "https_redirect_status_code", 426);
-        lua_getfield(L, e, "protocols");
-        int np = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0, http = 0, https = 0;
-        for (int j = 1; j <= np; j++) {
-            lua_rawgeti(L, -1, j);
-            const char *pr = lua_tostring(L, -1);
-            http |= pr && (strcmp(pr, "http") == 0 || strcmp(pr, "grpc") == 0);
-            https |= pr && (strcmp(pr, "https") == 0 || strcmp(pr, "grpcs") == 0);
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-        r->https_only = https && !http;
+    return n;
+}
+
+/* Reads routes[i + 1] of the routes table at index t into cf->routes[i]. */
+static void read_route(lua_State *L, int t, struct gw_config *cf, int i)
+{
+    struct gw_route *r = &cf->routes[i];
+    lua_rawgeti(L, t, i + 1);
+    int e = lua_gettop(L);
+    r->name = dup_field(L, e, "name");
+    r->id = dup_field(L, e, "id");
+    r->service = (int)int_field(L, e, "service", 0) - 1;
+    if (r->service >= cf->nservices)
+        r->service = -1;
+    r->strip_path = bool_field(L, e, "strip_path", 1);
+    r->preserve_host = bool_field(L, e, "preserve_host", 0);
+    char *ph = dup_field(L, e, "path_handling");
+    r->path_v1 = ph && strcmp(ph, "v1") == 0;
+    free(ph);
+    r->phases = (uint32_t)int_field(L, e, "phases", 0);
+    r->https_redirect = (int)int_field(L, e, "https_redirect_status_code", 426);
+    lua_getfield(L, e, "protocols");
+    int np = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0, http = 0, https = 0;
+    for (int j = 1; j <= np; j++) {
+        lua_rawgeti(L, -1, j);
+        const char *pr = lua_tostring(L, -1);
+        http |= pr && (strcmp(pr, "http") == 0 || strcmp(pr, "grpc") == 0);
+        https |= pr && (strcmp(pr, "https") == 0 || strcmp(pr, "grpcs") == 0);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    return 0;
+    r->https_only = https && !http;
+    lua_pop(L, 1);
 }
 
 static int algo_of(const char *a)
@@ -463,7 +469,7 @@ static lua_State *owner_L; /* the state that holds lua_ref of live configs */
 
 /* Pushes luagate.runtime[fn] and its two arguments (path, opts). Returns 0,
  * or -1 with the error message pushed. */
-static int push_load_call(lua_State *L, const char *fn, const char *path)
+static int push_load_call(lua_State *L, const char *fn, const char *path, int collect)
 {
     lua_getglobal(L, "require");
     lua_pushstring(L, "luagate.runtime");
@@ -483,6 +489,8 @@ static int push_load_call(lua_State *L, const char *fn, const char *path)
     lua_setfield(L, -2, "prefix");
     lua_pushboolean(L, gw_worker != NULL);
     lua_setfield(L, -2, "worker");
+    lua_pushboolean(L, collect);
+    lua_setfield(L, -2, "collect");
     return 0;
 }
 
@@ -495,66 +503,104 @@ static char *lua_failure(lua_State *L, const char *path)
     return strdup(buf);
 }
 
-/* The C structures of the configuration whose luagate.runtime.load results
- * are the top three values of L (conf, entries | nil, errs_text). Pops
- * nothing; the caller restores its stack. */
-static struct gw_config *config_build(lua_State *L, const char *path, char **errs)
+/* "<path>: <e>" in *errs, freeing e (a malloc'd message or NULL: out of
+ * memory). */
+static void errs_with_path(char **errs, const char *path, char *e)
 {
-    struct gw_config *cf = NULL;
-    if (lua_isnil(L, -3)) {
-        const char *e = lua_tostring(L, -2);
+    if (e == NULL) {
+        *errs = strdup("out of memory loading the configuration");
+        return;
+    }
+    size_t n = strlen(path) + strlen(e) + 4;
+    *errs = malloc(n);
+    if (*errs)
+        snprintf(*errs, n, "%s: %s", path, e);
+    free(e);
+}
+
+/* A new configuration for the luagate.runtime.load results at conf, conf +
+ * 1, conf + 2 (conf, entries | nil, errs_text): NULL with *errs when the
+ * load refused the file or memory is short. */
+static struct gw_config *config_new(lua_State *L, int conf, char **errs)
+{
+    if (lua_isnil(L, conf)) {
+        const char *e = lua_tostring(L, conf + 1);
         *errs = strdup(e ? e : "invalid configuration");
         return NULL;
     }
-    int conf = lua_gettop(L) - 2;
-    int entries = conf + 1;
-    cf = calloc(1, sizeof(*cf));
-    if (cf == NULL)
-        goto oom;
+    struct gw_config *cf = calloc(1, sizeof(*cf));
+    if (cf == NULL) {
+        *errs = strdup("out of memory loading the configuration");
+        return NULL;
+    }
     cf->refs = 1;
     cf->lua_ref = LUA_NOREF;
     cf->generation = ++generation;
     lua_getfield(L, conf, "hash");
     snprintf(cf->hash, sizeof(cf->hash), "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
     lua_pop(L, 1);
-    if (read_services(L, conf, cf, errs) != 0 || read_routes(L, conf, cf) != 0 ||
-        read_balancers(L, conf, cf) != 0) {
-        if (*errs == NULL)
-            goto oom;
-        char *e = *errs;
-        size_t n = strlen(path) + strlen(e) + 4;
-        *errs = malloc(n);
-        if (*errs)
-            snprintf(*errs, n, "%s: %s", path, e);
-        free(e);
-        config_free(cf, NULL);
-        return NULL;
+    return cf;
+}
+
+/* Services, upstreams and TLS of cf (all but routes and router). -1 with
+ * *errs. Leaves the stack as it found it. */
+static int config_entities(lua_State *L, int conf, struct gw_config *cf, const char *path,
+                           char **errs)
+{
+    int top = lua_gettop(L);
+    if (read_services(L, conf, cf, errs) != 0 || read_balancers(L, conf, cf) != 0) {
+        lua_settop(L, top);
+        errs_with_path(errs, path, *errs);
+        return -1;
     }
+    lua_settop(L, top);
     cf->global_phases = (uint32_t)int_field(L, conf, "global_phases", 0);
     char terr[512];
     if (gw_tls_config_build(L, conf, cf, terr, sizeof(terr)) != 0) {
-        char buf[768];
-        snprintf(buf, sizeof(buf), "%s: %s", path, terr);
-        *errs = strdup(buf);
-        config_free(cf, NULL);
-        return NULL;
+        lua_settop(L, top);
+        errs_with_path(errs, path, strdup(terr));
+        return -1;
     }
+    lua_settop(L, top);
+    return 0;
+}
+
+static void router_failed(char **errs, const char *path, const char *rerr)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s: could not build the router: %s", path,
+             rerr ? rerr : "unknown error");
+    *errs = strdup(buf);
+}
+
+/* The C structures of the configuration whose luagate.runtime.load results
+ * are the top three values of L (conf, entries | nil, errs_text), in one
+ * piece. Pops nothing; the caller restores its stack. */
+static struct gw_config *config_build(lua_State *L, const char *path, char **errs)
+{
+    int conf = lua_gettop(L) - 2;
+    struct gw_config *cf = config_new(L, conf, errs);
+    if (cf == NULL || config_entities(L, conf, cf, path, errs) != 0)
+        goto fail;
+    int n = routes_alloc(L, conf, cf);
+    if (n < 0) {
+        *errs = strdup("out of memory loading the configuration");
+        goto fail;
+    }
+    for (int i = 0; i < n; i++)
+        read_route(L, lua_gettop(L), cf, i);
+    lua_pop(L, 1);
     const char *rerr = NULL;
-    if (gw_router_build(L, entries, &cf->router, &rerr) != GW_OK) {
-        char buf[512];
-        snprintf(buf, sizeof(buf), "%s: could not build the router: %s", path,
-                 rerr ? rerr : "unknown error");
-        *errs = strdup(buf);
-        config_free(cf, NULL);
-        return NULL;
+    if (gw_router_build(L, conf + 1, &cf->router, &rerr) != GW_OK) {
+        router_failed(errs, path, rerr);
+        goto fail;
     }
     lua_pushvalue(L, conf);
     cf->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return cf;
-oom:
+fail:
     if (cf)
         config_free(cf, NULL);
-    *errs = strdup("out of memory loading the configuration");
     return NULL;
 }
 
@@ -562,7 +608,7 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
 {
     *errs = NULL;
     int top = lua_gettop(L);
-    if (push_load_call(L, "load", path) != 0 || lua_pcall(L, 2, 3, 0) != 0) {
+    if (push_load_call(L, "load", path, 1) != 0 || lua_pcall(L, 2, 3, 0) != 0) {
         *errs = lua_failure(L, path);
         lua_settop(L, top);
         return NULL;
@@ -576,15 +622,40 @@ struct gw_config *gw_config_load(lua_State *L, const char *path, char **errs)
 
 /* ---- a load in slices (worker reloads) ---- */
 
+/* Wall time a step of the C build runs before it returns to the loop: the
+ * Lua part's slice (luagate.slice's BUDGET). */
+#define SLICE_S 0.0001
+#define ROUTES_PER_CLOCK 16 /* routes read between two clock reads */
+
+enum job_stage {
+    JOB_LUA,      /* luagate.runtime.load_sliced runs in co */
+    JOB_ENTITIES, /* services, upstreams, TLS: one piece */
+    JOB_ROUTES,   /* cf->routes, a few routes per clock read */
+    JOB_ROUTER,   /* the router, gw_router_build_step */
+};
+
 struct gw_config_job {
     lua_State *L;  /* the worker's state */
-    lua_State *co; /* the load's coroutine */
+    lua_State *co; /* the load's coroutine; then its results, at 1..3 */
     int co_ref;    /* keeps co alive */
     int nargs;     /* arguments for the first resume, then 0 */
+    enum job_stage stage;
+    struct gw_config *cf;          /* being built (after JOB_LUA); no request sees it */
+    int next_route;                /* JOB_ROUTES: the next route to read */
+    struct gw_router_builder *rb;  /* JOB_ROUTER */
+    int gc_stopped;                /* the collector is stopped for the C build */
     char path[512];
 };
 
-struct gw_config_job *gw_config_load_start(lua_State *L, const char *path, char **errs)
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct gw_config_job *gw_config_load_start(lua_State *L, const char *path, int collect,
+                                           char **errs)
 {
     *errs = NULL;
     struct gw_config_job *j = calloc(1, sizeof(*j));
@@ -593,10 +664,11 @@ struct gw_config_job *gw_config_load_start(lua_State *L, const char *path, char 
         return NULL;
     }
     j->L = L;
+    j->stage = JOB_LUA;
     snprintf(j->path, sizeof(j->path), "%s", path);
     j->co = lua_newthread(L);
     j->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (push_load_call(j->co, "load_sliced", path) != 0) {
+    if (push_load_call(j->co, "load_sliced", path, collect) != 0) {
         *errs = lua_failure(j->co, path);
         gw_config_load_cancel(j);
         return NULL;
@@ -605,10 +677,10 @@ struct gw_config_job *gw_config_load_start(lua_State *L, const char *path, char 
     return j;
 }
 
-int gw_config_load_step(struct gw_config_job *j, struct gw_config **out, char **errs)
+/* One slice of the Lua part. At its end the results stay on co's stack
+ * (conf at 1, entries at 2) for the C build. */
+static int lua_step(struct gw_config_job *j, char **errs)
 {
-    *out = NULL;
-    *errs = NULL;
     int nargs = j->nargs;
     j->nargs = 0;
     int rc = lua_resume(j->co, nargs);
@@ -621,10 +693,91 @@ int gw_config_load_step(struct gw_config_job *j, struct gw_config **out, char **
         return GW_ERROR;
     }
     lua_settop(j->co, 3); /* conf, entries | nil, errs_text (nil-padded) */
-    *out = config_build(j->co, j->path, errs);
-    if (*out)
+    j->cf = config_new(j->co, 1, errs);
+    if (j->cf == NULL)
+        return GW_ERROR;
+    /* The C build makes next to no Lua garbage. Stopped until the swap, the
+     * collector's next cycle starts after it, once the replaced config is
+     * released: that one cycle frees it (gw_config_load_cancel restarts). */
+    lua_gc(j->L, LUA_GCSTOP, 0);
+    j->gc_stopped = 1;
+    j->stage = JOB_ENTITIES;
+    return GW_AGAIN; /* the C build starts with a slice of its own */
+}
+
+/* Reads routes until the deadline or the last one. */
+static void routes_step(struct gw_config_job *j, double deadline)
+{
+    lua_State *L = j->co;
+    lua_getfield(L, 1, "routes");
+    int t = lua_gettop(L);
+    while (j->next_route < j->cf->nroutes) {
+        read_route(L, t, j->cf, j->next_route++);
+        if (j->next_route % ROUTES_PER_CLOCK == 0 && mono() >= deadline)
+            break;
+    }
+    lua_settop(L, t - 1);
+}
+
+/* One slice of the C build: stages run until the deadline passes; a stage
+ * that cannot be cut (JOB_ENTITIES) runs whole. */
+static int build_step(struct gw_config_job *j, double deadline, struct gw_config **out,
+                      char **errs)
+{
+    lua_State *L = j->co;
+    const char *rerr = NULL;
+    do {
+        switch (j->stage) {
+        case JOB_LUA:
+            return GW_ERROR; /* not reached */
+        case JOB_ENTITIES:
+            if (config_entities(L, 1, j->cf, j->path, errs) != 0)
+                return GW_ERROR;
+            if (routes_alloc(L, 1, j->cf) < 0) {
+                lua_settop(L, 3);
+                *errs = strdup("out of memory loading the configuration");
+                return GW_ERROR;
+            }
+            lua_settop(L, 3);
+            j->stage = JOB_ROUTES;
+            break;
+        case JOB_ROUTES:
+            routes_step(j, deadline);
+            if (j->next_route < j->cf->nroutes)
+                break;
+            if (gw_router_build_start(L, 2, &j->rb, &rerr) != GW_OK) {
+                router_failed(errs, j->path, rerr);
+                return GW_ERROR;
+            }
+            j->stage = JOB_ROUTER;
+            break;
+        case JOB_ROUTER: {
+            int rc = gw_router_build_step(j->rb, L, 2, deadline, &j->cf->router, &rerr);
+            if (rc == GW_AGAIN)
+                break;
+            if (rc != GW_OK) {
+                router_failed(errs, j->path, rerr);
+                return GW_ERROR;
+            }
+            lua_pushvalue(L, 1);
+            j->cf->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            *out = j->cf;
+            j->cf = NULL;
+            return GW_OK;
+        }
+        }
+    } while (mono() < deadline);
+    return GW_AGAIN;
+}
+
+int gw_config_load_step(struct gw_config_job *j, struct gw_config **out, char **errs)
+{
+    *out = NULL;
+    *errs = NULL;
+    int rc = j->stage == JOB_LUA ? lua_step(j, errs) : build_step(j, mono() + SLICE_S, out, errs);
+    if (rc == GW_OK)
         owner_L = j->L; /* lua_ref is in the registry every thread shares */
-    return *out ? GW_OK : GW_ERROR;
+    return rc;
 }
 
 void gw_config_load_cancel(struct gw_config_job *j)
@@ -641,6 +794,11 @@ void gw_config_load_cancel(struct gw_config_job *j)
         }
         lua_settop(j->L, top);
     }
+    if (j->cf) /* dropped during the C build: no request ever saw it */
+        config_free(j->cf, NULL);
+    if (j->gc_stopped)
+        lua_gc(j->L, LUA_GCRESTART, 0);
+    gw_router_build_free(&j->rb);
     luaL_unref(j->L, LUA_REGISTRYINDEX, j->co_ref);
     free(j);
 }

@@ -43,6 +43,10 @@ struct slot {
     double started;      /* when it was forked */
     int quick_deaths;    /* consecutive deaths within a second of starting */
     double respawn_at;   /* 0: not waiting */
+    char starting[256];  /* the snapshot it was forked with, until its first report: it
+                            may not have opened it yet, so the file stays */
+    int ordered;         /* number of the newest snapshot it was forked with or told to
+                            load */
 };
 
 static int listen_fds[GW_MAX_WORKERS][GW_MAX_LISTEN];
@@ -50,7 +54,7 @@ static struct slot slots[GW_MAX_WORKERS];
 static char rundir[64];
 static char snapshot[256]; /* the last configuration known good: new workers load it */
 static int snapshot_gen;
-static char kept[3][256]; /* the last snapshots: a starting worker may still read one */
+static char kept[3][256]; /* the last snapshots ordered: a worker may still read one */
 
 static double now(void)
 {
@@ -167,6 +171,16 @@ static int bind_all(void)
     return 0;
 }
 
+/* The N of a snapshot's path (".../config-N.ext"), or 0. */
+static int snapshot_number(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    int n = 0;
+    if (base == NULL || sscanf(base + 1, "config-%d", &n) != 1)
+        return 0;
+    return n;
+}
+
 static int spawn(int id)
 {
     int p[2], rp[2];
@@ -214,18 +228,10 @@ static int spawn(int id)
     slots[id].ctl = p[1];
     slots[id].started = now();
     slots[id].respawn_at = 0;
+    snprintf(slots[id].starting, sizeof(slots[id].starting), "%s", snapshot);
+    slots[id].ordered = snapshot_number(snapshot);
     gw_stats->w[id].pid = pid;
     return 0;
-}
-
-/* The N of a snapshot's path (".../config-N.ext"), or 0. */
-static int snapshot_number(const char *path)
-{
-    const char *base = strrchr(path, '/');
-    int n = 0;
-    if (base == NULL || sscanf(base + 1, "config-%d", &n) != 1)
-        return 0;
-    return n;
 }
 
 static int is_kept(const char *path)
@@ -236,29 +242,75 @@ static int is_kept(const char *path)
     return 0;
 }
 
+/* Whether a worker may still open the snapshot at path: it is the one
+ * known good (restarted workers start with it), one of the last ordered,
+ * or the one a worker that has not reported yet was forked with. */
+static int in_use(const char *path)
+{
+    if (strcmp(snapshot, path) == 0 || is_kept(path))
+        return 1;
+    for (int i = 0; i < gw_settings.workers; i++)
+        if (slots[i].pid > 0 && strcmp(slots[i].starting, path) == 0)
+            return 1;
+    return 0;
+}
+
+/* Unlinks the snapshot ref names unless it is still in use (ref is copied
+ * first: it may be the slot the caller just cleared). Every place that
+ * drops a reference calls it, so the run directory holds the snapshots in
+ * use and no others. */
+static void drop_snapshot(const char *ref)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s", ref);
+    if (path[0] && !in_use(path))
+        unlink(path);
+}
+
+/* The worker in slot id reported something: it has opened the snapshot it
+ * was forked with (a worker loads it before it reads any order). */
+static void started(int id)
+{
+    struct slot *s = &slots[id];
+    if (s->starting[0] == '\0')
+        return;
+    char path[256];
+    snprintf(path, sizeof(path), "%s", s->starting);
+    s->starting[0] = '\0';
+    drop_snapshot(path);
+}
+
 /* Tells every worker to load path, and keeps path among the last three
- * snapshots: workers read the new snapshot at once; the one before it may
- * still be in use by a worker that is starting: drop the one before that
- * (unless it is the one known good). */
+ * snapshots ordered: a worker reads a snapshot when it starts loading it,
+ * which may come after a newer order (it loads one at a time). The oldest
+ * of the three goes, unless still in use (drop_snapshot). */
 static void send_reload(const char *path)
 {
     char line[300];
     int n = snprintf(line, sizeof(line), "reload %s\n", path);
-    for (int i = 0; i < gw_settings.workers; i++)
-        if (slots[i].pid > 0 && write(slots[i].ctl, line, (size_t)n) != n)
+    for (int i = 0; i < gw_settings.workers; i++) {
+        if (slots[i].pid <= 0)
+            continue;
+        if (write(slots[i].ctl, line, (size_t)n) != n)
             gw_log(GW_LOG_ERR, "could not signal worker %d to reload: %s", i, strerror(errno));
-    if (kept[0][0] && strcmp(kept[0], snapshot) != 0)
-        unlink(kept[0]);
+        else
+            slots[i].ordered = snapshot_number(path);
+    }
+    char oldest[256];
+    snprintf(oldest, sizeof(oldest), "%s", kept[0]);
     memmove(kept[0], kept[1], sizeof(kept[0]) * 2);
     snprintf(kept[2], sizeof(kept[2]), "%s", path);
+    drop_snapshot(oldest);
 }
 
-/* Makes path the snapshot new workers load. */
+/* Makes path the snapshot new workers load. The one it replaces stays
+ * while a worker may still open it (drop_snapshot). */
 static void set_snapshot(const char *path)
 {
-    if (snapshot[0] && strcmp(snapshot, path) != 0 && !is_kept(snapshot))
-        unlink(snapshot);
+    char old[256];
+    snprintf(old, sizeof(old), "%s", snapshot);
     snprintf(snapshot, sizeof(snapshot), "%s", path);
+    drop_snapshot(old);
 }
 
 /* Makes path, validated here, the running snapshot and tells every worker
@@ -319,6 +371,18 @@ static void worker_loaded(int id, const char *path, const char *hash)
     if (!is_kept(path))
         return; /* already replaced by a newer snapshot */
     set_snapshot(path);
+    /* a worker restarted after the order went out started with the older
+     * snapshot and never got it */
+    char line[300];
+    int len = snprintf(line, sizeof(line), "reload %s\n", path);
+    for (int i = 0; i < gw_settings.workers; i++)
+        if (slots[i].pid > 0 && slots[i].ordered < n) {
+            if (write(slots[i].ctl, line, (size_t)len) != len)
+                gw_log(GW_LOG_ERR, "could not signal worker %d to reload: %s", i,
+                       strerror(errno));
+            else
+                slots[i].ordered = n;
+        }
     gw_log(GW_LOG_NOTICE, "configuration %s reloaded from %s", hash, gw_settings.config_path);
 }
 
@@ -377,12 +441,14 @@ static void read_reports(void)
                 if (strncmp(line, "apply ", 6) == 0) {
                     apply(i, line + 6);
                 } else if (strncmp(line, "loaded ", 7) == 0) {
+                    started(i);
                     char *sp = strchr(line + 7, ' ');
                     if (sp) {
                         *sp = '\0';
                         worker_loaded(i, line + 7, sp + 1);
                     }
                 } else if (strncmp(line, "load-failed ", 12) == 0) {
+                    started(i);
                     worker_loaded(i, line + 12, NULL);
                 }
                 line = nl + 1;
@@ -400,6 +466,9 @@ static void cleanup(void)
     for (int i = 0; i < 3; i++)
         if (kept[i][0])
             unlink(kept[i]);
+    for (int i = 0; i < GW_MAX_WORKERS; i++)
+        if (slots[i].starting[0])
+            unlink(slots[i].starting);
     if (snapshot[0])
         unlink(snapshot);
     rmdir(rundir);
@@ -417,6 +486,12 @@ static void reap(int stopping)
             if (slots[i].pid != pid)
                 continue;
             slots[i].pid = 0;
+            if (slots[i].starting[0]) { /* died before it reported */
+                char path[256];
+                snprintf(path, sizeof(path), "%s", slots[i].starting);
+                slots[i].starting[0] = '\0';
+                drop_snapshot(path);
+            }
             close(slots[i].ctl);
             slots[i].ctl = -1;
             if (slots[i].report > 0)

@@ -20,6 +20,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <lua.h>
@@ -625,89 +626,185 @@ static int place_entry(lua_State *L, int t, struct gw_router *r, struct gw_rentr
     return rc;
 }
 
-static size_t count_hosts(lua_State *L, int entries, size_t n)
-{
-    size_t total = 0;
+/* ---- public API ------------------------------------------------------- */
 
-    for (size_t i = 1; i <= n; i++) {
-        lua_rawgeti(L, entries, (int)i);
-        if (lua_type(L, -1) == LUA_TTABLE && raw_field(L, lua_gettop(L), "hosts") == LUA_TTABLE) {
-            total += lua_objlen(L, -1);
-        }
-        lua_settop(L, entries);
-    }
-    return total;
+/* A build in steps (see router.h): the entries are first counted for their
+ * hosts (the exact-host table is sized before any insertion), then read and
+ * placed one by one. The router stays private to the builder until it is
+ * complete. */
+struct gw_router_builder {
+    struct gw_router *r; /* being built; entries [0, r->nentries) are placed */
+    size_t n;            /* entries in the Lua array */
+    size_t next;         /* 0-based: the next entry to count, then to place */
+    size_t nhosts;       /* hosts counted so far */
+    int counting;        /* 1 while the hosts are counted */
+    uint32_t maxcap;     /* capture pairs of the largest regex */
+};
+
+static double router_clock(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* ---- public API ------------------------------------------------------- */
+/* Absolute index of the entries table at idx, or 0 when it is not a table. */
+static int entries_index(lua_State *L, int idx)
+{
+    if (idx < 0 && idx > LUA_REGISTRYINDEX) {
+        idx = lua_gettop(L) + idx + 1;
+    }
+    return lua_type(L, idx) == LUA_TTABLE ? idx : 0;
+}
+
+/* See router.h. */
+int gw_router_build_start(lua_State *L, int idx, struct gw_router_builder **out, const char **err)
+{
+    struct gw_router_builder *b;
+    int entries = entries_index(L, idx);
+
+    *out = NULL;
+    if (entries == 0) {
+        *err = "router: entries must be a table";
+        return GW_ERROR;
+    }
+    *err = "router: out of memory";
+    b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        return GW_ERROR;
+    }
+    b->n = lua_objlen(L, entries);
+    b->counting = 1;
+    b->maxcap = 1;
+    b->r = calloc(1, sizeof(*b->r));
+    if (b->r != NULL) {
+        b->r->entries = calloc(b->n ? b->n : 1, sizeof(*b->r->entries));
+        b->r->any = group_new();
+    }
+    if (b->r == NULL || b->r->entries == NULL || b->r->any == NULL) {
+        gw_router_build_free(&b);
+        return GW_ERROR;
+    }
+    *out = b;
+    return GW_OK;
+}
+
+/* Counts the hosts of entry b->next (1 unit of work). */
+static void count_step(lua_State *L, int entries, struct gw_router_builder *b)
+{
+    lua_rawgeti(L, entries, (int)b->next + 1);
+    if (lua_type(L, -1) == LUA_TTABLE && raw_field(L, lua_gettop(L), "hosts") == LUA_TTABLE) {
+        b->nhosts += lua_objlen(L, -1);
+    }
+    lua_settop(L, entries);
+}
+
+/* Sizes the exact-host table once every entry was counted. */
+static int size_hosts(struct gw_router_builder *b)
+{
+    struct gw_router *r = b->r;
+
+    for (r->hcap = 16; r->hcap < b->nhosts * 2; r->hcap *= 2) {
+    }
+    r->hosts = calloc(r->hcap, sizeof(*r->hosts));
+    return r->hosts ? GW_OK : GW_ERROR;
+}
+
+/* Reads and places entry b->next. */
+static int place_step(lua_State *L, int entries, struct gw_router_builder *b, const char **err)
+{
+    struct gw_router *r = b->r;
+    struct gw_rentry *e = &r->entries[b->next];
+    int rc;
+
+    lua_rawgeti(L, entries, (int)b->next + 1);
+    r->nentries++; /* counted before reading: gw_router_free frees what was read */
+    e->rank = (int)b->next;
+    rc = read_entry(L, entries + 1, e, &b->maxcap, err);
+    if (rc == GW_OK && place_entry(L, entries + 1, r, e) != GW_OK) {
+        *err = "router: out of memory";
+        rc = GW_ERROR;
+    }
+    lua_settop(L, entries);
+    return rc;
+}
+
+/* See router.h. */
+int gw_router_build_step(struct gw_router_builder *b, lua_State *L, int idx, double deadline,
+                         struct gw_router **out, const char **err)
+{
+    int top = lua_gettop(L), entries = entries_index(L, idx);
+    int rc = GW_AGAIN;
+
+    *out = NULL;
+    if (entries == 0 || lua_objlen(L, entries) != b->n) {
+        *err = "router: the entries changed during the build";
+        return GW_ERROR;
+    }
+    lua_pushvalue(L, entries);
+    entries = lua_gettop(L);
+    do {
+        if (b->counting && b->next < b->n) {
+            count_step(L, entries, b);
+            b->next++;
+        } else if (b->counting) {
+            b->counting = 0;
+            b->next = 0;
+            if (size_hosts(b) != GW_OK) {
+                *err = "router: out of memory";
+                rc = GW_ERROR;
+            }
+        } else if (b->next < b->n) {
+            if (place_step(L, entries, b, err) != GW_OK) {
+                rc = GW_ERROR;
+            }
+            b->next++;
+        } else {
+            b->r->md = pcre2_match_data_create(b->maxcap, NULL);
+            if (b->r->md == NULL) {
+                *err = "router: out of memory";
+                rc = GW_ERROR;
+                break;
+            }
+            *out = b->r;
+            b->r = NULL;
+            rc = GW_OK;
+        }
+    } while (rc == GW_AGAIN && (deadline <= 0 || router_clock() < deadline));
+    lua_settop(L, top);
+    return rc;
+}
+
+/* See router.h. */
+void gw_router_build_free(struct gw_router_builder **bp)
+{
+    struct gw_router_builder *b = *bp;
+
+    if (b == NULL) {
+        return;
+    }
+    gw_router_free(&b->r);
+    free(b);
+    *bp = NULL;
+}
 
 /* See router.h. Does not raise: the entries are read with raw accesses. */
 int gw_router_build(lua_State *L, int idx, struct gw_router **out, const char **err)
 {
-    struct gw_router *r = NULL;
-    int top = lua_gettop(L), entries;
-    uint32_t maxcap = 1;
-    size_t n, nhosts;
+    struct gw_router_builder *b = NULL;
+    int rc;
 
     *out = NULL;
-    *err = "router: out of memory";
     if (idx < 0 && idx > LUA_REGISTRYINDEX) {
-        idx = top + idx + 1;
+        idx = lua_gettop(L) + idx + 1;
     }
-    if (lua_type(L, idx) != LUA_TTABLE) {
-        *err = "router: entries must be a table";
-        return GW_ERROR;
+    rc = gw_router_build_start(L, idx, &b, err);
+    if (rc == GW_OK) {
+        rc = gw_router_build_step(b, L, idx, 0, out, err);
     }
-    lua_pushvalue(L, idx);
-    entries = lua_gettop(L);
-    n = lua_objlen(L, entries);
-
-    r = calloc(1, sizeof(*r));
-    if (r == NULL) {
-        goto fail;
-    }
-    r->entries = calloc(n ? n : 1, sizeof(*r->entries));
-    r->any = group_new();
-    if (r->entries == NULL || r->any == NULL) {
-        goto fail;
-    }
-
-    nhosts = count_hosts(L, entries, n);
-    for (r->hcap = 16; r->hcap < nhosts * 2; r->hcap *= 2) {
-    }
-    r->hosts = calloc(r->hcap, sizeof(*r->hosts));
-    if (r->hosts == NULL) {
-        goto fail;
-    }
-
-    for (size_t i = 0; i < n; i++) {
-        struct gw_rentry *e = &r->entries[i];
-
-        lua_rawgeti(L, entries, (int)i + 1);
-        r->nentries++;
-        e->rank = (int)i;
-        if (read_entry(L, entries + 1, e, &maxcap, err) != GW_OK) {
-            goto fail;
-        }
-        if (place_entry(L, entries + 1, r, e) != GW_OK) {
-            *err = "router: out of memory";
-            goto fail;
-        }
-        lua_settop(L, entries);
-    }
-
-    r->md = pcre2_match_data_create(maxcap, NULL);
-    if (r->md == NULL) {
-        goto fail;
-    }
-    lua_settop(L, top);
-    *out = r;
-    return GW_OK;
-
-fail:
-    lua_settop(L, top);
-    gw_router_free(&r);
-    return GW_ERROR;
+    gw_router_build_free(&b);
+    return rc;
 }
 
 /* See router.h. */

@@ -67,7 +67,29 @@ static double load_busy;     /* seconds the slices held the loop, in all */
 static double load_longest;  /* seconds, the longest slice */
 static uint64_t load_served; /* worker.stats->requests after the last slice */
 
+/* LUAGATE_RELOAD_TRACE=1: logs (notice) every reload slice and every loop
+ * turn whose callbacks held the loop more than TRACE_MIN seconds, to find
+ * what a request waits for during a reload (docs/performance.md, "Config
+ * changes"). Off: no watcher, no clock read. */
+#define TRACE_MIN 0.002
+static int trace;
+static ev_check trace_check;     /* the loop woke up: callbacks start */
+static ev_prepare trace_prepare; /* callbacks done: the loop goes to sleep */
+static double trace_woke;        /* monotonic seconds, at trace_check */
+
 static void swap_in(struct gw_config *cf);
+
+/* After a swap the worker drives the collector's cycle to its end in
+ * slices of GC_SLICE_S on the same terms as a load (at most about half of
+ * the loop while requests are answered): that cycle, started after the swap,
+ * frees the replaced configuration, and a load that follows need not
+ * finish it (gw_config_load_start's collect). Left to allocations, the
+ * cycle would advance only with the requests' Lua garbage, in steps inside
+ * the requests, and the next load would do the rest. */
+#define GC_SLICE_S 0.0001
+static ev_timer gc_timer;
+static int gc_done = 1;     /* a cycle ended since the last swap */
+static uint64_t gc_served;  /* worker.stats->requests after the last GC slice */
 
 static int report_pipe = -1; /* the report pipe to the master */
 static pid_t master_pid;
@@ -118,7 +140,8 @@ static void load_begin(const char *path)
 {
     char *errs = NULL;
     snprintf(load_path, sizeof(load_path), "%s", path);
-    load_job = gw_config_load_start(worker.L, path, &errs);
+    ev_timer_stop(worker.loop, &gc_timer); /* the load finishes the cycle if needed */
+    load_job = gw_config_load_start(worker.L, path, !gc_done, &errs);
     if (load_job == NULL) {
         log_reload_failure(path, errs);
         free(errs);
@@ -145,6 +168,9 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
     load_busy += t;
     if (t > load_longest)
         load_longest = t;
+    if (trace && t > TRACE_MIN)
+        gw_log(GW_LOG_NOTICE, "reload trace: slice %d took %.1f ms%s", load_slices, t * 1000,
+               rc == GW_AGAIN ? "" : " (the last)");
     if (rc == GW_AGAIN) {
         double pause = worker.stats->requests != load_served ? t : 0;
         load_served = worker.stats->requests;
@@ -153,12 +179,19 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_start(loop, w);
         return;
     }
-    gw_config_load_cancel(load_job);
-    load_job = NULL;
     if (rc == GW_OK)
         swap_in(cf);
     else
         log_reload_failure(load_path, errs);
+    gw_config_load_cancel(load_job); /* after the swap: the collector restarts */
+    load_job = NULL;
+    if (rc == GW_OK)
+        gc_done = 0;
+    if (rc == GW_OK && !load_next[0]) {
+        gc_served = worker.stats->requests;
+        ev_timer_set(&gc_timer, 0, 0);
+        ev_timer_start(loop, &gc_timer);
+    }
     free(errs);
     report_load(load_path, rc == GW_OK ? cf : NULL);
     if (load_next[0] && !worker.stopping) {
@@ -167,6 +200,27 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
         load_next[0] = '\0';
         load_begin(path);
     }
+}
+
+static void gc_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    double t0 = now_mono();
+    int done;
+    do
+        done = lua_gc(worker.L, LUA_GCSTEP, 0);
+    while (!done && now_mono() - t0 < GC_SLICE_S);
+    double t = now_mono() - t0;
+    if (trace && t > TRACE_MIN)
+        gw_log(GW_LOG_NOTICE, "reload trace: a collector slice took %.1f ms", t * 1000);
+    if (done) {
+        gc_done = 1;
+        return;
+    }
+    double pause = worker.stats->requests != gc_served ? t : 0;
+    gc_served = worker.stats->requests;
+    ev_now_update(loop);
+    ev_timer_set(w, pause, 0);
+    ev_timer_start(loop, w);
 }
 
 static void reload(const char *path)
@@ -201,6 +255,7 @@ static void swap_in(struct gw_config *cf)
 
 static void begin_stop(void)
 {
+    ev_timer_stop(worker.loop, &gc_timer);
     if (load_job) { /* a stopping worker takes no new configuration */
         ev_timer_stop(worker.loop, &load_timer);
         gw_config_load_cancel(load_job);
@@ -268,6 +323,33 @@ static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
     worker_exit(0);
 }
 
+static void trace_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    trace_woke = now_mono();
+}
+
+static void trace_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    double t = trace_woke ? now_mono() - trace_woke : 0;
+    if (t > TRACE_MIN)
+        gw_log(GW_LOG_NOTICE, "reload trace: a loop turn took %.1f ms (%s)", t * 1000,
+               load_job ? "during a load" : "no load running");
+}
+
+static void trace_start(void)
+{
+    const char *v = getenv("LUAGATE_RELOAD_TRACE");
+    trace = v && *v && strcmp(v, "0") != 0;
+    if (!trace)
+        return;
+    ev_check_init(&trace_check, trace_check_cb);
+    ev_check_start(worker.loop, &trace_check);
+    ev_unref(worker.loop);
+    ev_prepare_init(&trace_prepare, trace_prepare_cb);
+    ev_prepare_start(worker.loop, &trace_prepare);
+    ev_unref(worker.loop);
+}
+
 static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     if (gw_buf_pending(&worker.access_buf))
@@ -318,6 +400,11 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
     snprintf(worker.stats->config_hash, sizeof(worker.stats->config_hash), "%s",
              worker.config->hash);
     worker.stats->config_at = now_epoch();
+    /* the master keeps the snapshot a worker starts with until it hears
+     * from it (master.c, started) */
+    report_pipe = report_fd;
+    master_pid = getppid();
+    report_load(config_path, worker.config);
     if (gw_access_log_open(gw_settings.access_log) != 0)
         worker_exit(2);
     if (gw_dns_init() != 0)
@@ -330,8 +417,6 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
         ev_io_start(worker.loop, &worker.lio[i]);
     }
     worker.ctl_fd = ctl_fd;
-    report_pipe = report_fd;
-    master_pid = getppid();
     {
         char dir[256];
         snprintf(dir, sizeof(dir), "%s", config_path);
@@ -340,7 +425,12 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
             *slash = '\0';
         gw_admin_worker_init(slash ? dir : ".", report_fd);
     }
+    /* (at the default priority: at EV_MINPRI a slice ran after the loop
+     * turn's request callbacks and its pause started after them, which
+     * gave the load less than half of the loop: +25 % of wall time per
+     * reload, and loads that queued up under load) */
     ev_init(&load_timer, load_step_cb);
+    ev_init(&gc_timer, gc_step_cb);
     ev_io_init(&worker.ctl, ctl_cb, ctl_fd, EV_READ);
     ev_io_start(worker.loop, &worker.ctl);
     ev_signal_init(&worker.sigterm, sig_cb, SIGTERM);
@@ -353,6 +443,7 @@ void gw_worker_main(int id, const int *listen_fds, int ctl_fd, int report_fd,
     ev_prepare_init(&worker.flush, flush_cb);
     ev_prepare_start(worker.loop, &worker.flush);
     ev_unref(worker.loop);
+    trace_start();
 
     GW_LOG(GW_LOG_INFO, "started");
     ev_run(worker.loop, 0);

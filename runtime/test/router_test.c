@@ -12,6 +12,10 @@
 
 static int ntest, nfail;
 static lua_State *L;
+/* 1: build() builds in steps of one unit (a deadline already past), as a
+ * worker's reload does, and the whole test runs again that way */
+static int stepped;
+static int stepped_builds, stepped_odd; /* builds in steps; those not in 2n + 2 steps */
 
 static void ok(int cond, const char *fmt, ...)
 {
@@ -47,7 +51,28 @@ static struct gw_router *build(const char *config)
         printf("# compile: %s\n", lua_tostring(L, -1));
         exit(1);
     }
-    if (gw_router_build(L, -1, &r, &err) != GW_OK) {
+    if (stepped) {
+        struct gw_router_builder *b = NULL;
+        size_t n = lua_objlen(L, -1), steps = 0;
+        int rc = gw_router_build_start(L, -1, &b, &err), depth = lua_gettop(L);
+
+        while (rc == GW_OK || rc == GW_AGAIN) {
+            rc = gw_router_build_step(b, L, -1, 1e-9, &r, &err);
+            steps++;
+            if (rc != GW_AGAIN || lua_gettop(L) != depth) {
+                break;
+            }
+        }
+        gw_router_build_free(&b);
+        stepped_builds++;
+        /* each entry counted, then placed, one per step; sizing; the end */
+        if (r == NULL || steps != 2 * n + 2 || lua_gettop(L) != depth) {
+            stepped_odd++;
+        }
+        if (r == NULL) {
+            printf("# gw_router_build_step: %s\n", err);
+        }
+    } else if (gw_router_build(L, -1, &r, &err) != GW_OK) {
         printf("# gw_router_build: %s\n", err);
     }
     lua_settop(L, top);
@@ -447,6 +472,42 @@ int main(void)
     test_scale();
     test_normalize();
     test_upstream();
+
+    /* again, with every router built in steps */
+    stepped = 1;
+    test_prefix();
+    test_regex();
+    test_hosts();
+    test_methods_headers();
+    test_ranking();
+    test_scale();
+    ok(stepped_builds >= 8 && stepped_odd == 0,
+       "stepped builds: %d, each in one step per unit of work (%d were not)", stepped_builds,
+       stepped_odd);
+    {
+        struct gw_router_builder *b = NULL;
+        struct gw_router *r = NULL;
+        const char *err = NULL;
+
+        /* a builder dropped half-way frees what it built (ASan/valgrind see it) */
+        (void)luaL_dostring(L, "return require('luagate.router').compile({ routes = {"
+                               " { paths = { '~/a/(?<x>\\\\d+)$' }, hosts = { 'a.com' } },"
+                               " { paths = { '/b' } } } })");
+        ok(gw_router_build_start(L, -1, &b, &err) == GW_OK &&
+               gw_router_build_step(b, L, -1, 1e-9, &r, &err) == GW_AGAIN &&
+               gw_router_build_step(b, L, -1, 1e-9, &r, &err) == GW_AGAIN &&
+               gw_router_build_step(b, L, -1, 1e-9, &r, &err) == GW_AGAIN &&
+               gw_router_build_step(b, L, -1, 1e-9, &r, &err) == GW_AGAIN && r == NULL,
+           "stepped build: no router before the last step");
+        lua_pushnumber(L, 1);
+        lua_rawseti(L, -2, 3); /* the entries table grows under the builder */
+        int rc = gw_router_build_step(b, L, -1, 1e-9, &r, &err);
+        ok(rc == GW_ERROR && r == NULL, "stepped build: entries that changed are refused (%s)",
+           err ? err : "");
+        gw_router_build_free(&b);
+        ok(b == NULL, "gw_router_build_free clears the pointer");
+        lua_settop(L, 0);
+    }
 
     lua_close(L);
     printf("1..%d\n", ntest);

@@ -211,6 +211,17 @@ return { _format_version = "3.0",
       assert.equal(a.services[1].id, c.services[1].id) -- same name
     end)
 
+    it("digests the file in runs (a slice point between two) as a whole",
+       function()
+      -- 5 runs of 64 KB and a bit
+      local text = string.rep("0123456789abcdef", 20000) .. "tail"
+      assert.equal(config.md5_hex(text .. "\0" .. "signature"),
+                   config._md5_hex_parts(text, "\0", "signature"))
+      assert.equal("900150983cd24fb0d6963f7d28e17f72",
+                   config._md5_hex_parts("a", "", "bc"))
+      assert.equal(config.md5_hex(""), config._md5_hex_parts(""))
+    end)
+
     it("keeps given ids", function()
       local id = "6f1d7e2a-1b2c-4d3e-8f9a-0b1c2d3e4f5a"
       local conf = assert(yaml([[

@@ -14,6 +14,24 @@ struct lua_State;
  * keeps no references into the Lua state; free it with gw_router_free. */
 int gw_router_build(struct lua_State *L, int idx, struct gw_router **out, const char **err);
 
+/* The same build in steps, for a worker's reload: each step returns once
+ * the monotonic clock (CLOCK_MONOTONIC, seconds) passes deadline, after one
+ * unit of work at least (an entry counted, or read, compiled and placed);
+ * deadline <= 0: no limit. gw_router_build_start makes the builder (GW_OK,
+ * or GW_ERROR with *err); gw_router_build_step, given the same entries
+ * table at idx each time (it must not change in between), returns GW_AGAIN
+ * (call again), GW_OK with the complete router in *out (the caller owns it),
+ * or GW_ERROR with *err (static text). No router exists for a caller before
+ * GW_OK: a half-built one is never seen. gw_router_build_free frees the
+ * builder and what it built so far (after GW_OK: only the builder);
+ * *b = NULL. None of them raise or leave values on the Lua stack. */
+struct gw_router_builder;
+int gw_router_build_start(struct lua_State *L, int idx, struct gw_router_builder **b,
+                          const char **err);
+int gw_router_build_step(struct gw_router_builder *b, struct lua_State *L, int idx,
+                         double deadline, struct gw_router **out, const char **err);
+void gw_router_build_free(struct gw_router_builder **b);
+
 /* Matches a request. Returns GW_OK and fills *m, or GW_DECLINED when no
  * route matches. The Host may carry ":port"; without one, req->port is used,
  * so a route host "a.com:8000" matches "Host: a.com" on local port 8000,

@@ -135,3 +135,61 @@ describe("proxy-cache through the Admin API", function()
     assert.matches("could not look up", body.message, 1, true)
   end)
 end)
+
+
+-- a Redis that takes connections and never answers: the timer's purge
+-- waits for its timeout while the admin request waits for the timer
+describe("proxy-cache through the Admin API with a Redis that never answers",
+         function()
+  local hole, gw
+
+  lazy_setup(function()
+    local port = helpers.get_free_port()
+    hole = helpers.start_process(fmt("python3 -c \"import socket, time; " ..
+      "s = socket.socket(); " ..
+      "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); " ..
+      "s.bind(('127.0.0.1', %d)); s.listen(64); time.sleep(600)\"", port),
+      "blackhole")
+    helpers.wait_until(function() return helpers.port_open(port) end, 10)
+    gw = assert(helpers.start_luagate({
+      config = {
+        _format_version = "3.0",
+        services = {
+          { name = "s", url = "http://127.0.0.1:9",
+            routes = {
+              { name = "red", paths = { "/red" }, plugins = {
+                { name = "proxy-cache", config = {
+                  strategy = "redis",
+                  redis = { host = "127.0.0.1", port = port,
+                            timeout = 1000 } } } } },
+            } },
+        },
+      },
+      workers = 1,
+    }))
+  end)
+
+  lazy_teardown(function()
+    helpers.stop_luagate(gw)
+    hole.stop()
+  end)
+
+  it("answers when the store's timeout ends, and forgets a client that left",
+     function()
+    -- a client that leaves before the answer: nothing is sent to it, and
+    -- the worker goes on
+    for _ = 1, 3 do
+      local c = assert(helpers.raw_connect(gw.admin_port))
+      assert(c:send("DELETE /proxy-cache HTTP/1.1\r\nHost: x\r\n\r\n"))
+      c.sock:close()
+    end
+    local t0 = helpers.gettime()
+    local res = assert(helpers.request_once(gw.admin_port,
+      { method = "DELETE", path = "/proxy-cache" }, 10))
+    assert.equal(502, res.status)
+    assert.matches("could not purge every store", res.body, 1, true)
+    assert.is_true(helpers.gettime() - t0 >= 0.9) -- it waited for Redis
+    res = assert(helpers.request_once(gw.admin_port, { path = "/status" }))
+    assert.equal(200, res.status)
+  end)
+end)

@@ -394,7 +394,13 @@ int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nl
     return GW_OK;
 }
 
-int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len, const char **err)
+/* Packed headers (kong.response.pack_headers, auth.lua): per header an op
+ * digit, the name, NUL, the value, NUL. Applies set(r, op, ...) to each; an
+ * op outside allowed (a mask of 1 << op) makes them malformed. */
+static int apply_packed(struct gw_req *r, const char *p, size_t len, uint32_t allowed,
+                        int (*set)(struct gw_req *, int, const char *, size_t, const char *,
+                                   size_t, const char **),
+                        const char **err)
 {
     const char *end = p + len;
     while (p < end) {
@@ -403,17 +409,25 @@ int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len, cons
         const char *nend = memchr(name, '\0', (size_t)(end - name));
         const char *value = nend ? nend + 1 : NULL;
         const char *vend = value ? memchr(value, '\0', (size_t)(end - value)) : NULL;
-        int base = op & ~GW_HDR_NAME_OK;
-        if (vend == NULL || (base != GW_HDR_SET && base != GW_HDR_ADD && base != GW_HDR_CLEAR)) {
+        if (vend == NULL || op < 0 || op > 31 || !(allowed & (1u << op))) {
             *err = "malformed packed headers";
             return GW_ERROR;
         }
-        if (gw_ffi_upstream_header(r, op, name, (size_t)(nend - name), value,
-                                   (size_t)(vend - value), err) != GW_OK)
+        if (set(r, op, name, (size_t)(nend - name), value, (size_t)(vend - value), err) != GW_OK)
             return GW_ERROR;
         p = vend + 1;
     }
     return GW_OK;
+}
+
+#define OPS(a, b, c) (1u << (a) | 1u << (b) | 1u << (c))
+
+int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len, const char **err)
+{
+    uint32_t allowed = OPS(GW_HDR_SET, GW_HDR_ADD, GW_HDR_CLEAR) |
+                       OPS(GW_HDR_SET | GW_HDR_NAME_OK, GW_HDR_ADD | GW_HDR_NAME_OK,
+                           GW_HDR_CLEAR | GW_HDR_NAME_OK);
+    return apply_packed(r, p, len, allowed, gw_ffi_upstream_header, err);
 }
 
 static int set_str(struct gw_req *r, struct gw_str *s, const char *p, size_t n, const char **err)
@@ -625,23 +639,8 @@ int gw_ffi_resp_set_header_int(struct gw_req *r, int op, const char *name, size_
 
 int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len, const char **err)
 {
-    const char *end = p + len;
-    while (p < end) {
-        int op = *p++ - '0';
-        const char *name = p;
-        const char *nend = memchr(name, '\0', (size_t)(end - name));
-        const char *value = nend ? nend + 1 : NULL;
-        const char *vend = value ? memchr(value, '\0', (size_t)(end - value)) : NULL;
-        if (vend == NULL || (op != GW_HDR_SET && op != GW_HDR_ADD)) {
-            *err = "malformed packed headers";
-            return GW_ERROR;
-        }
-        if (gw_ffi_resp_set_header(r, op, name, (size_t)(nend - name), value,
-                                   (size_t)(vend - value), err) != GW_OK)
-            return GW_ERROR;
-        p = vend + 1;
-    }
-    return GW_OK;
+    return apply_packed(r, p, len, 1u << GW_HDR_SET | 1u << GW_HDR_ADD, gw_ffi_resp_set_header,
+                        err);
 }
 
 int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name, size_t nlen, int idx,

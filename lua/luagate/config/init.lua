@@ -98,6 +98,15 @@ local md_hex = {}
 local md5_type
 
 
+-- The 16 bytes of md_buf as 32 lowercase hex digits.
+local function digest_hex()
+  for i = 0, 15 do
+    md_hex[i + 1] = HEX[md_buf[i]]
+  end
+  return concat(md_hex)
+end
+
+
 -- md5 of `s`, 32 lowercase hex digits. The output buffers are shared: no
 -- allocation but the result (ids are derived with it, one per entity).
 local function md5_hex(s)
@@ -108,10 +117,7 @@ local function md5_hex(s)
   if crypto.EVP_Digest(s, #s, md_buf, md_size, md5_type, nil) ~= 1 then
     error("EVP_Digest() failed", 2)
   end
-  for i = 0, 15 do
-    md_hex[i + 1] = HEX[md_buf[i]]
-  end
-  return concat(md_hex)
+  return digest_hex()
 end
 _M.md5_hex = md5_hex
 
@@ -143,10 +149,7 @@ local function md5_hex_parts(...)
   if crypto.EVP_DigestFinal_ex(ctx, md_buf, md_size) ~= 1 then
     error("EVP_DigestFinal_ex() failed", 2)
   end
-  for i = 0, 15 do
-    md_hex[i + 1] = HEX[md_buf[i]]
-  end
-  return concat(md_hex)
+  return digest_hex()
 end
 _M._md5_hex_parts = md5_hex_parts
 

@@ -362,7 +362,8 @@ local function memo_of(conf, plan, entry, marker)
   else
     deadline = entry.timestamp + conf.cache_ttl
   end
-  for _, list in ipairs({ plan.vary_headers or {}, marker and marker.vary or {} }) do
+  local lists = { plan.vary_headers or {}, marker and marker.vary or {} }
+  for _, list in ipairs(lists) do
     for i = 1, #list do
       headers[#headers + 1] = lower(list[i])
     end

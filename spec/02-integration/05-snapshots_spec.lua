@@ -119,6 +119,20 @@ describe("snapshots", function()
     if mock then mock.stop() end
   end)
 
+  -- luagate with 2 workers on config `name`, stopped when the test ends;
+  -- returns it, the master's run directory and the snapshots' extension
+  local function start(name)
+    local gw = assert(helpers.start_luagate({ config = config(mock.port, name),
+                                              workers = 2 }))
+    finally(function() helpers.stop_luagate(gw) end)
+    helpers.wait_until(function()
+      return #helpers.worker_pids(gw) == 2
+    end, 10)
+    local dir, ext = run_dir(gw)
+    assert.is_string(dir, "the master's run directory")
+    return gw, dir, ext
+  end
+
   before_each(function()
     if not have_strace() then
       pending("strace is not installed (make deps installs it)")
@@ -128,14 +142,7 @@ describe("snapshots", function()
   it("keeps the snapshot a restarted worker has not opened yet, then drops it",
      function()
     local name = unique("snap")
-    local gw = assert(helpers.start_luagate({ config = config(mock.port, name),
-                                              workers = 2 }))
-    finally(function() helpers.stop_luagate(gw) end)
-    helpers.wait_until(function()
-      return #helpers.worker_pids(gw) == 2
-    end, 10)
-    local dir, ext = run_dir(gw)
-    assert.is_string(dir, "the master's run directory")
+    local gw, dir, ext = start(name)
     local first = dir .. "/config-1" .. ext
 
     -- the worker started in place of a killed one waits 8 s in its open()
@@ -181,14 +188,7 @@ describe("snapshots", function()
   it("orders a worker restarted after a reload order went out to load it",
      function()
     local name = unique("order")
-    local gw = assert(helpers.start_luagate({ config = config(mock.port, name),
-                                              workers = 2 }))
-    finally(function() helpers.stop_luagate(gw) end)
-    helpers.wait_until(function()
-      return #helpers.worker_pids(gw) == 2
-    end, 10)
-    local dir, ext = run_dir(gw)
-    assert.is_string(dir, "the master's run directory")
+    local gw, dir, ext = start(name)
     local second = dir .. "/config-2" .. ext
 
     -- one worker will wait 3 s in its open() of the next snapshot; the

@@ -42,9 +42,13 @@ lua_State *gw_lua_new(void)
     lua_setfield(L, -2, "path");
     lua_pushstring(L, "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;/usr/local/lib/lua/5.1/?.so");
     lua_setfield(L, -2, "cpath");
-    lua_pop(L, 1);
-    gw_yaml_preload(L);
-    gw_json_preload(L);
+    /* the runtime's C modules */
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_luagate_yaml_c);
+    lua_setfield(L, -2, "luagate.yaml_c");
+    lua_pushcfunction(L, luaopen_luagate_json_c);
+    lua_setfield(L, -2, "luagate.json_c");
+    lua_pop(L, 2);
     return L;
 }
 

@@ -220,12 +220,3 @@ int luaopen_luagate_json_c(lua_State *L)
     lua_setfield(L, -2, "outline");
     return 1;
 }
-
-void gw_json_preload(lua_State *L)
-{
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_luagate_json_c);
-    lua_setfield(L, -2, "luagate.json_c");
-    lua_pop(L, 2);
-}

@@ -198,12 +198,3 @@ int luaopen_luagate_yaml_c(lua_State *L)
     lua_setfield(L, -2, "decode");
     return 1;
 }
-
-void gw_yaml_preload(lua_State *L)
-{
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_luagate_yaml_c);
-    lua_setfield(L, -2, "luagate.yaml_c");
-    lua_pop(L, 2);
-}

@@ -5,9 +5,7 @@
 
 struct lua_State;
 
-/* Registers the module in package.preload of L. */
-void gw_yaml_preload(struct lua_State *L);
-
+/* The module's opener (gw_lua_new registers it in package.preload). */
 int luaopen_luagate_yaml_c(struct lua_State *L);
 
 #endif

@@ -464,23 +464,17 @@ int main(void)
         return 1;
     }
 
-    test_prefix();
-    test_regex();
-    test_hosts();
-    test_methods_headers();
-    test_ranking();
-    test_scale();
     test_normalize();
     test_upstream();
-
-    /* again, with every router built in steps */
-    stepped = 1;
-    test_prefix();
-    test_regex();
-    test_hosts();
-    test_methods_headers();
-    test_ranking();
-    test_scale();
+    /* the router's cases with every router built at once, then in steps */
+    for (stepped = 0; stepped <= 1; stepped++) {
+        test_prefix();
+        test_regex();
+        test_hosts();
+        test_methods_headers();
+        test_ranking();
+        test_scale();
+    }
     ok(stepped_builds >= 8 && stepped_odd == 0,
        "stepped builds: %d, each in one step per unit of work (%d were not)", stepped_builds,
        stepped_odd);

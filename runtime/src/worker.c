@@ -157,6 +157,19 @@ static void load_begin(const char *path)
     ev_timer_start(worker.loop, &load_timer);
 }
 
+/* Starts w for the next slice of a load or a collector cycle, which took
+ * t seconds: after a pause as long as the slice when requests were
+ * answered since the last one (*served), so that slices take at most
+ * about half of the loop while there are requests; at once otherwise. */
+static void next_slice(ev_timer *w, double t, uint64_t *served)
+{
+    double pause = worker.stats->requests != *served ? t : 0;
+    *served = worker.stats->requests;
+    ev_now_update(worker.loop); /* the pause counts from the slice's end */
+    ev_timer_set(w, pause, 0);
+    ev_timer_start(worker.loop, w);
+}
+
 static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct gw_config *cf = NULL;
@@ -172,11 +185,7 @@ static void load_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
         gw_log(GW_LOG_NOTICE, "reload trace: slice %d took %.1f ms%s", load_slices, t * 1000,
                rc == GW_AGAIN ? "" : " (the last)");
     if (rc == GW_AGAIN) {
-        double pause = worker.stats->requests != load_served ? t : 0;
-        load_served = worker.stats->requests;
-        ev_now_update(loop); /* the pause counts from the slice's end */
-        ev_timer_set(w, pause, 0);
-        ev_timer_start(loop, w);
+        next_slice(w, t, &load_served);
         return;
     }
     if (rc == GW_OK)
@@ -216,11 +225,7 @@ static void gc_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
         gc_done = 1;
         return;
     }
-    double pause = worker.stats->requests != gc_served ? t : 0;
-    gc_served = worker.stats->requests;
-    ev_now_update(loop);
-    ev_timer_set(w, pause, 0);
-    ev_timer_start(loop, w);
+    next_slice(w, t, &gc_served);
 }
 
 static void reload(const char *path)

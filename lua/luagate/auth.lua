@@ -61,9 +61,11 @@ end
 -- and identifier, packed for gw_ffi_upstream_set_packed (one FFI call
 -- instead of five kong.service.request calls): made once per credential
 -- (per consumer without one) of a config. nil when a value is not a
--- string (set_consumer's own calls convert or refuse it then).
+-- string (set_consumer's own calls convert or refuse it then). The names
+-- are the constants of HEADERS, valid tokens: they go with GW_HDR_NAME_OK,
+-- so the runtime checks the values only.
 local packs = setmetatable({}, { __mode = "k" })
-local pk -- { C, private, OK, SET, CLEAR }, resolved on first use
+local pk -- { C, OK, err_p, SET, CLEAR }, resolved on first use
 
 local PACKED_NAMES = {
   HEADERS.CONSUMER_ID, HEADERS.CONSUMER_CUSTOM_ID, HEADERS.CONSUMER_USERNAME,
@@ -79,8 +81,9 @@ local function pack_of(consumer, credential, identifier)
   end
   if not pk then
     local gw = require "luagate.ffi"
-    pk = { C = gw.C, private = require "luagate.pdk.private", OK = gw.OK,
-           SET = gw.HDR_SET, CLEAR = gw.HDR_CLEAR, err_p = gw.err_p }
+    pk = { C = gw.C, OK = gw.OK, err_p = gw.err_p,
+           SET = char(48 + gw.HDR_SET + gw.HDR_NAME_OK),
+           CLEAR = char(48 + gw.HDR_CLEAR + gw.HDR_NAME_OK) }
   end
   local values = {
     consumer and consumer.id,
@@ -91,19 +94,13 @@ local function pack_of(consumer, credential, identifier)
     not credential and "true" or nil,
   }
   local parts = {}
-  local all_ok = true
   for i = 1, 5 do
     local name, v = PACKED_NAMES[i], values[i]
-    local flag = pk.private.name_flag(name)
-    if flag == 0 then
-      all_ok = false
-    end
     if v == nil or v == false then
-      parts[i] = char(48 + pk.CLEAR + flag) .. name .. "\0\0"
+      parts[i] = pk.CLEAR .. name .. "\0\0"
     elseif type(v) == "string" then
       -- set_header sends an empty value as " " (Kong)
-      parts[i] = char(48 + pk.SET + flag) .. name .. "\0" ..
-                 (v == "" and " " or v) .. "\0"
+      parts[i] = pk.SET .. name .. "\0" .. (v == "" and " " or v) .. "\0"
     else
       return nil
     end
@@ -111,7 +108,6 @@ local function pack_of(consumer, credential, identifier)
   p = {
     consumer = consumer, credential = credential, identifier = identifier,
     packed = concat(parts),
-    all_ok = all_ok, -- every name passed with GW_HDR_NAME_OK
   }
   packs[key] = p
   return p
@@ -132,27 +128,9 @@ function _M.set_consumer(consumer, credential, identifier)
 
   local p = pack_of(consumer, credential, identifier)
   if p then
-    local r = request.cur
     local packed = p.packed
-    if pk.C.gw_ffi_upstream_set_packed(r.ptr, packed, #packed, pk.err_p)
-       == pk.OK then
-      if not p.all_ok then
-        -- the runtime accepted the names: the next pack passes them as
-        -- such, unless the set of accepted names is full (then this pack
-        -- stays as it is)
-        p.all_ok = true
-        local flagged = true
-        for i = 1, 5 do
-          local name = PACKED_NAMES[i]
-          pk.private.name_accepted(name)
-          if pk.private.name_flag(name) == 0 then
-            flagged = false
-          end
-        end
-        if flagged then
-          packs[credential or consumer] = nil
-        end
-      end
+    if pk.C.gw_ffi_upstream_set_packed(request.cur.ptr, packed, #packed,
+                                       pk.err_p) == pk.OK then
       return
     end
   end

@@ -31,6 +31,15 @@ helpers.tmp_root = os.getenv("LUAGATE_SPEC_TMP") or (ROOT .. "/spec/.tmp")
 helpers.sleep = socket.sleep
 helpers.gettime = socket.gettime
 
+-- tag followed by something no other call of this process gave: the
+-- time in ms and a serial (names, paths and cache keys of one test kept
+-- apart from the others').
+local unique_serial = 0
+function helpers.unique(tag)
+  unique_serial = unique_serial + 1
+  return tag .. math.floor(socket.gettime() * 1000) .. "-" .. unique_serial
+end
+
 ---------------------------------------------------------------------------
 -- small utilities
 ---------------------------------------------------------------------------

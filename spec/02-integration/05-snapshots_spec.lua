@@ -13,10 +13,8 @@ local function have_strace()
   return rc == 0 or rc == true
 end
 
-local serial = 0
 local function unique(tag)
-  serial = serial + 1
-  return fmt("%s-%d-%d-%d", tag, os.time(), math.random(1e6), serial)
+  return helpers.unique(tag .. "-")
 end
 
 local function config(mock_port, name)

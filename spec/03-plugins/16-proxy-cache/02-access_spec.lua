@@ -92,12 +92,10 @@ end
 
 describe("proxy-cache", function()
   local mock, redis, gw, client
-  local seq = 0
 
-  -- a query string no other test uses
+  -- a query argument no other test uses
   local function uniq()
-    seq = seq + 1
-    return "t=" .. seq .. "-" .. math.floor(helpers.gettime() * 1000)
+    return helpers.unique("t=")
   end
 
   -- how many times the mock upstream got this path + query

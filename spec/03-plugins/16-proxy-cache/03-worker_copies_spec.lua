@@ -44,11 +44,10 @@ end
 
 describe("proxy-cache workers' copies of memory entries", function()
   local mock, gw
-  local seq = 0
 
+  -- a query argument no other test uses
   local function uniq()
-    seq = seq + 1
-    return "t=" .. seq .. "-" .. math.floor(helpers.gettime() * 1000)
+    return helpers.unique("t=")
   end
 
   -- one request on a new connection (connections spread over the workers)

@@ -14,11 +14,10 @@ local IDS = {
 
 describe("proxy-cache through the Admin API", function()
   local mock, redis, gw
-  local seq = 0
 
+  -- a query argument no other test uses
   local function uniq()
-    seq = seq + 1
-    return "t=" .. seq .. "-" .. math.floor(helpers.gettime() * 1000)
+    return helpers.unique("t=")
   end
 
   local function get(path)

@@ -453,7 +453,8 @@ end
 --   age_origin  when set, the answer's Age header becomes
 --               floor(now - age_origin) at each use
 -- Kept only when the plugin is the only one on the route and the request
--- can be answered that way (no body, HTTP/1.x); otherwise ignored.
+-- can be answered that way (no body, HTTP/1.x); otherwise ignored (and,
+-- on a route with other plugins, not even checked).
 local runloop -- required on first use (it requires the PDK's users)
 
 local memo_args = ffi.new("struct gw_memo_args")
@@ -543,7 +544,11 @@ function _M.exit_packed(status, body, packed, memo)
   if type(packed) ~= "string" then
     error("packed headers must be a string (kong.response.pack_headers)", 2)
   end
-  if memo ~= nil then
+  runloop = runloop or require("luagate.runloop")
+  -- a memo the runtime would not keep is not read (on a route with other
+  -- plugins, every hit would check it for nothing)
+  local keep = memo ~= nil and runloop.alone(r)
+  if keep then
     check_memo(memo)
   end
   err_p[0] = nil
@@ -554,8 +559,7 @@ function _M.exit_packed(status, body, packed, memo)
     body = grpc_body(r, status, body, 2)
   end
   register_exit(r, status, body, 2)
-  runloop = runloop or require("luagate.runloop")
-  if memo ~= nil and runloop.alone(r) then
+  if keep then
     store_memo(r, memo)
   end
   runloop.plugin_done(r)

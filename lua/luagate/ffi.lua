@@ -131,6 +131,20 @@ struct gw_memo_args {
 };
 int gw_ffi_memo_store(struct gw_req *r, const struct gw_memo_args *a,
                       const char **err);
+struct gw_guard_key {
+  const char *key;
+  size_t klen;
+  int present;
+  uint32_t ver;
+};
+struct gw_guard_args {
+  struct gw_shdict *dict;
+  const struct gw_guard_key *keys;
+  int nkeys;
+  const uint8_t *statuses;
+};
+int gw_ffi_guard_set(struct gw_req *r, const struct gw_guard_args *a,
+                     const char **err);
 int gw_ffi_admin_answer(double token, int status, const char *ctype,
                         const char *body, size_t len);
 int gw_ffi_req_grpc(struct gw_req *r);

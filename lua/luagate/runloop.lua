@@ -106,16 +106,21 @@ local function instance_conf(conf, p)
 end
 
 
--- The phases after access, which a plugin done with a request skips.
-local LATER = { PHASE_HEADER_FILTER, PHASE_BODY_FILTER, PHASE_LOG }
+-- Access and the phases after it: a plugin done with a request skips the
+-- later ones (plugin_done); a phase guard leaves out access or log.
+local SOLO_PHASES = { PHASE_ACCESS, PHASE_HEADER_FILTER, PHASE_BODY_FILTER,
+                      PHASE_LOG }
+local LATER_MASK = PHASE_HEADER_FILTER + PHASE_BODY_FILTER + PHASE_LOG
 
--- plan.solo[plugin name] = the later phases in which that plugin alone has
--- a handler in plan (nil when it has none such): the phases the runtime
--- may leave out for a request that plugin is done with (plugin_done).
+-- plan.solo[plugin name] = the phases of SOLO_PHASES in which that plugin
+-- alone has a handler in plan (nil when it has none such): the later ones
+-- are the phases the runtime may leave out for a request that plugin is
+-- done with (plugin_done), access and log those its guards may leave out
+-- (lone).
 local function solo_masks(plan)
   local solo
-  for k = 1, #LATER do
-    local b = LATER[k]
+  for k = 1, #SOLO_PHASES do
+    local b = SOLO_PHASES[k]
     local owner, n = nil, 0
     for i = 1, #plan do
       local e = plan[i].entry
@@ -492,7 +497,8 @@ function _M.plugin_done(r)
   r.done_plugin = name
   local solo = phase_plan(r, PHASE_ACCESS).solo
   local mask = solo and solo[name]
-  if mask then
+  mask = mask and bit.band(mask, LATER_MASK) or 0
+  if mask ~= 0 then
     C.gw_ffi_req_skip_phases(r.ptr, mask)
   end
 end
@@ -504,6 +510,29 @@ function _M.alone(r)
   local name = r.plugin
   return name ~= nil and r.phase == "access" and
          phase_plan(r, PHASE_ACCESS).alone == name
+end
+
+
+-- Whether the running access or log handler's plugin is the only handler
+-- of that phase on request r's route, with a config that does not depend
+-- on the consumer: a phase guard it sets (kong.plugin.idle) leaves out no
+-- other plugin's handler.
+function _M.lone(r)
+  local name = r.plugin
+  local ri = r.route_index
+  if not name or not ri then
+    return false
+  end
+  local phase = PHASE_BITS[r.phase]
+  if phase ~= PHASE_ACCESS and phase ~= PHASE_LOG then
+    return false
+  end
+  local plan = r.conf._plans[ri]
+  if not plan or plan.consumer_scoped then
+    return false
+  end
+  local mask = plan.solo and plan.solo[name]
+  return mask ~= nil and bit.band(mask, phase) ~= 0
 end
 
 

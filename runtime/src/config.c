@@ -16,6 +16,7 @@
 #include "gw/config.h"
 #include "gw/json.h"
 #include "gw/log.h"
+#include "gw/guard.h"
 #include "gw/memo.h"
 #include "gw/router.h"
 #include "gw/settings-t.h"
@@ -455,6 +456,7 @@ static void config_free(struct gw_config *cf, lua_State *L)
     for (int i = 0; i < cf->nroutes; i++) {
         free(cf->routes[i].name);
         free(cf->routes[i].id);
+        gw_guard_free(&cf->routes[i]);
     }
     for (int i = 0; i < cf->nbalancers; i++)
         gw_balancer_free(&cf->balancers[i]);

@@ -21,6 +21,7 @@
 #include "gw/compress.h"
 #include "gw/config.h"
 #include "gw/ffi.h"
+#include "gw/guard.h"
 #include "gw/h2.h"
 #include "gw/conn.h"
 #include "gw/hlist.h"
@@ -828,6 +829,8 @@ static void conn_after_rewrite(struct gw_conn *c)
         r->service = &r->config->services[r->route->service];
     if (r->config->memo && gw_memo_answer(c))
         return;
+    if (r->route->guard[GW_GUARD_ACCESS] && gw_guard_idle(r->route, GW_GUARD_ACCESS, 0))
+        r->phases &= ~(uint32_t)GW_PHASE_ACCESS;
     if (r->phases & GW_PHASE_ACCESS) {
         int rc = gw_lua_phase(c, GW_PHASE_ACCESS);
         if (rc == GW_AGAIN)

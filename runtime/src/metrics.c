@@ -355,6 +355,7 @@ void gw_metrics_render(struct gw_buf *b)
 
     /* connections, requests, workers */
     uint64_t active = 0, accepted = 0, requests = 0, reloads = 0, memo = 0;
+    uint64_t gskip[2] = {0, 0};
     int alive = 0;
     double config_at = 0;
     for (int i = 0; i < gw_stats->nworkers; i++) {
@@ -367,6 +368,8 @@ void gw_metrics_render(struct gw_buf *b)
         requests += s->requests;
         reloads += s->reloads;
         memo += s->memo_answers;
+        gskip[0] += s->guard_skips[0];
+        gskip[1] += s->guard_skips[1];
     }
     printf_buf(b,
                "# HELP kong_nginx_connections_total Client connections\n"
@@ -385,10 +388,16 @@ void gw_metrics_render(struct gw_buf *b)
                "luagate_metrics_series_dropped_total %llu\n"
                "# HELP luagate_memo_answers_total Requests answered from answer memos, "
                "without plugins running (proxy-cache hits)\n"
-               "# TYPE luagate_memo_answers_total counter\nluagate_memo_answers_total %llu\n",
+               "# TYPE luagate_memo_answers_total counter\nluagate_memo_answers_total %llu\n"
+               "# HELP luagate_phase_guard_skips_total Plugin phases left out by phase "
+               "guards (kong.plugin.idle)\n"
+               "# TYPE luagate_phase_guard_skips_total counter\n"
+               "luagate_phase_guard_skips_total{phase=\"access\"} %llu\n"
+               "luagate_phase_guard_skips_total{phase=\"log\"} %llu\n",
                (unsigned long long)active, (unsigned long long)accepted,
                (unsigned long long)requests, alive, (unsigned long long)reloads,
-               (unsigned long long)dropped, (unsigned long long)memo);
+               (unsigned long long)dropped, (unsigned long long)memo,
+               (unsigned long long)gskip[0], (unsigned long long)gskip[1]);
     const struct gw_config *cf = gw_worker->config;
     printf_buf(b, "# HELP kong_data_plane_config_hash Hash of the running configuration\n"
                   "# TYPE kong_data_plane_config_hash gauge\n"

@@ -17,6 +17,7 @@
 #include "gw/config.h"
 #include "gw/conn.h"
 #include "gw/dns.h"
+#include "gw/guard.h"
 #include "gw/h2_up.h"
 #include "gw/ffi.h"
 #include "gw/hlist.h"
@@ -1147,6 +1148,11 @@ static int up_parse(struct gw_upstream *u)
                     r->try_status[r->tries - 1] = (int16_t)st;
             }
             int tunnel = r->upstream_status == 101 && r->upgrade;
+            /* the log handler's guard (gw/guard.h) may leave it out now
+             * that the status is known, and the head then goes the direct way */
+            if ((r->phases & GW_PHASE_LOG) && r->route && r->route->guard[GW_GUARD_LOG] &&
+                gw_guard_idle(r->route, GW_GUARD_LOG, r->upstream_status))
+                r->phases &= ~(uint32_t)GW_PHASE_LOG;
             /* a response that ended with its head goes the buffered way
              * (below): its body gets an exact Content-Length */
             int empty = u->msg_done && r->upstream_status != 204 && r->upstream_status != 304;

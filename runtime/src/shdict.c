@@ -90,7 +90,8 @@ struct gw_shdict {
     uint32_t nbuckets;  /* power of two */
     size_t nentries;    /* entries in the hash table, expired included */
     size_t free_bytes;  /* sum of free block sizes */
-    uint32_t seq;       /* value changes so far, wrapping; never reset */
+    uint32_t seq;       /* changes so far (values, removals, expiry times), wrapping; never
+                         * reset; written under the lock, read without it (gw_shdict_seq) */
     struct shd_node **buckets;
     char *heap, *heap_end; /* 16-aligned */
     struct shd_node *lru_head, *lru_tail;
@@ -340,10 +341,19 @@ static void shd_touch(struct gw_shdict *d, struct shd_node *n)
     }
 }
 
+/* Counts a change of the zone (gw_shdict_seq); returns the new count. */
+static uint32_t shd_changed(struct gw_shdict *d)
+{
+    uint32_t seq = d->seq + 1;
+
+    __atomic_store_n(&d->seq, seq, __ATOMIC_RELEASE);
+    return seq;
+}
+
 /* Gives n's value a new version (gw_ffi_shdict_stamp). */
 static void shd_bump(struct gw_shdict *d, struct shd_node *n)
 {
-    n->ver = ++d->seq;
+    n->ver = shd_changed(d);
 }
 
 /* Links a filled node into the hash table and at the LRU head. */
@@ -376,6 +386,7 @@ static void shd_remove(struct gw_shdict *d, struct shd_node *n)
     }
     shd_free_block(d, n);
     d->nentries--;
+    shd_changed(d);
 }
 
 /* Frees one expired entry among the SHD_EXPIRE_SCAN least recently used
@@ -436,6 +447,7 @@ static void *shd_alloc_evict(struct gw_shdict *d, size_t n, int safe, int64_t no
 
 static void shd_reset(struct gw_shdict *d)
 {
+    shd_changed(d);
     memset(d->buckets, 0, d->nbuckets * sizeof(*d->buckets));
     memset(d->free_lists, 0, sizeof(d->free_lists));
     d->lru_head = d->lru_tail = NULL;
@@ -796,6 +808,7 @@ int gw_ffi_shdict_flush_all(struct gw_shdict *d)
     for (n = d->lru_head; n != NULL; n = n->lnext) {
         n->expires = 1; /* long past on the monotonic clock */
     }
+    shd_changed(d);
     shd_unlock(d);
     return GW_OK;
 }
@@ -907,6 +920,42 @@ int gw_ffi_shdict_stamp(struct gw_shdict *d, const char *key, size_t klen, uint3
     return rc;
 }
 
+uint32_t gw_shdict_seq(const struct gw_shdict *d)
+{
+    return __atomic_load_n(&d->seq, __ATOMIC_ACQUIRE);
+}
+
+int64_t gw_shdict_now(void)
+{
+    return shd_now();
+}
+
+int gw_shdict_stamps(struct gw_shdict *d, struct gw_shdict_stamp *q, int n, uint32_t *seq)
+{
+    int64_t now;
+
+    if (shd_lock(d) != GW_OK) {
+        return GW_ERROR;
+    }
+    now = shd_now();
+    for (int i = 0; i < n; i++) {
+        struct shd_node *e = shd_lookup(d, q[i].key, q[i].klen, shd_hash(q[i].key, q[i].klen));
+
+        if (e == NULL || shd_expired(e, now)) {
+            q[i].present = 0;
+            q[i].ver = 0;
+            q[i].expires = 0;
+        } else {
+            q[i].present = 1;
+            q[i].ver = e->ver;
+            q[i].expires = e->expires;
+        }
+    }
+    *seq = d->seq;
+    shd_unlock(d);
+    return GW_OK;
+}
+
 int gw_ffi_shdict_expire(struct gw_shdict *d, const char *key, size_t klen, double exptime,
                          const char **err)
 {
@@ -922,6 +971,7 @@ int gw_ffi_shdict_expire(struct gw_shdict *d, const char *key, size_t klen, doub
         rc = GW_DECLINED;
     } else {
         n->expires = shd_expiry(exptime, now);
+        shd_changed(d);
     }
     shd_unlock(d);
     return rc;

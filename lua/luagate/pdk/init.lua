@@ -504,13 +504,7 @@ function _M.new()
     end,
   }
 
-  kong.plugin = {
-    get_id = function()
-      local r = check(PHASES.request)
-      local conf = r.plugin_conf
-      return conf and conf.__plugin_id or nil
-    end,
-  }
+  kong.plugin = require "luagate.pdk.plugin"
 
   local dict = shared and shared.kong_db_cache
   local core_dict = shared and shared.kong_core_db_cache or dict

@@ -14,6 +14,7 @@ struct gw_mslot;
 struct gw_tls_certs;
 struct gw_memo_table;
 struct gw_tls_client;
+struct gw_guard;
 
 /* Phases a route may run Lua for; a route whose mask is 0 never enters Lua. */
 enum gw_phase {
@@ -110,6 +111,7 @@ struct gw_route {
     uint32_t phases; /* enum gw_phase mask */
     struct gw_mslot *mslot[6]; /* metrics: series of the last status seen per class */
     int mslot_code[6];
+    struct gw_guard *guard[2]; /* phase guards (gw/guard.h), the worker's own; NULL: none */
 };
 
 struct gw_config {

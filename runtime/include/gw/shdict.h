@@ -101,6 +101,32 @@ int gw_ffi_shdict_stamp(struct gw_shdict *d, const char *key, size_t klen, uint3
 int gw_ffi_shdict_expire(struct gw_shdict *d, const char *key, size_t klen, double exptime,
                          const char **err);
 
+/* Change watching (C callers: gw/guard.h) -------------------------------- */
+
+/* The zone's change count: it moves on every store, removal (delete,
+ * eviction, the freeing of an expired entry), flush and expire() of any of
+ * its keys, and only then. Read without the lock: a caller that saw the
+ * same count twice knows no key changed in between, except by reaching its
+ * expiry time. */
+uint32_t gw_shdict_seq(const struct gw_shdict *d);
+
+/* The dictionaries' clock: CLOCK_MONOTONIC in ms (expiry times). */
+int64_t gw_shdict_now(void);
+
+/* A key and its stamp (gw_shdict_stamps fills present, ver, expires). */
+struct gw_shdict_stamp {
+    const char *key;
+    size_t klen; /* 1..GW_SHDICT_KEY_MAX */
+    int present; /* 0: missing or expired (ver and expires are then 0) */
+    uint32_t ver;
+    int64_t expires;
+};
+
+/* Under one hold of the lock: the stamp of each of the n keys of q (as
+ * gw_ffi_shdict_stamp, without making them recently used) and the zone's
+ * change count then (*seq). GW_ERROR when the lock fails. */
+int gw_shdict_stamps(struct gw_shdict *d, struct gw_shdict_stamp *q, int n, uint32_t *seq);
+
 /* Zone size in bytes (what was mapped). */
 size_t gw_ffi_shdict_capacity(struct gw_shdict *d);
 

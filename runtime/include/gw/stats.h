@@ -15,6 +15,7 @@ struct gw_stats_slot {
     uint64_t requests;  /* requests answered */
     uint64_t reloads;   /* configs swapped in */
     uint64_t memo_answers; /* requests answered from answer memos (memo.c) */
+    uint64_t guard_skips[2]; /* handlers left out by phase guards: access, log (guard.c) */
     double config_at;   /* epoch seconds its current config was swapped in */
     char config_hash[65];
 };

@@ -45,6 +45,22 @@ local transition = state.transition
 
 local JSON = "application/json; charset=utf-8"
 
+-- phase guards (kong.plugin.idle, a luagate extension): the closed state
+-- with a healthy upstream costs no Lua at all
+local watch_one, watch_two = {}, {}
+
+local function can_idle()
+  return kong.plugin.can_idle()
+end
+
+local function idle(dict, keys, statuses)
+  return kong.plugin.idle(dict, keys, statuses)
+end
+
+local function watched(key, version)
+  return { key = key, version = version }
+end
+
 
 local CircuitBreakerHandler = {
   PRIORITY = 940,
@@ -137,8 +153,17 @@ function CircuitBreakerHandler:access(conf)
     return
   end
 
+  -- closed, and the route's only access handler: the runtime leaves this
+  -- handler out while the state key keeps its value (a phase guard; the
+  -- stamp is read before the value it stands for)
+  local lone = can_idle()
+  local ver = lone and dict:get_stamp(b.key)
   local v = dict:get(b.key)
   if v == nil or v % 4 == CLOSED then
+    if lone then
+      watch_one[1] = watched(b.key, ver)
+      idle(dict, watch_one)
+    end
     return
   end
 
@@ -260,8 +285,26 @@ function CircuitBreakerHandler:log(conf)
     if f and f >= conf.failure_threshold then
       trip(dict, b, ngx.now(), f .. " consecutive failures")
     end
-  elseif dict:get(b.f) then
-    dict:delete(b.f)
+  elseif not can_idle() then
+    if dict:get(b.f) then
+      dict:delete(b.f)
+    end
+  else
+    -- a success with no failure counted, closed: nothing to do for the
+    -- next successes either while neither key moves (a phase guard; the
+    -- upstream's failure statuses still run this handler)
+    local kver = dict:get_stamp(b.key)
+    local fver = dict:get_stamp(b.f)
+    if dict:get(b.f) then
+      dict:delete(b.f)
+      return
+    end
+    local v = dict:get(b.key)
+    if v == nil or v % 4 == CLOSED then
+      watch_two[1] = watched(b.key, kver)
+      watch_two[2] = watched(b.f, fver)
+      idle(dict, watch_two, plan.fail)
+    end
   end
 end
 

@@ -570,20 +570,25 @@ if [ -z "${SKIP_PLUGINS_BENCH:-}" ]; then
   echo
   echo "== circuit breaker (closed) and proxy-cache hits, against the plain route"
   echo "   (cpu: the worker's user + system time per request, µs, from /proc)"
-  printf '%-6s %12s %12s %12s %10s %10s %10s %10s %10s\n' round "plain r/s" "cb r/s" \
-    "cache r/s" "cb/plain" "cache/plain" "plain cpu" "cache cpu" "cpu ratio"
+  echo "   (cb cpu ratio: plain / cb CPU per request, the breaker's cost as throughput)"
+  printf '%-6s %11s %11s %11s %9s %11s %9s %9s %9s %9s %9s\n' round "plain r/s" "cb r/s" \
+    "cache r/s" "cb/plain" "cache/plain" "plain cpu" "cb cpu" "cache cpu" "cb ratio" "cpu ratio"
   : >"$DIR/cbcache.txt"
   wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$LG_PORT/cache" >/dev/null
   LG_WORKER=$(pgrep -P "$LG_PID" | head -1)
   for ((r = 1; r <= ROUNDS; r++)); do
     read -r pl plc < <(wrk_rps_cpu "http://127.0.0.1:$LG_PORT/" "$LG_WORKER")
-    cb=$(wrk_rps "http://127.0.0.1:$LG_PORT/cb")
+    read -r cb cbc < <(wrk_rps_cpu "http://127.0.0.1:$LG_PORT/cb" "$LG_WORKER")
     read -r ca cac < <(wrk_rps_cpu "http://127.0.0.1:$LG_PORT/cache" "$LG_WORKER")
-    printf '%-6s %12s %12s %12s %10s %10s %10s %10s %10s\n' "$r" "$pl" "$cb" "$ca" \
-      "$(ratio "$cb" "$pl")" "$(ratio "$ca" "$pl")" "$plc" "$cac" "$(ratio "$plc" "$cac")"
-    echo "$(ratio "$cb" "$pl") $(ratio "$ca" "$pl") $(ratio "$plc" "$cac")" >>"$DIR/cbcache.txt"
+    printf '%-6s %11s %11s %11s %9s %11s %9s %9s %9s %9s %9s\n' "$r" "$pl" "$cb" "$ca" \
+      "$(ratio "$cb" "$pl")" "$(ratio "$ca" "$pl")" "$plc" "$cbc" "$cac" \
+      "$(ratio "$plc" "$cbc")" "$(ratio "$plc" "$cac")"
+    echo "$(ratio "$cb" "$pl") $(ratio "$ca" "$pl") $(ratio "$plc" "$cac") $(ratio "$plc" "$cbc")" \
+      >>"$DIR/cbcache.txt"
   done
   add_summary "circuit breaker closed / plain (r/s)" "$(awk '{print $1}' "$DIR/cbcache.txt" | median)" "-" "-"
+  add_summary "plain / circuit breaker closed, worker CPU per request" \
+    "$(awk '{print $4}' "$DIR/cbcache.txt" | median)" "-" "-"
   add_summary "proxy-cache hits / plain proxy (r/s)" "$(awk '{print $2}' "$DIR/cbcache.txt" | median)" "-" "-"
   add_summary "plain proxy / proxy-cache hit, worker CPU per request" \
     "$(awk '{print $3}' "$DIR/cbcache.txt" | median)" "-" "-"
@@ -612,9 +617,13 @@ if [ -z "${SKIP_PLUGINS_BENCH:-}" ]; then
     iaw=$(CG_WARM=5000 BENCH_HEADER="$H" callgrind_loop /auth 3000)
     irw=$(CG_WARM=5000 BENCH_HEADER="$H" callgrind_loop /auth-redis 3000)
     icw=$(CG_WARM=5000 callgrind_loop /cache 3000)
-    echo "after 5,000 requests: /auth $iaw, /auth-redis $irw, proxy-cache hit $icw"
-    add_summary "loop instructions/request, /auth warm" "$iaw" "-" "$(ratio "$iaw" "$ip")"
-    add_summary "loop instructions/request, cache hit warm" "$icw" "-" "$(ratio "$icw" "$ip")"
+    ibw=$(CG_WARM=5000 callgrind_loop /cb 3000)
+    ipw=$(CG_WARM=5000 callgrind_loop / 3000)
+    echo "after 5,000 requests: /auth $iaw, /auth-redis $irw, proxy-cache hit $icw," \
+      "circuit breaker closed $ibw, plain proxy $ipw"
+    add_summary "loop instructions/request, /auth warm" "$iaw" "-" "$(ratio "$iaw" "$ipw")"
+    add_summary "loop instructions/request, cache hit warm" "$icw" "-" "$(ratio "$icw" "$ipw")"
+    add_summary "loop instructions/request, /cb warm" "$ibw" "-" "$(ratio "$ibw" "$ipw")"
     add_summary "loop instructions/request, /auth" "$ia" "-" "$(ratio "$ia" "$ip")"
     add_summary "loop instructions/request, /auth 401" "$ir" "-" "$(ratio "$ir" "$ip")"
     add_summary "loop instructions/request, cache hit" "$ic" "-" "$(ratio "$ic" "$ip")"

@@ -1016,11 +1016,34 @@ function helpers.mock_upstream(opts)
     local res = assert(helpers.request_once(port, { path = "/_requests" }))
     return assert(helpers.json_decode(res.body))
   end
+  -- how many of those had this path + query
+  function mock.count(uri)
+    local n = 0
+    for _, r in ipairs(mock.requests()) do
+      if r.uri == uri then
+        n = n + 1
+      end
+    end
+    return n
+  end
   function mock.clear()
     assert(helpers.request_once(port, { method = "DELETE",
                                         path = "/_requests" }))
   end
   return mock
+end
+
+
+-- The value of one series of gw's GET /metrics (admin listener), given
+-- exactly as it is written (name and labels):
+-- helpers.metric(gw, 'luagate_phase_guard_skips_total{phase="log"}')
+function helpers.metric(gw, series)
+  local res = assert(helpers.request_once(gw.admin_port,
+                                          { path = "/metrics" }))
+  assert(res.status == 200, "GET /metrics: " .. tostring(res.status))
+  local at = res.body:find("\n" .. series .. " ", 1, true)
+  assert(at, "no series " .. series .. " in /metrics")
+  return assert(tonumber(res.body:match("^(%S+)", at + #series + 2)))
 end
 
 -- Starts a helper process (a fixture server) that prints its port on its

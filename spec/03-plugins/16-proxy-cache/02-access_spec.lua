@@ -98,16 +98,6 @@ describe("proxy-cache", function()
     return helpers.unique("t=")
   end
 
-  -- how many times the mock upstream got this path + query
-  local function upstream_count(uri)
-    local n = 0
-    for _, r in ipairs(mock.requests()) do
-      if r.uri == uri then
-        n = n + 1
-      end
-    end
-    return n
-  end
 
   local function get(path, headers, method)
     local res = assert(client:send({ method = method or "GET", path = path,
@@ -184,7 +174,7 @@ describe("proxy-cache", function()
                  tonumber(hit.headers["age"]) >= 1
         end, 5)
         assert.equal(body, hit.body)
-        assert.equal(1, upstream_count("/request?" .. q))
+        assert.equal(1, mock.count("/request?" .. q))
       end)
 
       it("keys arguments in any order, and tells values apart", function()
@@ -209,7 +199,7 @@ describe("proxy-cache", function()
           assert.equal("Bypass", cache_status(res))
           assert.is_nil(res.headers["x-cache-key"])
         end
-        assert.equal(2, upstream_count("/request?" .. q))
+        assert.equal(2, mock.count("/request?" .. q))
       end)
 
       it("bypasses a status that is not cacheable, caches a 404", function()
@@ -220,7 +210,7 @@ describe("proxy-cache", function()
           assert.equal("Bypass", cache_status(res))
           assert.truthy(res.headers["x-cache-key"])
         end
-        assert.equal(2, upstream_count("/status/201?" .. q))
+        assert.equal(2, mock.count("/status/201?" .. q))
 
         local res = get(base .. "/status/404?" .. q)
         local body = assert.res_status(404, res)
@@ -230,7 +220,7 @@ describe("proxy-cache", function()
           return cache_status(res) == "Hit"
         end, 5)
         assert.equal(body, assert.res_status(404, res))
-        assert.equal(1, upstream_count("/status/404?" .. q))
+        assert.equal(1, mock.count("/status/404?" .. q))
       end)
 
       it("bypasses a content type that is not cacheable", function()
@@ -240,7 +230,7 @@ describe("proxy-cache", function()
           assert.equal("abcdefghijklmnop", assert.res_status(200, res))
           assert.equal("Bypass", cache_status(res))
         end
-        assert.equal(2, upstream_count("/bytes/16?" .. q))
+        assert.equal(2, mock.count("/bytes/16?" .. q))
       end)
 
       it("caches HEAD apart from GET", function()
@@ -283,7 +273,7 @@ describe("proxy-cache", function()
         local n = 0
         for _ in pairs(bodies) do n = n + 1 end
         assert.equal(1, n)
-        assert.equal(1, upstream_count("/delay/0.5?" .. q))
+        assert.equal(1, mock.count("/delay/0.5?" .. q))
       end)
 
       it("purges entries with api.lua", function()
@@ -373,7 +363,7 @@ describe("proxy-cache", function()
       return cache_status(res) == "Refresh"
     end, 5)
     assert.res_status(200, res)
-    assert.equal(2, upstream_count("/request?" .. q))
+    assert.equal(2, mock.count("/request?" .. q))
     helpers.wait_until(function()
       return cache_status(get("/short/request?" .. q)) == "Hit"
     end, 5)
@@ -424,7 +414,7 @@ describe("proxy-cache", function()
       assert.is_nil(res.headers["age"])
     end
     -- served from the cache all along
-    assert.equal(1, upstream_count("/request?" .. q))
+    assert.equal(1, mock.count("/request?" .. q))
   end)
 
   it("caches the configured request methods only", function()
@@ -476,7 +466,7 @@ describe("proxy-cache", function()
       assert.is_nil(res.headers["x-cache-status"])
       assert.is_nil(res.headers["x-cache-key"])
     end
-    assert.equal(2, upstream_count("/request?" .. q))
+    assert.equal(2, mock.count("/request?" .. q))
     helpers.wait_until(function()
       return (helpers.read_file(gw.error_log) or ""):find(
         "could not use the memory strategy: missing shared dict 'nope'",
@@ -492,7 +482,7 @@ describe("proxy-cache", function()
       assert.is_nil(res.headers["x-cache-status"])
       assert.truthy(res.headers["x-cache-key"])
     end
-    assert.equal(2, upstream_count("/request?" .. q))
+    assert.equal(2, mock.count("/request?" .. q))
     helpers.wait_until(function()
       return (helpers.read_file(gw.error_log) or ""):find(
         "could not read the cache entry from Redis", 1, true)
@@ -514,7 +504,7 @@ describe("proxy-cache", function()
       assert.res_status(200, res)
       assert.equal("Miss", cache_status(res))
     end
-    assert.equal(4, upstream_count("/delay/0.5?" .. q))
+    assert.equal(4, mock.count("/delay/0.5?" .. q))
   end)
 
   describe("with cache_control", function()
@@ -635,7 +625,7 @@ describe("proxy-cache", function()
       assert.equal("", assert.res_status(504, res))
       assert.is_nil(res.headers["x-cache-status"])
       assert.truthy(res.headers["x-cache-key"])
-      assert.equal(0, upstream_count(p:sub(#"/cc" + 1)))
+      assert.equal(0, mock.count(p:sub(#"/cc" + 1)))
       get(p)
       wait_hit(p)
       res = get(p, { ["Cache-Control"] = "only-if-cached" })

@@ -56,11 +56,7 @@ describe("proxy-cache answer memos", function()
 
   -- requests the memos answered so far
   local function memo_answers()
-    local res = assert(helpers.request_once(gw.admin_port,
-                                            { path = "/metrics" }))
-    assert.equal(200, res.status)
-    return assert(tonumber(res.body:match(
-      "\nluagate_memo_answers_total (%d+)\n")))
+    return helpers.metric(gw, "luagate_memo_answers_total")
   end
 
   -- one request on a raw connection: the response as read, headers in

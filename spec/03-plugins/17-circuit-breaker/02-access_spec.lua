@@ -88,15 +88,6 @@ describe("circuit-breaker", function()
                                        { path = path, headers = headers }))
   end
 
-  local function upstream_count(uri)
-    local n = 0
-    for _, r in ipairs(mock.requests()) do
-      if r.uri == uri then
-        n = n + 1
-      end
-    end
-    return n
-  end
 
   -- the breakers, read on the client's connection: the log phases of the
   -- requests it sent before have run (the log phase runs once the response
@@ -160,7 +151,7 @@ describe("circuit-breaker", function()
     assert.equal("application/json; charset=utf-8",
                  res.headers["content-type"])
     assert.equal("1", res.headers["retry-after"])
-    assert.equal(0, upstream_count("/request?fallback=1"))
+    assert.equal(0, mock.count("/request?fallback=1"))
 
     local b = breaker("service 'basic'")
     assert.equal("open", b.state)

@@ -51,6 +51,8 @@ struct gw_rentry {
     int regex;          /* path is a regex */
     struct gw_str path; /* owned; p == NULL when the entry has no path */
     pcre2_code *re;     /* regex entries only */
+    char *lit;          /* regex entries: the text every match starts with, owned */
+    size_t lit_len;
     int ncap;           /* capture pairs reported (incl. group 0), <= MAX */
     char **cap_names;   /* ncap slots, NULL when the regex has no names */
     int has_methods;    /* methods constrained (possibly to nothing) */
@@ -481,6 +483,39 @@ static int read_headers(lua_State *L, struct gw_rentry *e)
     return GW_OK;
 }
 
+/* The length of the literal text every match of the anchored regex re
+ * (len bytes) starts with, for a check before the regex runs: a path that
+ * does not start with it cannot match. Conservative: plain characters and
+ * escaped punctuation up to the first other metacharacter; a character a
+ * quantifier follows is left out; a pattern with an alternation anywhere
+ * gets 0 (an alternative may start otherwise). */
+static size_t literal_prefix(const char *re, size_t len, char *out)
+{
+    static const char meta[] = "\\^$.|?*+()[]{}";
+    size_t n = 0;
+
+    if (memchr(re, '|', len) != NULL)
+        return 0;
+    for (size_t i = 0; i < len;) {
+        char c = re[i];
+        size_t next = i + 1;
+        if (c == '\\') {
+            /* \/ \. \- ...: the character itself; \d \Q \1 ...: stop */
+            if (i + 1 >= len || !ispunct((unsigned char)re[i + 1]))
+                break;
+            c = re[i + 1];
+            next = i + 2;
+        } else if (strchr(meta, c) != NULL || c == '#' || (unsigned char)c < 0x20) {
+            break;
+        }
+        if (next < len && strchr("?*+{", re[next]) != NULL)
+            break; /* c may repeat or be absent */
+        out[n++] = c;
+        i = next;
+    }
+    return n;
+}
+
 /* Compiles e->path as an anchored regex with JIT and records capture names. */
 static int compile_regex(struct gw_rentry *e, uint32_t *maxcap, const char **err)
 {
@@ -497,6 +532,13 @@ static int compile_regex(struct gw_rentry *e, uint32_t *maxcap, const char **err
     }
     /* JIT is an optimisation: when unavailable pcre2_match interprets. */
     (void)pcre2_jit_compile(e->re, PCRE2_JIT_COMPLETE);
+    /* the literal text every match starts with, unescaped */
+    e->lit = malloc(e->path.n + 1);
+    if (e->lit == NULL) {
+        *err = "router: out of memory";
+        return GW_ERROR;
+    }
+    e->lit_len = literal_prefix(e->path.p, e->path.n, e->lit);
 
     pcre2_pattern_info(e->re, PCRE2_INFO_CAPTURECOUNT, &capcount);
     pcre2_pattern_info(e->re, PCRE2_INFO_NAMECOUNT, &namecount);
@@ -820,6 +862,7 @@ void gw_router_free(struct gw_router **rp)
 
         free((char *)e->path.p);
         pcre2_code_free(e->re);
+        free(e->lit);
         for (int j = 0; e->cap_names && j < e->ncap; j++) {
             free(e->cap_names[j]);
         }
@@ -972,6 +1015,10 @@ static void match_regexes(const struct gw_router *r, const struct gw_rgroup *g,
         int rc;
 
         GW_ROUTER_COUNT();
+        if (e->lit_len > 0 &&
+            (req->path.n < e->lit_len || memcmp(req->path.p, e->lit, e->lit_len) != 0)) {
+            continue;
+        }
         if (!entry_filters(e, req)) {
             continue;
         }

@@ -223,6 +223,56 @@ static void test_regex(void)
     }
 }
 
+/* Regexes are only run on paths that start with their literal text: the
+ * text found, and the regexes' own meaning kept where a quantifier, an
+ * escape, a class, inline flags or an alternation ends it. */
+static void test_regex_literal(void)
+{
+    struct gw_router *r = build("return { routes = {"
+                                "  { paths = { [[~/v1\\.0/items/\\d+]] } },"
+                                "  { paths = { [[~/ab?c$]] } },"
+                                "  { paths = { [[~/xx|/yy]] } },"
+                                "  { paths = { [[~/(?i)case$]] } },"
+                                "  { paths = { [[~/k+/z]] } },"
+                                "  { paths = { [[~/d{2}x]] } },"
+                                "  { paths = { [[~/p\\d]] } },"
+                                "  { paths = { [[~/q[ab]$]] } },"
+                                "  { paths = { [[~/w\\/s]] } },"
+                                "} }");
+    static const struct {
+        const char *path;
+        size_t lit_len;
+    } lits[] = {{"/v1.0/items/", 12}, {"/a", 2},  {"", 0}, {"/", 1}, {"/", 1},
+                {"/", 1},             {"/p", 2},  {"/q", 2}, {"/w/s", 4}};
+    int lit_ok = 1;
+    for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++) {
+        const struct gw_rentry *e = NULL;
+        for (size_t j = 0; j < r->nentries; j++)
+            if (r->entries[j].route == (int)i)
+                e = &r->entries[j];
+        if (e == NULL || e->lit_len != lits[i].lit_len ||
+            memcmp(e->lit, lits[i].path, lits[i].lit_len) != 0) {
+            printf("# route %zu: literal %.*s (%zu)\n", i, e ? (int)e->lit_len : 0,
+                 e ? e->lit : "", e ? e->lit_len : 0);
+            lit_ok = 0;
+        }
+    }
+    ok(lit_ok, "regex literal starts: escapes unescaped, cut before ?*+{, none with |");
+    ok(match(r, "GET", "x.com", "/v1.0/items/3") == 0, "literal start with an escaped dot");
+    ok(match(r, "GET", "x.com", "/v1x0/items/3") == -1, "an escaped dot is a dot");
+    ok(match(r, "GET", "x.com", "/ac") == 1 && match(r, "GET", "x.com", "/abc") == 1,
+       "a character a ? follows is optional");
+    ok(match(r, "GET", "x.com", "/yy") == 2, "an alternation's other branch");
+    ok(match(r, "GET", "x.com", "/CaSe") == 3, "inline (?i) after the literal start");
+    ok(match(r, "GET", "x.com", "/kkk/z") == 4, "a character + follows repeats");
+    ok(match(r, "GET", "x.com", "/ddx") == 5, "a character {n} follows repeats");
+    ok(match(r, "GET", "x.com", "/p7") == 6, "an escape class ends the literal start");
+    ok(match(r, "GET", "x.com", "/qb") == 7, "a character class ends the literal start");
+    ok(match(r, "GET", "x.com", "/w/s") == 8, "an escaped slash");
+    ok(match(r, "GET", "x.com", "/zz") == -1, "no route for other paths");
+    gw_router_free(&r);
+}
+
 static void test_hosts(void)
 {
     struct gw_router_match m;
@@ -470,6 +520,7 @@ int main(void)
     for (stepped = 0; stepped <= 1; stepped++) {
         test_prefix();
         test_regex();
+        test_regex_literal();
         test_hosts();
         test_methods_headers();
         test_ranking();

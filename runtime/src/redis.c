@@ -52,6 +52,37 @@ static struct rconn *conns;
 static int nconns;
 static char errbuf[160];
 
+/* Reply objects. hiredis's own functions make one malloc()ed object per
+ * reply element and free them one by one once the reply's callback has
+ * run (the rate limiter's reply of three integers: four allocations and
+ * four frees per request). These make hiredis's same redisReply objects in
+ * an arena per connection, emptied when hiredis frees the reply; the arena
+ * goes with the connection's hiredis context (its event cleanup hook), or
+ * with the reply a context being freed still held. */
+struct rblock {
+    struct rblock *next;
+    size_t size;
+    char data[];
+};
+
+struct rarena {
+    char *cur, *end;
+    struct rblock *blocks; /* beyond first, freed when the arena is emptied */
+    int live;              /* a reply is being built or delivered */
+    int orphan;            /* its context is gone: free it with the reply */
+    _Alignas(16) char first[1024];
+};
+
+struct robj {
+    redisReply r; /* first: hiredis and the callbacks see a redisReply */
+    struct rarena *a;
+};
+
+/* Requests kept for reuse (an allocation and a free less per command). */
+#define RREQ_KEEP 64
+static struct rreq *rreq_free_list[RREQ_KEEP];
+static int rreq_nfree;
+
 static void conn_unref(struct rconn *c)
 {
     if (--c->refs > 0)
@@ -134,6 +165,126 @@ static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 }
 
+static void arena_empty(struct rarena *a)
+{
+    while (a->blocks != NULL) {
+        struct rblock *b = a->blocks;
+        a->blocks = b->next;
+        free(b);
+    }
+    a->cur = a->first;
+    a->end = a->first + sizeof(a->first);
+    a->live = 0;
+}
+
+static void *arena_alloc(struct rarena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if ((size_t)(a->end - a->cur) < n) {
+        size_t size = n > 4096 ? n : 4096;
+        struct rblock *b = malloc(sizeof(*b) + size);
+        if (b == NULL)
+            return NULL;
+        b->next = a->blocks;
+        b->size = size;
+        a->blocks = b;
+        a->cur = b->data;
+        a->end = b->data + size;
+    }
+    void *p = a->cur;
+    a->cur += n;
+    return p;
+}
+
+/* A reply object of the task's reply, linked into its parent array. */
+static redisReply *reply_obj(const redisReadTask *task, int type)
+{
+    struct rarena *a = task->privdata;
+    struct robj *o = arena_alloc(a, sizeof(*o));
+    if (o == NULL)
+        return NULL;
+    memset(o, 0, sizeof(*o));
+    o->a = a;
+    o->r.type = type;
+    a->live = 1;
+    if (task->parent != NULL) {
+        redisReply *parent = task->parent->obj;
+        parent->element[task->idx] = &o->r;
+    }
+    return &o->r;
+}
+
+static void *reply_string(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = reply_obj(task, task->type); /* string, status or error */
+    char *buf = r ? arena_alloc(task->privdata, len + 1) : NULL;
+    if (buf == NULL)
+        return NULL;
+    memcpy(buf, str, len);
+    buf[len] = '\0';
+    r->str = buf;
+    r->len = len;
+    return r;
+}
+
+static void *reply_array(const redisReadTask *task, int elements)
+{
+    redisReply *r = reply_obj(task, REDIS_REPLY_ARRAY);
+    if (r == NULL)
+        return NULL;
+    if (elements > 0) {
+        r->element = arena_alloc(task->privdata, (size_t)elements * sizeof(*r->element));
+        if (r->element == NULL)
+            return NULL;
+        memset(r->element, 0, (size_t)elements * sizeof(*r->element));
+        r->elements = (size_t)elements;
+    }
+    return r;
+}
+
+static void *reply_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = reply_obj(task, REDIS_REPLY_INTEGER);
+    if (r != NULL)
+        r->integer = value;
+    return r;
+}
+
+static void *reply_nil(const redisReadTask *task)
+{
+    return reply_obj(task, REDIS_REPLY_NIL);
+}
+
+/* hiredis frees a whole reply (its root): the arena is emptied. */
+static void reply_free(void *obj)
+{
+    struct rarena *a = ((struct robj *)obj)->a;
+    arena_empty(a);
+    if (a->orphan)
+        free(a);
+}
+
+static redisReplyObjectFunctions reply_fns = {
+    reply_string, reply_array, reply_integer, reply_nil, reply_free,
+};
+
+/* The context's event cleanup, which hiredis calls as it frees the context
+ * (nothing is read after it): the arena goes now, or with the reply the
+ * context still holds. */
+static void events_cleanup(void *privdata)
+{
+    redisLibevEvents *e = privdata;
+    redisReader *reader = e->context->c.reader;
+    struct rarena *a = reader ? reader->privdata : NULL;
+    redisLibevCleanup(privdata);
+    if (a == NULL)
+        return;
+    reader->privdata = NULL;
+    a->orphan = 1;
+    if (!a->live)
+        free(a);
+}
+
 static struct rconn *conn_get(const char *key, const char *ip, int port, const char *user,
                               const char *password, int db, int dedicated)
 {
@@ -155,13 +306,21 @@ static struct rconn *conn_get(const char *key, const char *ip, int port, const c
         free(c);
         return NULL;
     }
-    if (redisLibevAttach(gw_worker->loop, ac) != REDIS_OK) {
-        snprintf(errbuf, sizeof(errbuf), "could not attach to the loop");
+    struct rarena *a = malloc(sizeof(*a));
+    if (a == NULL || redisLibevAttach(gw_worker->loop, ac) != REDIS_OK) {
+        snprintf(errbuf, sizeof(errbuf), a ? "could not attach to the loop" : "no memory");
+        free(a);
         redisAsyncFree(ac);
         free(c->key);
         free(c);
         return NULL;
     }
+    a->blocks = NULL;
+    a->orphan = 0;
+    arena_empty(a);
+    ac->c.reader->fn = &reply_fns;
+    ac->c.reader->privdata = a;
+    ac->ev.cleanup = events_cleanup;
     ac->data = c;
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
@@ -232,7 +391,10 @@ static void rreq_free(struct rreq *rq)
         redisAsyncDisconnect(ac);
     }
     conn_unref(c);
-    free(rq);
+    if (rreq_nfree < RREQ_KEEP)
+        rreq_free_list[rreq_nfree++] = rq;
+    else
+        free(rq);
 }
 
 /* Resumes rq's coroutine with (replies or nil, err or nil); frees rq when
@@ -389,11 +551,12 @@ int gw_ffi_redis_exec(struct gw_lctx *x, const char *key, const char *ip, int po
         *err = errbuf;
         return GW_ERROR;
     }
-    struct rreq *rq = calloc(1, sizeof(*rq));
+    struct rreq *rq = rreq_nfree > 0 ? rreq_free_list[--rreq_nfree] : malloc(sizeof(*rq));
     if (rq == NULL) {
         *err = "no memory";
         return GW_ERROR;
     }
+    memset(rq, 0, sizeof(*rq));
     rq->x = x;
     rq->conn = c;
     c->refs++;

@@ -22,6 +22,28 @@ describe("redis client", function()
     assert.equal(1, d.conns)
   end)
 
+  it("converts large and nested replies", function()
+    local d = call("mode=sizes")
+    assert.is_true(d.big_ok)
+    assert.equal(200000, d.big_len)
+    assert.equal(300, d.list_n)
+    assert.equal("1yyy", d.list_first)
+    assert.equal("300y", d.list_last)
+    assert.is_true(d.list_ok)
+    assert.same({ 1, { 2, { 3, "x" } }, "y", {} }, d.nested)
+    assert.is_true(d.after)
+  end)
+
+  it("goes on after a large reply cut by a timeout", function()
+    call("mode=sizes") -- the list
+    for _ = 1, 5 do
+      local d = call("mode=cut&timeout=1")
+      assert.is_true(d.cut_n == 300 or d.cut_err == "timeout",
+                     "cut: " .. tostring(d.cut_n) .. " " .. tostring(d.cut_err))
+      assert.equal("PONG", d.after)
+    end
+  end)
+
   it("pipelines, with per-item errors", function()
     local d = call("mode=pipeline")
     assert.is_nil(d.err)

@@ -21,7 +21,7 @@
 struct gw_guard {
     int armed;
     struct gw_shdict *dict;
-    uint32_t seq;  /* the dictionary's change count when the keys were last as recorded */
+    uint64_t seq;  /* the dictionary's change count when the keys were last as recorded */
     int64_t until; /* the first expiry time among the present keys (gw_shdict_now); INT64_MAX: none */
     int nkeys;
     int has_statuses;
@@ -97,7 +97,7 @@ int gw_ffi_guard_set(struct gw_req *r, const struct gw_guard_args *a, const char
         off += a->keys[i].klen;
     }
     g->nkeys = a->nkeys;
-    uint32_t seq;
+    uint64_t seq;
     if (gw_shdict_stamps(a->dict, g->keys, g->nkeys, &seq) != GW_OK)
         return GW_DECLINED;
     for (int i = 0; i < a->nkeys; i++)
@@ -118,7 +118,7 @@ int gw_ffi_guard_set(struct gw_req *r, const struct gw_guard_args *a, const char
 static int guard_still(struct gw_guard *g)
 {
     struct gw_shdict_stamp now[GW_GUARD_MAX_KEYS];
-    uint32_t seq;
+    uint64_t seq;
 
     memcpy(now, g->keys, sizeof(now[0]) * (size_t)g->nkeys);
     if (gw_shdict_stamps(g->dict, now, g->nkeys, &seq) != GW_OK)

@@ -90,8 +90,8 @@ struct gw_shdict {
     uint32_t nbuckets;  /* power of two */
     size_t nentries;    /* entries in the hash table, expired included */
     size_t free_bytes;  /* sum of free block sizes */
-    uint32_t seq;       /* changes so far (values, removals, expiry times), wrapping; never
-                         * reset; written under the lock, read without it (gw_shdict_seq) */
+    uint64_t seq;       /* changes so far (values, removals, expiry times); never reset;
+                         * written under the lock, read without it (gw_shdict_seq) */
     struct shd_node **buckets;
     char *heap, *heap_end; /* 16-aligned */
     struct shd_node *lru_head, *lru_tail;
@@ -342,9 +342,9 @@ static void shd_touch(struct gw_shdict *d, struct shd_node *n)
 }
 
 /* Counts a change of the zone (gw_shdict_seq); returns the new count. */
-static uint32_t shd_changed(struct gw_shdict *d)
+static uint64_t shd_changed(struct gw_shdict *d)
 {
-    uint32_t seq = d->seq + 1;
+    uint64_t seq = d->seq + 1;
 
     __atomic_store_n(&d->seq, seq, __ATOMIC_RELEASE);
     return seq;
@@ -353,7 +353,7 @@ static uint32_t shd_changed(struct gw_shdict *d)
 /* Gives n's value a new version (gw_ffi_shdict_stamp). */
 static void shd_bump(struct gw_shdict *d, struct shd_node *n)
 {
-    n->ver = shd_changed(d);
+    n->ver = (uint32_t)shd_changed(d);
 }
 
 /* Links a filled node into the hash table and at the LRU head. */
@@ -920,7 +920,7 @@ int gw_ffi_shdict_stamp(struct gw_shdict *d, const char *key, size_t klen, uint3
     return rc;
 }
 
-uint32_t gw_shdict_seq(const struct gw_shdict *d)
+uint64_t gw_shdict_seq(const struct gw_shdict *d)
 {
     return __atomic_load_n(&d->seq, __ATOMIC_ACQUIRE);
 }
@@ -930,7 +930,7 @@ int64_t gw_shdict_now(void)
     return shd_now();
 }
 
-int gw_shdict_stamps(struct gw_shdict *d, struct gw_shdict_stamp *q, int n, uint32_t *seq)
+int gw_shdict_stamps(struct gw_shdict *d, struct gw_shdict_stamp *q, int n, uint64_t *seq)
 {
     int64_t now;
 

@@ -103,12 +103,13 @@ int gw_ffi_shdict_expire(struct gw_shdict *d, const char *key, size_t klen, doub
 
 /* Change watching (C callers: gw/guard.h) -------------------------------- */
 
-/* The zone's change count: it moves on every store, removal (delete,
+/* The zone's change count (64 bits: it never comes back to a value it had):
+ * it moves on every store, removal (delete,
  * eviction, the freeing of an expired entry), flush and expire() of any of
  * its keys, and only then. Read without the lock: a caller that saw the
  * same count twice knows no key changed in between, except by reaching its
  * expiry time. */
-uint32_t gw_shdict_seq(const struct gw_shdict *d);
+uint64_t gw_shdict_seq(const struct gw_shdict *d);
 
 /* The dictionaries' clock: CLOCK_MONOTONIC in ms (expiry times). */
 int64_t gw_shdict_now(void);
@@ -125,7 +126,7 @@ struct gw_shdict_stamp {
 /* Under one hold of the lock: the stamp of each of the n keys of q (as
  * gw_ffi_shdict_stamp, without making them recently used) and the zone's
  * change count then (*seq). GW_ERROR when the lock fails. */
-int gw_shdict_stamps(struct gw_shdict *d, struct gw_shdict_stamp *q, int n, uint32_t *seq);
+int gw_shdict_stamps(struct gw_shdict *d, struct gw_shdict_stamp *q, int n, uint64_t *seq);
 
 /* Zone size in bytes (what was mapped). */
 size_t gw_ffi_shdict_capacity(struct gw_shdict *d);

@@ -37,6 +37,10 @@ struct gw_memo {
     size_t body_len;
     const char *target, *hnames, *hvals, *head1, *head2, *body;
     struct gw_memo_dep deps[GW_MEMO_MAX_DEPS]; /* keys in data */
+    int one_dict;         /* all deps are in deps[0].dict */
+    uint64_t seq;         /* that dictionary's change count when deps were last current; 0: never */
+    int64_t until;        /* the first expiry time of a dep (gw_shdict_now), INT64_MAX: none */
+    unsigned uses;        /* uses since the stamps were last read */
     char data[];
 };
 
@@ -248,11 +252,19 @@ int gw_ffi_memo_store(struct gw_req *r, const struct gw_memo_args *a, const char
         memcpy(p, r->exit_body.p, r->exit_body.n);
     p += r->exit_body.n;
     m->ndeps = a->ndeps;
+    m->one_dict = 1;
+    m->seq = 0;
+    m->until = INT64_MAX;
+    m->uses = 0;
     for (int i = 0; i < a->ndeps; i++) {
         m->deps[i] = a->deps[i];
         memcpy(p, a->deps[i].key, a->deps[i].klen);
         m->deps[i].key = p;
         p += a->deps[i].klen;
+        if (a->deps[i].dict != a->deps[0].dict)
+            m->one_dict = 0;
+        if (a->deps[i].expires != 0 && a->deps[i].expires < m->until)
+            m->until = a->deps[i].expires;
     }
     m->hash = memo_hash(m->route, m->method, m->target, m->tlen);
 
@@ -268,9 +280,21 @@ int gw_ffi_memo_store(struct gw_req *r, const struct gw_memo_args *a, const char
     return GW_OK;
 }
 
-/* Whether every dictionary value m was made from still has its stamp. */
-static int deps_current(const struct gw_memo *m)
+/* Whether every dictionary value m was made from still has its stamp.
+ * When they are all in one dictionary whose change count has not moved
+ * since they were last found current (gw_shdict_seq, read without the
+ * lock) and none has reached its expiry time, they are; their stamps are
+ * still read on every 64th use, which makes the entries recently used in
+ * the dictionary's LRU (a hot memo must not let its entry be evicted). */
+static int deps_current(struct gw_memo *m)
 {
+    uint64_t seq = 0;
+    if (m->one_dict) {
+        seq = gw_shdict_seq(m->deps[0].dict);
+        if (seq == m->seq && (++m->uses & 63) != 0 &&
+            (m->until == INT64_MAX || gw_shdict_now() < m->until))
+            return 1;
+    }
     for (int i = 0; i < m->ndeps; i++) {
         const struct gw_memo_dep *d = &m->deps[i];
         uint32_t ver;
@@ -280,6 +304,8 @@ static int deps_current(const struct gw_memo *m)
             ver != d->ver || expires != d->expires)
             return 0;
     }
+    m->seq = seq; /* read before the stamps: a change since moves it */
+    m->uses = 0;
     return 1;
 }
 

@@ -61,8 +61,12 @@ int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name,
                            size_t nlen, const char *value, size_t vlen,
                            const char **err);
-int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len,
-                               const char **err);
+struct gw_hops;
+struct gw_hops *gw_ffi_hops_new(const char *p, size_t len, const char **err);
+void gw_ffi_hops_free(struct gw_hops *o);
+int gw_ffi_hops_slots(const struct gw_hops *o);
+int gw_ffi_upstream_set_hops(struct gw_req *r, const struct gw_hops *o,
+                             const int64_t *ints, const char **err);
 int gw_ffi_upstream_path(struct gw_req *r, const char *p, size_t n,
                          const char **err);
 int gw_ffi_upstream_query(struct gw_req *r, const char *p, size_t n,
@@ -102,6 +106,8 @@ int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name,
                            const char **err);
 int gw_ffi_resp_set_header_int(struct gw_req *r, int op, const char *name,
                                size_t nlen, int64_t value, const char **err);
+int gw_ffi_resp_set_hops(struct gw_req *r, const struct gw_hops *o,
+                         const int64_t *ints, const char **err);
 int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len,
                            const char **err);
 int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name,
@@ -205,6 +211,7 @@ local _M = {
   HDR_ADD = 1,
   HDR_CLEAR = 2,
   HDR_NAME_OK = 16, -- or'ed into the op: a name the runtime accepted before
+  HDR_SLOT = 32, -- or'ed into an op of gw_ffi_hops_new: an integer slot
 
   -- enum gw_log_level (runtime/include/gw/log.h), nginx's numbers
   LOG_EMERG = 1,

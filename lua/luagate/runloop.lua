@@ -42,6 +42,7 @@ local bit = require "bit"
 local slice_point = require("luagate.slice").point
 
 local EXIT = request.EXIT
+local YIELD_DONE = request.YIELD_DONE
 
 -- thread_main's first argument: a phase bit, or one of these
 local KIND_TIMER = 0
@@ -225,7 +226,8 @@ function _M.build(conf, opts)
     local mask = 0
     for _, e in ipairs(list) do
       local rs = si and e.by_route_service[ri .. ":" .. si] or nil
-      local static = rs or e.by_route[ri] or (si and e.by_service[si]) or e.global
+      local static = rs or e.by_route[ri] or (si and e.by_service[si]) or
+                     e.global
       local item = {
         entry = e, static = static, route_service = rs,
         route = ri, service = si,
@@ -271,7 +273,8 @@ local function select_conf(item, consumer)
   local e = item.entry
   if consumer and e.consumer_scoped then
     local r, s = item.route, item.service
-    local c = (r and s and e.by_route_service_consumer[r .. ":" .. s .. ":" .. consumer])
+    local c = (r and s and
+               e.by_route_service_consumer[r .. ":" .. s .. ":" .. consumer])
       or (r and e.by_route_consumer[r .. ":" .. consumer])
       or (s and e.by_service_consumer[s .. ":" .. consumer])
     if c then
@@ -367,8 +370,40 @@ local function call(r, name, fn, handler, conf, phase_name)
 end
 
 
+-- The access handler of a plan's item: its config chosen (recorded in
+-- selected when the plan has consumer-scoped configs), its handler run
+-- unless the request has its response (r.exited).
+local function access_item(r, item, selected)
+  local conf = select_conf(item, selected and consumer_index(r))
+  if conf then
+    if selected then
+      selected[#selected + 1] = item
+      selected[item] = conf
+    end
+    local h = item.entry.handler
+    local fn = h.access
+    -- rawget: r's __index (lazy fields) has nothing to add for this one
+    if fn and not rawget(r, "exited") then
+      local ok = call(r, item.entry.name, fn, h, conf, "access")
+      if ok == nil then
+        fail_500(r)
+      end
+    end
+  end
+end
+
+
 -- Runs the access handlers of plan from its item `from` (1, or the one
--- after the handler kong.response.exit stopped).
+-- after the handler kong.response.exit stopped). The first four items are
+-- run one by one, not in a loop. LuaJIT does not compile the yield at the
+-- end of thread_main's loop: a trace ends there, and the code after it is
+-- recorded at once as a new trace, which goes around the loop, through a
+-- whole request, to the yield again, and so on, until one of them meets a
+-- trace to link to: the root trace of thread_main's loop, which LuaJIT
+-- gives up when it meets an inner loop, such as one over the plugins. On
+-- some starts every request of the auth route recorded one more trace for
+-- thousands of requests (40,000 to 60,000 instructions a request instead of
+-- 21,000; docs/performance.md, "The auth route, third pass").
 local function run_access(r, plan, from)
   -- the configs chosen here serve the later phases; a plan whose plugins
   -- have no consumer-scoped config chooses the same ones every time
@@ -379,68 +414,96 @@ local function run_access(r, plan, from)
     selected = new_tab(8, 8)
     r.selected = selected
   end
-  for i = from, #plan do
-    local item = plan[i]
-    local conf = select_conf(item, selected and consumer_index(r))
-    if conf then
-      if selected then
-        selected[#selected + 1] = item
-        selected[item] = conf
-      end
-      local h = item.entry.handler
-      local fn = h.access
-      if fn and not r.exited then
-        local ok = call(r, item.entry.name, fn, h, conf, "access")
-        if ok == nil then
-          fail_500(r)
+  local n = #plan
+  local i = from
+  if i <= n then
+    access_item(r, plan[i], selected)
+    i = i + 1
+    if i <= n then
+      access_item(r, plan[i], selected)
+      i = i + 1
+      if i <= n then
+        access_item(r, plan[i], selected)
+        i = i + 1
+        if i <= n then
+          access_item(r, plan[i], selected)
+          i = i + 1
         end
       end
     end
+  end
+  for k = i, n do
+    access_item(r, plan[k], selected)
   end
 end
 
 
+-- The handler of item for phase_name, with conf: false when the phase
+-- stops after it (rewrite and response stop at an exit or an error).
+local function list_call(r, phase_name, item, conf, may_fail)
+  local h = item.entry.handler
+  local ok = call(r, item.entry.name, h[phase_name], h, conf, phase_name)
+  if ok ~= true and may_fail then
+    if ok == nil then
+      fail_500(r)
+    end
+    return false
+  end
+  return true
+end
+
+-- Item i of r.selected (the configs chosen in access) in a later phase.
+local function selected_item(r, phase_name, selected, i, _, done, may_fail)
+  local item = selected[i]
+  if item.entry.handler[phase_name] and item.entry.name ~= done then
+    return list_call(r, phase_name, item, selected[item], may_fail)
+  end
+  return true
+end
+
+-- Item i of a plan, its config chosen for consumer index k.
+local function plan_item(r, phase_name, plan, i, k, done, may_fail)
+  local item = plan[i]
+  if item.entry.handler[phase_name] and item.entry.name ~= done then
+    local conf = select_conf(item, k)
+    if conf then
+      return list_call(r, phase_name, item, conf, may_fail)
+    end
+  end
+  return true
+end
+
+
 -- Runs a phase's handlers from item `from` of the list (r.selected, or
--- plan): 1, or the one after the handler kong.response.exit stopped.
+-- plan): 1, or the one after the handler kong.response.exit stopped. The
+-- first four one by one, for the reason given at run_access.
 local function run_list(r, phase, phase_name, plan, from)
   local may_fail = phase == PHASE_RESPONSE or phase == PHASE_REWRITE
-  local selected = r.selected
   local done = rawget(r, "done_plugin") -- see plugin_done
-  if selected then
-    for i = from, #selected do
-      local item = selected[i]
-      local h = item.entry.handler
-      local fn = h[phase_name]
-      if fn and item.entry.name ~= done then
-        local ok = call(r, item.entry.name, fn, h, selected[item], phase_name)
-        if ok == false and may_fail then
-          return
-        end
-        if ok == nil and may_fail then
-          fail_500(r)
-          return
-        end
-      end
-    end
+  local list, each, k = r.selected, selected_item, nil
+  if not list then
+    list, each, k = plan, plan_item, consumer_index(r)
+  end
+  local n = #list
+  local i = from
+  if i > n or not each(r, phase_name, list, i, k, done, may_fail) then
     return
   end
-  local k = consumer_index(r)
-  for i = from, #plan do
-    local item = plan[i]
-    local h = item.entry.handler
-    local fn = h[phase_name]
-    if fn and item.entry.name ~= done then
-      local conf = select_conf(item, k)
-      if conf then
-        local ok = call(r, item.entry.name, fn, h, conf, phase_name)
-        if ok == false and may_fail then
-          return
-        end
-        if ok == nil and may_fail then
-          fail_500(r)
-          return
-        end
-      end
+  i = i + 1
+  if i > n or not each(r, phase_name, list, i, k, done, may_fail) then
+    return
+  end
+  i = i + 1
+  if i > n or not each(r, phase_name, list, i, k, done, may_fail) then
+    return
+  end
+  i = i + 1
+  if i > n or not each(r, phase_name, list, i, k, done, may_fail) then
+    return
+  end
+  for j = i + 1, n do
+    if not each(r, phase_name, list, j, k, done, may_fail) then
+      return
     end
   end
 end
@@ -830,7 +893,8 @@ function _M.thread_main(kind, ptr, lctx, arg, new, conf)
       run_phase(r, kind)
     end
     request.cur = nil
-    kind, ptr, lctx, arg, new, conf = yield(request.YIELD_DONE)
+    local _ -- lctx: the same for the coroutine's whole life
+    kind, ptr, _, arg, new, conf = yield(YIELD_DONE)
   end
 end
 

@@ -174,15 +174,26 @@ int gw_hops_apply(const struct gw_hops *o, struct gw_pool *p, struct gw_hlist *h
     for (int i = 0; i < o->n; i++) {
         const struct gw_hops_op *e = &o->op[i];
         const char *name = text + e->name;
-        if (e->op != GW_HDR_ADD) {
+        /* the length bit first: most names set are not in the list */
+        if (e->op != GW_HDR_ADD && (h->lens >> (e->nlen & 63) & 1))
             gw_hlist_remove(h, name, e->nlen);
-            if (e->op == GW_HDR_CLEAR)
-                continue;
-        }
+        if (e->op == GW_HDR_CLEAR)
+            continue;
         int k = e->slot;
-        if (gw_hlist_push(p, h, name, e->nlen, k < 0 ? text + e->value : num[k],
-                          k < 0 ? e->vlen : num_len[k]) != GW_OK)
-            return GW_ERROR;
+        const char *value = k < 0 ? text + e->value : num[k];
+        uint32_t vlen = k < 0 ? e->vlen : num_len[k];
+        if (h->n == h->cap) {
+            if (gw_hlist_push(p, h, name, e->nlen, value, vlen) != GW_OK)
+                return GW_ERROR;
+            continue;
+        }
+        /* gw_hlist_push's work, with room in the list */
+        h->lens |= (uint64_t)1 << (e->nlen & 63);
+        struct gw_hview *v = &h->v[h->n++];
+        v->name = name;
+        v->nlen = e->nlen;
+        v->value = value;
+        v->vlen = vlen;
     }
     return GW_OK;
 }

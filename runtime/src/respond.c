@@ -38,20 +38,7 @@ void gw_write_header_lines(struct gw_buf *b, int status, const struct gw_hview *
         if (gw_http_hop_by_hop(v->name, v->nlen) &&
             !(status == 426 && GW_NAME_IS(v->name, v->nlen, "upgrade")))
             continue;
-        /* the line in one piece: one room check, not four */
-        size_t len = (size_t)v->nlen + v->vlen + 4;
-        if (b->cap - b->len < len && gw_buf_reserve(b, len, 0) != 0)
-            continue; /* no memory: as gw_buf_append, the line is lost */
-        char *d = b->data + b->len;
-        memcpy(d, v->name, v->nlen);
-        d += v->nlen;
-        d[0] = ':';
-        d[1] = ' ';
-        memcpy(d + 2, v->value, v->vlen);
-        d += 2 + v->vlen;
-        d[0] = '\r';
-        d[1] = '\n';
-        b->len += len;
+        gw_buf_append_field(b, v->name, v->nlen, v->value, v->vlen);
     }
 }
 

@@ -35,6 +35,7 @@ local yield = coroutine.yield
 local running = coroutine.running
 local sort = table.sort
 local cast = ffi.cast
+local fill = ffi.fill
 local fmt = string.format
 local new_tab = require "table.new"
 local clear_tab = require "table.clear"
@@ -509,12 +510,20 @@ local function run_list(r, phase, phase_name, plan, from)
 end
 
 
--- r fields with each phase's start and end (seconds), read by ngx.ctx's
--- KONG_* timings (ctx_index)
+-- Each phase's start and end (seconds; 0: the phase did not run), read by
+-- ngx.ctx's KONG_* timings (ctx_mt): slots of r.times, an array kept with
+-- the request table (reset_request zeroes it). T_START[phase bit] and
+-- T_END[phase bit] are the slots.
+local TIMES_T = ffi.typeof("double[12]")
+local TIMES_SIZE = ffi.sizeof(TIMES_T)
 local T_START, T_END = {}, {}
-for bit_, name in pairs(PHASE_NAMES) do
-  T_START[bit_] = "t_" .. name .. "_start"
-  T_END[bit_] = "t_" .. name .. "_end"
+for bit_ in pairs(PHASE_NAMES) do
+  local i = 0
+  while bit.lshift(1, i) ~= bit_ do
+    i = i + 1
+  end
+  T_START[bit_] = 2 * i
+  T_END[bit_] = 2 * i + 1
 end
 
 
@@ -529,7 +538,7 @@ end
 
 local function run_phase(r, phase)
   local name = PHASE_NAMES[phase]
-  r[T_START[phase]] = C.gw_ffi_now()
+  r.times[T_START[phase]] = C.gw_ffi_now()
   r.phase = name
   request.cur = r
   local plan = phase_plan(r, phase)
@@ -538,7 +547,7 @@ local function run_phase(r, phase)
   else
     run_list(r, phase, name, plan, 1)
   end
-  r[T_END[phase]] = C.gw_ffi_now()
+  r.times[T_END[phase]] = C.gw_ffi_now()
 end
 
 
@@ -602,7 +611,7 @@ local function finish_exited(r)
                index_after(r.selected or plan, name))
     end
   end
-  r[T_END[phase]] = C.gw_ffi_now()
+  r.times[T_END[phase]] = C.gw_ffi_now()
 end
 
 
@@ -620,7 +629,7 @@ local function log_info(r)
   return info_d[0], info_d[1], info_d[2], info_i[0]
 end
 
-local KONG_PHASE_KEYS = {} -- "KONG_ACCESS_START" -> { field, kind }
+local KONG_PHASE_KEYS = {} -- "KONG_ACCESS_START" -> { slot[, end slot] }
 for bit_, name in pairs(PHASE_NAMES) do
   local up = name:upper()
   KONG_PHASE_KEYS["KONG_" .. up .. "_START"] = { T_START[bit_] }
@@ -706,10 +715,14 @@ local ctx_mt = {
     end
     local pk = KONG_PHASE_KEYS[k]
     if pk then
-      local a = r[pk[1]]
+      local times = rawget(r, "times")
+      local a = times and times[pk[1]]
+      if a == 0 then
+        a = nil
+      end
       if pk[2] then
-        local b = r[pk[2]]
-        return a and b and (b - a) * 1000 or nil
+        local b = times[pk[2]]
+        return a and b ~= 0 and (b - a) * 1000 or nil
       end
       return ms(a)
     end
@@ -777,6 +790,29 @@ local lazy_mt = {
 local REQ_T = ffi.typeof("struct gw_req *")
 local LCTX_T = ffi.typeof("struct gw_lctx *")
 
+-- The struct gw_req * of a request, by address: the runtime reuses its
+-- request objects (a free list), so a few cdata serve every request; a
+-- cast per request made one object of garbage each, and the collector's
+-- steps came back every few thousand requests. Bounded: emptied when it
+-- holds REQ_PTRS_MAX.
+local REQ_PTRS_MAX = 4096
+local req_ptrs = {}
+local n_req_ptrs = 0
+
+local function req_ptr(addr)
+  local p = req_ptrs[addr]
+  if p == nil then
+    if n_req_ptrs >= REQ_PTRS_MAX then
+      clear_tab(req_ptrs)
+      n_req_ptrs = 0
+    end
+    p = cast(REQ_T, addr)
+    req_ptrs[addr] = p
+    n_req_ptrs = n_req_ptrs + 1
+  end
+  return p
+end
+
 local function set_route(r, route_idx)
   if route_idx >= 0 then
     local conf = r.conf
@@ -803,7 +839,8 @@ end
 -- a route never sets then pushed out the ones it sets, which were
 -- inserted again on every request (8 on the auth route). A field not in
 -- this list (a rarer one) is still there: then the table is cleared as a
--- whole.
+-- whole. The phases' times are in r.times, zeroed (not a field each: 12
+-- fields more made next() walk a hash part of 32 nodes instead of 16).
 local function drop(r, k)
   if rawget(r, k) ~= nil then
     r[k] = nil
@@ -824,21 +861,13 @@ local function reset_request(r)
   drop(r, "consumer")
   drop(r, "credential")
   drop(r, "selected")
-  drop(r, "t_rewrite_start")
-  drop(r, "t_rewrite_end")
-  drop(r, "t_access_start")
-  drop(r, "t_access_end")
-  drop(r, "t_response_start")
-  drop(r, "t_response_end")
-  drop(r, "t_header_filter_start")
-  drop(r, "t_header_filter_end")
-  drop(r, "t_body_filter_start")
-  drop(r, "t_body_filter_end")
-  drop(r, "t_log_start")
-  drop(r, "t_log_end")
+  local times = r.times
+  r.times = nil
   if next(r) ~= nil then
     clear_tab(r)
   end
+  fill(times, TIMES_SIZE)
+  r.times = times
 end
 
 
@@ -851,10 +880,11 @@ local function new_request(r, co, ptr, lctx, route_idx, conf)
   if r then
     reset_request(r)
   else
-    r = setmetatable(new_tab(0, 32), lazy_mt)
+    r = setmetatable(new_tab(0, 16), lazy_mt)
+    r.times = TIMES_T()
   end
   r.co = co
-  r.ptr = cast(REQ_T, ptr)
+  r.ptr = req_ptr(ptr)
   r.lctx = lctx
   r.conf = conf
   set_route(r, route_idx)

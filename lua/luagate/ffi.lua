@@ -210,6 +210,7 @@ local _M = {
   HDR_SET = 0,
   HDR_ADD = 1,
   HDR_CLEAR = 2,
+  HDR_SET_ABSENT = 3, -- prepared lists only (gw_ffi_hops_new)
   HDR_NAME_OK = 16, -- or'ed into the op: a name the runtime accepted before
   HDR_SLOT = 32, -- or'ed into an op of gw_ffi_hops_new: an integer slot
 

@@ -38,7 +38,7 @@ struct gw_hops {
 
 static int op_ok(int op)
 {
-    return op == GW_HDR_SET || op == GW_HDR_ADD || op == GW_HDR_CLEAR;
+    return op == GW_HDR_SET || op == GW_HDR_ADD || op == GW_HDR_CLEAR || op == GW_HDR_SET_ABSENT;
 }
 
 struct gw_hops *gw_hops_new(const char *p, size_t len, const char **err)
@@ -60,6 +60,11 @@ struct gw_hops *gw_hops_new(const char *p, size_t len, const char **err)
         size_t nlen = (size_t)(nend - name), vlen = (size_t)(vend - value);
         if (!op_ok(base) || nlen > UINT16_MAX || !gw_http_is_token(name, nlen)) {
             *err = op_ok(base) ? "invalid header name" : "malformed packed headers";
+            return NULL;
+        }
+        if (base == GW_HDR_SET_ABSENT && GW_NAME_IS(name, nlen, "host")) {
+            /* whether the upstream gets the client's Host would depend on it */
+            *err = "Host cannot be set when absent";
             return NULL;
         }
         if (op & GW_HDR_SLOT) {
@@ -175,8 +180,15 @@ int gw_hops_apply(const struct gw_hops *o, struct gw_pool *p, struct gw_hlist *h
         const struct gw_hops_op *e = &o->op[i];
         const char *name = text + e->name;
         /* the length bit first: most names set are not in the list */
-        if (e->op != GW_HDR_ADD && (h->lens >> (e->nlen & 63) & 1))
+        if (e->op == GW_HDR_SET_ABSENT) {
+            const char *v;
+            size_t vl;
+            if ((h->lens >> (e->nlen & 63) & 1) &&
+                gw_hlist_get(h, name, e->nlen, 0, &v, &vl) == GW_OK)
+                continue;
+        } else if (e->op != GW_HDR_ADD && (h->lens >> (e->nlen & 63) & 1)) {
             gw_hlist_remove(h, name, e->nlen);
+        }
         if (e->op == GW_HDR_CLEAR)
             continue;
         int k = e->slot;

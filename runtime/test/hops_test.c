@@ -171,6 +171,20 @@ int main(void)
        "formats INT64_MIN, INT64_MAX, 9 and 10");
     gw_hops_free(o);
 
+    /* set when absent: seen against the list as it is when the operation
+     * comes (an earlier one of the list included), any case */
+    o = hops(PACKED("3X-New\0a\0"
+                    "3keep\0b\0"
+                    "3X-NEW\0c\0"),
+             &err);
+    ok(o != NULL, "parses sets when absent (%s)", err ? err : "-");
+    h = gw_hlist_new(&pool, 4);
+    gw_hlist_push(&pool, h, "Keep", 4, "k", 1);
+    ok(gw_hops_apply(o, &pool, h, NULL) == GW_OK, "applies sets when absent");
+    ok(same(h, "Keep: k\nX-New: a\n"), "only where the name was absent");
+    gw_hops_free(o);
+    refused(PACKED("3HOST\0h\0"), "Host cannot be set when absent", "Host set when absent");
+
     /* Host: the last operation naming it says whether it is set */
     o = hops(PACKED("0host\0a\0"), &err);
     ok(gw_hops_names_host(o) && gw_hops_host_set(o), "a set of host sets Host");

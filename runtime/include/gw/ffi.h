@@ -60,6 +60,7 @@ int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n); /* GW_DECLINED
 #define GW_HDR_SET 0   /* replace every value */
 #define GW_HDR_ADD 1   /* append a value */
 #define GW_HDR_CLEAR 2 /* remove */
+#define GW_HDR_SET_ABSENT 3 /* prepared lists only: set when the name is absent */
 /* or'ed into op: the caller had this name accepted by an earlier call (it
  * remembers names by content), so it is not checked again; the value is */
 #define GW_HDR_NAME_OK 16
@@ -69,7 +70,8 @@ int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n); /* GW_DECLINED
 int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nlen,
                            const char *value, size_t vlen, const char **err);
 /* Prepared header operations (gw/hops.h), given packed: for each, the op as
- * '0' + op (GW_HDR_SET, GW_HDR_ADD or GW_HDR_CLEAR, possibly or'ed with
+ * '0' + op (GW_HDR_SET, GW_HDR_ADD, GW_HDR_CLEAR or GW_HDR_SET_ABSENT (not
+ * for Host), possibly or'ed with
  * GW_HDR_SLOT; GW_HDR_NAME_OK is ignored: every name and value is checked
  * here), the name, a NUL, the value, a NUL (empty for a clear; the slot's
  * index for a slot), parsed and checked once. NULL with *err when refused or out of memory;

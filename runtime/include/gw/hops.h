@@ -16,7 +16,9 @@ struct gw_pool;
 struct gw_hops;
 
 /* Parses the packed form of gw_ffi_hops_new (gw/ffi.h): per
- * operation '0' + op (GW_HDR_SET, GW_HDR_ADD or GW_HDR_CLEAR, possibly or'ed
+ * operation '0' + op (GW_HDR_SET, GW_HDR_ADD, GW_HDR_CLEAR or
+ * GW_HDR_SET_ABSENT: a set when the list has no header of that name, when
+ * the operation comes; not for Host), possibly or'ed
  * with GW_HDR_NAME_OK, which is ignored: every name is checked here, or
  * with GW_HDR_SLOT: the value is the slot's index in decimal, 0 to
  * GW_HOPS_MAX_SLOTS - 1), the name, a NUL, the value, a NUL. Refuses

@@ -44,8 +44,8 @@ int gw_ffi_tls_client_chain(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_tls_client_info(struct gw_req *r, const char **p, size_t *n);
 void *gw_ffi_tls_store_new(const char *pem, size_t n, const char **err);
 void gw_ffi_tls_store_free(void *store);
-int gw_ffi_tls_verify_client(struct gw_req *r, void *store, int depth, int flags,
-                             const char **err);
+int gw_ffi_tls_verify_client(struct gw_req *r, void *store, int depth,
+                             int flags, const char **err);
 int gw_ffi_req_header(struct gw_req *r, const char *name, size_t nlen,
                       int idx, const char **p, size_t *n);
 int gw_ffi_req_header_count(struct gw_req *r);
@@ -85,14 +85,16 @@ int gw_ffi_upstream_status(struct gw_req *r);
 int gw_ffi_upstream_uri(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_req_set_consumer(struct gw_req *r, const char *id, size_t len);
 int gw_ffi_metrics_consumers(void);
-int gw_ffi_req_set_consumer_name(struct gw_req *r, const char *name, size_t len);
+int gw_ffi_req_set_consumer_name(struct gw_req *r, const char *name,
+                                 size_t len);
 int gw_ffi_req_target(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_req_server_addr(struct gw_req *r, const char **p, size_t *n);
-int gw_ffi_upstream_xfwd(struct gw_req *r, int which, const char *v, size_t n, const char **err);
+int gw_ffi_upstream_xfwd(struct gw_req *r, int which, const char *v, size_t n,
+                         const char **err);
 int gw_ffi_health_set(const char *key, int unhealthy);
 int gw_ffi_health_get(const char *key);
-int gw_ffi_resp_compress(struct gw_req *r, int allow_br, int gzip_level, int br_level,
-                         const char **err);
+int gw_ffi_resp_compress(struct gw_req *r, int allow_br, int gzip_level,
+                         int br_level, const char **err);
 
 int gw_ffi_resp_status(struct gw_req *r);
 int gw_ffi_resp_set_status(struct gw_req *r, int status, const char **err);

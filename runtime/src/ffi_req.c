@@ -441,8 +441,8 @@ int gw_ffi_upstream_set_hops(struct gw_req *r, const struct gw_hops *o, const in
 {
     struct gw_conn *c = conn_of(r);
     struct gw_hlist *h;
-    if (c == NULL) {
-        *err = "no request";
+    if (c == NULL || o == NULL || (ints == NULL && gw_hops_slots(o) > 0)) {
+        *err = c == NULL ? "no request" : "no prepared headers or slot values";
         return GW_ERROR;
     }
     if (req_hlist(r, c, &h) != GW_OK || gw_hops_apply(o, &r->pool, h, ints) != GW_OK) {
@@ -671,6 +671,10 @@ int gw_ffi_resp_set_hops(struct gw_req *r, const struct gw_hops *o, const int64_
                          const char **err)
 {
     struct gw_hlist *h;
+    if (o == NULL || (ints == NULL && gw_hops_slots(o) > 0)) {
+        *err = "no prepared headers or slot values";
+        return GW_ERROR;
+    }
     if (r->resp_started && r->phase != GW_PHASE_HEADER_FILTER) {
         *err = "headers already sent";
         return GW_ERROR;

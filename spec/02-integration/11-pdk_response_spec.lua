@@ -204,6 +204,8 @@ describe("kong.response", function()
       assert.matches('invalid header value for "X": got table',
                      d.bad_slot_value, 1, true)
       d.bad_slot_value = nil
+      assert.matches("prepared headers expected", d.not_prepared, 1, true)
+      d.not_prepared = nil
       assert.same({ crlf = true, te = true, bad_name = true,
                     table_value = true, slot_0 = true, slot_5 = true,
                     slot_str = true, not_pair = true, not_list = true,

@@ -104,6 +104,8 @@ describe("kong.service", function()
     assert.equal("mine", echo.headers["x-present"])
     assert.equal("nil,nil,nil,nil,nil,nil,nil", echo.headers["x-refused"])
     assert.equal("true", echo.headers["x-host-set-ok"])
+    assert.matches("handler.lua:%d+: prepared headers expected",
+                   echo.headers["x-misuse"])
   end)
 
   it("sets the path and the raw query", function()

@@ -499,6 +499,9 @@ end
 -- Phases and errors as set_header's.
 function _M.set_prepared_headers(prepared, a, b, c, d)
   local r = check(REWRITE_ACCESS_HEADER)
+  if type(prepared) ~= "table" or prepared.hops == nil then
+    error("prepared headers expected (kong.response.prepare_headers)", 2)
+  end
   local n = prepared.slots
   if n == 0 or (slot_value(a) and (n < 2 or (slot_value(b) and
      (n < 3 or (slot_value(c) and (n < 4 or slot_value(d)))))))

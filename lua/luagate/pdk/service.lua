@@ -451,6 +451,10 @@ end
 -- set_header's.
 function sreq.set_prepared_headers(prepared)
   local r = check(REWRITE_ACCESS)
+  if type(prepared) ~= "table" or prepared.hops == nil then
+    error("prepared headers expected " ..
+          "(kong.service.request.prepare_headers)", 2)
+  end
   err_p[0] = nil
   if C.gw_ffi_upstream_set_hops(r.ptr, prepared.hops, nil, err_p) ~= OK then
     error(errmsg("could not set header"), 2)

@@ -58,14 +58,13 @@ end
 
 
 -- The upstream header ops of set_consumer for one consumer, credential
--- and identifier, packed for gw_ffi_upstream_set_packed (one FFI call
--- instead of five kong.service.request calls): made once per credential
--- (per consumer without one) of a config. nil when a value is not a
--- string (set_consumer's own calls convert or refuse it then). The names
--- are the constants of HEADERS, valid tokens: they go with GW_HDR_NAME_OK,
--- so the runtime checks the values only.
+-- and identifier, prepared for gw_ffi_upstream_set_hops (one FFI call
+-- instead of five kong.service.request calls, the names and values checked
+-- once, not on every request): made once per credential (per consumer
+-- without one) of a config. nil when a value is not a string
+-- (set_consumer's own calls convert or refuse it then).
 local packs = setmetatable({}, { __mode = "k" })
-local pk -- { C, OK, err_p, SET, CLEAR }, resolved on first use
+local pk -- { C, OK, err_p, SET, CLEAR, hops }, resolved on first use
 
 local PACKED_NAMES = {
   HEADERS.CONSUMER_ID, HEADERS.CONSUMER_CUSTOM_ID, HEADERS.CONSUMER_USERNAME,
@@ -82,8 +81,8 @@ local function pack_of(consumer, credential, identifier)
   if not pk then
     local gw = require "luagate.ffi"
     pk = { C = gw.C, OK = gw.OK, err_p = gw.err_p,
-           SET = char(48 + gw.HDR_SET + gw.HDR_NAME_OK),
-           CLEAR = char(48 + gw.HDR_CLEAR + gw.HDR_NAME_OK) }
+           SET = char(48 + gw.HDR_SET), CLEAR = char(48 + gw.HDR_CLEAR),
+           hops = require("luagate.pdk.private").hops }
   end
   local values = {
     consumer and consumer.id,
@@ -107,7 +106,8 @@ local function pack_of(consumer, credential, identifier)
   end
   p = {
     consumer = consumer, credential = credential, identifier = identifier,
-    packed = concat(parts),
+    -- nil when the runtime refused a value (CR or LF)
+    hops = pk.hops(concat(parts)),
   }
   packs[key] = p
   return p
@@ -127,12 +127,10 @@ function _M.set_consumer(consumer, credential, identifier)
   kong.client.authenticate(consumer, credential)
 
   local p = pack_of(consumer, credential, identifier)
-  if p then
-    local packed = p.packed
-    if pk.C.gw_ffi_upstream_set_packed(request.cur.ptr, packed, #packed,
-                                       pk.err_p) == pk.OK then
-      return
-    end
+  local hops = p and p.hops
+  if hops and pk.C.gw_ffi_upstream_set_hops(request.cur.ptr, hops, nil,
+                                            pk.err_p) == pk.OK then
+    return
   end
 
   local sreq = kong.service.request

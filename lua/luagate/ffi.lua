@@ -44,8 +44,8 @@ int gw_ffi_tls_client_chain(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_tls_client_info(struct gw_req *r, const char **p, size_t *n);
 void *gw_ffi_tls_store_new(const char *pem, size_t n, const char **err);
 void gw_ffi_tls_store_free(void *store);
-int gw_ffi_tls_verify_client(struct gw_req *r, void *store, int depth, int flags,
-                             const char **err);
+int gw_ffi_tls_verify_client(struct gw_req *r, void *store, int depth,
+                             int flags, const char **err);
 int gw_ffi_req_header(struct gw_req *r, const char *name, size_t nlen,
                       int idx, const char **p, size_t *n);
 int gw_ffi_req_header_count(struct gw_req *r);
@@ -61,8 +61,12 @@ int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name,
                            size_t nlen, const char *value, size_t vlen,
                            const char **err);
-int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len,
-                               const char **err);
+struct gw_hops;
+struct gw_hops *gw_ffi_hops_new(const char *p, size_t len, const char **err);
+void gw_ffi_hops_free(struct gw_hops *o);
+int gw_ffi_hops_slots(const struct gw_hops *o);
+int gw_ffi_upstream_set_hops(struct gw_req *r, const struct gw_hops *o,
+                             const int64_t *ints, const char **err);
 int gw_ffi_upstream_path(struct gw_req *r, const char *p, size_t n,
                          const char **err);
 int gw_ffi_upstream_query(struct gw_req *r, const char *p, size_t n,
@@ -81,14 +85,16 @@ int gw_ffi_upstream_status(struct gw_req *r);
 int gw_ffi_upstream_uri(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_req_set_consumer(struct gw_req *r, const char *id, size_t len);
 int gw_ffi_metrics_consumers(void);
-int gw_ffi_req_set_consumer_name(struct gw_req *r, const char *name, size_t len);
+int gw_ffi_req_set_consumer_name(struct gw_req *r, const char *name,
+                                 size_t len);
 int gw_ffi_req_target(struct gw_req *r, const char **p, size_t *n);
 int gw_ffi_req_server_addr(struct gw_req *r, const char **p, size_t *n);
-int gw_ffi_upstream_xfwd(struct gw_req *r, int which, const char *v, size_t n, const char **err);
+int gw_ffi_upstream_xfwd(struct gw_req *r, int which, const char *v, size_t n,
+                         const char **err);
 int gw_ffi_health_set(const char *key, int unhealthy);
 int gw_ffi_health_get(const char *key);
-int gw_ffi_resp_compress(struct gw_req *r, int allow_br, int gzip_level, int br_level,
-                         const char **err);
+int gw_ffi_resp_compress(struct gw_req *r, int allow_br, int gzip_level,
+                         int br_level, const char **err);
 
 int gw_ffi_resp_status(struct gw_req *r);
 int gw_ffi_resp_set_status(struct gw_req *r, int status, const char **err);
@@ -102,6 +108,8 @@ int gw_ffi_resp_set_header(struct gw_req *r, int op, const char *name,
                            const char **err);
 int gw_ffi_resp_set_header_int(struct gw_req *r, int op, const char *name,
                                size_t nlen, int64_t value, const char **err);
+int gw_ffi_resp_set_hops(struct gw_req *r, const struct gw_hops *o,
+                         const int64_t *ints, const char **err);
 int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len,
                            const char **err);
 int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name,
@@ -218,7 +226,9 @@ local _M = {
   HDR_SET = 0,
   HDR_ADD = 1,
   HDR_CLEAR = 2,
+  HDR_SET_ABSENT = 3, -- prepared lists only (gw_ffi_hops_new)
   HDR_NAME_OK = 16, -- or'ed into the op: a name the runtime accepted before
+  HDR_SLOT = 32, -- or'ed into an op of gw_ffi_hops_new: an integer slot
 
   -- enum gw_log_level (runtime/include/gw/log.h), nginx's numbers
   LOG_EMERG = 1,

@@ -35,6 +35,7 @@ local yield = coroutine.yield
 local running = coroutine.running
 local sort = table.sort
 local cast = ffi.cast
+local fill = ffi.fill
 local fmt = string.format
 local new_tab = require "table.new"
 local clear_tab = require "table.clear"
@@ -42,6 +43,7 @@ local bit = require "bit"
 local slice_point = require("luagate.slice").point
 
 local EXIT = request.EXIT
+local YIELD_DONE = request.YIELD_DONE
 
 -- thread_main's first argument: a phase bit, or one of these
 local KIND_TIMER = 0
@@ -230,7 +232,8 @@ function _M.build(conf, opts)
     local mask = 0
     for _, e in ipairs(list) do
       local rs = si and e.by_route_service[ri .. ":" .. si] or nil
-      local static = rs or e.by_route[ri] or (si and e.by_service[si]) or e.global
+      local static = rs or e.by_route[ri] or (si and e.by_service[si]) or
+                     e.global
       local item = {
         entry = e, static = static, route_service = rs,
         route = ri, service = si,
@@ -276,7 +279,8 @@ local function select_conf(item, consumer)
   local e = item.entry
   if consumer and e.consumer_scoped then
     local r, s = item.route, item.service
-    local c = (r and s and e.by_route_service_consumer[r .. ":" .. s .. ":" .. consumer])
+    local c = (r and s and
+               e.by_route_service_consumer[r .. ":" .. s .. ":" .. consumer])
       or (r and e.by_route_consumer[r .. ":" .. consumer])
       or (s and e.by_service_consumer[s .. ":" .. consumer])
     if c then
@@ -372,8 +376,40 @@ local function call(r, name, fn, handler, conf, phase_name)
 end
 
 
+-- The access handler of a plan's item: its config chosen (recorded in
+-- selected when the plan has consumer-scoped configs), its handler run
+-- unless the request has its response (r.exited).
+local function access_item(r, item, selected)
+  local conf = select_conf(item, selected and consumer_index(r))
+  if conf then
+    if selected then
+      selected[#selected + 1] = item
+      selected[item] = conf
+    end
+    local h = item.entry.handler
+    local fn = h.access
+    -- rawget: r's __index (lazy fields) has nothing to add for this one
+    if fn and not rawget(r, "exited") then
+      local ok = call(r, item.entry.name, fn, h, conf, "access")
+      if ok == nil then
+        fail_500(r)
+      end
+    end
+  end
+end
+
+
 -- Runs the access handlers of plan from its item `from` (1, or the one
--- after the handler kong.response.exit stopped).
+-- after the handler kong.response.exit stopped). The first four items are
+-- run one by one, not in a loop. LuaJIT does not compile the yield at the
+-- end of thread_main's loop: a trace ends there, and the code after it is
+-- recorded at once as a new trace, which goes around the loop, through a
+-- whole request, to the yield again, and so on, until one of them meets a
+-- trace to link to: the root trace of thread_main's loop, which LuaJIT
+-- gives up when it meets an inner loop, such as one over the plugins. On
+-- some starts every request of the auth route recorded one more trace for
+-- thousands of requests (40,000 to 60,000 instructions a request instead of
+-- 21,000; docs/performance.md, "The auth route, third pass").
 local function run_access(r, plan, from)
   -- the configs chosen here serve the later phases; a plan whose plugins
   -- have no consumer-scoped config chooses the same ones every time
@@ -384,79 +420,115 @@ local function run_access(r, plan, from)
     selected = new_tab(8, 8)
     r.selected = selected
   end
-  for i = from, #plan do
-    local item = plan[i]
-    local conf = select_conf(item, selected and consumer_index(r))
-    if conf then
-      if selected then
-        selected[#selected + 1] = item
-        selected[item] = conf
-      end
-      local h = item.entry.handler
-      local fn = h.access
-      if fn and not r.exited then
-        local ok = call(r, item.entry.name, fn, h, conf, "access")
-        if ok == nil then
-          fail_500(r)
+  local n = #plan
+  local i = from
+  if i <= n then
+    access_item(r, plan[i], selected)
+    i = i + 1
+    if i <= n then
+      access_item(r, plan[i], selected)
+      i = i + 1
+      if i <= n then
+        access_item(r, plan[i], selected)
+        i = i + 1
+        if i <= n then
+          access_item(r, plan[i], selected)
+          i = i + 1
         end
       end
     end
   end
+  for k = i, n do
+    access_item(r, plan[k], selected)
+  end
+end
+
+
+-- The handler of item for phase_name, with conf: false when the phase
+-- stops after it (rewrite and response stop at an exit or an error).
+local function list_call(r, phase_name, item, conf, may_fail)
+  local h = item.entry.handler
+  local ok = call(r, item.entry.name, h[phase_name], h, conf, phase_name)
+  if ok ~= true and may_fail then
+    if ok == nil then
+      fail_500(r)
+    end
+    return false
+  end
+  return true
+end
+
+-- Item i of r.selected (the configs chosen in access) in a later phase.
+local function selected_item(r, phase_name, selected, i, _, done, may_fail)
+  local item = selected[i]
+  if item.entry.handler[phase_name] and item.entry.name ~= done then
+    return list_call(r, phase_name, item, selected[item], may_fail)
+  end
+  return true
+end
+
+-- Item i of a plan, its config chosen for consumer index k.
+local function plan_item(r, phase_name, plan, i, k, done, may_fail)
+  local item = plan[i]
+  if item.entry.handler[phase_name] and item.entry.name ~= done then
+    local conf = select_conf(item, k)
+    if conf then
+      return list_call(r, phase_name, item, conf, may_fail)
+    end
+  end
+  return true
 end
 
 
 -- Runs a phase's handlers from item `from` of the list (r.selected, or
--- plan): 1, or the one after the handler kong.response.exit stopped.
+-- plan): 1, or the one after the handler kong.response.exit stopped. The
+-- first four one by one, for the reason given at run_access.
 local function run_list(r, phase, phase_name, plan, from)
   local may_fail = phase == PHASE_RESPONSE or phase == PHASE_REWRITE
-  local selected = r.selected
   local done = rawget(r, "done_plugin") -- see plugin_done
-  if selected then
-    for i = from, #selected do
-      local item = selected[i]
-      local h = item.entry.handler
-      local fn = h[phase_name]
-      if fn and item.entry.name ~= done then
-        local ok = call(r, item.entry.name, fn, h, selected[item], phase_name)
-        if ok == false and may_fail then
-          return
-        end
-        if ok == nil and may_fail then
-          fail_500(r)
-          return
-        end
-      end
-    end
+  local list, each, k = r.selected, selected_item, nil
+  if not list then
+    list, each, k = plan, plan_item, consumer_index(r)
+  end
+  local n = #list
+  local i = from
+  if i > n or not each(r, phase_name, list, i, k, done, may_fail) then
     return
   end
-  local k = consumer_index(r)
-  for i = from, #plan do
-    local item = plan[i]
-    local h = item.entry.handler
-    local fn = h[phase_name]
-    if fn and item.entry.name ~= done then
-      local conf = select_conf(item, k)
-      if conf then
-        local ok = call(r, item.entry.name, fn, h, conf, phase_name)
-        if ok == false and may_fail then
-          return
-        end
-        if ok == nil and may_fail then
-          fail_500(r)
-          return
-        end
-      end
+  i = i + 1
+  if i > n or not each(r, phase_name, list, i, k, done, may_fail) then
+    return
+  end
+  i = i + 1
+  if i > n or not each(r, phase_name, list, i, k, done, may_fail) then
+    return
+  end
+  i = i + 1
+  if i > n or not each(r, phase_name, list, i, k, done, may_fail) then
+    return
+  end
+  for j = i + 1, n do
+    if not each(r, phase_name, list, j, k, done, may_fail) then
+      return
     end
   end
 end
 
 
--- r fields with each phase's start and end (seconds), read by ngx.ctx's
--- KONG_* timings (ctx_index)
+-- Each phase's start and end (seconds; 0: the phase did not run), read by
+-- ngx.ctx's KONG_* timings (ctx_mt): slots of r.times, an array kept with
+-- the request table (reset_request zeroes it). T_START[phase bit] and
+-- T_END[phase bit] are the slots.
+local TIMES_T = ffi.typeof("double[12]")
+local TIMES_SIZE = ffi.sizeof(TIMES_T)
 local T_START, T_END = {}, {}
-for bit_, name in pairs(PHASE_NAMES) do
-  T_START[bit_] = "t_" .. name .. "_start"
-  T_END[bit_] = "t_" .. name .. "_end"
+for bit_ in pairs(PHASE_NAMES) do
+  local i = 0
+  while bit.lshift(1, i) ~= bit_ do
+    i = i + 1
+  end
+  T_START[bit_] = 2 * i
+  T_END[bit_] = 2 * i + 1
 end
 
 
@@ -471,7 +543,7 @@ end
 
 local function run_phase(r, phase)
   local name = PHASE_NAMES[phase]
-  r[T_START[phase]] = C.gw_ffi_now()
+  r.times[T_START[phase]] = C.gw_ffi_now()
   r.phase = name
   request.cur = r
   local plan = phase_plan(r, phase)
@@ -480,7 +552,7 @@ local function run_phase(r, phase)
   else
     run_list(r, phase, name, plan, 1)
   end
-  r[T_END[phase]] = C.gw_ffi_now()
+  r.times[T_END[phase]] = C.gw_ffi_now()
 end
 
 
@@ -568,7 +640,7 @@ local function finish_exited(r)
                index_after(r.selected or plan, name))
     end
   end
-  r[T_END[phase]] = C.gw_ffi_now()
+  r.times[T_END[phase]] = C.gw_ffi_now()
 end
 
 
@@ -586,7 +658,7 @@ local function log_info(r)
   return info_d[0], info_d[1], info_d[2], info_i[0]
 end
 
-local KONG_PHASE_KEYS = {} -- "KONG_ACCESS_START" -> { field, kind }
+local KONG_PHASE_KEYS = {} -- "KONG_ACCESS_START" -> { slot[, end slot] }
 for bit_, name in pairs(PHASE_NAMES) do
   local up = name:upper()
   KONG_PHASE_KEYS["KONG_" .. up .. "_START"] = { T_START[bit_] }
@@ -672,10 +744,14 @@ local ctx_mt = {
     end
     local pk = KONG_PHASE_KEYS[k]
     if pk then
-      local a = r[pk[1]]
+      local times = rawget(r, "times")
+      local a = times and times[pk[1]]
+      if a == 0 then
+        a = nil
+      end
       if pk[2] then
-        local b = r[pk[2]]
-        return a and b and (b - a) * 1000 or nil
+        local b = times[pk[2]]
+        return a and b ~= 0 and (b - a) * 1000 or nil
       end
       return ms(a)
     end
@@ -743,6 +819,29 @@ local lazy_mt = {
 local REQ_T = ffi.typeof("struct gw_req *")
 local LCTX_T = ffi.typeof("struct gw_lctx *")
 
+-- The struct gw_req * of a request, by address: the runtime reuses its
+-- request objects (a free list), so a few cdata serve every request; a
+-- cast per request made one object of garbage each, and the collector's
+-- steps came back every few thousand requests. Bounded: emptied when it
+-- holds REQ_PTRS_MAX.
+local REQ_PTRS_MAX = 4096
+local req_ptrs = {}
+local n_req_ptrs = 0
+
+local function req_ptr(addr)
+  local p = req_ptrs[addr]
+  if p == nil then
+    if n_req_ptrs >= REQ_PTRS_MAX then
+      clear_tab(req_ptrs)
+      n_req_ptrs = 0
+    end
+    p = cast(REQ_T, addr)
+    req_ptrs[addr] = p
+    n_req_ptrs = n_req_ptrs + 1
+  end
+  return p
+end
+
 local function set_route(r, route_idx)
   if route_idx >= 0 then
     local conf = r.conf
@@ -763,37 +862,41 @@ end
 -- requests set are set to nil one by one: their keys stay in the table, so
 -- setting them again finds them (clearing the table removes the keys, and
 -- each request then inserted them again: lj_tab_newkey and the hashing,
--- some 800 instructions per request). A field not in this list (a rarer
--- one) is still there: then the table is cleared as a whole.
+-- some 800 instructions per request). A field is set to nil only when it
+-- holds a value: storing nil under a key the table lacks inserts that key
+-- (LuaJIT), whose node the next new key may take over, and the fields
+-- a route never sets then pushed out the ones it sets, which were
+-- inserted again on every request (8 on the auth route). A field not in
+-- this list (a rarer one) is still there: then the table is cleared as a
+-- whole. The phases' times are in r.times, zeroed (not a field each: 12
+-- fields more made next() walk a hash part of 32 nodes instead of 16).
+local function drop(r, k)
+  if rawget(r, k) ~= nil then
+    r[k] = nil
+  end
+end
+
 local function reset_request(r)
   r.co = nil
   r.ptr = nil
   r.lctx = nil
   r.conf = nil
-  r.route_index = nil
-  r.route = nil
-  r.service = nil
-  r.phase = nil
-  r.plugin = nil
-  r.plugin_conf = nil
-  r.consumer = nil
-  r.credential = nil
-  r.selected = nil
-  r.t_rewrite_start = nil
-  r.t_rewrite_end = nil
-  r.t_access_start = nil
-  r.t_access_end = nil
-  r.t_response_start = nil
-  r.t_response_end = nil
-  r.t_header_filter_start = nil
-  r.t_header_filter_end = nil
-  r.t_body_filter_start = nil
-  r.t_body_filter_end = nil
-  r.t_log_start = nil
-  r.t_log_end = nil
+  drop(r, "route_index")
+  drop(r, "route")
+  drop(r, "service")
+  drop(r, "phase")
+  drop(r, "plugin")
+  drop(r, "plugin_conf")
+  drop(r, "consumer")
+  drop(r, "credential")
+  drop(r, "selected")
+  local times = r.times
+  r.times = nil
   if next(r) ~= nil then
     clear_tab(r)
   end
+  fill(times, TIMES_SIZE)
+  r.times = times
 end
 
 
@@ -806,10 +909,11 @@ local function new_request(r, co, ptr, lctx, route_idx, conf)
   if r then
     reset_request(r)
   else
-    r = setmetatable(new_tab(0, 32), lazy_mt)
+    r = setmetatable(new_tab(0, 16), lazy_mt)
+    r.times = TIMES_T()
   end
   r.co = co
-  r.ptr = cast(REQ_T, ptr)
+  r.ptr = req_ptr(ptr)
   r.lctx = lctx
   r.conf = conf
   set_route(r, route_idx)
@@ -848,7 +952,8 @@ function _M.thread_main(kind, ptr, lctx, arg, new, conf)
       run_phase(r, kind)
     end
     request.cur = nil
-    kind, ptr, lctx, arg, new, conf = yield(request.YIELD_DONE)
+    local _ -- lctx: the same for the coroutine's whole life
+    kind, ptr, _, arg, new, conf = yield(YIELD_DONE)
   end
 end
 

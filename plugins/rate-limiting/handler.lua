@@ -69,6 +69,114 @@ local RateLimitingHandler = {
 }
 
 
+-- headers ------------------------------------------------------------------
+
+local set_header = kong.response.set_header
+
+
+-- X-RateLimit-* of limiter i; returns the index of the tightest limiter
+-- so far (the fewest requests left; on a tie, the longest window), as Kong.
+local function put_limiter(plan, i, best)
+  local lim = plan.lims[i]
+  local rem = plan.rem
+  local r = rem[i]
+  set_header(lim.h_limit, lim.limit_s)
+  set_header(lim.h_remaining, r) -- a number: see set_client_headers
+  if not best or r < rem[best] or
+     (r == rem[best] and lim.size > plan.lims[best].size) then
+    return i
+  end
+  return best
+end
+
+
+-- X-RateLimit-* per limiter and the RateLimit-* of the tightest one. The
+-- first limiter is outside the loop: a plan of one limiter runs no loop
+-- (see policies.lua). The counts go to set_header as numbers (the PDK has
+-- the runtime write integers: no string per request); the reset's string
+-- is made once per second.
+local function set_each_header(plan)
+  local best = put_limiter(plan, 1, nil)
+  for i = 2, plan.n do
+    best = put_limiter(plan, i, best)
+  end
+  local lim = plan.lims[best]
+  local seconds = ceil(plan.reset[best])
+  if seconds < 1 then
+    seconds = 1
+  end
+  if lim.reset_n ~= seconds then
+    lim.reset_n = seconds
+    lim.reset_s = tostring(seconds)
+  end
+  set_header(RATELIMIT_LIMIT, lim.limit_s)
+  set_header(RATELIMIT_REMAINING, plan.rem[best])
+  set_header(RATELIMIT_RESET, lim.reset_s)
+end
+
+
+-- The same headers in one PDK call (kong.response.set_prepared_headers)
+-- when the plan has prepared them (prepare_client_headers): the counts of
+-- limiters 1..n and the reset's seconds are its slots.
+local set_prepared = kong.response.set_prepared_headers
+
+local function set_client_headers(plan)
+  local prepared = plan.prepared
+  if not prepared then
+    return set_each_header(plan)
+  end
+  local rem, lims = plan.rem, plan.lims
+  local best = 1
+  for i = 2, plan.n do
+    local r = rem[i]
+    if r < rem[best] or (r == rem[best] and lims[i].size > lims[best].size)
+    then
+      best = i
+    end
+  end
+  local seconds = ceil(plan.reset[best])
+  if seconds < 1 then
+    seconds = 1
+  end
+  local n = plan.n
+  if n == 1 then
+    set_prepared(prepared[1], rem[1], seconds)
+  elseif n == 2 then
+    set_prepared(prepared[best], rem[1], rem[2], seconds)
+  else
+    set_prepared(prepared[best], rem[1], rem[2], rem[3], seconds)
+  end
+end
+
+
+-- The headers of set_each_header prepared once per tightest limiter
+-- (kong.response.prepare_headers), for plans of up to 3 limiters (the
+-- PDK's 4 slots: the counts and the reset); nil otherwise.
+local function prepare_client_headers(plan)
+  local n = plan.n
+  if n < 1 or n > 3 then
+    return nil
+  end
+  local prepared = {}
+  for best = 1, n do
+    local list = {}
+    for i = 1, n do
+      local lim = plan.lims[i]
+      list[#list + 1] = { lim.h_limit, lim.limit_s }
+      list[#list + 1] = { lim.h_remaining, { slot = i } }
+    end
+    list[#list + 1] = { RATELIMIT_LIMIT, plan.lims[best].limit_s }
+    list[#list + 1] = { RATELIMIT_REMAINING, { slot = best } }
+    list[#list + 1] = { RATELIMIT_RESET, { slot = n + 1 } }
+    prepared[best] = kong.response.prepare_headers(list)
+    if not prepared[best] then
+      return nil
+    end
+  end
+  return prepared
+end
+
+
 -- plans: what a config needs per request, built once per config table --
 
 local plans = setmetatable({}, { __mode = "k" })
@@ -155,6 +263,9 @@ local function build_plan(conf)
   }
   if plan.red then
     plan.rcmd = policies.script_cmd(plan) -- the Redis script's command
+  end
+  if not conf.hide_client_headers then
+    plan.prepared = prepare_client_headers(plan)
   end
   plans[conf] = plan
   return plan
@@ -261,52 +372,6 @@ local function throttle(plan, base)
     error(allowed, 0)
   end
   return allowed, terr, waited, depth
-end
-
-
--- headers ------------------------------------------------------------------
-
-local set_header = kong.response.set_header
-
-
--- X-RateLimit-* of limiter i; returns the index of the tightest limiter
--- so far (the fewest requests left; on a tie, the longest window), as Kong.
-local function put_limiter(plan, i, best)
-  local lim = plan.lims[i]
-  local rem = plan.rem
-  local r = rem[i]
-  set_header(lim.h_limit, lim.limit_s)
-  set_header(lim.h_remaining, r) -- a number: see set_client_headers
-  if not best or r < rem[best] or
-     (r == rem[best] and lim.size > plan.lims[best].size) then
-    return i
-  end
-  return best
-end
-
-
--- X-RateLimit-* per limiter and the RateLimit-* of the tightest one. The
--- first limiter is outside the loop: a plan of one limiter runs no loop
--- (see policies.lua). The counts go to set_header as numbers (the PDK has
--- the runtime write integers: no string per request); the reset's string
--- is made once per second.
-local function set_client_headers(plan)
-  local best = put_limiter(plan, 1, nil)
-  for i = 2, plan.n do
-    best = put_limiter(plan, i, best)
-  end
-  local lim = plan.lims[best]
-  local seconds = ceil(plan.reset[best])
-  if seconds < 1 then
-    seconds = 1
-  end
-  if lim.reset_n ~= seconds then
-    lim.reset_n = seconds
-    lim.reset_s = tostring(seconds)
-  end
-  set_header(RATELIMIT_LIMIT, lim.limit_s)
-  set_header(RATELIMIT_REMAINING, plan.rem[best])
-  set_header(RATELIMIT_RESET, lim.reset_s)
 end
 
 

@@ -71,6 +71,25 @@ local function compile(value, uses)
 end
 
 
+-- Header adds whose values are constants, prepared for one PDK call per
+-- request (kong.service.request.set_prepared_headers, luagate's: each set
+-- when the header is absent then, as add_header does); nil when one is not
+-- such (a template, a refused value, Host, a name the PDK does not take
+-- prepared): add_header then runs for each.
+local function prepare_adds(list)
+  local entries = {}
+  for i = 1, #list do
+    local e = list[i]
+    local static = e[2].static
+    if not static or e.bad or e.is_host then
+      return nil
+    end
+    entries[i] = { e[1], static, if_absent = true }
+  end
+  return kong.service.request.prepare_headers(entries)
+end
+
+
 -- The operations of one target ("headers", "querystring", "body"):
 -- { remove = { name... }, rename = { { old, new_tmpl }... },
 --   replace/add/append = { { name, tmpl }... } }, or nil when there is none.
@@ -102,6 +121,9 @@ local function build_ops(conf, target, uses, is_headers)
   end
   if n == 0 then
     return nil
+  end
+  if is_headers and n == ops.n_add then
+    ops.prepared = prepare_adds(ops.add)
   end
   return ops
 end
@@ -396,6 +418,11 @@ end
 
 
 local function transform_headers(ops, env)
+  local prepared = ops.prepared
+  if prepared then
+    kong.service.request.set_prepared_headers(prepared)
+    return
+  end
   -- the counts made with the plan: most lists are empty, and `#list` is a
   -- call (lj_tab_len) in compiled code
   if ops.n_remove > 0 then

@@ -21,6 +21,7 @@
 #include "gw/grpc.h"
 #include "gw/health.h"
 #include "gw/hlist.h"
+#include "gw/hops.h"
 #include "gw/http.h"
 #include "gw/log.h"
 #include "gw/lua_req.h"
@@ -394,7 +395,7 @@ int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nl
     return GW_OK;
 }
 
-/* Packed headers (kong.response.pack_headers, auth.lua): per header an op
+/* Packed headers (kong.response.pack_headers): per header an op
  * digit, the name, NUL, the value, NUL. Applies set(r, op, ...) to each; an
  * op outside allowed (a mask of 1 << op) makes them malformed. */
 static int apply_packed(struct gw_req *r, const char *p, size_t len, uint32_t allowed,
@@ -420,14 +421,37 @@ static int apply_packed(struct gw_req *r, const char *p, size_t len, uint32_t al
     return GW_OK;
 }
 
-#define OPS(a, b, c) (1u << (a) | 1u << (b) | 1u << (c))
-
-int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len, const char **err)
+struct gw_hops *gw_ffi_hops_new(const char *p, size_t len, const char **err)
 {
-    uint32_t allowed = OPS(GW_HDR_SET, GW_HDR_ADD, GW_HDR_CLEAR) |
-                       OPS(GW_HDR_SET | GW_HDR_NAME_OK, GW_HDR_ADD | GW_HDR_NAME_OK,
-                           GW_HDR_CLEAR | GW_HDR_NAME_OK);
-    return apply_packed(r, p, len, allowed, gw_ffi_upstream_header, err);
+    return gw_hops_new(p, len, err);
+}
+
+void gw_ffi_hops_free(struct gw_hops *o)
+{
+    gw_hops_free(o);
+}
+
+int gw_ffi_hops_slots(const struct gw_hops *o)
+{
+    return gw_hops_slots(o);
+}
+
+int gw_ffi_upstream_set_hops(struct gw_req *r, const struct gw_hops *o, const int64_t *ints,
+                             const char **err)
+{
+    struct gw_conn *c = conn_of(r);
+    struct gw_hlist *h;
+    if (c == NULL || o == NULL || (ints == NULL && gw_hops_slots(o) > 0)) {
+        *err = c == NULL ? "no request" : "no prepared headers or slot values";
+        return GW_ERROR;
+    }
+    if (req_hlist(r, c, &h) != GW_OK || gw_hops_apply(o, &r->pool, h, ints) != GW_OK) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    if (gw_hops_names_host(o))
+        r->host_changed = gw_hops_host_set(o);
+    return GW_OK;
 }
 
 static int set_str(struct gw_req *r, struct gw_str *s, const char *p, size_t n, const char **err)
@@ -641,6 +665,25 @@ int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len, const ch
 {
     return apply_packed(r, p, len, 1u << GW_HDR_SET | 1u << GW_HDR_ADD, gw_ffi_resp_set_header,
                         err);
+}
+
+int gw_ffi_resp_set_hops(struct gw_req *r, const struct gw_hops *o, const int64_t *ints,
+                         const char **err)
+{
+    struct gw_hlist *h;
+    if (o == NULL || (ints == NULL && gw_hops_slots(o) > 0)) {
+        *err = "no prepared headers or slot values";
+        return GW_ERROR;
+    }
+    if (r->resp_started && r->phase != GW_PHASE_HEADER_FILTER) {
+        *err = "headers already sent";
+        return GW_ERROR;
+    }
+    if (resp_list(r, &h) != GW_OK || gw_hops_apply(o, &r->pool, h, ints) != GW_OK) {
+        *err = "no memory";
+        return GW_ERROR;
+    }
+    return GW_OK;
 }
 
 int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name, size_t nlen, int idx,

@@ -74,29 +74,33 @@ int gw_hlist_get(const struct gw_hlist *h, const char *name, size_t nlen, int id
     return GW_DECLINED;
 }
 
+void gw_hlist_remove(struct gw_hlist *h, const char *name, size_t nlen)
+{
+    /* a name whose length bit is clear is not in the list */
+    if (!(h->lens >> (nlen & 63) & 1))
+        return;
+    /* find the first entry of that name (most names set are new: no
+     * copying then), and compact the list from there */
+    int i = 0;
+    while (i < h->n && !(h->v[i].nlen == nlen && strncasecmp(h->v[i].name, name, nlen) == 0))
+        i++;
+    if (i < h->n) {
+        int j = i;
+        for (i++; i < h->n; i++) {
+            struct gw_hview *e = &h->v[i];
+            if (e->nlen == nlen && strncasecmp(e->name, name, nlen) == 0)
+                continue;
+            h->v[j++] = *e;
+        }
+        h->n = j;
+    }
+}
+
 int gw_hlist_apply(struct gw_pool *p, struct gw_hlist *h, int op, const char *name, size_t nlen,
                    const char *value, size_t vlen)
 {
-    /* a name whose length bit is clear is not in the list */
-    int maybe_there = (int)(h->lens >> (nlen & 63) & 1);
-    if (op == GW_HDR_CLEAR && !maybe_there)
-        return GW_OK;
-    if ((op == GW_HDR_SET || op == GW_HDR_CLEAR) && maybe_there) {
-        /* find the first entry of that name (most names set are new: no
-         * copying then), and compact the list from there */
-        int i = 0;
-        while (i < h->n && !(h->v[i].nlen == nlen && strncasecmp(h->v[i].name, name, nlen) == 0))
-            i++;
-        if (i < h->n) {
-            int j = i;
-            for (i++; i < h->n; i++) {
-                struct gw_hview *e = &h->v[i];
-                if (e->nlen == nlen && strncasecmp(e->name, name, nlen) == 0)
-                    continue;
-                h->v[j++] = *e;
-            }
-            h->n = j;
-        }
+    if (op == GW_HDR_SET || op == GW_HDR_CLEAR) {
+        gw_hlist_remove(h, name, nlen);
         if (op == GW_HDR_CLEAR)
             return GW_OK;
     }

@@ -263,6 +263,19 @@ int gw_http_unsafe_value(const char *v, size_t len)
     return 0;
 }
 
+int gw_http_is_token(const char *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL)))
+            return 0;
+    }
+    return 1;
+}
+
 int gw_http_hop_by_hop(const char *n, size_t len)
 {
     switch (len) {

@@ -287,10 +287,7 @@ static int build_head(struct gw_conn *c, struct gw_upstream *u)
             named = 0;
         if (named && !(r->upgrade && GW_NAME_IS(name, nl, "upgrade")))
             continue;
-        gw_buf_append(b, name, nl);
-        gw_buf_append(b, ": ", 2);
-        gw_buf_append(b, hv.value, hv.vlen);
-        gw_buf_append(b, "\r\n", 2);
+        gw_buf_append_field(b, name, nl, hv.value, hv.vlen);
     }
     /* Kong's X-Forwarded-*: computed here unless a plugin set them through
      * ngx.var.upstream_x_forwarded_* (r->xfwd) */
@@ -779,10 +776,7 @@ static int build_resp_head(struct gw_conn *c, struct gw_upstream *u)
         if (gw_http_hop_by_hop(name, h->name_len) &&
             !(tunnel && GW_NAME_IS(name, h->name_len, "upgrade")))
             continue;
-        gw_buf_append(b, name, h->name_len);
-        gw_buf_append(b, ": ", 2);
-        gw_buf_append(b, base + h->value, h->value_len);
-        gw_buf_append(b, "\r\n", 2);
+        gw_buf_append_field(b, name, h->name_len, base + h->value, h->value_len);
     }
     if (tunnel)
         gw_buf_appends(b, "Connection: upgrade\r\n");
@@ -965,10 +959,7 @@ static int write_early_head(struct gw_conn *c, struct gw_upstream *u)
         const char *name = base + h->name;
         if (gw_http_hop_by_hop(name, h->name_len) || early_has(early, name, h->name_len))
             continue;
-        gw_buf_append(b, name, h->name_len);
-        gw_buf_append(b, ": ", 2);
-        gw_buf_append(b, base + h->value, h->value_len);
-        gw_buf_append(b, "\r\n", 2);
+        gw_buf_append_field(b, name, h->name_len, base + h->value, h->value_len);
     }
     gw_write_header_lines(b, status, early->v, early->n, 0); /* as gw_conn_write_head */
     if (c->closing)

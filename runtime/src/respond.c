@@ -38,10 +38,7 @@ void gw_write_header_lines(struct gw_buf *b, int status, const struct gw_hview *
         if (gw_http_hop_by_hop(v->name, v->nlen) &&
             !(status == 426 && GW_NAME_IS(v->name, v->nlen, "upgrade")))
             continue;
-        gw_buf_append(b, v->name, v->nlen);
-        gw_buf_append(b, ": ", 2);
-        gw_buf_append(b, v->value, v->vlen);
-        gw_buf_append(b, "\r\n", 2);
+        gw_buf_append_field(b, v->name, v->nlen, v->value, v->vlen);
     }
 }
 

@@ -63,6 +63,8 @@ describe("kong.response", function()
                       config = { add = { headers = { "X-RT:1" } } } } } },
         { path = "/exit-packed-alone", mode = "exit_packed", status = 203 },
         { path = "/pack-refused", mode = "pack_refused" },
+        { path = "/prepared", mode = "prepared" },
+        { path = "/prepare-refused", mode = "prepare_refused" },
       }),
       args = { "--plugins-dir", PLUGINS_DIR },
     }))
@@ -169,6 +171,45 @@ describe("kong.response", function()
                       "number, expires = a number }",
                     memo_bad_header = "memo.headers[1] must be a header name",
                   }, d)
+    end)
+  end)
+
+  describe("prepare_headers() and set_prepared_headers() (luagate)",
+           function()
+    it("sets the headers as set_header would, slots in place", function()
+      local res = client:get("/prepared")
+      assert.res_status(200, res)
+      local h = res.headers
+      assert.equal("fixed", h["x-p-set"]) -- one value: the others replaced
+      assert.equal("12345678901234", h["x-p-int"])
+      assert.equal("-42", h["x-p-neg"])
+      assert.equal("12345678901234", h["x-p-again"])
+      assert.equal("true", h["x-p-bool"])
+      assert.equal("1.5", h["x-p-num"])
+      assert.is_string(h["x-p-empty"])
+      assert.equal(h["x-s-empty"], h["x-p-empty"])
+      -- the values the runtime does not write go header by header
+      assert.equal("2.5", h["x-f-frac"])
+      assert.equal(h["x-s-frac"], h["x-f-frac"])
+      assert.equal(h["x-s-big"], h["x-f-big"])
+      assert.equal("0", h["x-f-zero"])
+      assert.equal(h["x-s-zero"], h["x-f-zero"])
+      assert.equal(h["x-s-negzero"], h["x-f-negzero"])
+      assert.equal("s", h["x-f-str"])
+    end)
+
+    it("prepares only what set_header would take as it is", function()
+      local d = helpers.json_decode(assert.res_status(200,
+                                    client:get("/prepare-refused")))
+      assert.matches('invalid header value for "X": got table',
+                     d.bad_slot_value, 1, true)
+      d.bad_slot_value = nil
+      assert.matches("prepared headers expected", d.not_prepared, 1, true)
+      d.not_prepared = nil
+      assert.same({ crlf = true, te = true, bad_name = true,
+                    table_value = true, slot_0 = true, slot_5 = true,
+                    slot_str = true, not_pair = true, not_list = true,
+                    empty = true }, d)
     end)
   end)
 

@@ -48,6 +48,7 @@ describe("kong.service", function()
     gw = assert(helpers.start_luagate({
       config = config(mock.port, {
         { path = "/headers", mode = "headers" },
+        { path = "/prepared", mode = "prepared" },
         { path = "/path-query", mode = "path_query" },
         { path = "/set-query", mode = "set_query" },
         { path = "/clear-query-arg", mode = "clear_query_arg" },
@@ -89,6 +90,22 @@ describe("kong.service", function()
     assert.same({ "2", "3" }, echo.headers["x-set-b"])
     -- kong.request.get_header sees the change
     assert.equal("v", echo.headers["x-seen"])
+  end)
+
+
+  it("sets prepared headers as set_header would (luagate)", function()
+    local res = client:get("/prepared", { headers = {
+      ["X-Set"] = "old", ["x-present"] = "mine" } })
+    local echo = assert(helpers.json_decode(assert.res_status(200, res)))
+    assert.equal("set", echo.headers["x-set"]) -- replaced
+    assert.equal("7", echo.headers["x-num"])
+    assert.equal("true", echo.headers["x-bool"])
+    assert.equal("new", echo.headers["x-absent"])
+    assert.equal("mine", echo.headers["x-present"])
+    assert.equal("nil,nil,nil,nil,nil,nil,nil", echo.headers["x-refused"])
+    assert.equal("true", echo.headers["x-host-set-ok"])
+    assert.matches("handler.lua:%d+: prepared headers expected",
+                   echo.headers["x-misuse"])
   end)
 
   it("sets the path and the raw query", function()

@@ -244,6 +244,9 @@ describe("compat: Kong plugins run unmodified", function()
       assert.truthy(tonumber(h["x-processing-start"]) > 1e12)
       assert.truthy(tonumber(res.headers["x-access-time"]) >= 0)
       assert.truthy(tonumber(res.headers["x-access-start"]) > 1e12)
+      assert.truthy(tonumber(res.headers["x-header-filter-start"]) >=
+                    tonumber(res.headers["x-access-start"]))
+      assert.equal("nil,nil,nil,nil", res.headers["x-not-yet"])
       assert.truthy(tonumber(res.headers["x-proxy-latency"]) >= 0)
       assert.truthy(tonumber(res.headers["x-waiting-time"]) >= 0)
       assert.equal("/anything/item-42?from=42", res.headers["x-upstream-uri"])
@@ -251,6 +254,11 @@ describe("compat: Kong plugins run unmodified", function()
       assert.matches("application/json", res.headers["x-upstream-http"], 1, true)
       assert.matches("application/json", res.headers["x-sent-http"], 1, true)
       assert.equal("127.0.0.1:" .. mock.port, res.headers["x-upstream-host"])
+      -- the next request on the connection (whose request state the first
+      -- one's log phase left) sees none of the first one's times
+      res = client:get("/items/43")
+      assert.res_status(200, res)
+      assert.equal("nil,nil,nil,nil", res.headers["x-not-yet"])
     end)
 
     it("balancer_data.read_timeout written by a plugin takes effect",

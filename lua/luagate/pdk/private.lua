@@ -305,6 +305,20 @@ function _M.validate_headers(headers, level)
 end
 
 
+-- Header operations prepared once (gw_ffi_hops_new, gw/hops.h) from their
+-- packed form: the cdata, freed when collected; nil and the runtime's
+-- reason when it refused them (a name that is not a token, CR, LF or NUL in
+-- a value, a malformed list).
+function _M.hops(packed)
+  err_p[0] = nil
+  local o = C.gw_ffi_hops_new(packed, #packed, err_p)
+  if o == nil then
+    return nil, _M.errmsg("could not prepare the headers")
+  end
+  return ffi.gc(o, C.gw_ffi_hops_free)
+end
+
+
 -- Kong's normalize_multi_header: "" becomes " " (nginx drops empty values)
 function _M.normalize_value(v)
   local tv = type(v)

@@ -26,6 +26,7 @@ local lower = string.lower
 local gsub = string.gsub
 local byte = string.byte
 local find = string.find
+local char = string.char
 local concat = table.concat
 local ffi_string = ffi.string
 
@@ -34,6 +35,7 @@ local str_p, len_p = gw.str_p, gw.len_p
 local err_p, int_p = gw.err_p, gw.int_p
 local OK, ERROR = gw.OK, gw.ERROR
 local HDR_SET, HDR_ADD, HDR_CLEAR = gw.HDR_SET, gw.HDR_ADD, gw.HDR_CLEAR
+local HDR_SLOT = gw.HDR_SLOT
 
 local check = private.check
 local PHASES = private.PHASES
@@ -428,6 +430,114 @@ function _M.pack_headers(headers)
     end
   end
   return buf:tostring()
+end
+
+
+-- Response headers set together on many requests (rate-limiting's), with
+-- their names and fixed values checked once: list is an array of
+-- { name, value }, value a string, number or boolean (as set_header takes
+-- it), or { slot = i } (1 to MAX_SLOTS): a value given to each
+-- set_prepared_headers call. nil when an entry is not one set_header would
+-- take as it is (a name that is not a token, Transfer-Encoding, CR or LF,
+-- a value of another type): set_header is then the way, with its errors.
+local MAX_SLOTS = 4
+
+function _M.prepare_headers(list)
+  if type(list) ~= "table" then
+    return nil
+  end
+  local buf = buffer.new()
+  local slots, entries = 0, {}
+  for i = 1, #list do
+    local e = list[i]
+    local name, value = type(e) == "table" and e[1], type(e) == "table" and e[2]
+    if type(name) ~= "string" or is_transfer_encoding(name) then
+      return nil
+    end
+    local tv = type(value)
+    if tv == "table" then
+      local k = value.slot
+      if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > MAX_SLOTS then
+        return nil
+      end
+      if k > slots then
+        slots = k
+      end
+      buf:put(char(48 + HDR_SET + HDR_SLOT), name, "\0", k - 1, "\0")
+      entries[i] = { name, slot = k }
+    elseif tv == "string" or tv == "number" or tv == "boolean" then
+      value = normalize_value(value)
+      buf:put(char(48 + HDR_SET), name, "\0", value, "\0")
+      entries[i] = { name, value }
+    else
+      return nil
+    end
+  end
+  local hops = private.hops(buf:tostring())
+  if not hops then
+    return nil
+  end
+  return {
+    hops = hops,
+    slots = slots,
+    ints = ffi.new("int64_t[?]", MAX_SLOTS),
+    entries = entries,
+  }
+end
+
+
+-- A value the runtime writes as set_header writes it: an integer whose
+-- tostring() is its decimal digits (not -0).
+local function slot_value(v)
+  return type(v) == "number" and v % 1 == 0 and v > -1e14 and v < 1e14 and
+         (v ~= 0 or 1 / v > 0)
+end
+
+
+-- set_header(name, value) for each entry of prepared (prepare_headers), in
+-- order, in one runtime call; a, b, c, d: the values of slots 1 to 4.
+-- Phases and errors as set_header's.
+function _M.set_prepared_headers(prepared, a, b, c, d)
+  local r = check(REWRITE_ACCESS_HEADER)
+  if type(prepared) ~= "table" or prepared.hops == nil then
+    error("prepared headers expected (kong.response.prepare_headers)", 2)
+  end
+  local n = prepared.slots
+  if n == 0 or (slot_value(a) and (n < 2 or (slot_value(b) and
+     (n < 3 or (slot_value(c) and (n < 4 or slot_value(d)))))))
+  then
+    local ints = prepared.ints
+    if n > 0 then
+      ints[0] = a
+    end
+    if n > 1 then
+      ints[1] = b
+    end
+    if n > 2 then
+      ints[2] = c
+    end
+    if n > 3 then
+      ints[3] = d
+    end
+    err_p[0] = nil
+    if C.gw_ffi_resp_set_hops(r.ptr, prepared.hops, ints, err_p) ~= OK then
+      error(errmsg("could not set header"), 2)
+    end
+    return
+  end
+  -- a slot's value the runtime does not write: header by header, as
+  -- set_header does (a table only on this path)
+  local args = { a, b, c, d }
+  local entries = prepared.entries
+  for i = 1, #entries do
+    local e = entries[i]
+    local name, value = e[1], e[2]
+    if e.slot then
+      value = args[e.slot]
+    end
+    header_types(name, value, 2)
+    put_header(r, HDR_SET, name, value, 2)
+  end
 end
 
 

@@ -17,6 +17,8 @@ local random = math.random
 local fmt = string.format
 local find = string.find
 local match = string.match
+local char = string.char
+local concat = table.concat
 local sort = table.sort
 local ffi_string = ffi.string
 
@@ -25,6 +27,7 @@ local str_p, len_p = gw.str_p, gw.len_p
 local err_p = gw.err_p
 local OK = gw.OK
 local HDR_SET, HDR_ADD, HDR_CLEAR = gw.HDR_SET, gw.HDR_ADD, gw.HDR_CLEAR
+local HDR_SET_ABSENT = gw.HDR_SET_ABSENT
 
 local check = private.check
 local PHASES = private.PHASES
@@ -396,6 +399,66 @@ function sreq.clear_header(header)
     error("header name must be a string", 2)
   end
   upstream_header(r, HDR_CLEAR, header, nil)
+end
+
+
+-- luagate's: upstream headers set together on many requests, with their
+-- names and values checked once (request-transformer's constant adds).
+-- list is an array of { name, value }, value a string, number or boolean
+-- as set_header takes it; with `if_absent = true` the entry is set only
+-- when the request has no header of that name then (as
+-- `if kong.request.get_header(name) == nil then set_header(name, value)
+-- end`; not for Host, nor for a name with "_", which get_header also
+-- matches with "-"). nil when an entry is not one set_header would take
+-- as it is (a name that is not a token, CR or LF, another type): then
+-- set_header is the way, with its errors.
+function sreq.prepare_headers(list)
+  if type(list) ~= "table" then
+    return nil
+  end
+  local parts = {}
+  for i = 1, #list do
+    local e = list[i]
+    if type(e) ~= "table" then
+      return nil
+    end
+    local name, value = e[1], e[2]
+    local tv = type(value)
+    if type(name) ~= "string" or
+       (tv ~= "string" and tv ~= "number" and tv ~= "boolean") then
+      return nil
+    end
+    local op = HDR_SET
+    if e.if_absent then
+      if find(name, "_", 1, true) then
+        return nil
+      end
+      op = HDR_SET_ABSENT -- the runtime refuses Host
+    end
+    parts[i] = char(48 + op) .. name .. "\0" .. normalize_value(value) ..
+               "\0"
+  end
+  local hops = private.hops(concat(parts))
+  if not hops then
+    return nil
+  end
+  return { hops = hops }
+end
+
+
+-- set_header (or its when-absent form) for each entry of prepared
+-- (prepare_headers), in order, in one runtime call. Phases as
+-- set_header's.
+function sreq.set_prepared_headers(prepared)
+  local r = check(REWRITE_ACCESS)
+  if type(prepared) ~= "table" or prepared.hops == nil then
+    error("prepared headers expected " ..
+          "(kong.service.request.prepare_headers)", 2)
+  end
+  err_p[0] = nil
+  if C.gw_ffi_upstream_set_hops(r.ptr, prepared.hops, nil, err_p) ~= OK then
+    error(errmsg("could not set header"), 2)
+  end
 end
 
 

@@ -21,6 +21,28 @@ static inline int gw_buf_append(struct gw_buf *b, const void *p, size_t n)
     return gw__buf_append_slow(b, p, n);
 }
 
+/* Appends the header line "name: value\r\n" with one room check (heads
+ * are written a line at a time); returns 0 or -1 on allocation failure,
+ * when nothing is appended. */
+static inline int gw_buf_append_field(struct gw_buf *b, const char *name, size_t nlen,
+                                      const char *value, size_t vlen)
+{
+    size_t len = nlen + vlen + 4;
+    if (b->cap - b->len < len && gw_buf_reserve(b, len, 0) != 0)
+        return -1;
+    char *d = b->data + b->len;
+    memcpy(d, name, nlen);
+    d += nlen;
+    d[0] = ':';
+    d[1] = ' ';
+    memcpy(d + 2, value, vlen);
+    d += 2 + vlen;
+    d[0] = '\r';
+    d[1] = '\n';
+    b->len += len;
+    return 0;
+}
+
 /* Releases the memory (back to the block cache when it is a block). */
 void gw_buf_free(struct gw_buf *b);
 

@@ -60,18 +60,31 @@ int gw_ffi_req_body(struct gw_req *r, const char **p, size_t *n); /* GW_DECLINED
 #define GW_HDR_SET 0   /* replace every value */
 #define GW_HDR_ADD 1   /* append a value */
 #define GW_HDR_CLEAR 2 /* remove */
+#define GW_HDR_SET_ABSENT 3 /* prepared lists only: set when the name is absent */
 /* or'ed into op: the caller had this name accepted by an earlier call (it
  * remembers names by content), so it is not checked again; the value is */
 #define GW_HDR_NAME_OK 16
+/* or'ed into an op of a prepared list (gw_ffi_hops_new): the value is an
+ * integer slot's index, the integer given at each application */
+#define GW_HDR_SLOT 32
 int gw_ffi_upstream_header(struct gw_req *r, int op, const char *name, size_t nlen,
                            const char *value, size_t vlen, const char **err);
-/* Several gw_ffi_upstream_header calls in one, given packed: for each, the
- * op as '0' + op (GW_HDR_SET, GW_HDR_ADD or GW_HDR_CLEAR, possibly or'ed
- * with GW_HDR_NAME_OK), the name, a NUL, the value, a NUL (empty for a
- * clear). Applied in order; at the first one refused, GW_ERROR with *err,
- * the ones before it applied. For a list the caller built once (the
- * X-Consumer-* headers of a consumer). */
-int gw_ffi_upstream_set_packed(struct gw_req *r, const char *p, size_t len, const char **err);
+/* Prepared header operations (gw/hops.h), given packed: for each, the op as
+ * '0' + op (GW_HDR_SET, GW_HDR_ADD, GW_HDR_CLEAR or GW_HDR_SET_ABSENT (not
+ * for Host), possibly or'ed with
+ * GW_HDR_SLOT; GW_HDR_NAME_OK is ignored: every name and value is checked
+ * here), the name, a NUL, the value, a NUL (empty for a clear; the slot's
+ * index for a slot), parsed and checked once. NULL with *err when refused or out of memory;
+ * the caller frees it with gw_ffi_hops_free (an ffi.gc finalizer). */
+struct gw_hops;
+struct gw_hops *gw_ffi_hops_new(const char *p, size_t len, const char **err);
+void gw_ffi_hops_free(struct gw_hops *o);
+int gw_ffi_hops_slots(const struct gw_hops *o); /* the ints an application reads */
+/* Applies o to the upstream request's headers, as its operations would one
+ * by one through gw_ffi_upstream_header; ints: the slots' values (NULL when
+ * o has none). GW_OK, or GW_ERROR with *err (no memory). */
+int gw_ffi_upstream_set_hops(struct gw_req *r, const struct gw_hops *o, const int64_t *ints,
+                             const char **err);
 int gw_ffi_upstream_path(struct gw_req *r, const char *p, size_t n, const char **err);
 int gw_ffi_upstream_query(struct gw_req *r, const char *p, size_t n, const char **err);
 int gw_ffi_upstream_method(struct gw_req *r, const char *p, size_t n, const char **err);
@@ -113,6 +126,11 @@ int gw_ffi_resp_set_header_int(struct gw_req *r, int op, const char *name, size_
  * the caller built once (proxy-cache's stored headers); each header is
  * checked as gw_ffi_resp_set_header checks it. */
 int gw_ffi_resp_set_packed(struct gw_req *r, const char *p, size_t len, const char **err);
+/* Applies prepared operations (gw_ffi_hops_new) to the response headers, as
+ * gw_ffi_resp_set_header would one by one. GW_ERROR with *err: headers
+ * already sent, no memory. */
+int gw_ffi_resp_set_hops(struct gw_req *r, const struct gw_hops *o, const int64_t *ints,
+                         const char **err);
 /* The upstream's own response headers (kong.service.response.get_header). */
 int gw_ffi_upstream_resp_header(struct gw_req *r, const char *name, size_t nlen, int idx,
                                 const char **p, size_t *n);

@@ -23,6 +23,9 @@ int gw_hlist_get(const struct gw_hlist *h, const char *name, size_t nlen, int id
 int gw_hlist_apply(struct gw_pool *p, struct gw_hlist *h, int op, const char *name, size_t nlen,
                    const char *value, size_t vlen);
 
+/* Removes every entry named name (case-insensitive). */
+void gw_hlist_remove(struct gw_hlist *h, const char *name, size_t nlen);
+
 /* Appends name: value as given (no copy: the caller keeps them alive). */
 int gw_hlist_push(struct gw_pool *p, struct gw_hlist *h, const char *name, size_t nlen,
                   const char *value, size_t vlen);

@@ -33,6 +33,9 @@ int gw_http_hop_by_hop(const char *name, size_t len);
  * (which llhttp accepts) leaves in it, and what must never be forwarded. */
 int gw_http_unsafe_value(const char *v, size_t len);
 
+/* Whether p[0..n) is an RFC 9110 token (a valid header name): not empty. */
+int gw_http_is_token(const char *p, size_t n);
+
 /* Whether the comma-separated header value contains token (case-insensitive). */
 int gw_http_has_token(const char *value, size_t len, const char *token);
 

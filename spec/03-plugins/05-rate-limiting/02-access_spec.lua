@@ -191,6 +191,14 @@ describe("rate-limiting (local policy)", function()
       routes[#routes + 1] = rl_route("p-" .. p, { [p] = 3 })
     end
     routes[#routes + 1] = rl_route("multi", { second = 2, minute = 5 })
+    -- three limiters: the headers set in one call (prepared per tightest
+    -- limiter); four: set one by one
+    routes[#routes + 1] = rl_route("three", {
+      minute = 20, hour = 30, day = 40,
+    })
+    routes[#routes + 1] = rl_route("four", {
+      minute = 20, hour = 30, day = 40, month = 50,
+    })
     routes[#routes + 1] = rl_route("custom", { limit = 4, window_size = 7 })
     routes[#routes + 1] = rl_route("custom-hour", { limit = 2,
                                                     window_size = 3600 })
@@ -306,6 +314,31 @@ describe("rate-limiting (local policy)", function()
       assert.is_true(names["Retry-After"])
     end)
   end
+
+  it("sends the same headers with three limiters as with four", function()
+    minute_room()
+    for _, path in ipairs({ "/three/x", "/four/x" }) do
+      local res = get(path)
+      assert.res_status(200, res)
+      local h = res.headers
+      assert.equal("20", h["X-RateLimit-Limit-Minute"])
+      assert.equal("19", h["X-RateLimit-Remaining-Minute"])
+      assert.equal("30", h["X-RateLimit-Limit-Hour"])
+      assert.equal("29", h["X-RateLimit-Remaining-Hour"])
+      assert.equal("40", h["X-RateLimit-Limit-Day"])
+      assert.equal("39", h["X-RateLimit-Remaining-Day"])
+      if path == "/four/x" then
+        assert.equal("50", h["X-RateLimit-Limit-Month"])
+        assert.equal("49", h["X-RateLimit-Remaining-Month"])
+      else
+        assert.is_nil(h["X-RateLimit-Limit-Month"])
+      end
+      assert.equal("20", h["RateLimit-Limit"]) -- the minute's: 19 left
+      assert.equal("19", h["RateLimit-Remaining"])
+      local reset = tonumber(h["RateLimit-Reset"])
+      assert.is_true(reset >= 1 and reset <= 60)
+    end
+  end)
 
   it("opens a new window when the period turns", function()
     next_window(1, 0.02, 0.5)

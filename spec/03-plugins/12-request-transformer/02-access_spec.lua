@@ -67,6 +67,19 @@ describe("request-transformer", function()
                         "X-Empty:" },
             querystring = { "n:1", "e:nope" },
         } }) } },
+        -- constant header adds only: set in one PDK call (prepared)
+        { path = "/add-prepared", plugins = {
+            { name = "pre-function", config = {
+                access = { "kong.service.request.set_header('X-Pre', 'pre')" },
+            } },
+            rt({ add = { headers = {
+              "X-Add:added", "X-Exists:nope", "X-Twice:first",
+              "X-Twice:second", "X-Pre:rt",
+            } } }) } },
+        -- a name with "_" is looked up as get_header does ("-" too)
+        { path = "/add-underscore", plugins = { rt({ add = {
+            headers = { "X_Under:rt", "X-New:added" },
+        } }) } },
         { path = "/append", plugins = { rt({ append = {
             headers = { "X-App:one", "X-App:two", "X-Had:more",
                         "Host:ignored.test" },
@@ -206,6 +219,20 @@ describe("request-transformer", function()
       assert.equal("mine", e.headers["x-exists"])
       assert.is_nil(e.headers["x-empty"])
       assert.equal(fmt("127.0.0.1:%d", mock.port), e.headers.host)
+    end)
+
+    it("adds constant values in one call, each only when absent then",
+       function()
+      local e = echo(get("/add-prepared",
+                         { headers = { ["x-exists"] = "mine" } }))
+      assert.equal("added", e.headers["x-add"])
+      assert.equal("mine", e.headers["x-exists"])
+      assert.equal("first", e.headers["x-twice"]) -- the second saw the first
+      assert.equal("pre", e.headers["x-pre"]) -- set by an earlier plugin
+      e = echo(get("/add-underscore", { headers = { ["X-Under"] = "mine" } }))
+      assert.equal("mine", e.headers["x-under"])
+      assert.is_nil(e.headers["x_under"])
+      assert.equal("added", e.headers["x-new"])
     end)
 
     it("appends values, keeping the ones sent; never to Host", function()

@@ -29,6 +29,13 @@ function H:header_filter(conf)
   local ctx = ngx.ctx
   ngx.header["X-Access-Time"] = tostring(ctx.KONG_ACCESS_TIME)
   ngx.header["X-Access-Start"] = tostring(ctx.KONG_ACCESS_START)
+  -- phases that have not run (log) or not ended (this one): nil, also on
+  -- a connection whose previous request ran them
+  ngx.header["X-Not-Yet"] = tostring(ctx.KONG_LOG_START) .. "," ..
+                            tostring(ctx.KONG_LOG_TIME) .. "," ..
+                            tostring(ctx.KONG_HEADER_FILTER_ENDED_AT) .. "," ..
+                            tostring(ctx.KONG_HEADER_FILTER_TIME)
+  ngx.header["X-Header-Filter-Start"] = tostring(ctx.KONG_HEADER_FILTER_START)
   ngx.header["X-Proxy-Latency"] = tostring(ctx.KONG_PROXY_LATENCY)
   ngx.header["X-Waiting-Time"] = tostring(ctx.KONG_WAITING_TIME)
   ngx.header["X-Upstream-Uri"] = ngx.var.upstream_uri

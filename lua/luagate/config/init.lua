@@ -914,39 +914,47 @@ end
 local CREDENTIAL_PARENT = "consumers"
 
 
+-- The outputs of `recs` as a list; each rec learns its position in it
+-- (rec.pos), which links name. (Plain functions, not closures over the
+-- load: a trace through a closure keeps it as a constant, and with it
+-- everything it reaches, the replaced configuration included, until the
+-- trace is flushed.)
+local function output(recs)
+  local list = {}
+  for _, rec in ipairs(recs) do
+    slice_point()
+    local e = rec.out
+    e.id = rec.id
+    list[#list + 1] = e
+    rec.pos = #list
+  end
+  return list
+end
+
+
+-- The position of the entity `rec` links to by `field`, or nil.
+local function link(rec, field)
+  local l = rec.links[field]
+  return l and l.pos or nil
+end
+
+
 function Loader:build()
   local conf = {
     format_version = self.format_version,
     transform = self.transform,
   }
-  local pos = {}
+  local recs = self.recs
 
-  local function output(kind)
-    local list = {}
-    for _, rec in ipairs(self.recs[kind]) do
-      slice_point()
-      local e = rec.out
-      e.id = rec.id
-      list[#list + 1] = e
-      pos[rec] = #list
-    end
-    return list
-  end
-
-  local function link(rec, field)
-    local l = rec.links[field]
-    return l and pos[l] or nil
-  end
-
-  conf.certificates = output("certificates")
-  conf.snis = output("snis")
-  conf.ca_certificates = output("ca_certificates")
-  conf.services = output("services")
-  conf.routes = output("routes")
-  conf.consumers = output("consumers")
-  conf.consumer_groups = output("consumer_groups")
-  conf.upstreams = output("upstreams")
-  conf.plugins = output("plugins")
+  conf.certificates = output(recs.certificates)
+  conf.snis = output(recs.snis)
+  conf.ca_certificates = output(recs.ca_certificates)
+  conf.services = output(recs.services)
+  conf.routes = output(recs.routes)
+  conf.consumers = output(recs.consumers)
+  conf.consumer_groups = output(recs.consumer_groups)
+  conf.upstreams = output(recs.upstreams)
+  conf.plugins = output(recs.plugins)
 
   for _, rec in ipairs(self.recs.snis) do
     rec.out.certificate = link(rec, "certificate")
@@ -991,7 +999,7 @@ function Loader:build()
     c.groups = {}
   end
   for _, m in ipairs(self.memberships) do
-    local gi, ci = pos[m[1]], pos[m[2]]
+    local gi, ci = m[1].pos, m[2].pos
     local g, c = conf.consumer_groups[gi], conf.consumers[ci]
     if g and c then
       g.consumers[#g.consumers + 1] = ci

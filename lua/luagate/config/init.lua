@@ -19,6 +19,7 @@ local load = load
 local pcall = pcall
 local select = select
 local setmetatable = setmetatable
+local getmetatable = getmetatable
 local min = math.min
 local open = io.open
 local fmt = string.format
@@ -329,14 +330,20 @@ if cjson_fast then
   pcall(cjson_piece.decode_max_depth, 998)
 end
 
-local function decode_pieces(text, outline)
+-- An array element of the document whose text is the text of an element
+-- the last load validated (`reusable[key][text]`, below): decode_pieces
+-- leaves it undecoded, and the loader takes that load's validated entities
+-- for it (Loader:reuse). An empty table: the walks of the document pass it.
+local REUSED = setmetatable({}, { __newindex = function() end })
+
+local function decode_pieces(text, outline, reusable)
   local o = outline(text)
   if not o then
     return nil
   end
   slice_point()
   local decode = cjson_piece.decode
-  local doc = {}
+  local doc, raws = {}, {}
   local i = 1
   while o[i] do
     local key = decode(sub(text, o[i], o[i + 1]))
@@ -347,18 +354,27 @@ local function decode_pieces(text, outline)
       i = i + 5
     else
       value = {}
+      local texts = {}
+      local known = reusable and type(key) == "string" and reusable[key]
       local e = i + 5
       for k = 1, n do
-        value[k] = decode(sub(text, o[e], o[e + 1]))
+        local piece = sub(text, o[e], o[e + 1])
+        texts[k] = piece
+        if known and known[piece] then
+          value[k] = REUSED
+        else
+          value[k] = decode(piece)
+        end
         e = e + 2
         slice_point()
       end
+      raws[key] = texts
       i = e
     end
     doc[key] = value
     slice_point()
   end
-  return doc
+  return doc, raws
 end
 
 
@@ -386,7 +402,9 @@ end
 _M._decode_pieces = decode_pieces
 
 
-local function parse_json_fast(text)
+-- Returns the document, or nil (the reader decides); and, when decoded in
+-- pieces, the pieces' texts: raws[member][i] (`reusable`: decode_pieces).
+local function parse_json_fast(text, reusable)
   -- (a raw control character outside strings fails cjson, inside one it
   -- shows in the decoded string; "-." is searched plainly first: patterns
   -- scan slowly)
@@ -394,10 +412,10 @@ local function parse_json_fast(text)
      (find(text, "^%s*%-%.") or find(text, "[%[,:%s]%-%."))) then
     return nil
   end
-  local ok, doc
+  local ok, doc, raws
   local jc = json_c or loaded["luagate.json_c"]
   if jc and cjson_piece and #text >= PIECES_FROM and slice.active() then
-    ok, doc = pcall(decode_pieces, text, jc.outline)
+    ok, doc, raws = pcall(decode_pieces, text, jc.outline, reusable)
     if ok and doc == nil then -- not an object
       ok, doc = pcall(cjson_fast.decode, text)
     end
@@ -413,21 +431,22 @@ local function parse_json_fast(text)
   if type(doc) == "string" and find(doc, CONTROL) then
     return nil
   end
-  return doc
+  return doc, raws
 end
 
 
 -- Parses without recording lines when that is faster: returns doc, lines,
 -- msg, tracked (false: `lines` is empty; parse again with `parse` for the
--- lines of errors). Same documents and syntax errors as `parse`.
-local function parse_fast(text, format, name)
+-- lines of errors), raws (parse_json_fast). Same documents and syntax
+-- errors as `parse`.
+local function parse_fast(text, format, name, reusable)
   if format == "yaml" then
     local doc, lines, msg = yaml_reader.parse(text, true)
     return doc, lines, msg, doc == nil
   elseif format == "json" or format == nil then
-    local doc = parse_json_fast(text)
+    local doc, raws = parse_json_fast(text, reusable)
     if doc ~= nil then
-      return doc, {}, nil, false
+      return doc, {}, nil, false, raws
     end
   end
   local doc, lines, msg = parse(text, format, name)
@@ -592,6 +611,10 @@ function Loader:collect(kind, item, path, parent)
 
   local list = self.recs[kind]
   list[#list + 1] = rec
+  local captured = self.captured
+  if captured then
+    captured[#captured + 1] = rec
+  end
 
   for _, c in ipairs(children) do
     local cpath = child_path(path, c.kind)
@@ -600,6 +623,133 @@ function Loader:collect(kind, item, path, parent)
     else
       for i, x in ipairs(c.list) do
         self:collect(c.kind, x, child_path(cpath, i - 1), rec)
+      end
+    end
+  end
+end
+
+
+-- Reuse across a worker's reloads -------------------------------------------
+--
+-- A worker's reload decodes a large JSON file in pieces (decode_pieces);
+-- the entities of a top-level array element whose text is byte-identical
+-- to one the last such load validated are that load's: the recs are made
+-- again (paths, links to their parent, references) around the same
+-- validated tables (rec.out), which nothing modifies: the build copies
+-- them (output). A template is what collect computed from the element's
+-- text alone, given the format version, the registered entity kinds
+-- (entities.generation) and, for plugins, the plugin's schema source; an
+-- element whose collect added an error makes none. References, ids,
+-- duplicates and everything after are resolved again for every entity.
+
+-- { version =, generation =, kinds = { [kind] = { [text] = templates } } }:
+-- what the last sliced load of a JSON file in pieces validated
+local reusable
+
+local REC_FIELDS = { "key", "custom_id", "given_id", "members", "groups",
+                     "out", "plugin_name", "forbidden", "config_refs" }
+
+
+-- The templates of the recs collect made for one top-level element (in
+-- the order it made them), `path` the element's path.
+local function templates(captured, path, registry)
+  local n = #path
+  local at = {}
+  local list = {}
+  for i, rec in ipairs(captured) do
+    at[rec] = i
+    local t = { kind = rec.kind, suffix = sub(rec.path, n + 1) }
+    for _, f in ipairs(REC_FIELDS) do
+      t[f] = rec[f]
+    end
+    local parent = rec.parent
+    if parent then
+      t.parent = at[parent]
+      for field, l in pairs(rec.links) do
+        if l == parent then
+          t.parent_field = field
+        end
+      end
+    end
+    for field, ref in pairs(rec.refs) do
+      t.refs = t.refs or {}
+      t.refs[field] = ref
+    end
+    if rec.plugin_name ~= nil then
+      t.source = registry.sources[rec.plugin_name]
+    end
+    list[i] = t
+  end
+  return list
+end
+
+
+-- Makes the recs of the top-level element `text` of `kind` at `path` from
+-- the last load's templates. false when there are none or they no longer
+-- apply (a plugin's schema changed): collect it.
+function Loader:reuse(kind, text, path)
+  local prev = self.reusable
+  local list = prev and prev.kinds[kind] and prev.kinds[kind][text]
+  if not list then
+    return false
+  end
+  local registry = self.plugins
+  for _, t in ipairs(list) do
+    if t.plugin_name ~= nil and (not registry:schema(t.plugin_name) or
+       registry.sources[t.plugin_name] ~= t.source) then
+      return false
+    end
+  end
+  local made = {}
+  for i, t in ipairs(list) do
+    slice_point()
+    local rec = { kind = t.kind, path = path .. t.suffix, links = {},
+                  refs = {} }
+    for _, f in ipairs(REC_FIELDS) do
+      rec[f] = t[f]
+    end
+    if t.parent then
+      local parent = made[t.parent]
+      rec.parent = parent
+      rec.links[t.parent_field] = parent
+    end
+    if t.refs then
+      for field, ref in pairs(t.refs) do
+        rec.refs[field] = { value = ref.value, target = ref.target,
+                            path = child_path(rec.path, field) }
+      end
+    end
+    made[i] = rec
+    local recs = self.recs[t.kind]
+    recs[#recs + 1] = rec
+  end
+  self.reused[kind][text] = list
+  return true
+end
+
+
+-- Collects the top-level elements of `kind`; `texts` their texts when
+-- the document was decoded in pieces.
+function Loader:collect_list(kind, list, texts)
+  local errs = self.errs
+  local keep = texts and self.reused[kind]
+  for i, item in ipairs(list) do
+    local path = child_path(kind, i - 1)
+    local text = texts and texts[i]
+    if item ~= REUSED or not self:reuse(kind, text, path) then
+      if item == REUSED then -- (decoded in the load that made the templates)
+        item = strip_meta(cjson_piece.decode(text))
+      end
+      if keep then
+        self.captured = {}
+      end
+      local nerrs = #errs.list
+      self:collect(kind, item, path, nil)
+      if keep then
+        if #errs.list == nerrs and self.captured[1] then
+          keep[text] = templates(self.captured, path, self.plugins)
+        end
+        self.captured = nil
       end
     end
   end
@@ -914,19 +1064,33 @@ end
 local CREDENTIAL_PARENT = "consumers"
 
 
--- The outputs of `recs` as a list; each rec learns its position in it
--- (rec.pos), which links name. (Plain functions, not closures over the
--- load: a trace through a closure keeps it as a constant, and with it
--- everything it reaches, the replaced configuration included, until the
--- trace is flushed.)
+-- A shallow copy of `t`.
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do
+    c[k] = v
+  end
+  return setmetatable(c, getmetatable(t))
+end
+
+
+-- The entities of `recs` as a list: each a copy of its validated table
+-- (rec.e), which the build and the runtime complete (id, positions,
+-- phases) while rec.out stays as validated (Loader:reuse shares it with a
+-- later load). Each rec learns its position in the list (rec.pos), which
+-- links name. (Plain functions, not closures over the load: a trace
+-- through a closure keeps it as a constant, and with it everything it
+-- reaches, the replaced configuration included, until the trace is
+-- flushed.)
 local function output(recs)
   local list = {}
   for _, rec in ipairs(recs) do
     slice_point()
-    local e = rec.out
+    local e = copy(rec.out)
     e.id = rec.id
     list[#list + 1] = e
     rec.pos = #list
+    rec.e = e
   end
   return list
 end
@@ -957,32 +1121,31 @@ function Loader:build()
   conf.plugins = output(recs.plugins)
 
   for _, rec in ipairs(self.recs.snis) do
-    rec.out.certificate = link(rec, "certificate")
-    local cert = rec.out.certificate and conf.certificates[
-                 rec.out.certificate]
+    rec.e.certificate = link(rec, "certificate")
+    local cert = rec.e.certificate and conf.certificates[rec.e.certificate]
     if cert then
       cert.snis = cert.snis or {}
-      cert.snis[#cert.snis + 1] = rec.out.name
+      cert.snis[#cert.snis + 1] = rec.e.name
     end
   end
 
   for _, rec in ipairs(self.recs.routes) do
     slice_point()
-    rec.out.service = link(rec, "service")
+    rec.e.service = link(rec, "service")
   end
 
   -- a service's client certificate keeps Kong's shape ({ id = ... }); the
   -- runtime finds its PEM texts in conf.certificates by id
   for _, rec in ipairs(self.recs.services) do
     local l = rec.links.client_certificate
-    rec.out.client_certificate = l and { id = l.id } or nil
+    rec.e.client_certificate = l and { id = l.id } or nil
   end
 
   for _, up in ipairs(conf.upstreams) do
     up.targets = {}
   end
   for _, rec in ipairs(self.recs.targets) do
-    local t = rec.out
+    local t = copy(rec.out)
     t.id = rec.id
     local u = link(rec, "upstream")
     t.upstream = u
@@ -1015,7 +1178,7 @@ function Loader:build()
       for _, rec in ipairs(self.recs[kind]) do
         slice_point()
         local ci = link(rec, entry.parents[CREDENTIAL_PARENT])
-        local e = rec.out
+        local e = copy(rec.out)
         e.id = rec.id
         e.consumer = nil
         if ci then
@@ -1033,7 +1196,8 @@ function Loader:build()
     p.route = link(rec, "route")
     p.consumer = link(rec, "consumer")
     p.consumer_group = link(rec, "consumer_group")
-    p.config = p.config or {}
+    -- (the runloop adds the scope's ids to it)
+    p.config = p.config and copy(p.config) or {}
   end
 
   -- the hash names the source: the file's bytes and the code of the
@@ -1046,7 +1210,7 @@ end
 
 -- Validates and normalizes a parsed document. Returns conf, or nil and
 -- the error strings.
-local function load_document(doc, lines, name, opts, text, copy)
+local function load_document(doc, lines, name, opts, text, copy, raws)
   local errs = new_errors(name, lines)
   if type(doc) ~= "table" or is_null(doc) or
      (next(doc) ~= nil and is_array(doc)) then
@@ -1064,8 +1228,12 @@ local function load_document(doc, lines, name, opts, text, copy)
     memberships = {},
     plugins = plugins_registry.new(opts.plugins_dirs),
     transform = true,
+    reused = raws and {}, -- the templates of this load, by kind and text
   }, Loader)
   for _, kind in ipairs(entities.order) do
+    if raws then
+      self.reused[kind] = {}
+    end
     self.recs[kind] = {}
     self.index_of[kind] = { by_id = {}, by_key = {}, by_custom_id = {} }
   end
@@ -1080,6 +1248,10 @@ local function load_document(doc, lines, name, opts, text, copy)
   else
     self.format_version = version
     self.migrate = version ~= "3.0"
+    local r = raws and reusable
+    if r and r.version == version and r.generation == entities.generation then
+      self.reusable = r
+    end
   end
   if not is_null(doc._transform) then
     if type(doc._transform) ~= "boolean" then
@@ -1125,9 +1297,7 @@ local function load_document(doc, lines, name, opts, text, copy)
       if type(list) ~= "table" or not is_array(list) then
         errs.add(kind, "expected an array")
       else
-        for i, item in ipairs(list) do
-          self:collect(kind, item, child_path(kind, i - 1), nil)
-        end
+        self:collect_list(kind, list, raws and raws[kind])
       end
     end
   end
@@ -1140,6 +1310,10 @@ local function load_document(doc, lines, name, opts, text, copy)
   local conf, berrs = self:build()
   if conf then
     conf.luagate = lg_out
+    if raws then
+      reusable = { version = self.format_version,
+                   generation = entities.generation, kinds = self.reused }
+    end
   end
   return conf, berrs
 end
@@ -1157,13 +1331,18 @@ function _M.load_string(text, format, name, opts)
   if format == "yml" then
     format = "yaml"
   end
-  local doc, lines, msg, tracked = parse_fast(text, format, name)
+  local doc, lines, msg, tracked, raws = parse_fast(text, format, name,
+                                                    reusable and
+                                                    reusable.kinds)
   if doc == nil then
     local loc = lines and (name .. ":" .. tostring(lines)) or name
     return nil, { loc .. ": syntax error: " .. tostring(msg) }
   end
   local copy = format == "lua"
-  local conf, errs = load_document(doc, lines, name, opts, text, copy)
+  local conf, errs = load_document(doc, lines, name, opts, text, copy, raws)
+  if conf and not raws and slice.active() then
+    reusable = nil -- (the running config did not come in pieces)
+  end
   if conf or tracked then
     return conf, errs
   end

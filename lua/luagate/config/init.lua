@@ -33,6 +33,7 @@ local sort = table.sort
 
 local ffi = require "ffi"
 local rshift = require("bit").rshift
+local clone = require "table.clone" -- (OpenResty's LuaJIT: a shallow copy)
 
 local Schema = require "luagate.schema"
 local entities = require "luagate.config.entities"
@@ -645,23 +646,28 @@ end
 -- { version =, generation =, kinds = { [kind] = { [text] = templates } } }:
 -- what the last sliced load of a JSON file in pieces validated
 local reusable
+local derived_ids -- { [id_key] = id } of that load
 
-local REC_FIELDS = { "key", "custom_id", "given_id", "members", "groups",
-                     "out", "plugin_name", "forbidden", "config_refs" }
+local REC_FIELDS = { "kind", "key", "custom_id", "given_id", "members",
+                     "groups", "out", "plugin_name", "forbidden",
+                     "config_refs" }
 
 
 -- The templates of the recs collect made for one top-level element (in
--- the order it made them), `path` the element's path.
+-- the order it made them), `path` the element's path: { fields (the
+-- rec's, but its path, parent, links and refs), suffix (of its path),
+-- parent (index), parent_field, refs, source (plugin schema) }.
 local function templates(captured, path, registry)
   local n = #path
   local at = {}
   local list = {}
   for i, rec in ipairs(captured) do
     at[rec] = i
-    local t = { kind = rec.kind, suffix = sub(rec.path, n + 1) }
+    local fields = {}
     for _, f in ipairs(REC_FIELDS) do
-      t[f] = rec[f]
+      fields[f] = rec[f]
     end
+    local t = { fields = fields, suffix = sub(rec.path, n + 1) }
     local parent = rec.parent
     if parent then
       t.parent = at[parent]
@@ -695,33 +701,34 @@ function Loader:reuse(kind, text, path)
   end
   local registry = self.plugins
   for _, t in ipairs(list) do
-    if t.plugin_name ~= nil and (not registry:schema(t.plugin_name) or
-       registry.sources[t.plugin_name] ~= t.source) then
+    local name = t.fields.plugin_name
+    if name ~= nil and (not registry:schema(name) or
+       registry.sources[name] ~= t.source) then
       return false
     end
   end
   local made = {}
+  local recs = self.recs
   for i, t in ipairs(list) do
     slice_point()
-    local rec = { kind = t.kind, path = path .. t.suffix, links = {},
-                  refs = {} }
-    for _, f in ipairs(REC_FIELDS) do
-      rec[f] = t[f]
-    end
+    local rec = clone(t.fields)
+    rec.path = path .. t.suffix
+    local links, refs = {}, {}
+    rec.links, rec.refs = links, refs
     if t.parent then
       local parent = made[t.parent]
       rec.parent = parent
-      rec.links[t.parent_field] = parent
+      links[t.parent_field] = parent
     end
     if t.refs then
       for field, ref in pairs(t.refs) do
-        rec.refs[field] = { value = ref.value, target = ref.target,
-                            path = child_path(rec.path, field) }
+        refs[field] = { value = ref.value, target = ref.target,
+                        path = child_path(rec.path, field) }
       end
     end
     made[i] = rec
-    local recs = self.recs[t.kind]
-    recs[#recs + 1] = rec
+    local same = recs[rec.kind]
+    same[#same + 1] = rec
   end
   self.reused[kind][text] = list
   return true
@@ -905,6 +912,11 @@ end
 
 function Loader:resolve()
   local errs = self.errs
+  -- a sliced load in pieces takes the ids derived by the last one (an md5
+  -- each) and keeps its own for the next
+  local ids_before = self.reused and derived_ids
+  local ids = self.reused and {}
+  self.derived_ids = ids
   for _, kind in ipairs(entities.order) do
     local entry = entities.registry[kind]
     local seen_key, seen_id = {}, {}
@@ -942,7 +954,15 @@ function Loader:resolve()
         end
       end
 
-      rec.id = rec.given_id or derive_id(id_key(rec))
+      local id = rec.given_id
+      if not id then
+        local key = id_key(rec)
+        id = ids_before and ids_before[key] or derive_id(key)
+        if ids then
+          ids[key] = id
+        end
+      end
+      rec.id = id
       if seen_id[rec.id] then
         if rec.given_id then
           errs.add(child_path(rec.path, "id"),
@@ -1066,11 +1086,12 @@ local CREDENTIAL_PARENT = "consumers"
 
 -- A shallow copy of `t`.
 local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do
-    c[k] = v
+  local c = clone(t)
+  local mt = getmetatable(t)
+  if mt then
+    setmetatable(c, mt)
   end
-  return setmetatable(c, getmetatable(t))
+  return c
 end
 
 
@@ -1313,6 +1334,7 @@ local function load_document(doc, lines, name, opts, text, copy, raws)
     if raws then
       reusable = { version = self.format_version,
                    generation = entities.generation, kinds = self.reused }
+      derived_ids = self.derived_ids
     end
   end
   return conf, berrs
@@ -1341,7 +1363,7 @@ function _M.load_string(text, format, name, opts)
   local copy = format == "lua"
   local conf, errs = load_document(doc, lines, name, opts, text, copy, raws)
   if conf and not raws and slice.active() then
-    reusable = nil -- (the running config did not come in pieces)
+    reusable, derived_ids = nil, nil -- (the running config: not in pieces)
   end
   if conf or tracked then
     return conf, errs

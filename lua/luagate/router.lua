@@ -132,11 +132,39 @@ local function before(a, b)
   return a.pidx < b.pidx
 end
 
+-- Appends to `keyed` the entry of one path of route `r` (compile's
+-- scratch: the route's fields) with its sort keys. (A plain function: a
+-- closure made per route kept the route loop out of the JIT compiler.)
+local function add(keyed, r, path, regex, pidx)
+  local hosts, methods, headers, snis = r.hosts, r.methods, r.headers, r.snis
+  keyed[#keyed + 1] = {
+    weight = r.weight,
+    plain_hosts = r.plain_hosts,
+    nheaders = r.nheaders,
+    regex_priority = r.rp,
+    plen = (not regex and path) and #path or 0,
+    ridx = r.ridx,
+    pidx = pidx,
+    entry = {
+      route = r.ridx - 1,
+      path = path,
+      regex = regex,
+      -- each entry gets its own copies so C never sees shared tables
+      hosts = hosts and strings(hosts),
+      methods = methods and strings(methods),
+      headers = headers and header_list(r.route_headers),
+      http_only = r.http_only or nil,
+      snis = snis and strings(snis),
+    },
+  }
+end
+
 -- Compiles config.routes into router entries in rank order (see the top of
 -- the file). Never raises on odd input: routes or fields of the wrong type
 -- are skipped. Returns the array of entries (possibly empty).
 function _M.compile(config)
   local keyed = {}
+  local r = {} -- the route's fields that add reads
   local routes = type(config) == "table" and config.routes
   if type(routes) ~= "table" then
     return {}
@@ -175,43 +203,25 @@ function _M.compile(config)
         end
       end
 
-      local function add(path, regex, pidx)
-        keyed[#keyed + 1] = {
-          weight = weight,
-          plain_hosts = plain_hosts,
-          nheaders = nheaders,
-          regex_priority = rp,
-          plen = (not regex and path) and #path or 0,
-          ridx = i,
-          pidx = pidx,
-          entry = {
-            route = i - 1,
-            path = path,
-            regex = regex,
-            -- each entry gets its own copies so C never sees shared tables
-            hosts = hosts and strings(hosts),
-            methods = methods and strings(methods),
-            headers = headers and header_list(route.headers),
-            http_only = http_only or nil,
-            snis = snis and strings(snis),
-          },
-        }
-      end
-
+      -- (a route's shared fields once: add copies its arrays per entry)
+      r.weight, r.plain_hosts, r.nheaders, r.rp = weight, plain_hosts,
+                                                 nheaders, rp
+      r.ridx, r.hosts, r.methods, r.headers = i, hosts, methods, headers
+      r.route_headers, r.http_only, r.snis = route.headers, http_only, snis
       if paths then
         for j, p in ipairs(paths) do
           if type(p) == "string" and p ~= "" then
             if byte(p, 1) == TILDE then
-              add(sub(p, 2), true, j)
+              add(keyed, r, sub(p, 2), true, j)
             else
-              add(p, false, j)
+              add(keyed, r, p, false, j)
             end
           end
         end
         -- paths set but none usable: the route gets no entry (it never
         -- matches) rather than silently widening to every path
       else
-        add(nil, false, 1)
+        add(keyed, r, nil, false, 1)
       end
     end
   end

@@ -654,35 +654,38 @@ local REC_FIELDS = { "kind", "key", "custom_id", "given_id", "members",
 
 
 -- The templates of the recs collect made for one top-level element (in
--- the order it made them), `path` the element's path: { fields (the
--- rec's, but its path, parent, links and refs), suffix (of its path),
--- parent (index), parent_field, refs, source (plugin schema) }.
+-- the order it made them), `path` the element's path: each the rec's
+-- fields but its path, parent, links and refs, and t_suffix (of its
+-- path), t_parent (index), t_parent_field, t_refs, t_source (the plugin's
+-- schema). The fields a load sets later are there as false, so that a
+-- clone of the template is a rec of its final size.
 local function templates(captured, path, registry)
   local n = #path
   local at = {}
   local list = {}
   for i, rec in ipairs(captured) do
     at[rec] = i
-    local fields = {}
+    local t = { t_suffix = sub(rec.path, n + 1), path = false, parent = false,
+                links = false, refs = false, id = false, pos = false,
+                e = false }
     for _, f in ipairs(REC_FIELDS) do
-      fields[f] = rec[f]
+      t[f] = rec[f]
     end
-    local t = { fields = fields, suffix = sub(rec.path, n + 1) }
     local parent = rec.parent
     if parent then
-      t.parent = at[parent]
+      t.t_parent = at[parent]
       for field, l in pairs(rec.links) do
         if l == parent then
-          t.parent_field = field
+          t.t_parent_field = field
         end
       end
     end
     for field, ref in pairs(rec.refs) do
-      t.refs = t.refs or {}
-      t.refs[field] = ref
+      t.t_refs = t.t_refs or {}
+      t.t_refs[field] = ref
     end
     if rec.plugin_name ~= nil then
-      t.source = registry.sources[rec.plugin_name]
+      t.t_source = registry.sources[rec.plugin_name]
     end
     list[i] = t
   end
@@ -701,9 +704,9 @@ function Loader:reuse(kind, text, path)
   end
   local registry = self.plugins
   for _, t in ipairs(list) do
-    local name = t.fields.plugin_name
+    local name = t.plugin_name
     if name ~= nil and (not registry:schema(name) or
-       registry.sources[name] ~= t.source) then
+       registry.sources[name] ~= t.t_source) then
       return false
     end
   end
@@ -711,17 +714,17 @@ function Loader:reuse(kind, text, path)
   local recs = self.recs
   for i, t in ipairs(list) do
     slice_point()
-    local rec = clone(t.fields)
-    rec.path = path .. t.suffix
+    local rec = clone(t)
+    rec.path = path .. t.t_suffix
     local links, refs = {}, {}
     rec.links, rec.refs = links, refs
-    if t.parent then
-      local parent = made[t.parent]
+    if t.t_parent then
+      local parent = made[t.t_parent]
       rec.parent = parent
-      links[t.parent_field] = parent
+      links[t.t_parent_field] = parent
     end
-    if t.refs then
-      for field, ref in pairs(t.refs) do
+    if t.t_refs then
+      for field, ref in pairs(t.t_refs) do
         refs[field] = { value = ref.value, target = ref.target,
                         path = child_path(rec.path, field) }
       end

@@ -324,6 +324,18 @@ describe("a sliced load after another", function()
     assert.is_nil((one(texts[8])))
   end)
 
+  it("leaves the configuration it replaces as it was", function()
+    local deep_copy = require("luagate.schema").deep_copy
+    local a = assert(load_sliced(big_config({ plugin = "fake" }), opts))
+    local before = deep_copy(a)
+    -- positions, links and ids of the reused entities change
+    local b = assert(load_sliced(big_config({ plugin = "fake", first = true,
+      rename = { 1, "renamed" }, path = { 2, 2, "/new" } }), opts))
+    assert.is_true(same(before, a))
+    assert.is_true(same(before, deep_copy(a)))
+    assert.equal(301, #b.consumers)
+  end)
+
   it("validates again the plugins whose schema changed", function()
     local text = big_config({ plugin = "fake" })
     local a = assert(load_sliced(text, opts))

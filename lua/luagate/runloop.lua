@@ -39,6 +39,7 @@ local cast = ffi.cast
 local fmt = string.format
 local new_tab = require "table.new"
 local clear_tab = require "table.clear"
+local clone_tab = require "table.clone"
 local bit = require "bit"
 local slice_point = require("luagate.slice").point
 
@@ -222,7 +223,8 @@ function _M.build(conf, opts)
   -- plugins have no consumer-scoped config and the same configs share one
   -- plan (items name their route only for consumer-scoped configs:
   -- select_conf), found by the configs' numbers (`key`).
-  local plans, shared = {}, {}
+  local plans, same_plan = {}, {}
+  local shared = require("luagate.config").shared[conf]
   local masks = {} -- plan -> its plugins' phases
   local conf_no, nconfs = {}, 0
   local statics, rss, nos = {}, {}, {}
@@ -230,12 +232,16 @@ function _M.build(conf, opts)
   for _, e in ipairs(list) do
     scoped = scoped or e.consumer_scoped
   end
+  local with_rs = {} -- entries with route-and-service configs
+  for k, e in ipairs(list) do
+    with_rs[k] = next(e.by_route_service) ~= nil
+  end
   for ri, route in ipairs(conf.routes or {}) do
     slice_point()
     local si = route.service
     for k, e in ipairs(list) do
-      local rs = si and next(e.by_route_service) and
-                 e.by_route_service[ri .. ":" .. si] or nil
+      local rs = si and with_rs[k] and e.by_route_service[ri .. ":" .. si] or
+                 nil
       statics[k] = rs or e.by_route[ri] or (si and e.by_service[si]) or
                    e.global
       rss[k] = rs
@@ -253,7 +259,7 @@ function _M.build(conf, opts)
         nos[k] = no or 0
       end
       key = concat(nos, ",", 1, #list)
-      plan = shared[key]
+      plan = same_plan[key]
     end
     if not plan then
       plan = {}
@@ -276,13 +282,20 @@ function _M.build(conf, opts)
       plan.alone = #plan == 1 and plan[1].entry.name or nil
       masks[plan] = mask
       if key then
-        shared[key] = plan
+        same_plan[key] = plan
       end
     end
     plans[ri] = plan
     -- rewrite runs global plugins only
-    route.phases = bit.bor(bit.band(masks[plan], bit.bnot(PHASE_REWRITE)),
+    local phases = bit.bor(bit.band(masks[plan], bit.bnot(PHASE_REWRITE)),
                            bit.band(global_mask, PHASE_REWRITE))
+    if route.phases ~= phases then
+      if shared and shared[ri] then -- (the running config's too)
+        route = clone_tab(route)
+        conf.routes[ri] = route
+      end
+      route.phases = phases
+    end
   end
   local cg = {}
   for i, k in ipairs(conf.consumers or {}) do

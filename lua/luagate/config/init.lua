@@ -657,8 +657,9 @@ local REC_FIELDS = { "kind", "key", "custom_id", "given_id", "members",
 -- the order it made them), `path` the element's path: each the rec's
 -- fields but its path, parent, links and refs, and t_suffix (of its
 -- path), t_parent (index), t_parent_field, t_refs, t_source (the plugin's
--- schema). The fields a load sets later are there as false, so that a
--- clone of the template is a rec of its final size.
+-- schema), t_id (a keyed entity's id, once derived). The fields a load
+-- sets later are there as false, so that a clone of the template is a rec
+-- of its final size.
 local function templates(captured, path, registry)
   local n = #path
   local at = {}
@@ -667,7 +668,8 @@ local function templates(captured, path, registry)
     at[rec] = i
     local t = { t_suffix = sub(rec.path, n + 1), path = false, parent = false,
                 links = false, refs = false, id = false, pos = false,
-                e = false }
+                e = false, reused = false, t = false, t_id = false }
+    rec.t = t
     for _, f in ipairs(REC_FIELDS) do
       t[f] = rec[f]
     end
@@ -715,6 +717,7 @@ function Loader:reuse(kind, text, path)
   for i, t in ipairs(list) do
     slice_point()
     local rec = clone(t)
+    rec.reused, rec.t = true, t
     rec.path = path .. t.t_suffix
     local links, refs = {}, {}
     rec.links, rec.refs = links, refs
@@ -734,6 +737,7 @@ function Loader:reuse(kind, text, path)
     same[#same + 1] = rec
   end
   self.reused[kind][text] = list
+  self.nreused = self.nreused + #list
   return true
 end
 
@@ -957,12 +961,17 @@ function Loader:resolve()
         end
       end
 
-      local id = rec.given_id
+      -- (a keyed entity's id follows from its key alone: its template
+      -- keeps it, t_id)
+      local id = rec.given_id or rec.t_id
       if not id then
         local key = id_key(rec)
         id = ids_before and ids_before[key] or derive_id(key)
         if ids then
           ids[key] = id
+        end
+        if rec.key and rec.t then
+          rec.t.t_id = id
         end
       end
       rec.id = id
@@ -1098,26 +1107,58 @@ local function copy(t)
 end
 
 
--- The entities of `recs` as a list: each a copy of its validated table
--- (rec.e), which the build and the runtime complete (id, positions,
--- phases) while rec.out stays as validated (Loader:reuse shares it with a
--- later load). Each rec learns its position in the list (rec.pos), which
--- links name. (Plain functions, not closures over the load: a trace
--- through a closure keeps it as a constant, and with it everything it
--- reaches, the replaced configuration included, until the trace is
--- flushed.)
-local function output(recs)
+-- Kinds whose entity is the validated table itself, completed in place
+-- (id, positions; the runloop adds a route's phases): an entity reused
+-- from an earlier load is the one that load built, shared with the
+-- configuration it built as long as the values the build sets are the same
+-- (set). The entities of other kinds are always copies of their validated
+-- table, whose nested tables (groups, credentials, targets, a plugin's
+-- config) the build fills again.
+local IN_PLACE = { routes = true, services = true }
+
+
+-- The entities of `recs` as a list (rec.e each); each rec learns its
+-- position in it (rec.pos), which links name. (Plain functions, not
+-- closures over the load: a trace through a closure keeps it as a
+-- constant, and with it everything it reaches, the replaced configuration
+-- included, until the trace is flushed.)
+local function output(recs, kind)
   local list = {}
+  local in_place = IN_PLACE[kind]
   for _, rec in ipairs(recs) do
     slice_point()
-    local e = copy(rec.out)
-    e.id = rec.id
+    local e = in_place and rec.out or copy(rec.out)
     list[#list + 1] = e
     rec.pos = #list
     rec.e = e
   end
   return list
 end
+
+
+-- Sets field `k` of the entity of `rec` (in `list`) to `v`. An entity
+-- reused from an earlier load (the configuration that load built holds it
+-- too) is copied first, unless it has `v` already; the copy is what the
+-- next load compares with. (Two recs of one load may come from one
+-- template, identical elements of a list: each compares with rec.out.)
+local function set(list, rec, k, v)
+  local e = rec.e
+  if e[k] == v then
+    return
+  end
+  if rec.reused and e == rec.out then
+    e = copy(e)
+    rec.e = e
+    list[rec.pos] = e
+    rec.t.out = e
+  end
+  e[k] = v
+end
+
+
+-- conf -> { [route position] = true when an earlier configuration holds
+-- that route too } (the runloop copies such a route to change its phases)
+_M.shared = setmetatable({}, { __mode = "k" })
 
 
 -- The position of the entity `rec` links to by `field`, or nil.
@@ -1134,15 +1175,21 @@ function Loader:build()
   }
   local recs = self.recs
 
-  conf.certificates = output(recs.certificates)
-  conf.snis = output(recs.snis)
-  conf.ca_certificates = output(recs.ca_certificates)
-  conf.services = output(recs.services)
-  conf.routes = output(recs.routes)
-  conf.consumers = output(recs.consumers)
-  conf.consumer_groups = output(recs.consumer_groups)
-  conf.upstreams = output(recs.upstreams)
-  conf.plugins = output(recs.plugins)
+  for _, kind in ipairs({ "certificates", "snis", "ca_certificates",
+                          "services", "routes", "consumers",
+                          "consumer_groups", "upstreams", "plugins" }) do
+    local list = output(recs[kind], kind)
+    conf[kind] = list
+    if IN_PLACE[kind] then
+      for _, rec in ipairs(recs[kind]) do
+        set(list, rec, "id", rec.id)
+      end
+    else
+      for _, rec in ipairs(recs[kind]) do
+        rec.e.id = rec.id
+      end
+    end
+  end
 
   for _, rec in ipairs(self.recs.snis) do
     rec.e.certificate = link(rec, "certificate")
@@ -1155,14 +1202,28 @@ function Loader:build()
 
   for _, rec in ipairs(self.recs.routes) do
     slice_point()
-    rec.e.service = link(rec, "service")
+    set(conf.routes, rec, "service", link(rec, "service"))
+  end
+  local shared
+  for i, rec in ipairs(self.recs.routes) do
+    if rec.reused and rec.e == rec.out then
+      shared = shared or {}
+      shared[i] = true
+    end
+  end
+  if shared then -- (for the runloop's phases)
+    _M.shared[conf] = shared
   end
 
   -- a service's client certificate keeps Kong's shape ({ id = ... }); the
   -- runtime finds its PEM texts in conf.certificates by id
   for _, rec in ipairs(self.recs.services) do
     local l = rec.links.client_certificate
-    rec.e.client_certificate = l and { id = l.id } or nil
+    local cc = rec.e.client_certificate
+    if not (l and type(cc) == "table" and cc.id == l.id) then
+      set(conf.services, rec, "client_certificate",
+          l and { id = l.id } or nil)
+    end
   end
 
   for _, up in ipairs(conf.upstreams) do
@@ -1253,6 +1314,7 @@ local function load_document(doc, lines, name, opts, text, copy, raws)
     plugins = plugins_registry.new(opts.plugins_dirs),
     transform = true,
     reused = raws and {}, -- the templates of this load, by kind and text
+    nreused = 0, -- recs made from the last load's templates
   }, Loader)
   for _, kind in ipairs(entities.order) do
     if raws then
@@ -1338,6 +1400,11 @@ local function load_document(doc, lines, name, opts, text, copy, raws)
       reusable = { version = self.format_version,
                    generation = entities.generation, kinds = self.reused }
       derived_ids = self.derived_ids
+      local n = 0
+      for _, list in pairs(self.recs) do
+        n = n + #list
+      end
+      _M.last_reuse = { reused = self.nreused, entities = n }
     end
   end
   return conf, berrs

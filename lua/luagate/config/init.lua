@@ -648,6 +648,12 @@ end
 local reusable
 local derived_ids -- { [id_key] = id } of that load
 
+-- the refs of a reused rec without references (nothing adds to a rec's
+-- refs after collect)
+local NO_REFS = setmetatable({}, { __newindex = function()
+  error("NO_REFS is read-only", 2)
+end })
+
 local REC_FIELDS = { "kind", "key", "custom_id", "given_id", "members",
                      "groups", "out", "plugin_name", "forbidden",
                      "config_refs" }
@@ -719,7 +725,7 @@ function Loader:reuse(kind, text, path)
     local rec = clone(t)
     rec.reused, rec.t = true, t
     rec.path = path .. t.t_suffix
-    local links, refs = {}, {}
+    local links, refs = {}, t.t_refs and {} or NO_REFS
     rec.links, rec.refs = links, refs
     if t.t_parent then
       local parent = made[t.t_parent]

@@ -149,7 +149,7 @@ function _M.load_sliced(path, opts)
   end
   local r = conf and config.last_reuse
   if r then
-    log(6, fmt("%d of %d entities validated by the last reload, reused",
+    log(7, fmt("%d of %d entities validated by the last reload, reused",
                r.reused, r.entities))
   end
   return conf, entries

@@ -187,7 +187,6 @@ describe("reloads under load", function()
     assert.equal(200, status("/s5/r7"))
     assert.equal(404, status("/edited/s5r7"))
     -- a file refused: the running configuration stays
-    local failures = 0
     local function count_failures()
       local n = 0
       for _, line in ipairs(helpers.file_lines(gw.error_log)) do
@@ -198,7 +197,7 @@ describe("reloads under load", function()
       end
       return n
     end
-    failures = count_failures()
+    local failures = count_failures()
     helpers.write_file(gw.config_path, config_text(mock.port,
       { terminate = true, edit = true, broken = true }))
     helpers.signal(gw, "HUP")

@@ -636,12 +636,17 @@ end
 -- the entities of a top-level array element whose text is byte-identical
 -- to one the last such load validated are that load's: the recs are made
 -- again (paths, links to their parent, references) around the same
--- validated tables (rec.out), which nothing modifies: the build copies
--- them (output). A template is what collect computed from the element's
--- text alone, given the format version, the registered entity kinds
--- (entities.generation) and, for plugins, the plugin's schema source; an
--- element whose collect added an error makes none. References, ids,
--- duplicates and everything after are resolved again for every entity.
+-- validated tables (rec.out). A template is what collect computed from the
+-- element's text alone, given the format version, the registered entity
+-- kinds (entities.generation) and, for plugins, the plugin's schema
+-- source; an element whose collect added an error makes none. References,
+-- ids, duplicates and everything after are resolved again for every
+-- entity. The build copies the validated tables (output), but for routes
+-- and services: a template's `out` is the entity the last build made,
+-- which the running configuration holds, and `set` copies it before a
+-- value the build sets differs. (What a template keeps besides its
+-- element's validation, `out` and the id derived from a key, is recomputed
+-- by every load, so a load that fails midway leaves nothing wrong behind.)
 
 -- { version =, generation =, kinds = { [kind] = { [text] = templates } } }:
 -- what the last sliced load of a JSON file in pieces validated

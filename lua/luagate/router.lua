@@ -53,6 +53,8 @@ local find = string.find
 local upper = string.upper
 local lower = string.lower
 
+local unpack = unpack
+
 local TILDE = byte("~")
 local slice = require "luagate.slice"
 local slice_point = slice.point
@@ -105,42 +107,74 @@ local function header_list(map)
   return list
 end
 
--- Strict weak order on the sort keys described at the top of the file.
+-- The sort keys of the entries being ranked, by entry number: the
+-- arrays of the compile running (a compile outside a sliced load runs
+-- whole, and puts back those of a sliced one it interrupted).
+local W, PH, NH, RX, RP, PL, RI, PI
+
+-- Strict total order of entry numbers on the sort keys described at the
+-- top of the file (a route and its path are unique).
 local function before(a, b)
-  if a.weight ~= b.weight then
-    return a.weight > b.weight
+  if W[a] ~= W[b] then
+    return W[a] > W[b]
   end
-  if a.plain_hosts ~= b.plain_hosts then
-    return a.plain_hosts
+  if PH[a] ~= PH[b] then
+    return PH[a]
   end
-  if a.nheaders ~= b.nheaders then
-    return a.nheaders > b.nheaders
+  if NH[a] ~= NH[b] then
+    return NH[a] > NH[b]
   end
-  if a.entry.regex ~= b.entry.regex then
-    return a.entry.regex
+  if RX[a] ~= RX[b] then
+    return RX[a]
   end
-  if a.entry.regex then
-    if a.regex_priority ~= b.regex_priority then
-      return a.regex_priority > b.regex_priority
+  if RX[a] then
+    if RP[a] ~= RP[b] then
+      return RP[a] > RP[b]
     end
-  elseif a.plen ~= b.plen then
-    return a.plen > b.plen
+  elseif PL[a] ~= PL[b] then
+    return PL[a] > PL[b]
   end
-  if a.ridx ~= b.ridx then
-    return a.ridx < b.ridx
+  if RI[a] ~= RI[b] then
+    return RI[a] < RI[b]
   end
-  return a.pidx < b.pidx
+  return PI[a] < PI[b]
+end
+
+-- Appends to `entries` the entry of one path of route `r` (compile's
+-- scratch: the route's fields), its sort keys under its number. (A plain
+-- function: a closure made per route kept the route loop out of the JIT
+-- compiler.)
+local function add(entries, r, path, regex, pidx)
+  local hosts, methods, headers, snis = r.hosts, r.methods, r.headers, r.snis
+  local k = #entries + 1
+  W[k], PH[k], NH[k], RX[k] = r.weight, r.plain_hosts, r.nheaders, regex
+  RP[k], PL[k] = r.rp, (not regex and path) and #path or 0
+  RI[k], PI[k] = r.ridx, pidx
+  entries[k] = {
+    route = r.ridx - 1,
+    path = path,
+    regex = regex,
+    -- each entry gets its own copies so C never sees shared tables
+    hosts = hosts and strings(hosts),
+    methods = methods and strings(methods),
+    headers = headers and header_list(r.route_headers),
+    http_only = r.http_only or nil,
+    snis = snis and strings(snis),
+  }
 end
 
 -- Compiles config.routes into router entries in rank order (see the top of
 -- the file). Never raises on odd input: routes or fields of the wrong type
 -- are skipped. Returns the array of entries (possibly empty).
 function _M.compile(config)
-  local keyed = {}
   local routes = type(config) == "table" and config.routes
   if type(routes) ~= "table" then
     return {}
   end
+  local saved = { W, PH, NH, RX, RP, PL, RI, PI }
+  W, PH, NH, RX, RP, PL, RI, PI = {}, {}, {}, {}, {}, {}, {}, {}
+  local entries = {}
+  local r = {} -- the route's fields that add reads
 
   for i, route in ipairs(routes) do
     slice_point()
@@ -175,53 +209,40 @@ function _M.compile(config)
         end
       end
 
-      local function add(path, regex, pidx)
-        keyed[#keyed + 1] = {
-          weight = weight,
-          plain_hosts = plain_hosts,
-          nheaders = nheaders,
-          regex_priority = rp,
-          plen = (not regex and path) and #path or 0,
-          ridx = i,
-          pidx = pidx,
-          entry = {
-            route = i - 1,
-            path = path,
-            regex = regex,
-            -- each entry gets its own copies so C never sees shared tables
-            hosts = hosts and strings(hosts),
-            methods = methods and strings(methods),
-            headers = headers and header_list(route.headers),
-            http_only = http_only or nil,
-            snis = snis and strings(snis),
-          },
-        }
-      end
-
+      -- (a route's shared fields once: add copies its arrays per entry)
+      r.weight, r.plain_hosts, r.nheaders, r.rp = weight, plain_hosts,
+                                                 nheaders, rp
+      r.ridx, r.hosts, r.methods, r.headers = i, hosts, methods, headers
+      r.route_headers, r.http_only, r.snis = route.headers, http_only, snis
       if paths then
         for j, p in ipairs(paths) do
           if type(p) == "string" and p ~= "" then
             if byte(p, 1) == TILDE then
-              add(sub(p, 2), true, j)
+              add(entries, r, sub(p, 2), true, j)
             else
-              add(p, false, j)
+              add(entries, r, p, false, j)
             end
           end
         end
         -- paths set but none usable: the route gets no entry (it never
         -- matches) rather than silently widening to every path
       else
-        add(nil, false, 1)
+        add(entries, r, nil, false, 1)
       end
     end
   end
 
-  slice.sort(keyed, before)
-
-  local out = {}
-  for k, v in ipairs(keyed) do
-    out[k] = v.entry
+  local n = #entries
+  local order = {}
+  for k = 1, n do
+    order[k] = k
   end
+  slice.sort(order, before)
+  local out = {}
+  for k = 1, n do
+    out[k] = entries[order[k]]
+  end
+  W, PH, NH, RX, RP, PL, RI, PI = unpack(saved, 1, 8)
   return out
 end
 

@@ -34,11 +34,13 @@ local traceback = debug.traceback
 local yield = coroutine.yield
 local running = coroutine.running
 local sort = table.sort
+local concat = table.concat
 local cast = ffi.cast
 local fill = ffi.fill
 local fmt = string.format
 local new_tab = require "table.new"
 local clear_tab = require "table.clear"
+local clone_tab = require "table.clone"
 local bit = require "bit"
 local slice_point = require("luagate.slice").point
 
@@ -224,35 +226,83 @@ function _M.build(conf, opts)
     end
   end
 
-  local plans = {}
+  -- A route's plan: the items of the plugins that run on it. Routes whose
+  -- plugins have no consumer-scoped config and the same configs share one
+  -- plan (items name their route only for consumer-scoped configs:
+  -- select_conf), found by the configs' numbers (`key`).
+  local plans, same_plan = {}, {}
+  local shared = require("luagate.config").shared[conf]
+  local masks = {} -- plan -> its plugins' phases
+  local conf_no, nconfs = {}, 0
+  local statics, rss, nos = {}, {}, {}
+  local scoped = false
+  for _, e in ipairs(list) do
+    scoped = scoped or e.consumer_scoped
+  end
+  local with_rs = {} -- entries with route-and-service configs
+  for k, e in ipairs(list) do
+    with_rs[k] = next(e.by_route_service) ~= nil
+  end
   for ri, route in ipairs(conf.routes or {}) do
     slice_point()
     local si = route.service
-    local plan = {}
-    local mask = 0
-    for _, e in ipairs(list) do
-      local rs = si and e.by_route_service[ri .. ":" .. si] or nil
-      local static = rs or e.by_route[ri] or (si and e.by_service[si]) or
-                     e.global
-      local item = {
-        entry = e, static = static, route_service = rs,
-        route = ri, service = si,
-      }
-      if static or e.consumer_scoped then
-        plan[#plan + 1] = item
-        mask = bit.bor(mask, e.mask)
-        if e.consumer_scoped then
-          plan.consumer_scoped = true
+    for k, e in ipairs(list) do
+      local rs = si and with_rs[k] and e.by_route_service[ri .. ":" .. si] or
+                 nil
+      statics[k] = rs or e.by_route[ri] or (si and e.by_service[si]) or
+                   e.global
+      rss[k] = rs
+    end
+    local plan, key
+    if not scoped then
+      for k = 1, #list do
+        local c = statics[k]
+        local no = c and conf_no[c]
+        if c and not no then
+          nconfs = nconfs + 1
+          no = nconfs
+          conf_no[c] = no
+        end
+        nos[k] = no or 0
+      end
+      key = concat(nos, ",", 1, #list)
+      plan = same_plan[key]
+    end
+    if not plan then
+      plan = {}
+      local mask = 0
+      for k, e in ipairs(list) do
+        local static = statics[k]
+        if static or e.consumer_scoped then
+          plan[#plan + 1] = {
+            entry = e, static = static, route_service = rss[k],
+            route = scoped and ri or nil, service = scoped and si or nil,
+          }
+          mask = bit.bor(mask, e.mask)
+          if e.consumer_scoped then
+            plan.consumer_scoped = true
+          end
         end
       end
+      solo_masks(plan)
+      -- the plugin that runs alone on the route's requests (answer memos)
+      plan.alone = #plan == 1 and plan[1].entry.name or nil
+      masks[plan] = mask
+      if key then
+        same_plan[key] = plan
+      end
     end
-    solo_masks(plan)
-    -- the plugin that runs alone on the route's requests (answer memos)
-    plan.alone = #plan == 1 and plan[1].entry.name or nil
     plans[ri] = plan
     -- rewrite runs global plugins only
-    route.phases = bit.bor(bit.band(mask, bit.bnot(PHASE_REWRITE)),
+    local phases = bit.bor(bit.band(masks[plan], bit.bnot(PHASE_REWRITE)),
                            bit.band(global_mask, PHASE_REWRITE))
+    if route.phases ~= phases then
+      if shared and shared[ri] then -- (the running config's too)
+        route = clone_tab(route)
+        conf.routes[ri] = route
+      end
+      route.phases = phases
+    end
   end
   local cg = {}
   for i, k in ipairs(conf.consumers or {}) do

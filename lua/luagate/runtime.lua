@@ -86,6 +86,7 @@ local function load(path, opts)
   end
   local runloop = require "luagate.runloop"
   local ok, berrs = runloop.build(conf, opts)
+  config.shared[conf] = nil
   if not ok then
     local lines = {}
     for _, e in ipairs(berrs) do
@@ -132,6 +133,7 @@ end
 -- another would walk the running one again.
 function _M.load_sliced(path, opts)
   slice.begin()
+  config.last_reuse = nil
   -- (a step is about 6 us; the clock is read every 4 points)
   local done = opts.collect == false
   while not done do
@@ -144,6 +146,11 @@ function _M.load_sliced(path, opts)
   slice.finish()
   if not ok then
     error(conf, 0)
+  end
+  local r = conf and config.last_reuse
+  if r then
+    log(7, fmt("%d of %d entities validated by the last reload, reused",
+               r.reused, r.entities))
   end
   return conf, entries
 end

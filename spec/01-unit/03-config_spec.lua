@@ -560,4 +560,50 @@ targets:
       }, errs)
     end)
   end)
+  describe("memory", function()
+    it("a configuration is garbage once nothing references it", function()
+      -- (a trace through a closure over one load keeps that closure, and
+      -- what it reaches, as a constant: the loader's closures held every
+      -- replaced configuration until their traces were flushed.) In a
+      -- LuaJIT of its own: the specs above leave traces and blacklisted
+      -- loops behind.
+      local script = os.tmpname()
+      local f = assert(io.open(script, "w"))
+      f:write([=[
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+local config = require "luagate.config"
+local routes, consumers = {}, {}
+for i = 1, 400 do
+  routes[i] = ('{"name": "r%d", "paths": ["/r%d"]}'):format(i, i)
+end
+for i = 1, 200 do
+  consumers[i] = ('{"username": "u%d", "keyauth_credentials": ' ..
+                  '[{"key": "k%d"}]}'):format(i, i)
+end
+local text = '{"_format_version": "3.0", "services": [{"name": "s", ' ..
+  '"host": "example.com", "routes": [' .. table.concat(routes, ",") ..
+  ']}], "consumers": [' .. table.concat(consumers, ",") .. ']}'
+local weak = setmetatable({}, { __mode = "v" })
+for i = 1, 3 do
+  local conf = assert(config.load_string(text, "json", "t.json",
+                                         { plugins_dirs = { arg[1] } }))
+  weak[#weak + 1] = conf.routes[1]
+  weak[#weak + 1] = conf.consumers[1]
+end
+collectgarbage()
+collectgarbage()
+local n = 0
+for _ in pairs(weak) do
+  n = n + 1
+end
+print("alive " .. n)
+]=])
+      f:close()
+      local p = io.popen("luajit " .. script .. " " .. NO_PLUGINS[1] .. " 2>&1")
+      local out = p:read("*a")
+      p:close()
+      os.remove(script)
+      assert.equal("alive 0\n", out)
+    end)
+  end)
 end)

@@ -50,10 +50,10 @@ local function outlines_during(f)
 end
 
 -- config.load_string(text) run as a worker's sliced load runs it
-local function load_sliced(text)
+local function load_sliced(text, opts)
   local co = coroutine.create(function()
     slice.begin()
-    local conf, err = config.load_string(text, "json", "big.json")
+    local conf, err = config.load_string(text, "json", "big.json", opts)
     slice.finish()
     return conf, err
   end)
@@ -188,5 +188,175 @@ describe("luagate.json_c", function()
     assert.is_nil(conf)
     assert.is_not_nil(one)
     assert.same(one, err)
+  end)
+end)
+
+
+-- A config of 30 services of 50 routes, 300 consumers with a key-auth
+-- credential each, a top-level route naming its service, and plugins of
+-- `opts.plugin` (a fake plugin) on a service and at the top level.
+-- opts: path = { s, r, path } (route r of service s gets `path`), first
+-- (a consumer inserted first), rename = { s, name } (service s's name),
+-- version (_format_version), plugin_conf (the service plugin's config),
+-- skip (a service left out: the ones after it move).
+local function big_config(opts)
+  local parts = {}
+  for s = 1, 30 do
+    local routes = {}
+    for r = 1, 50 do
+      local path = fmt("/s%d/r%d", s, r)
+      if opts.path and opts.path[1] == s and opts.path[2] == r then
+        path = opts.path[3]
+      end
+      routes[r] = fmt('{"name":"s%d-r%d","paths":["%s"]}', s, r, path)
+    end
+    local name = fmt("svc-%d", s)
+    if opts.rename and opts.rename[1] == s then
+      name = opts.rename[2]
+    end
+    local plugins = ""
+    if s == 5 and opts.plugin then
+      plugins = fmt(',"plugins":[{"name":"%s","config":%s}]', opts.plugin,
+                    opts.plugin_conf or "{}")
+    end
+    parts[#parts + 1] = fmt(
+      '{"name":"%s","url":"http://127.0.0.1:%d","routes":[%s]%s}',
+      name, 9000 + s, table.concat(routes, ","), plugins)
+    if opts.skip == s then
+      parts[#parts] = nil
+    end
+  end
+  local consumers = {}
+  if opts.first then
+    consumers[1] = '{"username":"first","keyauth_credentials":[{}]}'
+  end
+  for c = 1, 300 do
+    consumers[#consumers + 1] = fmt('{"username":"u%d",' ..
+      '"keyauth_credentials":[{"key":"k%d"}]}', c, c)
+  end
+  local top_plugins = opts.plugin and
+    fmt(',"plugins":[{"name":"%s","route":"top"}]', opts.plugin) or ""
+  return fmt('{"_format_version":"%s","services":[%s],"consumers":[%s],' ..
+             '"routes":[{"name":"top","service":"svc-2","paths":["/top"]}]%s}',
+             opts.version or "3.0", table.concat(parts, ","),
+             table.concat(consumers, ","), top_plugins)
+end
+
+-- a plugin directory with plugin "fake": `default` is the default of its
+-- config field `mode`
+local function fake_plugin_dir(dir, default)
+  assert(os.execute("mkdir -p " .. q(dir .. "/fake")))
+  local f = assert(io.open(dir .. "/fake/handler.lua", "w"))
+  f:write('return { PRIORITY = 1, VERSION = "0.1.0" }\n')
+  f:close()
+  f = assert(io.open(dir .. "/fake/schema.lua", "w"))
+  f:write(fmt([[
+return { name = "fake", fields = { { config = { type = "record", fields = {
+  { mode = { type = "string", default = %q } },
+  { level = { type = "number" } },
+} } } } }
+]], default))
+  f:close()
+end
+
+describe("a sliced load after another", function()
+  local dir = helpers.make_prefix("reuse") .. "/plugins"
+  local opts = { plugins_dirs = { dir } }
+
+  before_each(function()
+    fake_plugin_dir(dir, "a")
+  end)
+
+  -- what a load in one piece gives: conf, or nil and the errors
+  local function one(text)
+    return config.load_string(text, "json", "big.json", opts)
+  end
+
+  local function route(conf, s, r)
+    return conf.routes[(s - 1) * 50 + r]
+  end
+
+  it("takes the unchanged elements' entities from the load before",
+     function()
+    local base = big_config({ plugin = "fake" })
+    assert.is_true(#base >= 64 * 1024, "large enough to be decoded in pieces")
+    local a = assert(load_sliced(base, opts))
+    local edited = big_config({ plugin = "fake", path = { 7, 3, "/new" } })
+    local b = assert(load_sliced(edited, opts))
+    assert.is_true(same(assert(one(edited)), b))
+    -- the edited element's entities are new...
+    assert.same({ "/new" }, route(b, 7, 3).paths)
+    assert.not_equal(route(a, 7, 4).paths, route(b, 7, 4).paths)
+    -- ...the others are the load before's: the same route tables, as
+    -- their ids, services and phases are the same
+    assert.equal(route(a, 8, 3), route(b, 8, 3))
+    assert.equal(a.consumers[9].keyauth_credentials[1].key,
+                 b.consumers[9].keyauth_credentials[1].key)
+    assert.not_equal(a.plugins[1].config, b.plugins[1].config)
+  end)
+
+  it("gives what loads in one piece give, load after load", function()
+    local texts = {
+      big_config({ plugin = "fake" }),
+      big_config({ plugin = "fake", path = { 7, 3, "/new" } }),
+      -- every consumer moves one place: credential ids follow their paths
+      big_config({ plugin = "fake", path = { 7, 3, "/new" }, first = true }),
+      -- the top-level route names a service that is gone
+      big_config({ plugin = "fake", first = true, rename = { 2, "other" } }),
+      big_config({ plugin = "fake", first = true }),
+      -- 1.1: regex-looking paths get "~"
+      big_config({ plugin = "fake", first = true, version = "1.1",
+                   path = { 3, 3, "/x(y)?" } }),
+      big_config({ plugin = "fake", first = true, version = "3.0",
+                   path = { 3, 3, "/x(y)?" } }),
+      -- every service after the first moves: its routes' links change
+      big_config({ plugin = "fake", first = true, skip = 1 }),
+      -- an invalid plugin config in an element otherwise unchanged
+      big_config({ plugin = "fake", plugin_conf = '{"level":"high"}' }),
+      big_config({ plugin = "fake" }),
+    }
+    for i, text in ipairs(texts) do
+      assert.is_true(#text >= 64 * 1024, "large enough to be decoded in pieces")
+      local want, want_errs = one(text)
+      local got, errs = load_sliced(text, opts)
+      if want then
+        assert.is_true(same(want, got), "load " .. i .. " differs: " ..
+                       tostring(errs and errs[1]))
+      else
+        assert.is_nil(got, "load " .. i)
+        assert.same(want_errs, errs)
+      end
+    end
+    assert.is_nil((one(texts[4])))
+    assert.is_nil((one(texts[9])))
+  end)
+
+  it("leaves the configuration it replaces as it was", function()
+    local deep_copy = require("luagate.schema").deep_copy
+    local a = assert(load_sliced(big_config({ plugin = "fake" }), opts))
+    local before = deep_copy(a)
+    -- positions, links and ids of the reused entities change
+    local text = big_config({ plugin = "fake", first = true, skip = 1,
+                              path = { 2, 2, "/new" } })
+    assert.is_true(#text >= 64 * 1024, "large enough to be decoded in pieces")
+    local b = assert(load_sliced(text, opts))
+    assert.is_true(same(before, a))
+    assert.equal(301, #b.consumers)
+    -- a route of a service that moved: its own table, with its service
+    assert.not_equal(route(a, 3, 1), route(b, 2, 1))
+    assert.equal(2, route(b, 2, 1).service)
+    assert.equal(3, route(a, 3, 1).service)
+  end)
+
+  it("validates again the plugins whose schema changed", function()
+    local text = big_config({ plugin = "fake" })
+    local a = assert(load_sliced(text, opts))
+    assert.equal("a", a.plugins[1].config.mode)
+    fake_plugin_dir(dir, "b")
+    local b = assert(load_sliced(text, opts))
+    assert.equal("b", b.plugins[1].config.mode)
+    assert.equal("b", b.plugins[2].config.mode)
+    assert.is_true(same(assert(one(text)), b))
+    assert.not_equal(a.hash, b.hash)
   end)
 end)

@@ -37,6 +37,34 @@ local function config(mock_port)
            consumers = consumers }
 end
 
+-- The same config as JSON text written in a fixed order (a worker reuses
+-- the entities of elements whose text did not change): `edit` gives route
+-- 7 of service 5 another path; `terminate` puts request-termination (418)
+-- on route s3-r2 at the top level; `broken` makes service 7 invalid.
+local function config_text(mock_port, opts)
+  local services = {}
+  for s = 1, 20 do
+    local routes = {}
+    for r = 1, 100 do
+      local path = fmt("/s%d/r%d", s, r)
+      if opts.edit and s == 5 and r == 7 then
+        path = "/edited/s5r7"
+      end
+      routes[r] = fmt('{"name":"s%d-r%d","paths":["%s"]}', s, r, path)
+    end
+    services[s] = fmt('{"name":"svc-%d","url":"http://127.0.0.1:%s",' ..
+                      '"routes":[%s]}', s,
+                      (opts.broken and s == 7) and "x" or mock_port,
+                      table.concat(routes, ","))
+  end
+  local plugins = opts.terminate and
+    ',"plugins":[{"name":"request-termination","route":"s3-r2",' ..
+    '"config":{"status_code":418}}]' or ""
+  return fmt('{"_format_version":"3.0","services":[%s]%s}',
+             table.concat(services, ","), plugins)
+end
+
+
 local function count_loads(gw)
   local n = 0
   for _, line in ipairs(helpers.file_lines(gw.error_log)) do
@@ -119,5 +147,67 @@ describe("reloads under load", function()
     helpers.sleep(1) -- anything still queued would have landed by now
     assert.equal(200, helpers.request_once(gw.proxy_port, { path = "/only-b" }).status)
     assert.equal(404, helpers.request_once(gw.proxy_port, { path = "/only-a" }).status)
+  end)
+  it("reuses what did not change across reloads, and serves what did",
+     function()
+    local function status(path)
+      return helpers.request_once(gw.proxy_port, { path = path }).status
+    end
+    local function reload(text)
+      local before = helpers.admin_status(gw).config_hash
+      helpers.write_file(gw.config_path, text)
+      helpers.signal(gw, "HUP")
+      return helpers.wait_new_config(gw, before, 30)
+    end
+    local function reused_lines()
+      local n = 0
+      for _, line in ipairs(helpers.file_lines(gw.error_log)) do
+        if line:find("entities validated by the last reload, reused") then
+          n = n + 1
+        end
+      end
+      return n
+    end
+    local plain = config_text(mock.port, {})
+    assert.is_true(#plain >= 64 * 1024) -- (decoded in pieces)
+    assert.is_true(reload(plain))
+    assert.equal(200, status("/s3/r2"))
+    local reused = reused_lines()
+    -- a plugin on a route whose element did not change: the route's
+    -- phases change (the runloop's copy of a reused route)
+    assert.is_true(reload(config_text(mock.port, { terminate = true,
+                                                   edit = true })))
+    assert.is_true(reused_lines() > reused)
+    assert.equal(418, status("/s3/r2"))
+    assert.equal(200, status("/s3/r3"))
+    assert.equal(200, status("/edited/s5r7"))
+    assert.equal(404, status("/s5/r7"))
+    assert.is_true(reload(plain))
+    assert.equal(200, status("/s3/r2"))
+    assert.equal(200, status("/s5/r7"))
+    assert.equal(404, status("/edited/s5r7"))
+    -- a file refused: the running configuration stays
+    local function count_failures()
+      local n = 0
+      for _, line in ipairs(helpers.file_lines(gw.error_log)) do
+        if line:find("reload failed, keeping the running configuration", 1,
+                     true) then
+          n = n + 1
+        end
+      end
+      return n
+    end
+    local failures = count_failures()
+    helpers.write_file(gw.config_path, config_text(mock.port,
+      { terminate = true, edit = true, broken = true }))
+    helpers.signal(gw, "HUP")
+    helpers.wait_until(function()
+      return count_failures() > failures
+    end, 30)
+    assert.equal(200, status("/s3/r2"))
+    assert.equal(200, status("/s5/r7"))
+    assert.is_true(reload(config_text(mock.port, { terminate = true })))
+    assert.equal(418, status("/s3/r2"))
+    assert.equal(200, status("/s5/r7"))
   end)
 end)

@@ -14,10 +14,14 @@
 #    RELOAD_EVERY_S seconds. Reports p50/p99/p99.9/max of both periods, the
 #    p99 ratio and failed requests.
 #
+#    Every reload changes the file as an operator's edit would: one route's
+#    path differs from one reload to the next (a worker reuses what did not
+#    change: docs/architecture.md); SAME_FILE=1 reloads the file unchanged.
+#
 # Environment: SERVICES (100), ROUTES (100), CONSUMERS (1000), LOAD_RUNS (7),
 # RELOADS (20), RELOAD_EVERY_S (1), STEADY_S (10), CLIENTS (2), SKIP_LOAD
-# (1: skip part 1), KEEP_DIR (copy the latencies, the reload times and the
-# error log there, for a closer look).
+# (1: skip part 1), SAME_FILE, KEEP_DIR (copy the latencies, the reload
+# times and the error log there, for a closer look).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -75,7 +79,8 @@ done
 
 [ -x "$NGINX" ] || { echo "nginx missing: skipping the swap latency part" >&2; exit 0; }
 echo
-echo "== requests during $RELOADS reloads (SIGHUP every ${RELOAD_EVERY_S}s) vs ${STEADY_S}s steady"
+echo "== requests during $RELOADS reloads (SIGHUP every ${RELOAD_EVERY_S}s) vs ${STEADY_S}s steady," \
+  "$([ -n "${SAME_FILE:-}" ] && echo "the file unchanged" || echo "one route edited per reload")"
 mkdir -p "$DIR/up/logs"
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root;"
@@ -101,6 +106,7 @@ NGX
 PIDS+=("$!")
 wait_port "$UP_PORT" 10 || exit 1
 
+cp "$DIR/big.json" "$DIR/base.json"
 "$LUAGATE" run -c "$DIR/big.json" --listen "127.0.0.1:$LG_PORT" \
   --admin-listen off --workers 1 --access-log off \
   --error-log "$DIR/luagate-error.log" --log-level notice >"$DIR/luagate.out" 2>&1 &
@@ -117,6 +123,11 @@ done
 sleep "$STEADY_S"
 T0=$(date +%s.%N)
 for ((i = 0; i < RELOADS; i++)); do
+  if [ -z "${SAME_FILE:-}" ]; then
+    # route 3 of service 1 (not the clients' "/") gets a new path
+    sed "s#\"/s1/r3\"#\"/s1/r3-edit$i\"#" "$DIR/base.json" >"$DIR/edit.json" &&
+      mv "$DIR/edit.json" "$DIR/big.json"
+  fi
   date +%s.%N >>"$DIR/hups"
   kill -HUP "$LG_PID"
   sleep "$RELOAD_EVERY_S"

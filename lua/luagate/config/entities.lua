@@ -559,6 +559,7 @@ local ca_certificates = {
 local registry = {}
 local order = {}
 _M.children_cache = {} -- kind -> children_of(kind)
+_M.generation = 0 -- register() calls so far
 _M.registry = registry
 _M.order = order
 
@@ -599,6 +600,9 @@ function _M.register(name, schema_def, parent, extra)
   end
   registry[name] = entry
   _M.children_cache = {}
+  -- (a worker's reload reuses entities validated under the same kinds:
+  -- luagate.config, Loader:reuse)
+  _M.generation = _M.generation + 1
   return entry
 end
 

@@ -19,6 +19,7 @@ local load = load
 local pcall = pcall
 local select = select
 local setmetatable = setmetatable
+local getmetatable = getmetatable
 local min = math.min
 local open = io.open
 local fmt = string.format
@@ -32,6 +33,7 @@ local sort = table.sort
 
 local ffi = require "ffi"
 local rshift = require("bit").rshift
+local clone = require "table.clone" -- (OpenResty's LuaJIT: a shallow copy)
 
 local Schema = require "luagate.schema"
 local entities = require "luagate.config.entities"
@@ -329,14 +331,20 @@ if cjson_fast then
   pcall(cjson_piece.decode_max_depth, 998)
 end
 
-local function decode_pieces(text, outline)
+-- An array element of the document whose text is the text of an element
+-- the last load validated (`reusable[key][text]`, below): decode_pieces
+-- leaves it undecoded, and the loader takes that load's validated entities
+-- for it (Loader:reuse). An empty table: the walks of the document pass it.
+local REUSED = setmetatable({}, { __newindex = function() end })
+
+local function decode_pieces(text, outline, reusable)
   local o = outline(text)
   if not o then
     return nil
   end
   slice_point()
   local decode = cjson_piece.decode
-  local doc = {}
+  local doc, raws = {}, {}
   local i = 1
   while o[i] do
     local key = decode(sub(text, o[i], o[i + 1]))
@@ -347,18 +355,27 @@ local function decode_pieces(text, outline)
       i = i + 5
     else
       value = {}
+      local texts = {}
+      local known = reusable and type(key) == "string" and reusable[key]
       local e = i + 5
       for k = 1, n do
-        value[k] = decode(sub(text, o[e], o[e + 1]))
+        local piece = sub(text, o[e], o[e + 1])
+        texts[k] = piece
+        if known and known[piece] then
+          value[k] = REUSED
+        else
+          value[k] = decode(piece)
+        end
         e = e + 2
         slice_point()
       end
+      raws[key] = texts
       i = e
     end
     doc[key] = value
     slice_point()
   end
-  return doc
+  return doc, raws
 end
 
 
@@ -386,7 +403,9 @@ end
 _M._decode_pieces = decode_pieces
 
 
-local function parse_json_fast(text)
+-- Returns the document, or nil (the reader decides); and, when decoded in
+-- pieces, the pieces' texts: raws[member][i] (`reusable`: decode_pieces).
+local function parse_json_fast(text, reusable)
   -- (a raw control character outside strings fails cjson, inside one it
   -- shows in the decoded string; "-." is searched plainly first: patterns
   -- scan slowly)
@@ -394,10 +413,10 @@ local function parse_json_fast(text)
      (find(text, "^%s*%-%.") or find(text, "[%[,:%s]%-%."))) then
     return nil
   end
-  local ok, doc
+  local ok, doc, raws
   local jc = json_c or loaded["luagate.json_c"]
   if jc and cjson_piece and #text >= PIECES_FROM and slice.active() then
-    ok, doc = pcall(decode_pieces, text, jc.outline)
+    ok, doc, raws = pcall(decode_pieces, text, jc.outline, reusable)
     if ok and doc == nil then -- not an object
       ok, doc = pcall(cjson_fast.decode, text)
     end
@@ -413,21 +432,22 @@ local function parse_json_fast(text)
   if type(doc) == "string" and find(doc, CONTROL) then
     return nil
   end
-  return doc
+  return doc, raws
 end
 
 
 -- Parses without recording lines when that is faster: returns doc, lines,
 -- msg, tracked (false: `lines` is empty; parse again with `parse` for the
--- lines of errors). Same documents and syntax errors as `parse`.
-local function parse_fast(text, format, name)
+-- lines of errors), raws (parse_json_fast). Same documents and syntax
+-- errors as `parse`.
+local function parse_fast(text, format, name, reusable)
   if format == "yaml" then
     local doc, lines, msg = yaml_reader.parse(text, true)
     return doc, lines, msg, doc == nil
   elseif format == "json" or format == nil then
-    local doc = parse_json_fast(text)
+    local doc, raws = parse_json_fast(text, reusable)
     if doc ~= nil then
-      return doc, {}, nil, false
+      return doc, {}, nil, false, raws
     end
   end
   local doc, lines, msg = parse(text, format, name)
@@ -592,6 +612,10 @@ function Loader:collect(kind, item, path, parent)
 
   local list = self.recs[kind]
   list[#list + 1] = rec
+  local captured = self.captured
+  if captured then
+    captured[#captured + 1] = rec
+  end
 
   for _, c in ipairs(children) do
     local cpath = child_path(path, c.kind)
@@ -600,6 +624,157 @@ function Loader:collect(kind, item, path, parent)
     else
       for i, x in ipairs(c.list) do
         self:collect(c.kind, x, child_path(cpath, i - 1), rec)
+      end
+    end
+  end
+end
+
+
+-- Reuse across a worker's reloads -------------------------------------------
+--
+-- A worker's reload decodes a large JSON file in pieces (decode_pieces);
+-- the entities of a top-level array element whose text is byte-identical
+-- to one the last such load validated are that load's: the recs are made
+-- again (paths, links to their parent, references) around the same
+-- validated tables (rec.out). A template is what collect computed from the
+-- element's text alone, given the format version, the registered entity
+-- kinds (entities.generation) and, for plugins, the plugin's schema
+-- source; an element whose collect added an error makes none. References,
+-- ids, duplicates and everything after are resolved again for every
+-- entity. The build copies the validated tables (output), but for routes
+-- and services: a template's `out` is the entity the last build made,
+-- which the running configuration holds, and `set` copies it before a
+-- value the build sets differs. (What a template keeps besides its
+-- element's validation, `out` and the id derived from a key, is recomputed
+-- by every load, so a load that fails midway leaves nothing wrong behind.)
+
+-- { version =, generation =, kinds = { [kind] = { [text] = templates } } }:
+-- what the last sliced load of a JSON file in pieces validated
+local reusable
+local derived_ids -- { [id_key] = id } of that load
+
+-- the refs of a reused rec without references (nothing adds to a rec's
+-- refs after collect)
+local NO_REFS = setmetatable({}, { __newindex = function()
+  error("NO_REFS is read-only", 2)
+end })
+
+local REC_FIELDS = { "kind", "key", "custom_id", "given_id", "members",
+                     "groups", "out", "plugin_name", "forbidden",
+                     "config_refs" }
+
+
+-- The templates of the recs collect made for one top-level element (in
+-- the order it made them), `path` the element's path: each the rec's
+-- fields but its path, parent, links and refs, and t_suffix (of its
+-- path), t_parent (index), t_parent_field, t_refs, t_source (the plugin's
+-- schema), t_id (a keyed entity's id, once derived). The fields a load
+-- sets later are there as false, so that a clone of the template is a rec
+-- of its final size.
+local function templates(captured, path, registry)
+  local n = #path
+  local at = {}
+  local list = {}
+  for i, rec in ipairs(captured) do
+    at[rec] = i
+    local t = { t_suffix = sub(rec.path, n + 1), path = false, parent = false,
+                links = false, refs = false, id = false, pos = false,
+                e = false, reused = false, t = false, t_id = false }
+    rec.t = t
+    for _, f in ipairs(REC_FIELDS) do
+      t[f] = rec[f]
+    end
+    local parent = rec.parent
+    if parent then
+      t.t_parent = at[parent]
+      for field, l in pairs(rec.links) do
+        if l == parent then
+          t.t_parent_field = field
+        end
+      end
+    end
+    for field, ref in pairs(rec.refs) do
+      t.t_refs = t.t_refs or {}
+      t.t_refs[field] = ref
+    end
+    if rec.plugin_name ~= nil then
+      t.t_source = registry.sources[rec.plugin_name]
+    end
+    list[i] = t
+  end
+  return list
+end
+
+
+-- Makes the recs of the top-level element `text` of `kind` at `path` from
+-- the last load's templates. false when there are none or they no longer
+-- apply (a plugin's schema changed): collect it.
+function Loader:reuse(kind, text, path)
+  local prev = self.reusable
+  local list = prev and prev.kinds[kind] and prev.kinds[kind][text]
+  if not list then
+    return false
+  end
+  local registry = self.plugins
+  for _, t in ipairs(list) do
+    local name = t.plugin_name
+    if name ~= nil and (not registry:schema(name) or
+       registry.sources[name] ~= t.t_source) then
+      return false
+    end
+  end
+  local made = {}
+  local recs = self.recs
+  for i, t in ipairs(list) do
+    slice_point()
+    local rec = clone(t)
+    rec.reused, rec.t = true, t
+    rec.path = path .. t.t_suffix
+    local links, refs = {}, t.t_refs and {} or NO_REFS
+    rec.links, rec.refs = links, refs
+    if t.t_parent then
+      local parent = made[t.t_parent]
+      rec.parent = parent
+      links[t.t_parent_field] = parent
+    end
+    if t.t_refs then
+      for field, ref in pairs(t.t_refs) do
+        refs[field] = { value = ref.value, target = ref.target,
+                        path = child_path(rec.path, field) }
+      end
+    end
+    made[i] = rec
+    local same = recs[rec.kind]
+    same[#same + 1] = rec
+  end
+  self.reused[kind][text] = list
+  self.nreused = self.nreused + #list
+  return true
+end
+
+
+-- Collects the top-level elements of `kind`; `texts` their texts when
+-- the document was decoded in pieces.
+function Loader:collect_list(kind, list, texts)
+  local errs = self.errs
+  local keep = texts and self.reused[kind]
+  for i, item in ipairs(list) do
+    local path = child_path(kind, i - 1)
+    local text = texts and texts[i]
+    if item ~= REUSED or not self:reuse(kind, text, path) then
+      if item == REUSED then -- (decoded in the load that made the templates)
+        item = strip_meta(cjson_piece.decode(text))
+      end
+      if keep then
+        self.captured = {}
+      end
+      local nerrs = #errs.list
+      self:collect(kind, item, path, nil)
+      if keep then
+        if #errs.list == nerrs and self.captured[1] then
+          keep[text] = templates(self.captured, path, self.plugins)
+        end
+        self.captured = nil
       end
     end
   end
@@ -755,6 +930,11 @@ end
 
 function Loader:resolve()
   local errs = self.errs
+  -- a sliced load in pieces takes the ids derived by the last one (an md5
+  -- each) and keeps its own for the next
+  local ids_before = self.reused and derived_ids
+  local ids = self.reused and {}
+  self.derived_ids = ids
   for _, kind in ipairs(entities.order) do
     local entry = entities.registry[kind]
     local seen_key, seen_id = {}, {}
@@ -792,7 +972,20 @@ function Loader:resolve()
         end
       end
 
-      rec.id = rec.given_id or derive_id(id_key(rec))
+      -- (a keyed entity's id follows from its key alone: its template
+      -- keeps it, t_id)
+      local id = rec.given_id or rec.t_id
+      if not id then
+        local key = id_key(rec)
+        id = ids_before and ids_before[key] or derive_id(key)
+        if ids then
+          ids[key] = id
+        end
+        if rec.key and rec.t then
+          rec.t.t_id = id
+        end
+      end
+      rec.id = id
       if seen_id[rec.id] then
         if rec.given_id then
           errs.add(child_path(rec.path, "id"),
@@ -914,67 +1107,141 @@ end
 local CREDENTIAL_PARENT = "consumers"
 
 
+-- A shallow copy of `t`.
+local function copy(t)
+  local c = clone(t)
+  local mt = getmetatable(t)
+  if mt then
+    setmetatable(c, mt)
+  end
+  return c
+end
+
+
+-- Kinds whose entity is the validated table itself, completed in place
+-- (id, positions; the runloop adds a route's phases): an entity reused
+-- from an earlier load is the one that load built, shared with the
+-- configuration it built as long as the values the build sets are the same
+-- (set). The entities of other kinds are always copies of their validated
+-- table, whose nested tables (groups, credentials, targets, a plugin's
+-- config) the build fills again.
+local IN_PLACE = { routes = true, services = true }
+
+
+-- The entities of `recs` as a list (rec.e each); each rec learns its
+-- position in it (rec.pos), which links name. (Plain functions, not
+-- closures over the load: a trace through a closure keeps it as a
+-- constant, and with it everything it reaches, the replaced configuration
+-- included, until the trace is flushed.)
+local function output(recs, kind)
+  local list = {}
+  local in_place = IN_PLACE[kind]
+  for _, rec in ipairs(recs) do
+    slice_point()
+    local e = in_place and rec.out or copy(rec.out)
+    list[#list + 1] = e
+    rec.pos = #list
+    rec.e = e
+  end
+  return list
+end
+
+
+-- Sets field `k` of the entity of `rec` (in `list`) to `v`. An entity
+-- reused from an earlier load (the configuration that load built holds it
+-- too) is copied first, unless it has `v` already; the copy is what the
+-- next load compares with. (Two recs of one load may come from one
+-- template, identical elements of a list: each compares with rec.out.)
+local function set(list, rec, k, v)
+  local e = rec.e
+  if e[k] == v then
+    return
+  end
+  if rec.reused and e == rec.out then
+    e = copy(e)
+    rec.e = e
+    list[rec.pos] = e
+    rec.t.out = e
+  end
+  e[k] = v
+end
+
+
+-- conf -> { [route position] = true when an earlier configuration holds
+-- that route too } (the runloop copies such a route to change its phases)
+_M.shared = setmetatable({}, { __mode = "k" })
+
+
+-- The position of the entity `rec` links to by `field`, or nil.
+local function link(rec, field)
+  local l = rec.links[field]
+  return l and l.pos or nil
+end
+
+
 function Loader:build()
   local conf = {
     format_version = self.format_version,
     transform = self.transform,
   }
-  local pos = {}
+  local recs = self.recs
 
-  local function output(kind)
-    local list = {}
-    for _, rec in ipairs(self.recs[kind]) do
-      slice_point()
-      local e = rec.out
-      e.id = rec.id
-      list[#list + 1] = e
-      pos[rec] = #list
+  for _, kind in ipairs({ "certificates", "snis", "ca_certificates",
+                          "services", "routes", "consumers",
+                          "consumer_groups", "upstreams", "plugins" }) do
+    local list = output(recs[kind], kind)
+    conf[kind] = list
+    if IN_PLACE[kind] then
+      for _, rec in ipairs(recs[kind]) do
+        set(list, rec, "id", rec.id)
+      end
+    else
+      for _, rec in ipairs(recs[kind]) do
+        rec.e.id = rec.id
+      end
     end
-    return list
   end
-
-  local function link(rec, field)
-    local l = rec.links[field]
-    return l and pos[l] or nil
-  end
-
-  conf.certificates = output("certificates")
-  conf.snis = output("snis")
-  conf.ca_certificates = output("ca_certificates")
-  conf.services = output("services")
-  conf.routes = output("routes")
-  conf.consumers = output("consumers")
-  conf.consumer_groups = output("consumer_groups")
-  conf.upstreams = output("upstreams")
-  conf.plugins = output("plugins")
 
   for _, rec in ipairs(self.recs.snis) do
-    rec.out.certificate = link(rec, "certificate")
-    local cert = rec.out.certificate and conf.certificates[
-                 rec.out.certificate]
+    rec.e.certificate = link(rec, "certificate")
+    local cert = rec.e.certificate and conf.certificates[rec.e.certificate]
     if cert then
       cert.snis = cert.snis or {}
-      cert.snis[#cert.snis + 1] = rec.out.name
+      cert.snis[#cert.snis + 1] = rec.e.name
     end
   end
 
   for _, rec in ipairs(self.recs.routes) do
     slice_point()
-    rec.out.service = link(rec, "service")
+    set(conf.routes, rec, "service", link(rec, "service"))
+  end
+  local shared
+  for i, rec in ipairs(self.recs.routes) do
+    if rec.reused and rec.e == rec.out then
+      shared = shared or {}
+      shared[i] = true
+    end
+  end
+  if shared then -- (for the runloop's phases)
+    _M.shared[conf] = shared
   end
 
   -- a service's client certificate keeps Kong's shape ({ id = ... }); the
   -- runtime finds its PEM texts in conf.certificates by id
   for _, rec in ipairs(self.recs.services) do
     local l = rec.links.client_certificate
-    rec.out.client_certificate = l and { id = l.id } or nil
+    local cc = rec.e.client_certificate
+    if not (l and type(cc) == "table" and cc.id == l.id) then
+      set(conf.services, rec, "client_certificate",
+          l and { id = l.id } or nil)
+    end
   end
 
   for _, up in ipairs(conf.upstreams) do
     up.targets = {}
   end
   for _, rec in ipairs(self.recs.targets) do
-    local t = rec.out
+    local t = copy(rec.out)
     t.id = rec.id
     local u = link(rec, "upstream")
     t.upstream = u
@@ -991,7 +1258,7 @@ function Loader:build()
     c.groups = {}
   end
   for _, m in ipairs(self.memberships) do
-    local gi, ci = pos[m[1]], pos[m[2]]
+    local gi, ci = m[1].pos, m[2].pos
     local g, c = conf.consumer_groups[gi], conf.consumers[ci]
     if g and c then
       g.consumers[#g.consumers + 1] = ci
@@ -1007,7 +1274,7 @@ function Loader:build()
       for _, rec in ipairs(self.recs[kind]) do
         slice_point()
         local ci = link(rec, entry.parents[CREDENTIAL_PARENT])
-        local e = rec.out
+        local e = copy(rec.out)
         e.id = rec.id
         e.consumer = nil
         if ci then
@@ -1025,7 +1292,8 @@ function Loader:build()
     p.route = link(rec, "route")
     p.consumer = link(rec, "consumer")
     p.consumer_group = link(rec, "consumer_group")
-    p.config = p.config or {}
+    -- (the runloop adds the scope's ids to it)
+    p.config = p.config and copy(p.config) or {}
   end
 
   -- the hash names the source: the file's bytes and the code of the
@@ -1038,7 +1306,7 @@ end
 
 -- Validates and normalizes a parsed document. Returns conf, or nil and
 -- the error strings.
-local function load_document(doc, lines, name, opts, text, copy)
+local function load_document(doc, lines, name, opts, text, copy, raws)
   local errs = new_errors(name, lines)
   if type(doc) ~= "table" or is_null(doc) or
      (next(doc) ~= nil and is_array(doc)) then
@@ -1056,8 +1324,13 @@ local function load_document(doc, lines, name, opts, text, copy)
     memberships = {},
     plugins = plugins_registry.new(opts.plugins_dirs),
     transform = true,
+    reused = raws and {}, -- the templates of this load, by kind and text
+    nreused = 0, -- recs made from the last load's templates
   }, Loader)
   for _, kind in ipairs(entities.order) do
+    if raws then
+      self.reused[kind] = {}
+    end
     self.recs[kind] = {}
     self.index_of[kind] = { by_id = {}, by_key = {}, by_custom_id = {} }
   end
@@ -1072,6 +1345,10 @@ local function load_document(doc, lines, name, opts, text, copy)
   else
     self.format_version = version
     self.migrate = version ~= "3.0"
+    local r = raws and reusable
+    if r and r.version == version and r.generation == entities.generation then
+      self.reusable = r
+    end
   end
   if not is_null(doc._transform) then
     if type(doc._transform) ~= "boolean" then
@@ -1117,9 +1394,7 @@ local function load_document(doc, lines, name, opts, text, copy)
       if type(list) ~= "table" or not is_array(list) then
         errs.add(kind, "expected an array")
       else
-        for i, item in ipairs(list) do
-          self:collect(kind, item, child_path(kind, i - 1), nil)
-        end
+        self:collect_list(kind, list, raws and raws[kind])
       end
     end
   end
@@ -1132,6 +1407,16 @@ local function load_document(doc, lines, name, opts, text, copy)
   local conf, berrs = self:build()
   if conf then
     conf.luagate = lg_out
+    if raws then
+      reusable = { version = self.format_version,
+                   generation = entities.generation, kinds = self.reused }
+      derived_ids = self.derived_ids
+      local n = 0
+      for _, list in pairs(self.recs) do
+        n = n + #list
+      end
+      _M.last_reuse = { reused = self.nreused, entities = n }
+    end
   end
   return conf, berrs
 end
@@ -1149,13 +1434,18 @@ function _M.load_string(text, format, name, opts)
   if format == "yml" then
     format = "yaml"
   end
-  local doc, lines, msg, tracked = parse_fast(text, format, name)
+  local doc, lines, msg, tracked, raws = parse_fast(text, format, name,
+                                                    reusable and
+                                                    reusable.kinds)
   if doc == nil then
     local loc = lines and (name .. ":" .. tostring(lines)) or name
     return nil, { loc .. ": syntax error: " .. tostring(msg) }
   end
   local copy = format == "lua"
-  local conf, errs = load_document(doc, lines, name, opts, text, copy)
+  local conf, errs = load_document(doc, lines, name, opts, text, copy, raws)
+  if conf and not raws and slice.active() then
+    reusable, derived_ids = nil, nil -- (the running config: not in pieces)
+  end
   if conf or tracked then
     return conf, errs
   end

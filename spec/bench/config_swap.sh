@@ -20,7 +20,8 @@
 #
 # Environment: SERVICES (100), ROUTES (100), CONSUMERS (1000), LOAD_RUNS (7),
 # RELOADS (20), RELOAD_EVERY_S (1), STEADY_S (10), CLIENTS (2), SKIP_LOAD
-# (1: skip part 1), SAME_FILE, KEEP_DIR (copy the latencies, the reload
+# (1: skip part 1), SAME_FILE, FORMAT (json, or yml: part 2 serves and edits the
+# YAML file), KEEP_DIR (copy the latencies, the reload
 # times and the error log there, for a closer look).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -106,8 +107,9 @@ NGX
 PIDS+=("$!")
 wait_port "$UP_PORT" 10 || exit 1
 
-cp "$DIR/big.json" "$DIR/base.json"
-"$LUAGATE" run -c "$DIR/big.json" --listen "127.0.0.1:$LG_PORT" \
+FMT=${FORMAT:-json}
+cp "$DIR/big.$FMT" "$DIR/base.$FMT"
+"$LUAGATE" run -c "$DIR/big.$FMT" --listen "127.0.0.1:$LG_PORT" \
   --admin-listen off --workers 1 --access-log off \
   --error-log "$DIR/luagate-error.log" --log-level notice >"$DIR/luagate.out" 2>&1 &
 LG_PID=$!
@@ -125,8 +127,8 @@ T0=$(date +%s.%N)
 for ((i = 0; i < RELOADS; i++)); do
   if [ -z "${SAME_FILE:-}" ]; then
     # route 3 of service 1 (not the clients' "/") gets a new path
-    sed "s#\"/s1/r3\"#\"/s1/r3-edit$i\"#" "$DIR/base.json" >"$DIR/edit.json" &&
-      mv "$DIR/edit.json" "$DIR/big.json"
+    sed "s#\"/s1/r3\"#\"/s1/r3-edit$i\"#" "$DIR/base.$FMT" >"$DIR/edit.$FMT" &&
+      mv "$DIR/edit.$FMT" "$DIR/big.$FMT"
   fi
   date +%s.%N >>"$DIR/hups"
   kill -HUP "$LG_PID"

@@ -191,10 +191,236 @@ static int decode(lua_State *L)
     return 1;
 }
 
+/* A decode in steps, for a worker's sliced load (a 1.5 MB config is 40 ms
+ * of events in one piece):
+ *
+ *   local dec = yaml_c.decoder(text, resolve, null)
+ *   local r = dec:step(n) -- true: more to read; else the document, or nil
+ *                         -- (not for this reader, as decode's nothing)
+ *
+ * The same events and the same tables as decode, without recursion: the
+ * open containers, and a map's key waiting for its value, live in the
+ * decoder's environment table between steps (E[k] the k-th open
+ * container, E[-k] its pending key), with the text, resolve and null. */
+#define YSTEP_MT "luagate.yaml_c.decoder"
+#define ENV 4 /* step_body's stack: 1 the decoder, RESOLVE, NULLV, ENV, 5 n */
+
+struct ystep {
+    struct ydec d;
+    int live;      /* the parser is initialised */
+    int state;     /* 0 before the document, 1 in it, 2 root complete */
+    int depth;     /* open containers */
+    int has_root;
+    unsigned char kind[MAX_DEPTH + 1]; /* 1: mapping, 0: sequence */
+    unsigned char has_key[MAX_DEPTH + 1];
+    int idx[MAX_DEPTH + 1];
+};
+
+static void ystep_close(struct ystep *s)
+{
+    if (s->d.has_ev)
+        yaml_event_delete(&s->d.ev);
+    s->d.has_ev = 0;
+    if (s->live)
+        yaml_parser_delete(&s->d.parser);
+    s->live = 0;
+}
+
+/* Puts the value on top of the stack into the innermost open container
+ * (popping it); -1: a complex or merge key. */
+static int ystep_attach(lua_State *L, struct ystep *s, int is_scalar, int plain_merge)
+{
+    int k = s->depth;
+    lua_rawgeti(L, ENV, k); /* the container */
+    lua_insert(L, -2);
+    if (!s->kind[k]) {
+        lua_rawseti(L, -2, s->idx[k]++);
+    } else if (!s->has_key[k]) {
+        if (!is_scalar || plain_merge)
+            return -1;
+        if (lua_rawequal(L, -1, NULLV)) { /* a null key is the string "null" */
+            lua_pop(L, 1);
+            lua_pushliteral(L, "null");
+        }
+        lua_rawseti(L, ENV, -k);
+        s->has_key[k] = 1;
+    } else {
+        lua_rawgeti(L, ENV, -k);
+        lua_insert(L, -2);
+        lua_rawset(L, -3); /* a NaN key raises: the caller's pcall */
+        lua_pushnil(L);
+        lua_rawseti(L, ENV, -k);
+        s->has_key[k] = 0;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Under lua_pcall: up to n events; pushes true (more), the document, or
+ * nothing on a failure. */
+static int step_body(lua_State *L)
+{
+    struct ystep *s = lua_touserdata(L, 1);
+    int n = (int)lua_tointeger(L, 2);
+    struct ydec *d = &s->d;
+    lua_settop(L, 1);
+    lua_getfenv(L, 1);
+    lua_getfield(L, -1, "resolve"); /* 3 */
+    lua_getfield(L, -2, "null");    /* 4 */
+    lua_insert(L, 2);               /* 1 dec, 2 null, 3 env, 4 resolve */
+    lua_insert(L, 2);               /* 1 dec, 2 resolve, 3 null, 4 env */
+    if (!lua_checkstack(L, 8))
+        return 0;
+    for (int i = 0; i < n; i++) {
+        if (next(d) != 0)
+            return 0;
+        const yaml_event_t *e = &d->ev;
+        switch (e->type) {
+        case YAML_STREAM_START_EVENT:
+            continue;
+        case YAML_STREAM_END_EVENT:
+            if (s->state != 0)
+                return 0;
+            lua_pushvalue(L, NULLV); /* no document */
+            return 1;
+        case YAML_DOCUMENT_START_EVENT:
+            if (s->state != 0)
+                return 0;
+            s->state = 1;
+            continue;
+        case YAML_DOCUMENT_END_EVENT:
+            if (s->state == 1 && s->has_root == 0) {
+                lua_pushvalue(L, NULLV); /* an empty document */
+                return 1;
+            }
+            if (s->state != 2)
+                return 0;
+            lua_getfield(L, ENV, "root"); /* only the first document is read */
+            return 1;
+        case YAML_SCALAR_EVENT: {
+            if (s->state != 1)
+                return 0;
+            int merge = e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                        e->data.scalar.length == 2 &&
+                        memcmp(e->data.scalar.value, "<<", 2) == 0;
+            if (push_scalar(L, d) != 0)
+                return 0;
+            if (s->depth == 0) {
+                lua_setfield(L, ENV, "root");
+                s->has_root = 1;
+                s->state = 2;
+            } else if (ystep_attach(L, s, 1, merge) != 0) {
+                return 0;
+            }
+            continue;
+        }
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT: {
+            int map = e->type == YAML_MAPPING_START_EVENT;
+            if (s->state != 1 || s->depth >= MAX_DEPTH ||
+                (map ? (e->data.mapping_start.anchor || e->data.mapping_start.tag)
+                     : (e->data.sequence_start.anchor || e->data.sequence_start.tag)))
+                return 0;
+            lua_newtable(L);
+            if (s->depth == 0) {
+                lua_pushvalue(L, -1);
+                lua_setfield(L, ENV, "root");
+                s->has_root = 1;
+            } else {
+                lua_pushvalue(L, -1);
+                if (ystep_attach(L, s, 0, 0) != 0)
+                    return 0; /* a complex key */
+            }
+            int k = ++s->depth;
+            lua_rawseti(L, ENV, k);
+            s->kind[k] = (unsigned char)map;
+            s->has_key[k] = 0;
+            s->idx[k] = 1;
+            continue;
+        }
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            if (s->depth == 0)
+                return 0;
+            lua_pushnil(L);
+            lua_rawseti(L, ENV, s->depth);
+            if (--s->depth == 0)
+                s->state = 2;
+            continue;
+        default: /* an alias */
+            return 0;
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int ystep_step(lua_State *L)
+{
+    struct ystep *s = luaL_checkudata(L, 1, YSTEP_MT);
+    lua_Integer n = luaL_optinteger(L, 2, 1000);
+    if (!s->live)
+        return 0;
+    lua_pushcfunction(L, step_body);
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, n > 0 ? n : 1);
+    int rc = lua_pcall(L, 2, 1, 0); /* a resolver's error or a NaN key: the Lua reader */
+    if (rc != 0 || lua_isnil(L, -1)) {
+        ystep_close(s);
+        return 0;
+    }
+    if (!(lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1)))
+        ystep_close(s); /* the document */
+    return 1;
+}
+
+static int ystep_gc(lua_State *L)
+{
+    ystep_close(luaL_checkudata(L, 1, YSTEP_MT));
+    return 0;
+}
+
+static int decoder(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_checkany(L, 3);
+    struct ystep *s = lua_newuserdata(L, sizeof(*s));
+    memset(s, 0, sizeof(*s));
+    luaL_getmetatable(L, YSTEP_MT);
+    lua_setmetatable(L, -2);
+    lua_createtable(L, 8, 4);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "text"); /* the parser reads it in place */
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "resolve");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "null");
+    lua_setfenv(L, -2);
+    if (!yaml_parser_initialize(&s->d.parser))
+        return 0;
+    s->live = 1;
+    size_t len;
+    const char *text = lua_tolstring(L, 1, &len);
+    yaml_parser_set_input_string(&s->d.parser, (const unsigned char *)text, len);
+    return 1;
+}
+
 int luaopen_luagate_yaml_c(lua_State *L)
 {
+    if (luaL_newmetatable(L, YSTEP_MT)) {
+        lua_pushcfunction(L, ystep_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_newtable(L);
+        lua_pushcfunction(L, ystep_step);
+        lua_setfield(L, -2, "step");
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
     lua_newtable(L);
     lua_pushcfunction(L, decode);
     lua_setfield(L, -2, "decode");
+    lua_pushcfunction(L, decoder);
+    lua_setfield(L, -2, "decoder");
     return 1;
 }

@@ -31,17 +31,43 @@ do
   package.cpath = saved
 end
 
+-- deep equality where NaN equals NaN and NULL is NULL (the config diff's)
+local same = require("luagate.admin.diff").equal
+
+-- The stepped decoder (yaml_c.decoder, a worker's sliced load) with n
+-- events per step: the document, or nil.
+local function step_read(text, n)
+  local dec = yc.decoder(text, resolve_plain, NULL)
+  local r = dec:step(n)
+  local steps = 1
+  while r == true do
+    r = dec:step(n)
+    steps = steps + 1
+  end
+  assert.is_nil(dec:step(n), "a finished decoder reads nothing more")
+  return r, steps
+end
+
+-- decode's document, checked against the stepped decoder's with steps of
+-- 1, 7 and 1,000 events
 local function c_read(text)
-  return yc.decode(text, resolve_plain, NULL)
+  local doc = yc.decode(text, resolve_plain, NULL)
+  for _, n in ipairs({ 1, 7, 1000 }) do
+    local stepped = step_read(text, n)
+    if doc == nil then
+      assert.is_nil(stepped, "the stepped decoder read what decode leaves")
+    else
+      assert.is_true(same(doc, stepped), "the stepped decoder (" .. n ..
+                     " events a step) read differently")
+    end
+  end
+  return doc
 end
 
 local function lua_read(text)
   local doc = parse_events(text, true)
   return doc
 end
-
--- deep equality where NaN equals NaN and NULL is NULL (the config diff's)
-local same = require("luagate.admin.diff").equal
 
 describe("luagate.yaml_c", function()
   it("reads configs as the Lua reader does", function()
@@ -103,6 +129,8 @@ plugins:
     local text = helpers.read_file(path)
     local c = c_read(text)
     assert.is_table(c)
+    local _, steps = step_read(text, 200)
+    assert.is_true(steps > 10, "steps: " .. steps) -- it did stop and go on
     assert.is_true(same(c, lua_read(text)))
     assert.equal(20, #c.services)
     assert.equal(200, #c.consumers)

@@ -15,6 +15,7 @@
  *   local doc = require("luagate.yaml_c").decode(text, resolve, null)
  *   -- doc, or nil: use the Lua reader */
 #include <lauxlib.h>
+#include <limits.h>
 #include <lua.h>
 #include <string.h>
 #include <yaml.h>
@@ -31,7 +32,7 @@ struct ydec {
     size_t len;
 };
 
-#define RESOLVE 2 /* stack slots of decode's arguments */
+#define RESOLVE 2 /* stack slots of step_body's arguments (below) */
 #define NULLV 3
 
 /* Reads the next event; 0, or -1 on a syntax error. */
@@ -85,112 +86,6 @@ static int push_scalar(lua_State *L, struct ydec *d)
     return 0;
 }
 
-/* Pushes the node that starts with the current event; -1: not for this
- * reader (or a syntax error). */
-static int push_node(lua_State *L, struct ydec *d, int depth)
-{
-    if (depth > MAX_DEPTH || !lua_checkstack(L, 6))
-        return -1;
-    switch (d->ev.type) {
-    case YAML_SCALAR_EVENT:
-        return push_scalar(L, d);
-    case YAML_SEQUENCE_START_EVENT: {
-        if (d->ev.data.sequence_start.anchor || d->ev.data.sequence_start.tag)
-            return -1;
-        lua_newtable(L);
-        for (int i = 1;; i++) {
-            if (next(d) != 0)
-                return -1;
-            if (d->ev.type == YAML_SEQUENCE_END_EVENT)
-                return 0;
-            if (push_node(L, d, depth + 1) != 0)
-                return -1;
-            lua_rawseti(L, -2, i);
-        }
-    }
-    case YAML_MAPPING_START_EVENT: {
-        if (d->ev.data.mapping_start.anchor || d->ev.data.mapping_start.tag)
-            return -1;
-        lua_newtable(L);
-        for (;;) {
-            if (next(d) != 0)
-                return -1;
-            if (d->ev.type == YAML_MAPPING_END_EVENT)
-                return 0;
-            if (d->ev.type != YAML_SCALAR_EVENT)
-                return -1; /* a complex key */
-            if (d->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-                d->ev.data.scalar.length == 2 && memcmp(d->ev.data.scalar.value, "<<", 2) == 0)
-                return -1; /* a merge key */
-            if (push_scalar(L, d) != 0)
-                return -1;
-            if (lua_rawequal(L, -1, NULLV)) { /* a null key is the string "null" */
-                lua_pop(L, 1);
-                lua_pushliteral(L, "null");
-            }
-            if (next(d) != 0 || push_node(L, d, depth + 1) != 0)
-                return -1;
-            lua_rawset(L, -3);
-        }
-    }
-    default: /* an alias */
-        return -1;
-    }
-}
-
-/* Under lua_pcall: pushes the first document, or returns -1 in a number. */
-static int build(lua_State *L)
-{
-    struct ydec *d = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    lua_pushnil(L); /* slot 1: unused */
-    lua_pushvalue(L, lua_upvalueindex(1)); /* RESOLVE */
-    lua_pushvalue(L, lua_upvalueindex(2)); /* NULLV */
-    for (;;) {
-        if (next(d) != 0)
-            return 0;
-        if (d->ev.type == YAML_STREAM_END_EVENT) {
-            lua_pushvalue(L, NULLV); /* no document */
-            return 1;
-        }
-        if (d->ev.type != YAML_DOCUMENT_START_EVENT)
-            continue;
-        if (next(d) != 0)
-            return 0;
-        if (d->ev.type == YAML_DOCUMENT_END_EVENT) {
-            lua_pushvalue(L, NULLV);
-            return 1;
-        }
-        if (push_node(L, d, 0) != 0 || next(d) != 0) /* the node, then DOCUMENT_END */
-            return 0;
-        return 1; /* only the first document is read, as the Lua reader does */
-    }
-}
-
-static int decode(lua_State *L)
-{
-    size_t len;
-    const char *text = luaL_checklstring(L, 1, &len);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    luaL_checkany(L, 3);
-    struct ydec d;
-    memset(&d, 0, sizeof(d));
-    if (!yaml_parser_initialize(&d.parser))
-        return 0;
-    yaml_parser_set_input_string(&d.parser, (const unsigned char *)text, len);
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, 3);
-    lua_pushcclosure(L, build, 2);
-    lua_pushlightuserdata(L, &d);
-    int rc = lua_pcall(L, 1, 1, 0); /* a resolver's error or a NaN key: the Lua reader */
-    if (d.has_ev)
-        yaml_event_delete(&d.ev);
-    yaml_parser_delete(&d.parser);
-    if (rc != 0 || lua_isnil(L, -1))
-        return 0;
-    return 1;
-}
-
 /* A decode in steps, for a worker's sliced load (a 1.5 MB config is 40 ms
  * of events in one piece):
  *
@@ -198,7 +93,7 @@ static int decode(lua_State *L)
  *   local r = dec:step(n) -- true: more to read; else the document, or nil
  *                         -- (not for this reader, as decode's nothing)
  *
- * The same events and the same tables as decode, without recursion: the
+ * decode is this decoder run to the end. No recursion: the
  * open containers, and a map's key waiting for its value, live in the
  * decoder's environment table between steps (E[k] the k-th open
  * container, E[-k] its pending key), with the text, resolve and null. */
@@ -404,6 +299,20 @@ static int decoder(lua_State *L)
     const char *text = lua_tolstring(L, 1, &len);
     yaml_parser_set_input_string(&s->d.parser, (const unsigned char *)text, len);
     return 1;
+}
+
+/* decode(text, resolve, null): the whole document at once, or nothing (the
+ * Lua reader's turn): the stepped decoder, run to the end. */
+static int decode(lua_State *L)
+{
+    lua_settop(L, 3);
+    if (decoder(L) == 0)
+        return 0;
+    lua_replace(L, 1); /* the decoder keeps the text */
+    lua_pushinteger(L, INT_MAX);
+    lua_replace(L, 2);
+    lua_settop(L, 2);
+    return ystep_step(L);
 }
 
 int luaopen_luagate_yaml_c(lua_State *L)

@@ -184,6 +184,8 @@ void gw_ffi_log(int level, const char *msg, size_t len);
 int gw_ffi_log_level(void);
 
 int gw_ffi_sleep(struct gw_lctx *x, double seconds);
+double gw_ffi_park(struct gw_lctx *x, double seconds);
+int gw_ffi_unpark(double ticket);
 int gw_ffi_timer_at(double delay, int64_t job, const char **err);
 int gw_ffi_timers_pending(void);
 int gw_ffi_exiting(void);

@@ -208,13 +208,13 @@ end
 -- Sends the commands (a list of argument lists) and returns the raw
 -- replies table, or nil, err. One command (the usual call) runs no loop
 -- over the commands.
-local function exec(self, cmds, dedicated)
+local function exec(self, cmds, dedicated, ncmds)
   local r, err = cur_request()
   if not r then
     error(err, 3)
   end
 
-  local ncmds = #cmds
+  ncmds = ncmds or #cmds
   local first = cmds[1]
   local total = #first
   for i = 2, ncmds do
@@ -327,6 +327,36 @@ function mt.command_argv(self, argv, n)
     argvlen[j - 1] = #a
   end
   return first_reply(submit(self, r, 1, argc, cargv, argvlen, false))
+end
+
+
+-- red:pipeline_argv(cmds, n) -> array of replies (an error reply is
+-- { false, "ERR ..." }), or nil, err when the exchange failed: the n
+-- commands cmds[1..n], each an array of strings as command_argv takes
+-- (not a blocking command), sent at once. For plugins that batch commands
+-- of their own: cmds may be longer than n, the rest is left alone.
+function mt.pipeline_argv(self, cmds, n)
+  if type(cmds) ~= "table" then
+    error("bad argument #1 to 'pipeline_argv' (table expected)", 2)
+  end
+  if type(n) ~= "number" or n < 1 or n % 1 ~= 0 or n > #cmds then
+    error("bad argument #2 to 'pipeline_argv' (a count from 1 to #cmds " ..
+          "expected)", 2)
+  end
+  for i = 1, n do
+    local cmd = cmds[i]
+    if type(cmd) ~= "table" or #cmd == 0 then
+      error("bad argument #1 to 'pipeline_argv' (cmds[" .. i .. "]: " ..
+            "a non-empty array expected)", 2)
+    end
+    for j = 1, #cmd do
+      if type(cmd[j]) ~= "string" then
+        error("bad argument #1 to 'pipeline_argv' (cmds[" .. i .. "][" ..
+              j .. "]: string expected, got " .. type(cmd[j]) .. ")", 2)
+      end
+    end
+  end
+  return exec(self, cmds, false, n)
 end
 
 

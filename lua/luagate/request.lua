@@ -18,7 +18,15 @@
 --   request.await(r)  yields until the operation started with r.lctx ends
 --                     and returns what it returned.
 --   request.stop(r)   ends the running plugin handler (kong.response.exit)
+--   request.park(r, seconds)  a ticket (a number) for the running coroutine,
+--                     or nil when it cannot wait; then request.await(r)
+--                     returns when request.unpark(ticket) is called or
+--                     `seconds` have passed (nothing tells which: the
+--                     waker leaves its answer where the parked code looks)
+--   request.unpark(ticket)  true when it woke the coroutine; false when
+--                     that one is no longer parked (woke up, request ended)
 
+local C = require("luagate.ffi").C
 local error = error
 local pcall = pcall
 local yield = coroutine.yield
@@ -45,6 +53,20 @@ function _M.await(r)
   local a, b, c, d = yield(1)
   _M.cur = r
   return a, b, c, d
+end
+
+
+function _M.park(r, seconds)
+  local t = C.gw_ffi_park(r.lctx, seconds)
+  if t == 0 then
+    return nil
+  end
+  return t
+end
+
+
+function _M.unpark(ticket)
+  return C.gw_ffi_unpark(ticket) == 1
 end
 
 

@@ -253,7 +253,7 @@ local function build_plan(conf)
     lims = lims,
     alg = ALGORITHMS[conf.algorithm] or "fixed",
     prefix = "ratelimit:" .. route_id .. ":" .. service_id .. ":",
-    red = conf.policy == "redis" and policies.redis_client(conf) or nil,
+    red = nil, -- policy redis: the client (policies.redis_plan)
     throttle = throttle,
     max_wait = throttle and throttle.max_wait_ms / 1000,
     max_queue = throttle and throttle.max_queue,
@@ -261,8 +261,8 @@ local function build_plan(conf)
     keys = {}, used = {}, prev = {}, rem = {}, reset = {}, wait = 0,
     bases = recent.new(BASES_MAX), -- client id -> prefix .. id (base_of)
   }
-  if plan.red then
-    plan.rcmd = policies.script_cmd(plan) -- the Redis script's command
+  if conf.policy == "redis" then
+    policies.redis_plan(plan, conf)
   end
   if not conf.hide_client_headers then
     plan.prepared = prepare_client_headers(plan)

@@ -15,10 +15,13 @@
 --                  (assuming no other traffic)
 
 local redis = require "luagate.redis"
+local request = require "luagate.request"
 local windows = require "kong.plugins.rate-limiting.windows"
 
 local ngx = ngx
 local type = type
+local pairs = pairs
+local pcall = pcall
 local tonumber = tonumber
 local tostring = tostring
 local floor = math.floor
@@ -383,29 +386,39 @@ end
 
 -- policy redis ------------------------------------------------------------
 
--- One script for the three algorithms; it counts the request in every
--- limiter or in none, and returns { allowed (1/0), values... }:
+-- One script for the three algorithms. It counts k requests of one client
+-- (a batch, below; k = 1 for a request sent on its own) in order: each in
+-- every limiter or in none. It returns { allowed, values... }: the first
+-- `allowed` of the k requests fit (0 <= allowed <= k) and are counted, the
+-- others are refused and not counted; the values are the state before the
+-- batch:
 --   "f" fixed:   KEYS[i] counter; ARGV: leff, ttl per limiter;
---                values: the counts before this request
+--                values: the counts
 --   "s" sliding: KEYS[2i-1] current, KEYS[2i] previous counter;
 --                ARGV: leff, ttl, weight per limiter;
 --                values: current and previous count, per limiter
---   "g" gcra:    KEYS[i] theoretical arrival time (µs); ARGV[3] now (µs),
+--   "g" gcra:    KEYS[i] theoretical arrival time (µs); ARGV[4] now (µs),
 --                then T, tau per limiter; values: max(tat, now)
+-- ARGV[1..3]: the algorithm, the number of limiters, k. Request j of the
+-- batch fits in a limiter when its j - 1 predecessors, counted, leave it
+-- room: the largest such j is found from a division, then checked with the
+-- same comparison a single request makes, so that k = 1 decides exactly
+-- as one request would.
 local SCRIPT = [[
-local alg, n = ARGV[1], tonumber(ARGV[2])
-local out = { 1 }
-local ok = 1
+local alg, n, room = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = { 0 }
+local floor = math.floor
 if alg == "f" then
   for i = 1, n do
     local c = tonumber(redis.call("GET", KEYS[i]) or "0")
     out[i + 1] = c
-    if c + 1 > tonumber(ARGV[1 + 2 * i]) then ok = 0 end
+    local r = tonumber(ARGV[2 + 2 * i]) - c
+    if r < room then room = r end
   end
-  if ok == 1 then
+  if room > 0 then
     for i = 1, n do
-      if redis.call("INCR", KEYS[i]) == 1 then
-        redis.call("EXPIRE", KEYS[i], ARGV[2 + 2 * i])
+      if redis.call("INCRBY", KEYS[i], room) == room then
+        redis.call("EXPIRE", KEYS[i], ARGV[3 + 2 * i])
       end
     end
   end
@@ -415,35 +428,45 @@ elseif alg == "s" then
     local p = tonumber(redis.call("GET", KEYS[2 * i]) or "0")
     out[2 * i] = c
     out[2 * i + 1] = p
-    local est = p * tonumber(ARGV[2 + 3 * i]) + c
-    if est + 1 > tonumber(ARGV[3 * i]) then ok = 0 end
+    local est = p * tonumber(ARGV[3 + 3 * i]) + c
+    local leff = tonumber(ARGV[1 + 3 * i])
+    local r = floor(leff - est)
+    if r > room then r = room end
+    if r < 0 then r = 0 end
+    while r > 0 and est + r > leff do r = r - 1 end
+    while r < room and est + r + 1 <= leff do r = r + 1 end
+    room = r
   end
-  if ok == 1 then
+  if room > 0 then
     for i = 1, n do
-      if redis.call("INCR", KEYS[2 * i - 1]) == 1 then
-        redis.call("EXPIRE", KEYS[2 * i - 1], ARGV[1 + 3 * i])
+      if redis.call("INCRBY", KEYS[2 * i - 1], room) == room then
+        redis.call("EXPIRE", KEYS[2 * i - 1], ARGV[2 + 3 * i])
       end
     end
   end
 else
-  local now = tonumber(ARGV[3])
+  local now = tonumber(ARGV[4])
   for i = 1, n do
     local tat = tonumber(redis.call("GET", KEYS[i]) or "0")
     if tat < now then tat = now end
     out[i + 1] = tat
-    if tat + tonumber(ARGV[2 + 2 * i]) - now > tonumber(ARGV[3 + 2 * i]) then
-      ok = 0
-    end
+    local t, tau = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
+    local r = floor((tau + now - tat) / t)
+    if r > room then r = room end
+    if r < 0 then r = 0 end
+    while r > 0 and tat + (r - 1) * t + t - now > tau do r = r - 1 end
+    while r < room and tat + r * t + t - now <= tau do r = r + 1 end
+    room = r
   end
-  if ok == 1 then
+  if room > 0 then
     for i = 1, n do
-      local tat = out[i + 1] + tonumber(ARGV[2 + 2 * i])
+      local tat = out[i + 1] + room * tonumber(ARGV[3 + 2 * i])
       redis.call("SET", KEYS[i], string.format("%d", tat), "PX",
                  math.floor((tat - now) / 1000) + 1000)
     end
   end
 end
-out[1] = ok
+out[1] = room
 return out
 ]]
 
@@ -474,7 +497,7 @@ end
 
 
 -- The script's command, EVALSHA sha nkeys KEYS... ARGV..., is an array of
--- strings kept by the plan and rewritten by each request (its length is
+-- strings kept by the plan and rewritten for each command (its length is
 -- fixed by the plan): red:command_argv sends it as it is, and the runtime
 -- copies it before the request waits, so the requests of a worker can
 -- share it. Numbers are written as Redis reads them: integers with %d,
@@ -490,15 +513,92 @@ end
 _M.num_s = num_s -- the handler writes its limiters' fixed numbers with it
 
 
--- The plan's script command, with what is fixed per plan (made with the
--- plan: plan.rcmd): the per-request slots are filled by redis_acquire.
-function _M.script_cmd(plan)
+-- A script command with what is fixed per plan; the other slots are
+-- filled for each command by script_args.
+local function new_cmd(plan)
   local alg = plan.alg
   local nkeys = alg == "sliding" and 2 * plan.n or plan.n
   local cmd = { "EVALSHA", SCRIPT_SHA, fmt("%d", nkeys) }
   cmd[K + nkeys + 1] = alg == "gcra" and "g" or alg == "sliding" and "s" or "f"
   cmd[K + nkeys + 2] = fmt("%d", plan.n)
+  cmd[K + nkeys + 3] = "1"
   return cmd
+end
+_M.script_cmd = new_cmd -- the plan's command for requests sent alone (plan.rcmd)
+
+
+-- lim.ttl_s: the string of a counter's TTL (seconds), v; kept while v
+-- stays the same (it changes once a second)
+local function ttl_s(lim, v)
+  if lim.ttl_v ~= v then
+    lim.ttl_v = v
+    lim.ttl_s = fmt("%d", v)
+  end
+  return lim.ttl_s
+end
+
+
+-- The fixed-window script's arguments of limiter lim (the i-th of n).
+local function fixed_args(cmd, n, lim, i, base, now)
+  cmd[K + i] = window_key(lim, base)
+  cmd[K + n + 2 + 2 * i] = lim.leff_s
+  cmd[K + n + 3 + 2 * i] = ttl_s(lim, ceil(lim.w_end - now) + 1)
+end
+
+
+-- Fills cmd's per-command slots: the keys of client `base` and the
+-- limiters' arguments at `now` (the plan prepared for it), for k requests
+-- (k_s: k as a string). Returns now in µs (gcra's clock).
+local function script_args(plan, cmd, base, now, k_s)
+  local lims, n, alg = plan.lims, plan.n, plan.alg
+  if alg == "gcra" then
+    local now_us = floor(now * 1e6)
+    cmd[K + n + 3] = k_s
+    cmd[K + n + 4] = fmt("%d", now_us)
+    for i = 1, n do
+      local lim = lims[i]
+      cmd[K + i] = base .. lim.sfx_gcra
+      cmd[K + n + 3 + 2 * i] = lim.t_us_s
+      cmd[K + n + 4 + 2 * i] = lim.tau_us_s
+    end
+    return now_us
+  end
+  if alg == "sliding" then
+    local nkeys = 2 * n
+    cmd[K + nkeys + 3] = k_s
+    for i = 1, n do
+      local lim = lims[i]
+      cmd[K + 2 * i - 1] = base .. lim.sfx
+      cmd[K + 2 * i] = base .. lim.sfx_prev
+      cmd[K + nkeys + 1 + 3 * i] = lim.leff_s
+      cmd[K + nkeys + 2 + 3 * i] =
+        ttl_s(lim, ceil(lim.w_end - now + lim.next_len) + 1)
+      cmd[K + nkeys + 3 + 3 * i] = fmt("%.17g", lim.weight)
+    end
+    return nil
+  end
+  cmd[K + n + 3] = k_s
+  fixed_args(cmd, n, lims[1], 1, base, now)
+  for i = 2, n do
+    fixed_args(cmd, n, lims[i], i, base, now)
+  end
+end
+
+
+local function noscript(v)
+  return type(v) == "table" and v[1] == false and type(v[2]) == "string" and
+    find(v[2], "NOSCRIPT", 1, true) == 1
+end
+
+
+local function check_reply(res)
+  if type(res) ~= "table" or type(res[1]) ~= "number" then
+    if type(res) == "table" and res[1] == false then
+      return nil, tostring(res[2])
+    end
+    return nil, "unexpected reply from the rate-limiting script"
+  end
+  return res
 end
 
 
@@ -516,94 +616,197 @@ local function run_script(red, cmd)
   if res == nil then
     return nil, err
   end
-  if type(res) ~= "table" or type(res[1]) ~= "number" then
-    return nil, "unexpected reply from the rate-limiting script"
-  end
-  return res
+  return check_reply(res)
 end
 
 
--- lim.ttl_s: the string of a counter's TTL (seconds), v; kept while v
--- stays the same (it changes once a second)
-local function ttl_s(lim, v)
-  if lim.ttl_v ~= v then
-    lim.ttl_v = v
-    lim.ttl_s = fmt("%d", v)
-  end
-  return lim.ttl_s
-end
-
-
--- The fixed-window script's arguments of limiter lim (the i-th of n).
-local function fixed_args(cmd, n, lim, i, base, now)
-  cmd[K + i] = window_key(lim, base)
-  cmd[K + n + 1 + 2 * i] = lim.leff_s
-  cmd[K + n + 2 + 2 * i] = ttl_s(lim, ceil(lim.w_end - now) + 1)
-end
-
-
-local function redis_acquire(plan, base, now)
+-- Request j of a batch whose script answered res, sent at `now`: fills the
+-- plan's scratch arrays as if it had been sent alone after the j - 1
+-- before it, and returns allowed.
+local function batch_eval(plan, res, j, now, now_us)
   local lims, used, prev = plan.lims, plan.used, plan.prev
   local n = plan.n
+  local room = res[1]
+  local fits = j <= room
+  local before = fits and j - 1 or room -- counted before it
   local alg = plan.alg
-  local cmd
   if alg == "gcra" then
-    local now_us = floor(now * 1e6)
-    cmd = plan.rcmd
-    cmd[K + n + 3] = fmt("%d", now_us)
     for i = 1, n do
-      local lim = lims[i]
-      cmd[K + i] = base .. lim.sfx_gcra
-      cmd[K + n + 2 + 2 * i] = lim.t_us_s
-      cmd[K + n + 3 + 2 * i] = lim.tau_us_s
+      used[i] = (tonumber(res[i + 1]) or now_us) + before * lims[i].t_us
     end
-    local res, err = run_script(plan.red, cmd)
-    if not res then
-      return nil, err
-    end
-    for i = 1, n do
-      used[i] = tonumber(res[i + 1]) or now_us
-    end
-    return gcra_eval(plan, now_us, res[1] == 1)
-  end
-
-  if alg == "sliding" then
-    local nkeys = 2 * n
-    cmd = plan.rcmd
-    for i = 1, n do
-      local lim = lims[i]
-      cmd[K + 2 * i - 1] = base .. lim.sfx
-      cmd[K + 2 * i] = base .. lim.sfx_prev
-      cmd[K + nkeys + 3 * i] = lim.leff_s
-      cmd[K + nkeys + 1 + 3 * i] =
-        ttl_s(lim, ceil(lim.w_end - now + lim.next_len) + 1)
-      cmd[K + nkeys + 2 + 3 * i] = fmt("%.17g", lim.weight)
-    end
-  else
-    cmd = plan.rcmd
-    fixed_args(cmd, n, lims[1], 1, base, now)
-    for i = 2, n do
-      fixed_args(cmd, n, lims[i], i, base, now)
-    end
-  end
-  local res, err = run_script(plan.red, cmd)
-  if not res then
-    return nil, err
+    return gcra_eval(plan, now_us, fits)
   end
   -- other requests may have moved the windows while this one waited
   prepare(plan, now)
   if alg == "sliding" then
     for i = 1, n do
-      used[i] = tonumber(res[2 * i]) or 0
+      used[i] = (tonumber(res[2 * i]) or 0) + before
       prev[i] = tonumber(res[2 * i + 1]) or 0
     end
-    return sliding_eval(plan, now, res[1] == 1)
+    return sliding_eval(plan, now, fits)
   end
-  used[1] = tonumber(res[2]) or 0
+  used[1] = (tonumber(res[2]) or 0) + before
   for i = 2, n do
-    used[i] = tonumber(res[i + 1]) or 0
+    used[i] = (tonumber(res[i + 1]) or 0) + before
   end
-  return fixed_eval(plan, now, res[1] == 1)
+  return fixed_eval(plan, now, fits)
+end
+
+
+-- Batches. A request sent on its own costs Redis a script run, and the
+-- worker a write, a read and a wake-up. While a command of the plan is
+-- under way (plan.busy_until: its deadline) or a flusher runs, a request
+-- joins its client's open batch instead and parks; the plan's flusher, a
+-- timer (so that no client's request holds the others' fate: a request's
+-- coroutine can end at any time, its client gone), sends every open batch
+-- as one script command per batch, in one pipeline, and wakes each member
+-- with the batch's answer; it goes on while batches opened meanwhile, and
+-- ends when none did. Under load a batch gathers what arrives during a
+-- round trip: one script run and one exchange count them all, as exactly
+-- as one by one (the script decides them in their order of arrival).
+local BATCH_MAX = 256 -- requests per batch (a full one is closed)
+
+local function flush(premature, plan)
+  local red = plan.red
+  local cmds, k_s = plan.cmds, plan.k_s
+  while true do
+    local list = plan.order
+    local m = #list
+    if m == 0 then
+      plan.flushing = false
+      return
+    end
+    plan.order, plan.spare = plan.spare, list
+    local open = plan.open
+    for base in pairs(open) do
+      open[base] = nil
+    end
+    local now = ngx.now()
+    prepare(plan, now)
+    local now_us
+    for i = 1, m do
+      local b = list[i]
+      local cmd = cmds[i]
+      if not cmd then
+        cmd = new_cmd(plan)
+        cmds[i] = cmd
+      end
+      local k = b.n
+      local ks = k_s[k]
+      if not ks then
+        ks = fmt("%d", k)
+        k_s[k] = ks
+      end
+      now_us = script_args(plan, cmd, b.base, now, ks)
+    end
+    local ok, res, err = pcall(red.pipeline_argv, red, cmds, m)
+    if not ok then
+      res, err = nil, res
+    end
+    if res then
+      -- a fresh (or restarted) Redis: EVAL caches the script there
+      local again
+      for i = 1, m do
+        if noscript(res[i]) then
+          again = true
+          cmds[i][1], cmds[i][2] = "EVAL", SCRIPT
+        end
+      end
+      if again then
+        local res2, err2 = red:pipeline_argv(cmds, m)
+        for i = 1, m do
+          cmds[i][1], cmds[i][2] = "EVALSHA", SCRIPT_SHA
+        end
+        res, err = res2, err2
+      end
+    end
+    for i = 1, m do
+      local b = list[i]
+      b.now, b.now_us = now, now_us
+      if res then
+        b.res, b.err = check_reply(res[i])
+      else
+        b.err = err or "failed"
+      end
+      local tickets = b.tickets
+      for j = 1, b.n do
+        request.unpark(tickets[j])
+      end
+      list[i] = nil
+    end
+  end
+end
+
+
+-- Joins base's open batch and waits for its answer.
+local function join(plan, base)
+  local r = request.cur
+  local b = plan.open[base]
+  if not b then
+    b = { base = base, n = 0, tickets = {}, res = nil, err = nil }
+    plan.open[base] = b
+    plan.order[#plan.order + 1] = b
+    if not plan.flushing then
+      local ok, terr = ngx.timer.at(0, flush, plan)
+      if not ok then
+        plan.open[base] = nil
+        plan.order[#plan.order] = nil
+        return nil, "could not start the batch: " .. tostring(terr)
+      end
+      plan.flushing = true
+    end
+  end
+  -- the flusher's exchange takes at most twice the timeout (a NOSCRIPT
+  -- answer sends again); the flusher's own round before may take as long
+  local ticket = request.park(r, plan.park_s)
+  if not ticket then
+    return nil, "could not wait for the batch"
+  end
+  local j = b.n + 1
+  b.n = j
+  b.tickets[j] = ticket
+  if j >= BATCH_MAX then
+    plan.open[base] = nil -- full: the next request opens another
+  end
+  request.await(r)
+  local res = b.res
+  if not res then
+    return nil, b.err or "timeout"
+  end
+  return batch_eval(plan, res, j, b.now, b.now_us)
+end
+
+
+local function redis_acquire(plan, base, now)
+  if plan.flushing or now < plan.busy_until then
+    return join(plan, base)
+  end
+  plan.busy_until = now + plan.busy_s
+  local cmd = plan.rcmd
+  local now_us = script_args(plan, cmd, base, now, "1")
+  local res, err = run_script(plan.red, cmd)
+  plan.busy_until = 0
+  if not res then
+    return nil, err
+  end
+  return batch_eval(plan, res, 1, now, now_us)
+end
+
+
+-- The plan's fields for the redis policy.
+function _M.redis_plan(plan, conf)
+  plan.red = _M.redis_client(conf)
+  plan.rcmd = new_cmd(plan)
+  local timeout = plan.red.timeout / 1000
+  plan.busy_s = timeout
+  plan.busy_until = 0
+  plan.park_s = 4 * timeout + 1
+  plan.flushing = false
+  plan.open = {}    -- base -> its open batch
+  plan.order = {}   -- the open batches, in order
+  plan.spare = {}   -- the flusher's other list
+  plan.cmds = {}    -- the flusher's commands, reused
+  plan.k_s = {}     -- k -> its string
 end
 
 

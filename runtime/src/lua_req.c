@@ -74,6 +74,7 @@ int gw_lua_init(lua_State *L)
 }
 
 static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void park_clear(struct gw_lctx *x);
 
 /* Gives x a new coroutine, ready to start thread_main. May longjmp on
  * memory errors (lua_newthread), as the state's other allocations. */
@@ -142,6 +143,7 @@ static void lctx_cancel_ops(struct gw_lctx *x)
 static void lctx_drop(struct gw_lctx *x)
 {
     ev_timer_stop(gw_worker->loop, &x->sleep);
+    park_clear(x);
     lctx_cancel_ops(x);
     luaL_unref(L0, LUA_REGISTRYINDEX, x->ref);
     free(x);
@@ -150,6 +152,7 @@ static void lctx_drop(struct gw_lctx *x)
 static void lctx_put(struct gw_lctx *x)
 {
     ev_timer_stop(gw_worker->loop, &x->sleep);
+    park_clear(x);
     lctx_cancel_ops(x);
     x->c = NULL;
     x->phase = 0;
@@ -267,7 +270,96 @@ void gw_lua_wake(struct gw_lctx *x, int nargs)
 static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct gw_lctx *x = gw_container_of(w, struct gw_lctx, sleep);
+    park_clear(x);
     gw_lua_wake(x, 0);
+}
+
+/* Parking: a coroutine waits for another one to wake it (gw_ffi_park,
+ * gw_ffi_unpark), e.g. requests whose Redis commands go in one batch. The
+ * waker holds a ticket, not the gw_lctx, which may be reused or freed
+ * when its request ends: a ticket is the park's slot in this table and
+ * the slot's generation at the time (low PARK_BITS bits: the slot), exact
+ * in a double. The wait is the sleep timer's (its time limit), and the
+ * wake an event fed to it: the coroutine resumes in the loop's current
+ * round, after the waker's own code has run. */
+#define PARK_BITS 20
+#define PARK_MAX (1 << PARK_BITS)
+
+struct park_slot {
+    struct gw_lctx *x; /* NULL when free */
+    uint32_t gen;
+    int next_free;     /* index + 1, or 0 */
+};
+
+static struct park_slot *parks;
+static int nparks, park_free;
+static uint32_t park_gen;
+
+static void park_clear(struct gw_lctx *x)
+{
+    if (x->park == 0)
+        return;
+    struct park_slot *s = &parks[x->park - 1];
+    s->x = NULL;
+    s->next_free = park_free;
+    park_free = x->park;
+    x->park = 0;
+}
+
+double gw_ffi_park(struct gw_lctx *x, double seconds)
+{
+    if (x == NULL || x->waiting || gw_worker == NULL)
+        return 0;
+    int i;
+    if (park_free) {
+        i = park_free - 1;
+        park_free = parks[i].next_free;
+    } else {
+        if (nparks == PARK_MAX)
+            return 0;
+        int n = nparks ? nparks * 2 : 64;
+        if (n > PARK_MAX)
+            n = PARK_MAX;
+        struct park_slot *p = realloc(parks, (size_t)n * sizeof(*p));
+        if (p == NULL)
+            return 0;
+        parks = p;
+        for (int k = n - 1; k > nparks; k--) { /* nparks + 1 .. n - 1 free */
+            parks[k].x = NULL;
+            parks[k].next_free = park_free;
+            park_free = k + 1;
+        }
+        i = nparks;
+        nparks = n;
+    }
+    struct park_slot *s = &parks[i];
+    s->x = x;
+    if (++park_gen == 0) /* a ticket is never 0 */
+        park_gen = 1;
+    s->gen = park_gen;
+    x->park = i + 1;
+    x->waiting = 1;
+    ev_timer_set(&x->sleep, seconds > 0 ? seconds : 0, 0);
+    ev_timer_start(gw_worker->loop, &x->sleep);
+    return (double)(((uint64_t)s->gen << PARK_BITS) | (uint64_t)i) + 0.0;
+}
+
+int gw_ffi_unpark(double ticket)
+{
+    if (!(ticket > 0) || ticket >= 9007199254740992.0)
+        return 0;
+    uint64_t t = (uint64_t)ticket;
+    uint64_t i = t & (PARK_MAX - 1);
+    if (i >= (uint64_t)nparks)
+        return 0;
+    struct park_slot *s = &parks[i];
+    if (s->x == NULL || s->gen != (uint32_t)(t >> PARK_BITS))
+        return 0;
+    struct gw_lctx *x = s->x;
+    park_clear(x);
+    ev_timer_stop(gw_worker->loop, &x->sleep);
+    ev_feed_event(gw_worker->loop, &x->sleep, EV_TIMER);
+    return 1;
 }
 
 int gw_ffi_sleep(struct gw_lctx *x, double seconds)

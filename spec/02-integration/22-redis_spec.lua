@@ -77,6 +77,21 @@ describe("redis client", function()
                    "more expected%)", d.empty_msg)
   end)
 
+  it("pipeline_argv(): the first n arrays at once, errors as items",
+     function()
+    local d = call("mode=pipeline_argv")
+    assert.same({ "OK", 2 }, d.replies)
+    assert.equal("2", d.after)
+    assert.is_false(d.item_false)
+    assert.matches("^WRONGTYPE", d.item_err)
+    assert.matches("bad argument #2 to 'pipeline_argv' %(a count from 1 " ..
+                   "to #cmds expected%)", d.count_msg)
+    assert.matches("bad argument #1 to 'pipeline_argv' %(cmds%[1%]%[2%]: " ..
+                   "string expected, got number%)", d.arg_msg)
+    assert.matches("bad argument #1 to 'pipeline_argv' %(cmds%[1%]: a " ..
+                   "non%-empty array expected%)", d.empty_msg)
+  end)
+
   it("selects the db per connection", function()
     assert.equal("in-db-2", call("mode=db&db=2").value)
     assert.equal("in-db-3", call("mode=db&db=3").value)

@@ -201,6 +201,14 @@ int gw_ffi_log_level(void);
 /* ---- waiting (see lua_req.c): an operation started by the running
  * coroutine; the coroutine then yields and is resumed with the results. ---- */
 int gw_ffi_sleep(struct gw_lctx *x, double seconds);
+/* Parks x until gw_ffi_unpark(ticket) or `seconds` pass (the coroutine
+ * then yields as for any wait, and is resumed with no value): the ticket
+ * (> 0), or 0 when x cannot wait. A ticket names one park only: waking a
+ * coroutine that already woke up, or whose request ended, does nothing. */
+double gw_ffi_park(struct gw_lctx *x, double seconds);
+/* Wakes the coroutine parked with ticket, in the loop's current round (not
+ * from within this call): 1, or 0 when it is no longer parked. */
+int gw_ffi_unpark(double ticket);
 /* ngx.timer.at: schedules job id (a key of the Lua timer table) in delay
  * seconds; GW_ERROR when too many timers are pending. */
 int gw_ffi_timer_at(double delay, int64_t job, const char **err);

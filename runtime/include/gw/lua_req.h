@@ -30,7 +30,8 @@ struct gw_lctx {
     int phase;            /* enum gw_phase running (0 for timers) */
     int waiting;          /* an operation is under way */
     int dead;             /* co cannot be resumed again */
-    ev_timer sleep;       /* ngx.sleep */
+    ev_timer sleep;       /* ngx.sleep, and a parked coroutine's time limit */
+    int park;             /* its slot in the park table + 1, or 0 (gw_ffi_park) */
     struct gw_list link;  /* the free list */
     struct gw_list ops;   /* struct gw_lop attached (pending operations, sockets) */
 };

@@ -107,6 +107,41 @@ local LIB_CHECKS = [==[
 })()
 ]==]
 
+-- One scrape whose /upstreams/{name}/health answer reaches the page 800 ms
+-- late (as on a loaded machine; window.fetch is wrapped for that one
+-- request): window.__dashboard as a reader sees it when the answer arrives,
+-- 400 ms into the wait, and once the page counted one more scrape.
+local MID_SCRAPE = [==[
+new Promise(function (resolve) {
+  var orig = window.fetch, out = { held: 0, during: [] }, t0 = Date.now();
+  function snap() { return JSON.parse(JSON.stringify(window.__dashboard)); }
+  out.before = snap();
+  window.fetch = function (url) {
+    var p = orig.apply(this, arguments);
+    if (out.held || !/\/upstreams\/[^\/]+\/health$/.test(String(url))) return p;
+    out.held++;
+    window.fetch = orig;
+    return p.then(function (r) {
+      out.during.push(snap());
+      return new Promise(function (res) {
+        setTimeout(function () { out.during.push(snap()); }, 400);
+        setTimeout(function () { res(r); }, 800);
+      });
+    });
+  };
+  (function poll() {
+    var s = window.__dashboard;
+    if (out.during.length === 2 && s.scrapes > out.during[1].scrapes) {
+      out.after = snap();
+    } else if (Date.now() - t0 < 15000) {
+      return setTimeout(poll, 20);
+    }
+    window.fetch = orig;
+    resolve(JSON.stringify(out));
+  })();
+})
+]==]
+
 describe("admin /dashboard", function()
   local mock, gw, chromium, result, result_err, tmp
   local before = {}   -- what the admin API said before the check stopped gw
@@ -138,9 +173,10 @@ describe("admin /dashboard", function()
       return nil, result_err
     end
     local eval_file = helpers.write_file(tmp .. "/checks.js", LIB_CHECKS)
+    local mid_file = helpers.write_file(tmp .. "/mid_scrape.js", MID_SCRAPE)
     local out = tmp .. "/result.json"
     local cmd = fmt("%s %s --chromium %s --url %s --out %s --screenshot %s" ..
-                    " --eval %s --proxy %d --rate 25" ..
+                    " --eval %s --eval %s --proxy %d --rate 25" ..
                     " --cycle /alpha/a,/alpha/b,/alpha/c,/alpha/status/500" ..
                     " --cycle /beta/x,/beta/x,/beta/x,/beta/x,/beta/status/404" ..
                     " --wait-services alpha,beta --min-scrapes 3 --timeout 40" ..
@@ -148,7 +184,8 @@ describe("admin /dashboard", function()
                     helpers.shell_quote(helpers.python), helpers.shell_quote(CHECK),
                     helpers.shell_quote(chromium), helpers.shell_quote(url),
                     helpers.shell_quote(out), helpers.shell_quote(tmp .. "/dashboard.png"),
-                    helpers.shell_quote(eval_file), gw.proxy_port, gw.pid, extra, tmp)
+                    helpers.shell_quote(eval_file), helpers.shell_quote(mid_file),
+                    gw.proxy_port, gw.pid, extra, tmp)
     os.execute(cmd)
     local data = helpers.read_file(out)
     if not data then
@@ -292,6 +329,28 @@ describe("admin /dashboard", function()
       assert.equal(0, off.weight)
     end)
 
+    it("a reader never sees a half-done scrape (a slow /upstreams/{name}/health)",
+       function()
+      local r = assert(run_check())
+      local m = helpers.json_decode(assert(r.eval and r.eval[2]))
+      assert.equal(1, m.held, "the page asked no /upstreams/{name}/health")
+      assert.equal(2, #m.during)
+      assert.is_table(m.after, "the held scrape never completed")
+      for i, s in ipairs({ m.during[1], m.during[2], m.after }) do
+        assert.equal(2, #s.targets, "read " .. i)
+        for _, t in ipairs(s.targets) do
+          local what = "read " .. i .. ", target " .. t.target
+          assert.is_string(t.state, what)
+          assert.is_string(t.health, what)
+          assert.is_number(t.weight, what)
+        end
+      end
+      -- the held scrape is counted when complete, not while it waits
+      assert.equal(m.during[1].scrapes, m.during[2].scrapes)
+      assert.equal(m.during[1].lastScrape, m.during[2].lastScrape)
+      assert.equal(m.during[2].scrapes + 1, m.after.scrapes)
+    end)
+
     it("circuit breakers: the endpoint's list or 'not available'", function()
       local s = state()
       if before.cb_status == 404 then
@@ -310,7 +369,7 @@ describe("admin /dashboard", function()
 
     it("parses the text format, computes quantiles and rates", function()
       local r = assert(run_check())
-      local c = helpers.json_decode(assert(r.eval))
+      local c = helpers.json_decode(assert(r.eval and r.eval[1]))
       assert.equal(6, c.parsed)
       assert.same({ 9 }, c.parseErrors)
       assert.equal('we"ird\\name\nx', c.weird)

@@ -22,6 +22,7 @@ local ngx = ngx
 local type = type
 local pairs = pairs
 local pcall = pcall
+local unpack = unpack
 local tonumber = tonumber
 local tostring = tostring
 local floor = math.floor
@@ -666,9 +667,60 @@ end
 -- as one by one (the script decides them in their order of arrival).
 local BATCH_MAX = 256 -- requests per batch (a full one is closed)
 
+-- One round: sends the batches list[1..m] at `now` and leaves each its
+-- answer (b.res, or b.err).
+local function round(plan, list, m, now)
+  local red, cmds, k_s = plan.red, plan.cmds, plan.k_s
+  prepare(plan, now)
+  local now_us
+  for i = 1, m do
+    local b = list[i]
+    local cmd = cmds[i]
+    if not cmd then
+      cmd = new_cmd(plan)
+      cmds[i] = cmd
+    end
+    local k = b.n
+    local ks = k_s[k]
+    if not ks then
+      ks = fmt("%d", k)
+      k_s[k] = ks
+    end
+    now_us = script_args(plan, cmd, b.base, now, ks)
+  end
+  local res, err = red:pipeline_argv(cmds, m)
+  if res then
+    -- a fresh (or restarted) Redis: EVAL caches the script there. Only
+    -- the commands that met NOSCRIPT go again (the others were counted).
+    local retry, at
+    for i = 1, m do
+      if noscript(res[i]) then
+        retry, at = retry or {}, at or {}
+        local n = #retry + 1
+        retry[n] = { "EVAL", SCRIPT, unpack(cmds[i], 3) }
+        at[n] = i
+      end
+    end
+    if retry then
+      local res2, err2 = red:pipeline_argv(retry, #retry)
+      for n = 1, #retry do
+        res[at[n]] = res2 and res2[n] or { false, err2 or "failed" }
+      end
+    end
+  end
+  for i = 1, m do
+    local b = list[i]
+    b.now, b.now_us = now, now_us
+    if res then
+      b.res, b.err = check_reply(res[i])
+    else
+      b.err = err or "failed"
+    end
+  end
+end
+
+
 local function flush(premature, plan)
-  local red = plan.red
-  local cmds, k_s = plan.cmds, plan.k_s
   while true do
     local list = plan.order
     local m = #list
@@ -681,52 +733,11 @@ local function flush(premature, plan)
     for base in pairs(open) do
       open[base] = nil
     end
-    local now = ngx.now()
-    prepare(plan, now)
-    local now_us
+    local ok, err = pcall(round, plan, list, m, ngx.now())
     for i = 1, m do
       local b = list[i]
-      local cmd = cmds[i]
-      if not cmd then
-        cmd = new_cmd(plan)
-        cmds[i] = cmd
-      end
-      local k = b.n
-      local ks = k_s[k]
-      if not ks then
-        ks = fmt("%d", k)
-        k_s[k] = ks
-      end
-      now_us = script_args(plan, cmd, b.base, now, ks)
-    end
-    local ok, res, err = pcall(red.pipeline_argv, red, cmds, m)
-    if not ok then
-      res, err = nil, res
-    end
-    if res then
-      -- a fresh (or restarted) Redis: EVAL caches the script there
-      local again
-      for i = 1, m do
-        if noscript(res[i]) then
-          again = true
-          cmds[i][1], cmds[i][2] = "EVAL", SCRIPT
-        end
-      end
-      if again then
-        local res2, err2 = red:pipeline_argv(cmds, m)
-        for i = 1, m do
-          cmds[i][1], cmds[i][2] = "EVALSHA", SCRIPT_SHA
-        end
-        res, err = res2, err2
-      end
-    end
-    for i = 1, m do
-      local b = list[i]
-      b.now, b.now_us = now, now_us
-      if res then
-        b.res, b.err = check_reply(res[i])
-      else
-        b.err = err or "failed"
+      if not ok then
+        b.res, b.err = nil, "rate-limiting batch failed: " .. tostring(err)
       end
       local tickets = b.tickets
       for j = 1, b.n do

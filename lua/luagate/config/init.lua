@@ -438,12 +438,18 @@ end
 
 -- Parses without recording lines when that is faster: returns doc, lines,
 -- msg, tracked (false: `lines` is empty; parse again with `parse` for the
--- lines of errors), raws (parse_json_fast). Same documents and syntax
--- errors as `parse`.
+-- lines of errors), raws (parse_json_fast; for YAML, the C reader's texts
+-- of the top-level elements, luagate.config.yaml). Same documents and
+-- syntax errors as `parse`.
 local function parse_fast(text, format, name, reusable)
   if format == "yaml" then
-    local doc, lines, msg = yaml_reader.parse(text, true)
-    return doc, lines, msg, doc == nil
+    -- (the texts of a large file's top-level elements, as JSON's pieces)
+    local record = #text >= PIECES_FROM and slice.active()
+    local doc, lines, more = yaml_reader.parse(text, true, record)
+    if doc == nil then
+      return nil, lines, more, true -- (more: the message)
+    end
+    return doc, lines, nil, false, more
   elseif format == "json" or format == nil then
     local doc, raws = parse_json_fast(text, reusable)
     if doc ~= nil then
@@ -757,14 +763,16 @@ end
 -- the document was decoded in pieces.
 function Loader:collect_list(kind, list, texts)
   local errs = self.errs
-  local keep = texts and self.reused[kind]
+  local reused = texts and self.reused[kind]
   for i, item in ipairs(list) do
     local path = child_path(kind, i - 1)
     local text = texts and texts[i]
-    if item ~= REUSED or not self:reuse(kind, text, path) then
+    -- (a JSON element whose text is known is REUSED, a YAML one decoded)
+    if not (text and self:reuse(kind, text, path)) then
       if item == REUSED then -- (decoded in the load that made the templates)
         item = strip_meta(cjson_piece.decode(text))
       end
+      local keep = text and reused
       if keep then
         self.captured = {}
       end
@@ -1306,7 +1314,7 @@ end
 
 -- Validates and normalizes a parsed document. Returns conf, or nil and
 -- the error strings.
-local function load_document(doc, lines, name, opts, text, copy, raws)
+local function load_document(doc, lines, name, opts, text, copy, raws, format)
   local errs = new_errors(name, lines)
   if type(doc) ~= "table" or is_null(doc) or
      (next(doc) ~= nil and is_array(doc)) then
@@ -1346,7 +1354,8 @@ local function load_document(doc, lines, name, opts, text, copy, raws)
     self.format_version = version
     self.migrate = version ~= "3.0"
     local r = raws and reusable
-    if r and r.version == version and r.generation == entities.generation then
+    if r and r.format == format and r.version == version and
+       r.generation == entities.generation then
       self.reusable = r
     end
   end
@@ -1408,7 +1417,7 @@ local function load_document(doc, lines, name, opts, text, copy, raws)
   if conf then
     conf.luagate = lg_out
     if raws then
-      reusable = { version = self.format_version,
+      reusable = { format = format, version = self.format_version,
                    generation = entities.generation, kinds = self.reused }
       derived_ids = self.derived_ids
       local n = 0
@@ -1436,13 +1445,15 @@ function _M.load_string(text, format, name, opts)
   end
   local doc, lines, msg, tracked, raws = parse_fast(text, format, name,
                                                     reusable and
-                                                    reusable.kinds)
+                                                    reusable.format == "json"
+                                                    and reusable.kinds)
   if doc == nil then
     local loc = lines and (name .. ":" .. tostring(lines)) or name
     return nil, { loc .. ": syntax error: " .. tostring(msg) }
   end
   local copy = format == "lua"
-  local conf, errs = load_document(doc, lines, name, opts, text, copy, raws)
+  local conf, errs = load_document(doc, lines, name, opts, text, copy, raws,
+                                   format or "json")
   if conf and not raws and slice.active() then
     reusable, derived_ids = nil, nil -- (the running config: not in pieces)
   end

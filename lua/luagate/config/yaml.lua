@@ -278,25 +278,30 @@ _M._resolve_plain = resolve_plain
 local STEP_EVENTS = 200
 local STEP_MIN_BYTES = 65536
 
-local function decode_c(text)
+local function decode_c(text, record)
   if #text < STEP_MIN_BYTES or not yaml_c.decoder then
     return yaml_c.decode(text, resolve_plain, NULL)
   end
-  local dec = yaml_c.decoder(text, resolve_plain, NULL)
-  local r = dec and dec:step(STEP_EVENTS)
+  local dec = yaml_c.decoder(text, resolve_plain, NULL, record)
+  local r, raws = dec and dec:step(STEP_EVENTS)
   while r == true do
     slice_point()
-    r = dec:step(STEP_EVENTS)
+    r, raws = dec:step(STEP_EVENTS)
   end
-  return r
+  return r, raws
 end
 
 
-function _M.parse(text, no_lines)
+-- With `record` as well (a worker's sliced load of a text of 64 KB or
+-- more), a document the C reader read comes with the texts of the
+-- elements of its top-level sequences: raws[key][i] (runtime/src/yaml.c,
+-- "record"); the same text gives the same element. The Lua reader gives
+-- none.
+function _M.parse(text, no_lines, record)
   if no_lines and has_c then
-    local doc = decode_c(text)
+    local doc, raws = decode_c(text, record)
     if doc ~= nil then
-      return doc, {}
+      return doc, {}, raws
     end
   end
   return parse_events(text, no_lines)

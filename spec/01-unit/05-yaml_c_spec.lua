@@ -168,3 +168,134 @@ plugins:
     assert.is_table(c_read(ok))
   end)
 end)
+
+
+-- The stepped decoder with `record` (a worker's sliced load): the texts of
+-- the elements of the top-level sequences, raws[key][i], each with a head
+-- that says where it stands ("bb0:2:" block root, block sequence, "-" at
+-- column 0, element at column 2).
+local function record_read(text, n)
+  local dec = yc.decoder(text, resolve_plain, NULL, true)
+  local r, raws = dec:step(n or 1000)
+  while r == true do
+    r, raws = dec:step(n or 1000)
+  end
+  return r, raws
+end
+
+-- the text of a key, without its head
+local function body(key)
+  return (key:match("^[bf][bf]%d+:%d+:(.*)$"))
+end
+
+describe("luagate.yaml_c's texts of top-level elements", function()
+  it("gives the text of each element of a top-level sequence", function()
+    local text = "a:\n- name: \195\169t\195\169\n  x: 1\n\n# c\n- |+\n  k\n\n" ..
+                 "- {b: 2}\nz: 1\nb: [x, {y: 1}, 3]\nc: {d: [1]}\ne: []\n"
+    local doc, raws = record_read(text)
+    assert.equal(1, doc.a[2 - 1].x)
+    assert.same({ "a", "b", "e" }, (function()
+      local keys = {}
+      for k in pairs(raws) do keys[#keys + 1] = k end
+      table.sort(keys)
+      return keys
+    end)())
+    -- a block mapping runs to the next token (comments and blank lines in)
+    assert.equal("bb0:2:name: \195\169t\195\169\n  x: 1\n\n# c\n", raws.a[1])
+    assert.equal("bb0:2:|+\n  k\n\n", raws.a[2]) -- (kept trailing lines)
+    assert.equal("bb0:2:{b: 2}", raws.a[3])
+    assert.same({ "bf3:4:x", "bf3:7:{y: 1}", "bf3:15:3" }, raws.b)
+    assert.same({}, raws.e)
+    for _, n in ipairs({ 1, 7 }) do
+      local d2, r2 = record_read(text, n)
+      assert.is_true(same(doc, d2))
+      assert.same(raws, r2)
+    end
+    -- decode, and the decoder without `record`, give no texts
+    assert.equal(1, select("#", yc.decode(text, resolve_plain, NULL)))
+    local dec = yc.decoder(text, resolve_plain, NULL)
+    assert.equal(1, select("#", dec:step(100000)))
+  end)
+
+  it("keeps the texts of a repeated key's last value, and only the first " ..
+     "document's", function()
+    local _, raws = record_read("a: [1, 2]\na: x\n")
+    assert.is_nil(raws.a)
+    _, raws = record_read("a: x\na: [1]\n")
+    assert.same({ "bf3:4:1" }, raws.a)
+    _, raws = record_read("a: [1, 2]\na:\n- 3\n")
+    assert.same({ "bb0:2:3" }, raws.a)
+    local doc
+    doc, raws = record_read("a:\n- 1\n--- \na:\n- 2\n- 3\n")
+    assert.same({ 1 }, doc.a)
+    assert.same({ "bb0:2:1" }, raws.a)
+  end)
+
+  it("gives no texts when the root is not a mapping or has a byte order " ..
+     "mark", function()
+    local doc, raws = record_read("- a\n- [b]\n")
+    assert.same({ "a", { "b" } }, doc)
+    assert.same({}, raws)
+    doc, raws = record_read("[1, [2, 3]]\n")
+    assert.same({}, raws)
+    doc, raws = record_read("just a string\n")
+    assert.equal("just a string", doc)
+    assert.same({}, raws)
+    doc, raws = record_read("\239\187\191a: [1]\n")
+    assert.same({ 1 }, doc.a)
+    assert.is_nil(raws)
+    -- what the Lua reader reads: nothing from this one
+    doc, raws = record_read("a: &x [1]\nb: *x\n")
+    assert.is_nil(doc)
+    assert.is_nil(raws)
+  end)
+
+  it("gives the same text for the same element only", function()
+    -- elements whose text from their first to their last event is the
+    -- same, but not their value: a block scalar's indentation counts from
+    -- the "-" indicators' column; the same words in flow and block style
+    local texts = {
+      "a:\n-   |2\n    x\n",   -- "  x\n"
+      "a:\n  - |2\n    x\n",   -- "x\n"
+      "a:\n-\n  |2\n    x\n",  -- "  x\n"
+      "a:\n  -\n  |2\n    x\n", -- "x\n"
+      "a:\n- foo\n  bar\n- foo\n- - foo\n  - bar\n",
+      "a: [foo, [foo, bar], {foo: bar}]\n",
+      "a:\n- foo: bar\n- [foo, bar]\n- >-\n  x\n\n  y\n- |-\n  x\n\n  y\n",
+      "{a: [foo, {foo: bar}], b: [1]}\n",
+      "a:\r\n- x: 1\r\n  y: \"\195\169\"\r\n- x: 1\r\n",
+      "b:\n  - 1\n  - '1'\n  - \"1\"\n  - 1.0\n  - yes\n",
+      "b: [1, '1', \"1\", 1.0, yes]\n",
+      "a:\n- name: x # comment\n  v: 1\n- name: x\n  v: 1\n",
+    }
+    local seen, seen_in = {}, {}
+    local n = 0
+    for i, text in ipairs(texts) do
+      local doc, raws = record_read(text)
+      assert.is_table(doc, "text #" .. i)
+      assert.is_true(same(doc, lua_read(text)), "text #" .. i)
+      for key, list in pairs(raws) do
+        assert.equal(#doc[key], #list, "text #" .. i .. ", " .. key)
+        for e, t in ipairs(list) do
+          assert.is_string(body(t))
+          n = n + 1
+          local value = doc[key][e]
+          if seen[t] == nil then
+            seen[t], seen_in[t] = value, i
+          else
+            assert.is_true(same(seen[t], value), ("%q: in text #%d and #%d")
+                           :format(t, seen_in[t], i))
+          end
+        end
+      end
+    end
+    assert.is_true(n >= 30)
+    -- and the ones the comments above say differ do
+    assert.equal("  x\n", record_read(texts[1]).a[1])
+    assert.equal("x\n", record_read(texts[2]).a[1])
+    assert.equal("  x\n", record_read(texts[3]).a[1])
+    assert.equal("x\n", record_read(texts[4]).a[1])
+    assert.equal(body(select(2, record_read(texts[1])).a[1]),
+                 body(select(2, record_read(texts[2])).a[1]))
+  end)
+end)

@@ -24,8 +24,11 @@ local lower = string.lower
 
 local yaml = require "yaml"
 local implicit = require "lyaml.implicit"
--- the C reader (runtime/src/yaml.c), in luagate's own Lua states only
+-- the C reader (runtime/src/yaml.c), in luagate's own Lua states (and in
+-- plain LuaJIT once something required it: the specs)
 local has_c, yaml_c = pcall(require, "luagate.yaml_c")
+yaml_c = has_c and yaml_c or nil
+local loaded = package.loaded
 local Schema = require "luagate.schema"
 local slice_point = require("luagate.slice").point
 
@@ -278,7 +281,7 @@ _M._resolve_plain = resolve_plain
 local STEP_EVENTS = 200
 local STEP_MIN_BYTES = 65536
 
-local function decode_c(text, record)
+local function decode_c(yaml_c, text, record)
   if #text < STEP_MIN_BYTES or not yaml_c.decoder then
     return yaml_c.decode(text, resolve_plain, NULL)
   end
@@ -298,8 +301,9 @@ end
 -- "record"); the same text gives the same element. The Lua reader gives
 -- none.
 function _M.parse(text, no_lines, record)
-  if no_lines and has_c then
-    local doc, raws = decode_c(text, record)
+  local c = no_lines and (yaml_c or loaded["luagate.yaml_c"])
+  if c then
+    local doc, raws = decode_c(c, text, record)
     if doc ~= nil then
       return doc, {}, raws
     end

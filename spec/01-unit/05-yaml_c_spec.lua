@@ -299,3 +299,296 @@ describe("luagate.yaml_c's texts of top-level elements", function()
                  body(select(2, record_read(texts[2])).a[1]))
   end)
 end)
+
+
+-- Sliced YAML loads after one another (luagate.config, "Reuse across a
+-- worker's reloads"): what the JSON ones in 05-json_c_spec.lua check, on
+-- YAML files, and what only YAML has.
+local config = require "luagate.config"
+local slice = require "luagate.slice"
+
+do -- the JSON outline too, for loads that switch formats
+  local dir = helpers.make_prefix("json_c_for_yaml")
+  local rc = helpers.execute(fmt(
+    "mkdir -p %s/luagate && cc -O1 -shared -fPIC -I%s/runtime/include %s " ..
+    "-o %s/luagate/json_c.so %s/runtime/src/json.c",
+    q(dir), q(ROOT), (io.popen("pkg-config --cflags luajit"):read("*l") or ""),
+    q(dir), q(ROOT)))
+  assert(rc == 0, "could not build json.c")
+  local saved = package.cpath
+  package.cpath = dir .. "/?.so;" .. saved
+  require "luagate.json_c"
+  package.cpath = saved
+end
+
+-- config.load_string(text) run as a worker's sliced load runs it
+local function load_sliced(text, opts, format)
+  local co = coroutine.create(function()
+    slice.begin()
+    config.last_reuse = nil
+    local conf, err = config.load_string(text, format or "yaml",
+                                         "big." .. (format or "yml"), opts)
+    slice.finish()
+    return conf, err
+  end)
+  local ok, conf, err = coroutine.resume(co)
+  while ok and coroutine.status(co) == "suspended" do
+    ok, conf, err = coroutine.resume(co)
+  end
+  assert(ok, conf)
+  return conf, err
+end
+
+-- The config of 05-json_c_spec.lua's big_config, in block style: 30
+-- services of 50 routes, 300 consumers with a key-auth credential, a
+-- top-level route naming its service, plugins of `opts.plugin` on a
+-- service and at the top level. opts as there (path, first, rename,
+-- version, plugin_conf, skip), and: indent (the sequences indented by
+-- two), json (the same config in JSON, big_config's text), extra (text
+-- appended).
+local function big_yaml(opts)
+  local out = {}
+  local function add(...)
+    out[#out + 1] = fmt(...)
+  end
+  if opts.json then
+    local parts = {}
+    for s = 1, 30 do
+      local routes = {}
+      for r = 1, 50 do
+        local path = fmt("/s%d/r%d", s, r)
+        if opts.path and opts.path[1] == s and opts.path[2] == r then
+          path = opts.path[3]
+        end
+        routes[r] = fmt('{"name":"s%d-r%d","paths":["%s"]}', s, r, path)
+      end
+      parts[#parts + 1] = fmt('{"name":"svc-%d","url":"http://127.0.0.1:%d",' ..
+                              '"routes":[%s]}', s, 9000 + s,
+                              table.concat(routes, ","))
+    end
+    local consumers = {}
+    for c = 1, 300 do
+      consumers[c] = fmt('{"username":"u%d","keyauth_credentials":' ..
+                         '[{"key":"k%d"}]}', c, c)
+    end
+    return fmt('{"_format_version":"3.0","services":[%s],\n"consumers":[%s]}',
+               table.concat(parts, ",\n"), table.concat(consumers, ",\n"))
+  end
+  local i = opts.indent and "  " or ""
+  add('_format_version: "%s"\nservices:\n', opts.version or "3.0")
+  for s = 1, 30 do
+    if opts.skip ~= s then
+      local name = fmt("svc-%d", s)
+      if opts.rename and opts.rename[1] == s then
+        name = opts.rename[2]
+      end
+      add("%s- name: %s\n%s  url: http://127.0.0.1:%d\n%s  routes:\n", i,
+          name, i, 9000 + s, i)
+      for r = 1, 50 do
+        local path = fmt("/s%d/r%d", s, r)
+        if opts.path and opts.path[1] == s and opts.path[2] == r then
+          path = opts.path[3]
+        end
+        add("%s  - name: s%d-r%d\n%s    paths:\n%s    - \"%s\"\n", i, s, r, i,
+            i, path)
+      end
+      if s == 5 and opts.plugin then
+        add("%s  plugins:\n%s  - name: %s\n%s    config: %s\n", i, i,
+            opts.plugin, i, opts.plugin_conf or "{}")
+      end
+    end
+  end
+  add("consumers:\n")
+  if opts.first then
+    add("%s- username: first\n%s  keyauth_credentials:\n%s  - {}\n", i, i, i)
+  end
+  for c = 1, 300 do
+    add("%s-\n%s  username: u%d\n%s  keyauth_credentials:\n%s  - key: k%d\n",
+        i, i, c, i, i, c)
+  end
+  add("routes:\n%s- {name: top, service: svc-2, paths: [/top]}\n", i)
+  if opts.plugin then
+    add("plugins: [{name: %s, route: top}]\n", opts.plugin)
+  end
+  add("%s", opts.extra or "")
+  return table.concat(out)
+end
+
+-- a plugin directory with plugin "fake": `default` is the default of its
+-- config field `mode` (as in 05-json_c_spec.lua)
+local function fake_plugin_dir(dir, default)
+  assert(os.execute("mkdir -p " .. q(dir .. "/fake")))
+  local f = assert(io.open(dir .. "/fake/handler.lua", "w"))
+  f:write('return { PRIORITY = 1, VERSION = "0.1.0" }\n')
+  f:close()
+  f = assert(io.open(dir .. "/fake/schema.lua", "w"))
+  f:write(fmt([[
+return { name = "fake", fields = { { config = { type = "record", fields = {
+  { mode = { type = "string", default = %q } },
+  { level = { type = "number" } },
+} } } } }
+]], default))
+  f:close()
+end
+
+describe("a sliced YAML load after another", function()
+  local dir = helpers.make_prefix("yaml_reuse") .. "/plugins"
+  local opts = { plugins_dirs = { dir } }
+
+  before_each(function()
+    fake_plugin_dir(dir, "a")
+  end)
+
+  -- what a load in one piece gives: conf, or nil and the errors
+  local function one(text, format)
+    return config.load_string(text, format or "yaml",
+                              "big." .. (format or "yml"), opts)
+  end
+
+  local function route(conf, s, r)
+    return conf.routes[(s - 1) * 50 + r]
+  end
+
+  it("takes the unchanged elements' entities from the load before",
+     function()
+    local base = big_yaml({ plugin = "fake" })
+    assert.is_true(#base >= 64 * 1024, "large enough to be read in steps")
+    local a = assert(load_sliced(base, opts))
+    assert.equal(0, config.last_reuse.reused)
+    local edited = big_yaml({ plugin = "fake", path = { 7, 3, "/new" } })
+    local b = assert(load_sliced(edited, opts))
+    assert.is_true(same(assert(one(edited)), b))
+    -- every entity but service 7's 51 (the service and its routes)
+    local n = config.last_reuse.entities
+    assert.equal(n - 51, config.last_reuse.reused)
+    assert.same({ "/new" }, route(b, 7, 3).paths)
+    assert.not_equal(route(a, 7, 4).paths, route(b, 7, 4).paths)
+    assert.equal(route(a, 8, 3), route(b, 8, 3))
+    assert.not_equal(a.plugins[1].config, b.plugins[1].config)
+    -- the same file in one piece (`luagate check`, the master) reuses
+    -- nothing and leaves the worker's templates alone
+    config.last_reuse = nil
+    assert(one(edited))
+    assert.is_nil(config.last_reuse)
+    local c = assert(load_sliced(edited, opts))
+    assert.equal(n, config.last_reuse.reused)
+    assert.equal(route(b, 8, 3), route(c, 8, 3))
+  end)
+
+  it("gives what loads in one piece give, load after load", function()
+    local loads = {
+      { big_yaml({ plugin = "fake" }) },
+      { big_yaml({ plugin = "fake", path = { 7, 3, "/new" } }) },
+      -- every consumer moves one place: credential ids follow their paths
+      { big_yaml({ plugin = "fake", path = { 7, 3, "/new" }, first = true }) },
+      -- the top-level route names a service that is gone
+      { big_yaml({ plugin = "fake", first = true, rename = { 2, "other" } }) },
+      { big_yaml({ plugin = "fake", first = true }) },
+      -- 1.1: regex-looking paths get "~"
+      { big_yaml({ plugin = "fake", first = true, version = "1.1",
+                   path = { 3, 3, "/x(y)?" } }) },
+      { big_yaml({ plugin = "fake", first = true, version = "3.0",
+                   path = { 3, 3, "/x(y)?" } }) },
+      -- every service after the first moves: its routes' links change
+      { big_yaml({ plugin = "fake", first = true, skip = 1 }) },
+      -- an invalid plugin config in an element otherwise unchanged
+      { big_yaml({ plugin = "fake", plugin_conf = "{level: high}" }) },
+      { big_yaml({ plugin = "fake" }) },
+      -- the same elements indented: other texts
+      { big_yaml({ plugin = "fake", indent = true }) },
+      -- a repeated top-level key: its last value
+      { big_yaml({ plugin = "fake", extra = "consumers:\n- username: last\n" }) },
+      { big_yaml({ plugin = "fake", extra = "consumers: []\n" }) },
+      { big_yaml({ plugin = "fake" }) },
+      -- an anchor: the Lua reader reads it (no texts, nothing reused after)
+      { big_yaml({ plugin = "fake",
+                   extra = "tags_unused: &t [a]\n" }) },
+      { big_yaml({ plugin = "fake", path = { 1, 1, "/anchor" },
+                   extra = "x: &t [a]\n" }) },
+      { big_yaml({ plugin = "fake" }) },
+      -- a second document is not read
+      { big_yaml({ plugin = "fake", extra = "---\nservices: [{name: x}]\n" }) },
+      -- JSON, then the same text read as YAML (flow style), then YAML
+      { big_yaml({ json = true }), "json" },
+      { big_yaml({ json = true }) },
+      { big_yaml({ json = true, path = { 4, 4, "/json" } }), "json" },
+      { big_yaml({ json = true, path = { 4, 4, "/json" } }) },
+      { big_yaml({ plugin = "fake" }) },
+    }
+    local reused = 0
+    for i, l in ipairs(loads) do
+      local text, format = l[1], l[2]
+      assert.is_true(#text >= 64 * 1024, "large enough to be read in steps")
+      local want, want_errs = one(text, format)
+      local got, errs = load_sliced(text, opts, format)
+      if want then
+        assert.is_true(same(want, got), "load " .. i .. " differs: " ..
+                       tostring(errs and errs[1]))
+        reused = reused + config.last_reuse.reused
+      else
+        assert.is_nil(got, "load " .. i)
+        assert.same(want_errs, errs)
+      end
+    end
+    assert.is_true(reused > 10000)
+    assert.is_nil((one(loads[4][1])))
+    assert.is_nil((one(loads[9][1])))
+    assert.is_nil((one(loads[15][1]))) -- (an unknown top-level key)
+    assert.equal(1, #one(loads[12][1]).consumers)
+    assert.equal(0, #one(loads[13][1]).consumers)
+  end)
+
+  it("reuses nothing after the Lua reader's load, nor across formats",
+     function()
+    local text = big_yaml({ json = true })
+    assert(load_sliced(text, opts, "json"))
+    assert(load_sliced(text, opts)) -- the same text, as YAML
+    assert.equal(0, config.last_reuse.reused)
+    assert(load_sliced(text, opts, "json"))
+    assert.equal(0, config.last_reuse.reused)
+    assert(load_sliced(text, opts, "json"))
+    assert.is_true(config.last_reuse.reused > 1500)
+    local plain = big_yaml({})
+    assert(load_sliced(plain, opts))
+    assert(load_sliced(plain, opts))
+    assert.is_true(config.last_reuse.reused > 1500)
+    -- an alias somewhere: the Lua reader, and nothing to reuse after it
+    local anchored = big_yaml({ extra = "routes: [{name: &n top, " ..
+                                        "service: svc-2, paths: [/top]}]\n" ..
+                                        "tags_of: *n\n" })
+    local _, errs = load_sliced(anchored, opts)
+    assert.matches("tags_of", errs[1])
+    anchored = big_yaml({ extra = "routes: [{name: top, service: svc-2, " ..
+                                  "paths: [/top], tags: &t [a], hosts: [h], snis: *t}]\n" })
+    assert(load_sliced(anchored, opts))
+    assert.equal(nil, config.last_reuse) -- (no texts: no count)
+    assert(load_sliced(plain, opts))
+    assert.equal(0, config.last_reuse.reused)
+  end)
+
+  it("leaves the configuration it replaces as it was", function()
+    local deep_copy = require("luagate.schema").deep_copy
+    local a = assert(load_sliced(big_yaml({ plugin = "fake" }), opts))
+    local before = deep_copy(a)
+    local text = big_yaml({ plugin = "fake", first = true, skip = 1,
+                            path = { 2, 2, "/new" } })
+    local b = assert(load_sliced(text, opts))
+    assert.is_true(same(before, a))
+    assert.equal(301, #b.consumers)
+    assert.not_equal(route(a, 3, 1), route(b, 2, 1))
+    assert.equal(2, route(b, 2, 1).service)
+    assert.equal(3, route(a, 3, 1).service)
+  end)
+
+  it("validates again the plugins whose schema changed", function()
+    local text = big_yaml({ plugin = "fake" })
+    local a = assert(load_sliced(text, opts))
+    assert.equal("a", a.plugins[1].config.mode)
+    fake_plugin_dir(dir, "b")
+    local b = assert(load_sliced(text, opts))
+    assert.equal("b", b.plugins[1].config.mode)
+    assert.equal("b", b.plugins[2].config.mode)
+    assert.is_true(same(assert(one(text)), b))
+    assert.not_equal(a.hash, b.hash)
+  end)
+end)

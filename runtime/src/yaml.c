@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <lua.h>
 #include <string.h>
 #include <yaml.h>
@@ -74,10 +75,9 @@ static int plain_word(const char *s, size_t n)
     return 1;
 }
 
-/* Pushes the scalar of the current event; -1: not for this reader. */
-static int push_scalar(lua_State *L, struct ydec *d)
+/* Pushes the scalar of event e; -1: not for this reader. */
+static int push_scalar(lua_State *L, const yaml_event_t *e)
 {
-    const yaml_event_t *e = &d->ev;
     if (e->data.scalar.tag || e->data.scalar.anchor)
         return -1;
     const char *v = (const char *)e->data.scalar.value;
@@ -95,7 +95,7 @@ static int push_scalar(lua_State *L, struct ydec *d)
 /* A decode in steps, for a worker's sliced load (a 1.5 MB config is 40 ms
  * of events in one piece):
  *
- *   local dec = yaml_c.decoder(text, resolve, null[, record])
+ *   local dec = yaml_c.decoder(text, resolve, null[, record[, known, reused]])
  *   local r, raws = dec:step(n) -- true: more to read; else the document,
  *                               -- or nil (not for this reader, as
  *                               -- decode's nothing)
@@ -104,7 +104,10 @@ static int push_scalar(lua_State *L, struct ydec *d)
  * element i of the sequence that is the root mapping's value of `key`,
  * with a head that says where it stands (elem_start); same text, same
  * element. (Empty when the root is not a mapping; none for a text with a
- * byte order mark.)
+ * byte order mark.) With `known` as well (known[key][text] true for the
+ * texts whose elements the caller has), an element of a mapping or a
+ * sequence whose text is known is not built: the document holds `reused`
+ * in its place (its text is in raws all the same).
  *
  * decode is this decoder run to the end. No recursion: the
  * open containers, and a map's key waiting for its value, live in the
@@ -124,6 +127,17 @@ struct ystep {
     char head[64];                    /* its key's head (elem_key) */
     size_t seq_col, cur_char, cur_byte; /* byte_at's cursor */
     int seq_flow, root_flow;
+    /* With known texts (E.known[key][text], for the sequence E.known_cur),
+     * a container element's events are kept (keep) until its end: when its
+     * text is known, they are dropped and the element is E.reused; else
+     * they are read again (replay) and the element is built. */
+    int skip_ok;     /* the top-level sequence being read has known texts */
+    int keeping;     /* its element's events are being kept */
+    int kdepth;      /* open containers among them */
+    int kplain;      /* none of them has an anchor, a tag or an alias */
+    int replay;      /* the kept events are being read again */
+    yaml_event_t *kept;
+    size_t nkept, cap, rpos;
     int state;     /* 0 before the document, 1 in it, 2 root complete */
     int depth;     /* open containers */
     int has_root;
@@ -132,8 +146,20 @@ struct ystep {
     int idx[MAX_DEPTH + 1];
 };
 
+static void drop_kept(struct ystep *s)
+{
+    for (size_t i = 0; i < s->nkept; i++)
+        yaml_event_delete(&s->kept[i]);
+    s->nkept = s->rpos = 0;
+    s->replay = 0;
+}
+
 static void ystep_close(struct ystep *s)
 {
+    drop_kept(s);
+    free(s->kept);
+    s->kept = NULL;
+    s->cap = 0;
     if (s->d.has_ev)
         yaml_event_delete(&s->d.ev);
     s->d.has_ev = 0;
@@ -202,6 +228,14 @@ static void record_value(lua_State *L, struct ystep *s, const yaml_event_t *e)
         s->top_seq = 1;
         s->seq_col = e->start_mark.column;
         s->seq_flow = e->data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE;
+        lua_getfield(L, ENV, "known");
+        if (lua_istable(L, -1)) {
+            lua_pushvalue(L, -3); /* the key */
+            lua_rawget(L, -2);
+            lua_remove(L, -2);
+        }
+        s->skip_ok = lua_istable(L, -1);
+        lua_setfield(L, ENV, "known_cur");
     } else {
         lua_pushnil(L);
     }
@@ -226,7 +260,7 @@ static void elem_start(struct ystep *s, const yaml_event_t *e, int i)
 }
 
 /* Recording: the element that elem_start saw ends at mark index `to`:
- * texts[i] = its key. */
+ * texts[i] = its key, left on the stack. */
 static void elem_end(lua_State *L, struct ystep *s, size_t to)
 {
     size_t a = byte_at(s, s->elem_from), b = byte_at(s, to);
@@ -237,8 +271,70 @@ static void elem_end(lua_State *L, struct ystep *s, size_t to)
     if (b > a)
         luaL_addlstring(&buf, s->d.text + a, b - a);
     luaL_pushresult(&buf);
-    lua_rawseti(L, -2, s->elem_i);
-    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, s->elem_i);
+    lua_remove(L, -2);
+}
+
+static int ystep_attach(lua_State *L, struct ystep *s, int is_scalar, int plain_merge);
+
+/* Keeps the parser's event (the decoder's own now), an event of a
+ * container element of a sequence with known texts; at the element's end,
+ * drops them and attaches E.reused when its text is known, else starts
+ * their replay. -1 when out of memory. */
+static int keep(lua_State *L, struct ystep *s)
+{
+    if (s->nkept == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        yaml_event_t *k = realloc(s->kept, cap * sizeof(*k));
+        if (!k)
+            return -1;
+        s->kept = k;
+        s->cap = cap;
+    }
+    yaml_event_t *e = &s->kept[s->nkept++];
+    *e = s->d.ev;
+    s->d.has_ev = 0;
+    switch (e->type) {
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        if (s->kdepth++ == 0) {
+            elem_start(s, e, s->idx[2]);
+            s->keeping = s->kplain = 1;
+        }
+        if (e->type == YAML_MAPPING_START_EVENT
+                ? (e->data.mapping_start.anchor || e->data.mapping_start.tag)
+                : (e->data.sequence_start.anchor || e->data.sequence_start.tag))
+            s->kplain = 0;
+        break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        s->kdepth--;
+        break;
+    case YAML_SCALAR_EVENT:
+        if (e->data.scalar.anchor || e->data.scalar.tag)
+            s->kplain = 0;
+        break;
+    default: /* an alias: the replay refuses it */
+        s->kplain = 0;
+        break;
+    }
+    if (s->kdepth > 0)
+        return 0;
+    s->keeping = 0;
+    elem_end(L, s, e->end_mark.index);
+    lua_getfield(L, ENV, "known_cur");
+    lua_insert(L, -2);
+    lua_rawget(L, -2);
+    int known = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (!(known && s->kplain)) {
+        s->replay = 1; /* (the text is in raws already) */
+        return 0;
+    }
+    drop_kept(s);
+    lua_getfield(L, ENV, "reused");
+    return ystep_attach(L, s, 0, 0);
 }
 
 /* Under lua_pcall: up to n events; pushes true (more), the document, or
@@ -257,9 +353,23 @@ static int step_body(lua_State *L)
     if (!lua_checkstack(L, 8))
         return 0;
     for (int i = 0; i < n; i++) {
-        if (next(d) != 0)
-            return 0;
-        const yaml_event_t *e = &d->ev;
+        const yaml_event_t *e;
+        if (s->replay && s->rpos == s->nkept)
+            drop_kept(s); /* (the last one was read) */
+        if (s->replay) {
+            e = &s->kept[s->rpos++];
+        } else {
+            if (next(d) != 0)
+                return 0;
+            e = &d->ev;
+            if (s->keeping ||
+                (s->skip_ok && s->top_seq && s->depth == 2 &&
+                 (e->type == YAML_MAPPING_START_EVENT || e->type == YAML_SEQUENCE_START_EVENT))) {
+                if (keep(L, s) != 0)
+                    return 0;
+                continue;
+            }
+        }
         switch (e->type) {
         case YAML_STREAM_START_EVENT:
             continue;
@@ -293,8 +403,9 @@ static int step_body(lua_State *L)
             if (s->top_seq && s->depth == 2) {
                 elem_start(s, e, s->idx[2]);
                 elem_end(L, s, e->end_mark.index);
+                lua_pop(L, 1);
             }
-            if (push_scalar(L, d) != 0)
+            if (push_scalar(L, e) != 0)
                 return 0;
             if (s->depth == 0) {
                 lua_setfield(L, ENV, "root");
@@ -317,7 +428,7 @@ static int step_body(lua_State *L)
                     s->root_flow = map && e->data.mapping_start.style == YAML_FLOW_MAPPING_STYLE;
                 } else if (s->depth == 1 && s->kind[1] && s->has_key[1]) {
                     record_value(L, s, e);
-                } else if (s->top_seq && s->depth == 2) {
+                } else if (s->top_seq && s->depth == 2 && !s->replay) {
                     elem_start(s, e, s->idx[2]);
                     s->elem_open = 1;
                 }
@@ -345,9 +456,10 @@ static int step_body(lua_State *L)
                 return 0;
             if (s->top_seq && s->depth == 3 && s->elem_open) {
                 elem_end(L, s, e->end_mark.index);
+                lua_pop(L, 1);
                 s->elem_open = 0;
             } else if (s->top_seq && s->depth == 2) {
-                s->top_seq = 0;
+                s->top_seq = s->skip_ok = 0;
             }
             lua_pushnil(L);
             lua_rawseti(L, ENV, s->depth);
@@ -398,7 +510,9 @@ static int decoder(lua_State *L)
     luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_checkany(L, 3);
-    int record = lua_gettop(L) >= 4 && lua_toboolean(L, 4);
+    int nargs = lua_gettop(L);
+    int record = nargs >= 4 && lua_toboolean(L, 4);
+    int known = record && nargs >= 5 && lua_istable(L, 5);
     struct ystep *s = lua_newuserdata(L, sizeof(*s));
     memset(s, 0, sizeof(*s));
     luaL_getmetatable(L, YSTEP_MT);
@@ -421,6 +535,12 @@ static int decoder(lua_State *L)
     if (s->record) {
         lua_newtable(L);
         lua_setfield(L, -2, "raws");
+        if (known) {
+            lua_pushvalue(L, 5);
+            lua_setfield(L, -2, "known");
+            lua_pushvalue(L, 6);
+            lua_setfield(L, -2, "reused");
+        }
     }
     lua_setfenv(L, -2);
     if (!yaml_parser_initialize(&s->d.parser))

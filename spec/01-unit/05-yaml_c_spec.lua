@@ -250,6 +250,41 @@ describe("luagate.yaml_c's texts of top-level elements", function()
     assert.is_nil(raws)
   end)
 
+  it("leaves out the elements whose text is known", function()
+    local text = "a:\n- {x: 1}\n- y: [2]\n  z: 3\n- 4\n- [6, {x: 1}]\n" ..
+                 "b: [{x: 1}, [5]]\nc: {d: [{x: 1}]}\n"
+    local doc, raws = record_read(text)
+    local REUSED = {}
+    local known = { a = { [raws.a[2]] = true, [raws.a[3]] = true },
+                    b = { [raws.a[1]] = true, [raws.b[2]] = true } }
+    for _, n in ipairs({ 1, 2, 7, 1000 }) do
+      local dec = yc.decoder(text, resolve_plain, NULL, true, known, REUSED)
+      local r, raws2 = dec:step(n)
+      while r == true do
+        r, raws2 = dec:step(n)
+      end
+      assert.same(raws, raws2)
+      assert.same({ x = 1 }, r.a[1])
+      assert.equal(REUSED, r.a[2])
+      assert.equal(4, r.a[3]) -- (a scalar is built)
+      assert.same({ 6, { x = 1 } }, r.a[4])
+      assert.same({ x = 1 }, r.b[1]) -- (a's text, not b's)
+      assert.equal(REUSED, r.b[2])
+      assert.same(doc.c, r.c)
+      assert.equal(4, #r.a)
+      assert.equal(2, #r.b)
+    end
+    -- a known text with an anchor: read, and left to the Lua reader
+    text = "a:\n- &x {y: 1}\n"
+    known = { a = { ["bb0:2:&x {y: 1}"] = true } }
+    local dec = yc.decoder(text, resolve_plain, NULL, true, known, REUSED)
+    assert.is_nil(dec:step(1000))
+    known = { a = { ["bb0:2:{y: 1}"] = true } }
+    dec = yc.decoder("a:\n- {y: 1}\n", resolve_plain, NULL, true, known,
+                     REUSED)
+    assert.equal(REUSED, dec:step(1000).a[1])
+  end)
+
   it("gives the same text for the same element only", function()
     -- elements whose text from their first to their last event is the
     -- same, but not their value: a block scalar's indentation counts from

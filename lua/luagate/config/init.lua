@@ -440,18 +440,24 @@ end
 -- msg, tracked (false: `lines` is empty; parse again with `parse` for the
 -- lines of errors), raws (parse_json_fast; for YAML, the C reader's texts
 -- of the top-level elements, luagate.config.yaml). Same documents and
--- syntax errors as `parse`.
+-- syntax errors as `parse`. `reusable`: what the last sliced load
+-- validated, below.
 local function parse_fast(text, format, name, reusable)
   if format == "yaml" then
-    -- (the texts of a large file's top-level elements, as JSON's pieces)
+    -- (the texts of a large file's top-level elements, as JSON's pieces;
+    -- the elements whose text is known are REUSED)
     local record = #text >= PIECES_FROM and slice.active()
-    local doc, lines, more = yaml_reader.parse(text, true, record)
+    local known = reusable and reusable.format == "yaml" and reusable.kinds
+    local doc, lines, more = yaml_reader.parse(text, true, record, known,
+                                               REUSED)
     if doc == nil then
       return nil, lines, more, true -- (more: the message)
     end
     return doc, lines, nil, false, more
   elseif format == "json" or format == nil then
-    local doc, raws = parse_json_fast(text, reusable)
+    local doc, raws = parse_json_fast(text, reusable and
+                                      reusable.format == "json" and
+                                      reusable.kinds)
     if doc ~= nil then
       return doc, {}, nil, false, raws
     end
@@ -759,6 +765,22 @@ function Loader:reuse(kind, text, path)
 end
 
 
+-- Element i of `kind`, of text `text`, which the document has as REUSED:
+-- a JSON element decodes alone; a YAML one is read in the whole text
+-- again, read once per load (only when the last load's templates no
+-- longer apply, as after a change of a plugin's schema or of the format
+-- version).
+function Loader:element(kind, i, text)
+  if self.format ~= "yaml" then
+    return cjson_piece.decode(text)
+  end
+  if not self.whole then
+    self.whole = assert(yaml_reader.parse(self.text, true))
+  end
+  return self.whole[kind][i]
+end
+
+
 -- Collects the top-level elements of `kind`; `texts` their texts when
 -- the document was decoded in pieces.
 function Loader:collect_list(kind, list, texts)
@@ -770,7 +792,7 @@ function Loader:collect_list(kind, list, texts)
     -- (a JSON element whose text is known is REUSED, a YAML one decoded)
     if not (text and self:reuse(kind, text, path)) then
       if item == REUSED then -- (decoded in the load that made the templates)
-        item = strip_meta(cjson_piece.decode(text))
+        item = strip_meta(self:element(kind, i, text))
       end
       local keep = text and reused
       if keep then
@@ -1326,6 +1348,7 @@ local function load_document(doc, lines, name, opts, text, copy, raws, format)
 
   local self = setmetatable({
     text = text,
+    format = format,
     errs = errs,
     recs = {},
     index_of = {},
@@ -1444,9 +1467,7 @@ function _M.load_string(text, format, name, opts)
     format = "yaml"
   end
   local doc, lines, msg, tracked, raws = parse_fast(text, format, name,
-                                                    reusable and
-                                                    reusable.format == "json"
-                                                    and reusable.kinds)
+                                                    reusable)
   if doc == nil then
     local loc = lines and (name .. ":" .. tostring(lines)) or name
     return nil, { loc .. ": syntax error: " .. tostring(msg) }

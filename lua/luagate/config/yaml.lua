@@ -281,11 +281,11 @@ _M._resolve_plain = resolve_plain
 local STEP_EVENTS = 200
 local STEP_MIN_BYTES = 65536
 
-local function decode_c(yaml_c, text, record)
+local function decode_c(yaml_c, text, record, known, reused)
   if #text < STEP_MIN_BYTES or not yaml_c.decoder then
     return yaml_c.decode(text, resolve_plain, NULL)
   end
-  local dec = yaml_c.decoder(text, resolve_plain, NULL, record)
+  local dec = yaml_c.decoder(text, resolve_plain, NULL, record, known, reused)
   local r, raws = dec and dec:step(STEP_EVENTS)
   while r == true do
     slice_point()
@@ -299,11 +299,13 @@ end
 -- more), a document the C reader read comes with the texts of the
 -- elements of its top-level sequences: raws[key][i] (runtime/src/yaml.c,
 -- "record"); the same text gives the same element. The Lua reader gives
--- none.
-function _M.parse(text, no_lines, record)
+-- none. With `known` (known[key][text] for the elements the caller has)
+-- and `reused`, such an element whose text is known is not built: it is
+-- `reused` in the document.
+function _M.parse(text, no_lines, record, known, reused)
   local c = no_lines and (yaml_c or loaded["luagate.yaml_c"])
   if c then
-    local doc, raws = decode_c(c, text, record)
+    local doc, raws = decode_c(c, text, record, known, reused)
     if doc ~= nil then
       return doc, {}, raws
     end

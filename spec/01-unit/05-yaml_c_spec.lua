@@ -190,7 +190,8 @@ end
 
 describe("luagate.yaml_c's texts of top-level elements", function()
   it("gives the text of each element of a top-level sequence", function()
-    local text = "a:\n- name: \195\169t\195\169\n  x: 1\n\n# c\n- |+\n  k\n\n" ..
+    local text = "a:\n- name: \195\169t\195\169\n  x: 1\n\n# c\n" ..
+                 "- |+\n  k\n\n" ..
                  "- {b: 2}\nz: 1\nb: [x, {y: 1}, 3]\nc: {d: [1]}\ne: []\n"
     local doc, raws = record_read(text)
     assert.equal(1, doc.a[2 - 1].x)
@@ -237,6 +238,7 @@ describe("luagate.yaml_c's texts of top-level elements", function()
     assert.same({ "a", { "b" } }, doc)
     assert.same({}, raws)
     doc, raws = record_read("[1, [2, 3]]\n")
+    assert.same({ 1, { 2, 3 } }, doc)
     assert.same({}, raws)
     doc, raws = record_read("just a string\n")
     assert.equal("just a string", doc)
@@ -532,7 +534,8 @@ describe("a sliced YAML load after another", function()
       -- the same elements indented: other texts
       { big_yaml({ plugin = "fake", indent = true }) },
       -- a repeated top-level key: its last value
-      { big_yaml({ plugin = "fake", extra = "consumers:\n- username: last\n" }) },
+      { big_yaml({ plugin = "fake",
+                   extra = "consumers:\n- username: last\n" }) },
       { big_yaml({ plugin = "fake", extra = "consumers: []\n" }) },
       { big_yaml({ plugin = "fake" }) },
       -- an anchor: the Lua reader reads it (no texts, nothing reused after)
@@ -594,7 +597,8 @@ describe("a sliced YAML load after another", function()
     local _, errs = load_sliced(anchored, opts)
     assert.matches("tags_of", errs[1])
     anchored = big_yaml({ extra = "routes: [{name: top, service: svc-2, " ..
-                                  "paths: [/top], tags: &t [a], hosts: [h], snis: *t}]\n" })
+                                  "paths: [/top], tags: &t [a], " ..
+                                  "hosts: [h], snis: *t}]\n" })
     assert(load_sliced(anchored, opts))
     assert.equal(nil, config.last_reuse) -- (no texts: no count)
     assert(load_sliced(plain, opts))

@@ -333,8 +333,9 @@ end
 
 -- An array element of the document whose text is the text of an element
 -- the last load validated (`reusable[key][text]`, below): decode_pieces
--- leaves it undecoded, and the loader takes that load's validated entities
--- for it (Loader:reuse). An empty table: the walks of the document pass it.
+-- and the YAML reader leave it undecoded, and the loader takes that load's
+-- validated entities for it (Loader:reuse). An empty table: the walks of
+-- the document pass it.
 local REUSED = setmetatable({}, { __newindex = function() end })
 
 local function decode_pieces(text, outline, reusable)
@@ -644,7 +645,10 @@ end
 
 -- Reuse across a worker's reloads -------------------------------------------
 --
--- A worker's reload decodes a large JSON file in pieces (decode_pieces);
+-- A worker's reload decodes a large JSON file in pieces (decode_pieces),
+-- and reads a large YAML file with the texts of its top-level sequences'
+-- elements (luagate.config.yaml, runtime/src/yaml.c: each behind a head
+-- that says where it stands, so that the same text is the same element);
 -- the entities of a top-level array element whose text is byte-identical
 -- to one the last such load validated are that load's: the recs are made
 -- again (paths, links to their parent, references) around the same
@@ -660,8 +664,10 @@ end
 -- element's validation, `out` and the id derived from a key, is recomputed
 -- by every load, so a load that fails midway leaves nothing wrong behind.)
 
--- { version =, generation =, kinds = { [kind] = { [text] = templates } } }:
--- what the last sliced load of a JSON file in pieces validated
+-- { format =, version =, generation =,
+--   kinds = { [kind] = { [text] = templates } } }:
+-- what the last sliced load with texts (a JSON file in pieces, a YAML file
+-- the C reader read) validated
 local reusable
 local derived_ids -- { [id_key] = id } of that load
 
@@ -789,7 +795,6 @@ function Loader:collect_list(kind, list, texts)
   for i, item in ipairs(list) do
     local path = child_path(kind, i - 1)
     local text = texts and texts[i]
-    -- (a JSON element whose text is known is REUSED, a YAML one decoded)
     if not (text and self:reuse(kind, text, path)) then
       if item == REUSED then -- (decoded in the load that made the templates)
         item = strip_meta(self:element(kind, i, text))

@@ -124,7 +124,7 @@ struct ystep {
     int elem_open; /* an element of it (a container) is being read */
     int elem_i;    /* its index */
     size_t elem_from;                 /* its start (a character index) */
-    char head[64];                    /* its key's head (elem_key) */
+    char head[64];                    /* its key's head (elem_start) */
     size_t seq_col, cur_char, cur_byte; /* byte_at's cursor */
     int seq_flow, root_flow;
     /* With known texts (E.known[key][text], for the sequence E.known_cur),
@@ -350,7 +350,7 @@ static int step_body(lua_State *L)
     lua_getfield(L, -2, "null");    /* 4 */
     lua_insert(L, 2);               /* 1 dec, 2 null, 3 env, 4 resolve */
     lua_insert(L, 2);               /* 1 dec, 2 resolve, 3 null, 4 env */
-    if (!lua_checkstack(L, 8))
+    if (!lua_checkstack(L, 24)) /* (elem_end's luaL_Buffer takes up to 11) */
         return 0;
     for (int i = 0; i < n; i++) {
         const yaml_event_t *e;

@@ -40,8 +40,30 @@ end
 -- The same config as JSON text written in a fixed order (a worker reuses
 -- the entities of elements whose text did not change): `edit` gives route
 -- 7 of service 5 another path; `terminate` puts request-termination (418)
--- on route s3-r2 at the top level; `broken` makes service 7 invalid.
+-- on route s3-r2 at the top level; `broken` makes service 7 invalid;
+-- `yaml`: as YAML text, in block style.
 local function config_text(mock_port, opts)
+  if opts.yaml then
+    local out = { '_format_version: "3.0"\nservices:\n' }
+    for s = 1, 20 do
+      out[#out + 1] = fmt("- name: svc-%d\n  url: http://127.0.0.1:%s\n" ..
+                          "  routes:\n", s,
+                          (opts.broken and s == 7) and "x" or mock_port)
+      for r = 1, 100 do
+        local path = fmt("/s%d/r%d", s, r)
+        if opts.edit and s == 5 and r == 7 then
+          path = "/edited/s5r7"
+        end
+        out[#out + 1] = fmt("  - name: s%d-r%d\n    paths:\n    - %s\n",
+                            s, r, path)
+      end
+    end
+    if opts.terminate then
+      out[#out + 1] = "plugins:\n- name: request-termination\n" ..
+                      "  route: s3-r2\n  config:\n    status_code: 418\n"
+    end
+    return table.concat(out)
+  end
   local services = {}
   for s = 1, 20 do
     local routes = {}
@@ -73,6 +95,79 @@ local function count_loads(gw)
     end
   end
   return n
+end
+
+-- Reloads of the file with an edit, a plugin on a route whose element did
+-- not change, a refused file and back (config_text; `yaml`: the YAML
+-- text): the worker reuses what did not change and serves what did.
+local function reuse_across_reloads(gw, mock_port, yaml)
+  local function status(path)
+    return helpers.request_once(gw.proxy_port, { path = path }).status
+  end
+  local function reload(text)
+    local before = helpers.admin_status(gw).config_hash
+    helpers.write_file(gw.config_path, text)
+    helpers.signal(gw, "HUP")
+    return helpers.wait_new_config(gw, before, 30)
+  end
+  -- the reuse lines the worker logged, and the last one's counts
+  local function reused_lines()
+    local n, reused, of = 0, nil, nil
+    for _, line in ipairs(helpers.file_lines(gw.error_log)) do
+      local a, b = line:match("(%d+) of (%d+) entities validated by " ..
+                              "the last reload, reused")
+      if a then
+        n, reused, of = n + 1, tonumber(a), tonumber(b)
+      end
+    end
+    return n, reused, of
+  end
+  local plain = config_text(mock_port, { yaml = yaml })
+  assert.is_true(#plain >= 64 * 1024) -- (decoded in pieces)
+  assert.is_true(reload(plain))
+  assert.equal(200, status("/s3/r2"))
+  local reused = reused_lines()
+  -- a plugin on a route whose element did not change: the route's
+  -- phases change (the runloop's copy of a reused route)
+  assert.is_true(reload(config_text(mock_port, { terminate = true,
+                                                 edit = true, yaml = yaml })))
+  local n, got, of = reused_lines()
+  assert.is_true(n > reused)
+  -- all but service 5 with its 100 routes, and the new plugin
+  assert.equal(2021, of)
+  assert.equal(2021 - 102, got)
+  assert.equal(418, status("/s3/r2"))
+  assert.equal(200, status("/s3/r3"))
+  assert.equal(200, status("/edited/s5r7"))
+  assert.equal(404, status("/s5/r7"))
+  assert.is_true(reload(plain))
+  assert.equal(200, status("/s3/r2"))
+  assert.equal(200, status("/s5/r7"))
+  assert.equal(404, status("/edited/s5r7"))
+  -- a file refused: the running configuration stays
+  local function count_failures()
+    local n = 0
+    for _, line in ipairs(helpers.file_lines(gw.error_log)) do
+      if line:find("reload failed, keeping the running configuration", 1,
+                   true) then
+        n = n + 1
+      end
+    end
+    return n
+  end
+  local failures = count_failures()
+  helpers.write_file(gw.config_path, config_text(mock_port,
+    { terminate = true, edit = true, broken = true, yaml = yaml }))
+  helpers.signal(gw, "HUP")
+  helpers.wait_until(function()
+    return count_failures() > failures
+  end, 30)
+  assert.equal(200, status("/s3/r2"))
+  assert.equal(200, status("/s5/r7"))
+  assert.is_true(reload(config_text(mock_port, { terminate = true,
+                                                 yaml = yaml })))
+  assert.equal(418, status("/s3/r2"))
+  assert.equal(200, status("/s5/r7"))
 end
 
 describe("reloads under load", function()
@@ -150,64 +245,28 @@ describe("reloads under load", function()
   end)
   it("reuses what did not change across reloads, and serves what did",
      function()
-    local function status(path)
-      return helpers.request_once(gw.proxy_port, { path = path }).status
-    end
-    local function reload(text)
-      local before = helpers.admin_status(gw).config_hash
-      helpers.write_file(gw.config_path, text)
-      helpers.signal(gw, "HUP")
-      return helpers.wait_new_config(gw, before, 30)
-    end
-    local function reused_lines()
-      local n = 0
-      for _, line in ipairs(helpers.file_lines(gw.error_log)) do
-        if line:find("entities validated by the last reload, reused") then
-          n = n + 1
-        end
-      end
-      return n
-    end
-    local plain = config_text(mock.port, {})
-    assert.is_true(#plain >= 64 * 1024) -- (decoded in pieces)
-    assert.is_true(reload(plain))
-    assert.equal(200, status("/s3/r2"))
-    local reused = reused_lines()
-    -- a plugin on a route whose element did not change: the route's
-    -- phases change (the runloop's copy of a reused route)
-    assert.is_true(reload(config_text(mock.port, { terminate = true,
-                                                   edit = true })))
-    assert.is_true(reused_lines() > reused)
-    assert.equal(418, status("/s3/r2"))
-    assert.equal(200, status("/s3/r3"))
-    assert.equal(200, status("/edited/s5r7"))
-    assert.equal(404, status("/s5/r7"))
-    assert.is_true(reload(plain))
-    assert.equal(200, status("/s3/r2"))
-    assert.equal(200, status("/s5/r7"))
-    assert.equal(404, status("/edited/s5r7"))
-    -- a file refused: the running configuration stays
-    local function count_failures()
-      local n = 0
-      for _, line in ipairs(helpers.file_lines(gw.error_log)) do
-        if line:find("reload failed, keeping the running configuration", 1,
-                     true) then
-          n = n + 1
-        end
-      end
-      return n
-    end
-    local failures = count_failures()
-    helpers.write_file(gw.config_path, config_text(mock.port,
-      { terminate = true, edit = true, broken = true }))
-    helpers.signal(gw, "HUP")
-    helpers.wait_until(function()
-      return count_failures() > failures
-    end, 30)
-    assert.equal(200, status("/s3/r2"))
-    assert.equal(200, status("/s5/r7"))
-    assert.is_true(reload(config_text(mock.port, { terminate = true })))
-    assert.equal(418, status("/s3/r2"))
-    assert.equal(200, status("/s5/r7"))
+    reuse_across_reloads(gw, mock.port)
+  end)
+end)
+
+describe("reloads of a YAML file", function()
+  local mock, gw
+
+  lazy_setup(function()
+    mock = helpers.mock_upstream()
+    local err
+    gw, err = helpers.start_luagate({ config = config(mock.port),
+                                      format = "yaml" })
+    assert(gw, err)
+  end)
+
+  lazy_teardown(function()
+    if gw then helpers.stop_luagate(gw) end
+    if mock then mock.stop() end
+  end)
+
+  it("reuse what did not change across reloads, and serve what did",
+     function()
+    reuse_across_reloads(gw, mock.port, true)
   end)
 end)

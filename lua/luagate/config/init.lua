@@ -333,8 +333,9 @@ end
 
 -- An array element of the document whose text is the text of an element
 -- the last load validated (`reusable[key][text]`, below): decode_pieces
--- leaves it undecoded, and the loader takes that load's validated entities
--- for it (Loader:reuse). An empty table: the walks of the document pass it.
+-- and the YAML reader leave it undecoded, and the loader takes that load's
+-- validated entities for it (Loader:reuse). An empty table: the walks of
+-- the document pass it.
 local REUSED = setmetatable({}, { __newindex = function() end })
 
 local function decode_pieces(text, outline, reusable)
@@ -438,14 +439,26 @@ end
 
 -- Parses without recording lines when that is faster: returns doc, lines,
 -- msg, tracked (false: `lines` is empty; parse again with `parse` for the
--- lines of errors), raws (parse_json_fast). Same documents and syntax
--- errors as `parse`.
+-- lines of errors), raws (parse_json_fast; for YAML, the C reader's texts
+-- of the top-level elements, luagate.config.yaml). Same documents and
+-- syntax errors as `parse`. `reusable`: what the last sliced load
+-- validated, below.
 local function parse_fast(text, format, name, reusable)
   if format == "yaml" then
-    local doc, lines, msg = yaml_reader.parse(text, true)
-    return doc, lines, msg, doc == nil
+    -- (the texts of a large file's top-level elements, as JSON's pieces;
+    -- the elements whose text is known are REUSED)
+    local record = #text >= PIECES_FROM and slice.active()
+    local known = reusable and reusable.format == "yaml" and reusable.kinds
+    local doc, lines, more = yaml_reader.parse(text, true, record, known,
+                                               REUSED)
+    if doc == nil then
+      return nil, lines, more, true -- (more: the message)
+    end
+    return doc, lines, nil, false, more
   elseif format == "json" or format == nil then
-    local doc, raws = parse_json_fast(text, reusable)
+    local doc, raws = parse_json_fast(text, reusable and
+                                      reusable.format == "json" and
+                                      reusable.kinds)
     if doc ~= nil then
       return doc, {}, nil, false, raws
     end
@@ -632,7 +645,10 @@ end
 
 -- Reuse across a worker's reloads -------------------------------------------
 --
--- A worker's reload decodes a large JSON file in pieces (decode_pieces);
+-- A worker's reload decodes a large JSON file in pieces (decode_pieces),
+-- and reads a large YAML file with the texts of its top-level sequences'
+-- elements (luagate.config.yaml, runtime/src/yaml.c: each behind a head
+-- that says where it stands, so that the same text is the same element);
 -- the entities of a top-level array element whose text is byte-identical
 -- to one the last such load validated are that load's: the recs are made
 -- again (paths, links to their parent, references) around the same
@@ -648,8 +664,10 @@ end
 -- element's validation, `out` and the id derived from a key, is recomputed
 -- by every load, so a load that fails midway leaves nothing wrong behind.)
 
--- { version =, generation =, kinds = { [kind] = { [text] = templates } } }:
--- what the last sliced load of a JSON file in pieces validated
+-- { format =, version =, generation =,
+--   kinds = { [kind] = { [text] = templates } } }:
+-- what the last sliced load with texts (a JSON file in pieces, a YAML file
+-- the C reader read) validated
 local reusable
 local derived_ids -- { [id_key] = id } of that load
 
@@ -753,18 +771,35 @@ function Loader:reuse(kind, text, path)
 end
 
 
+-- Element i of `kind`, of text `text`, which the document has as REUSED:
+-- a JSON element decodes alone; a YAML one is read in the whole text
+-- again, read once per load (only when the last load's templates no
+-- longer apply, as after a change of a plugin's schema or of the format
+-- version).
+function Loader:element(kind, i, text)
+  if self.format ~= "yaml" then
+    return cjson_piece.decode(text)
+  end
+  if not self.whole then
+    self.whole = assert(yaml_reader.parse(self.text, true))
+  end
+  return self.whole[kind][i]
+end
+
+
 -- Collects the top-level elements of `kind`; `texts` their texts when
 -- the document was decoded in pieces.
 function Loader:collect_list(kind, list, texts)
   local errs = self.errs
-  local keep = texts and self.reused[kind]
+  local reused = texts and self.reused[kind]
   for i, item in ipairs(list) do
     local path = child_path(kind, i - 1)
     local text = texts and texts[i]
-    if item ~= REUSED or not self:reuse(kind, text, path) then
+    if not (text and self:reuse(kind, text, path)) then
       if item == REUSED then -- (decoded in the load that made the templates)
-        item = strip_meta(cjson_piece.decode(text))
+        item = strip_meta(self:element(kind, i, text))
       end
+      local keep = text and reused
       if keep then
         self.captured = {}
       end
@@ -1306,7 +1341,7 @@ end
 
 -- Validates and normalizes a parsed document. Returns conf, or nil and
 -- the error strings.
-local function load_document(doc, lines, name, opts, text, copy, raws)
+local function load_document(doc, lines, name, opts, text, copy, raws, format)
   local errs = new_errors(name, lines)
   if type(doc) ~= "table" or is_null(doc) or
      (next(doc) ~= nil and is_array(doc)) then
@@ -1318,6 +1353,7 @@ local function load_document(doc, lines, name, opts, text, copy, raws)
 
   local self = setmetatable({
     text = text,
+    format = format,
     errs = errs,
     recs = {},
     index_of = {},
@@ -1346,7 +1382,8 @@ local function load_document(doc, lines, name, opts, text, copy, raws)
     self.format_version = version
     self.migrate = version ~= "3.0"
     local r = raws and reusable
-    if r and r.version == version and r.generation == entities.generation then
+    if r and r.format == format and r.version == version and
+       r.generation == entities.generation then
       self.reusable = r
     end
   end
@@ -1408,7 +1445,7 @@ local function load_document(doc, lines, name, opts, text, copy, raws)
   if conf then
     conf.luagate = lg_out
     if raws then
-      reusable = { version = self.format_version,
+      reusable = { format = format, version = self.format_version,
                    generation = entities.generation, kinds = self.reused }
       derived_ids = self.derived_ids
       local n = 0
@@ -1435,14 +1472,14 @@ function _M.load_string(text, format, name, opts)
     format = "yaml"
   end
   local doc, lines, msg, tracked, raws = parse_fast(text, format, name,
-                                                    reusable and
-                                                    reusable.kinds)
+                                                    reusable)
   if doc == nil then
     local loc = lines and (name .. ":" .. tostring(lines)) or name
     return nil, { loc .. ": syntax error: " .. tostring(msg) }
   end
   local copy = format == "lua"
-  local conf, errs = load_document(doc, lines, name, opts, text, copy, raws)
+  local conf, errs = load_document(doc, lines, name, opts, text, copy, raws,
+                                   format or "json")
   if conf and not raws and slice.active() then
     reusable, derived_ids = nil, nil -- (the running config: not in pieces)
   end

@@ -24,8 +24,11 @@ local lower = string.lower
 
 local yaml = require "yaml"
 local implicit = require "lyaml.implicit"
--- the C reader (runtime/src/yaml.c), in luagate's own Lua states only
+-- the C reader (runtime/src/yaml.c), in luagate's own Lua states (and in
+-- plain LuaJIT once something required it: the specs)
 local has_c, yaml_c = pcall(require, "luagate.yaml_c")
+yaml_c = has_c and yaml_c or nil
+local loaded = package.loaded
 local Schema = require "luagate.schema"
 local slice_point = require("luagate.slice").point
 
@@ -278,25 +281,33 @@ _M._resolve_plain = resolve_plain
 local STEP_EVENTS = 200
 local STEP_MIN_BYTES = 65536
 
-local function decode_c(text)
+local function decode_c(yaml_c, text, record, known, reused)
   if #text < STEP_MIN_BYTES or not yaml_c.decoder then
     return yaml_c.decode(text, resolve_plain, NULL)
   end
-  local dec = yaml_c.decoder(text, resolve_plain, NULL)
-  local r = dec and dec:step(STEP_EVENTS)
+  local dec = yaml_c.decoder(text, resolve_plain, NULL, record, known, reused)
+  local r, raws = dec and dec:step(STEP_EVENTS)
   while r == true do
     slice_point()
-    r = dec:step(STEP_EVENTS)
+    r, raws = dec:step(STEP_EVENTS)
   end
-  return r
+  return r, raws
 end
 
 
-function _M.parse(text, no_lines)
-  if no_lines and has_c then
-    local doc = decode_c(text)
+-- With `record` as well (a worker's sliced load of a text of 64 KB or
+-- more), a document the C reader read comes with the texts of the
+-- elements of its top-level sequences: raws[key][i] (runtime/src/yaml.c,
+-- "record"); the same text gives the same element. The Lua reader gives
+-- none. With `known` (known[key][text] for the elements the caller has)
+-- and `reused`, such an element whose text is known is not built: it is
+-- `reused` in the document.
+function _M.parse(text, no_lines, record, known, reused)
+  local c = no_lines and (yaml_c or loaded["luagate.yaml_c"])
+  if c then
+    local doc, raws = decode_c(c, text, record, known, reused)
     if doc ~= nil then
-      return doc, {}
+      return doc, {}, raws
     end
   end
   return parse_events(text, no_lines)

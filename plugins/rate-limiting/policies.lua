@@ -467,6 +467,7 @@ else
     end
   end
 end
+if room < 0 then room = 0 end -- a count above a lowered limit
 out[1] = room
 return out
 ]]

@@ -526,7 +526,8 @@ local function new_cmd(plan)
   cmd[K + nkeys + 3] = "1"
   return cmd
 end
-_M.script_cmd = new_cmd -- the plan's command for requests sent alone (plan.rcmd)
+-- the plan's command for requests sent alone (plan.rcmd)
+_M.script_cmd = new_cmd
 
 
 -- lim.ttl_s: the string of a counter's TTL (seconds), v; kept while v

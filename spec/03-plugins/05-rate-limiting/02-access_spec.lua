@@ -16,35 +16,10 @@ local PERIOD_SIZES = {
 }
 
 
-local function now()
-  return socket.gettime()
-end
-
-
--- Waits until (now mod size) is in [lo, hi): windows are aligned on the
--- clock, so a spec that must stay inside one window starts where there is
--- room left in it.
-local function at_phase(size, lo, hi)
-  local deadline = now() + size + 2
-  while true do
-    local m = now() % size
-    if m >= lo and m < hi then
-      return
-    end
-    assert(now() < deadline, "clock phase not reached")
-    local d = (lo - m) % size
-    socket.sleep(math.max(0.001, math.min(d, 0.2)))
-  end
-end
-
-
--- Waits for a window of `size` s after the current one, then until
--- (now mod size) is in [lo, hi): a fresh window, whatever ran before.
-local function next_window(size, lo, hi)
-  local target = (floor(now() / size) + 1) * size + lo
-  socket.sleep(math.max(0, target - now()))
-  at_phase(size, lo, hi)
-end
+local support = require "spec.03-plugins.05-rate-limiting.support"
+local now, at_phase, next_window = support.now, support.at_phase,
+                                   support.next_window
+local statuses, times = support.statuses, support.times
 
 
 -- The next minute boundary is at least 5 s away (day, month and year
@@ -123,24 +98,6 @@ local function parallel(reqs)
     sock:close()
   end
   return out
-end
-
-
-local function statuses(list)
-  local n = {}
-  for _, res in ipairs(list) do
-    n[res.status] = (n[res.status] or 0) + 1
-  end
-  return n
-end
-
-
-local function times(n, req)
-  local reqs = {}
-  for i = 1, n do
-    reqs[i] = req
-  end
-  return reqs
 end
 
 

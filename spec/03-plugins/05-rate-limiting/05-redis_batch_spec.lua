@@ -16,23 +16,9 @@ local TWO_ID = "4a7e2f90-1c3d-4b8e-9f21-6d5c0b7a8e33"
 local SERVICE_ID = "00000000-0000-0000-0000-000000000000"
 
 
-local function now()
-  return socket.gettime()
-end
-
-
--- Waits until (now mod size) is in [lo, hi).
-local function at_phase(size, lo, hi)
-  local deadline = now() + size + 2
-  while true do
-    local m = now() % size
-    if m >= lo and m < hi then
-      return
-    end
-    assert(now() < deadline, "clock phase not reached")
-    socket.sleep(math.max(0.001, math.min((lo - m) % size, 0.2)))
-  end
-end
+local support = require "spec.03-plugins.05-rate-limiting.support"
+local now, at_phase = support.now, support.at_phase
+local statuses, times = support.statuses, support.times
 
 
 describe("rate-limiting redis batches", function()
@@ -89,22 +75,6 @@ describe("rate-limiting redis batches", function()
       sock:close()
     end
     return out
-  end
-
-  local function times(n, req)
-    local reqs = {}
-    for i = 1, n do
-      reqs[i] = req
-    end
-    return reqs
-  end
-
-  local function statuses(list)
-    local n = {}
-    for _, res in ipairs(list) do
-      n[res.status] = (n[res.status] or 0) + 1
-    end
-    return n
   end
 
   -- The sorted remaining counts of the answers with status 200.
@@ -318,8 +288,8 @@ describe("rate-limiting redis batches", function()
     assert.truthy(log:find("failed to get usage: timeout", 1, true))
     -- Redis answers again: the plan counts as before
     helpers.wait_until(function()
-      local r = read_all(send_all({ { path = "/late-strict/x",
-                                      headers = { ["X-Client"] = client() } } }))
+      local r = read_all(send_all({
+        { path = "/late-strict/x", headers = { ["X-Client"] = client() } } }))
       return r[1].status == 200
     end, 5)
   end)

@@ -341,7 +341,7 @@ double gw_ffi_park(struct gw_lctx *x, double seconds)
     x->waiting = 1;
     ev_timer_set(&x->sleep, seconds > 0 ? seconds : 0, 0);
     ev_timer_start(gw_worker->loop, &x->sleep);
-    return (double)(((uint64_t)s->gen << PARK_BITS) | (uint64_t)i) + 0.0;
+    return (double)(((uint64_t)s->gen << PARK_BITS) | (uint64_t)i);
 }
 
 int gw_ffi_unpark(double ticket)

@@ -485,7 +485,7 @@ _M.SCRIPT = SCRIPT
 _M.SCRIPT_SHA = SCRIPT_SHA
 
 
-function _M.redis_client(conf)
+local function redis_client(conf)
   local r = conf.redis or {}
   return redis.new({
     host = r.host,
@@ -526,8 +526,6 @@ local function new_cmd(plan)
   cmd[K + nkeys + 3] = "1"
   return cmd
 end
--- the plan's command for requests sent alone (plan.rcmd)
-_M.script_cmd = new_cmd
 
 
 -- lim.ttl_s: the string of a counter's TTL (seconds), v; kept while v
@@ -550,21 +548,20 @@ end
 
 
 -- Fills cmd's per-command slots: the keys of client `base` and the
--- limiters' arguments at `now` (the plan prepared for it), for k requests
--- (k_s: k as a string). Returns now in µs (gcra's clock).
+-- limiters' arguments at `now` (the plan prepared for it; gcra's clock is
+-- floor(now * 1e6) µs), for k requests (k_s: k as a string).
 local function script_args(plan, cmd, base, now, k_s)
   local lims, n, alg = plan.lims, plan.n, plan.alg
   if alg == "gcra" then
-    local now_us = floor(now * 1e6)
     cmd[K + n + 3] = k_s
-    cmd[K + n + 4] = fmt("%d", now_us)
+    cmd[K + n + 4] = fmt("%d", floor(now * 1e6))
     for i = 1, n do
       local lim = lims[i]
       cmd[K + i] = base .. lim.sfx_gcra
       cmd[K + n + 3 + 2 * i] = lim.t_us_s
       cmd[K + n + 4 + 2 * i] = lim.tau_us_s
     end
-    return now_us
+    return
   end
   if alg == "sliding" then
     local nkeys = 2 * n
@@ -578,7 +575,7 @@ local function script_args(plan, cmd, base, now, k_s)
         ttl_s(lim, ceil(lim.w_end - now + lim.next_len) + 1)
       cmd[K + nkeys + 3 + 3 * i] = fmt("%.17g", lim.weight)
     end
-    return nil
+    return
   end
   cmd[K + n + 3] = k_s
   fixed_args(cmd, n, lims[1], 1, base, now)
@@ -626,7 +623,7 @@ end
 -- Request j of a batch whose script answered res, sent at `now`: fills the
 -- plan's scratch arrays as if it had been sent alone after the j - 1
 -- before it, and returns allowed.
-local function batch_eval(plan, res, j, now, now_us)
+local function batch_eval(plan, res, j, now)
   local lims, used, prev = plan.lims, plan.used, plan.prev
   local n = plan.n
   local room = res[1]
@@ -634,6 +631,7 @@ local function batch_eval(plan, res, j, now, now_us)
   local before = fits and j - 1 or room -- counted before it
   local alg = plan.alg
   if alg == "gcra" then
+    local now_us = floor(now * 1e6) -- the script's clock (script_args)
     for i = 1, n do
       used[i] = (tonumber(res[i + 1]) or now_us) + before * lims[i].t_us
     end
@@ -674,7 +672,6 @@ local BATCH_MAX = 256 -- requests per batch (a full one is closed)
 local function round(plan, list, m, now)
   local red, cmds, k_s = plan.red, plan.cmds, plan.k_s
   prepare(plan, now)
-  local now_us
   for i = 1, m do
     local b = list[i]
     local cmd = cmds[i]
@@ -682,13 +679,13 @@ local function round(plan, list, m, now)
       cmd = new_cmd(plan)
       cmds[i] = cmd
     end
-    local k = b.n
+    local k = #b.tickets
     local ks = k_s[k]
     if not ks then
       ks = fmt("%d", k)
       k_s[k] = ks
     end
-    now_us = script_args(plan, cmd, b.base, now, ks)
+    script_args(plan, cmd, b.base, now, ks)
   end
   local res, err = red:pipeline_argv(cmds, m)
   if res then
@@ -712,7 +709,7 @@ local function round(plan, list, m, now)
   end
   for i = 1, m do
     local b = list[i]
-    b.now, b.now_us = now, now_us
+    b.now = now
     if res then
       b.res, b.err = check_reply(res[i])
     else
@@ -742,7 +739,7 @@ local function flush(premature, plan)
         b.res, b.err = nil, "rate-limiting batch failed: " .. tostring(err)
       end
       local tickets = b.tickets
-      for j = 1, b.n do
+      for j = 1, #tickets do
         request.unpark(tickets[j])
       end
       list[i] = nil
@@ -756,7 +753,7 @@ local function join(plan, base)
   local r = request.cur
   local b = plan.open[base]
   if not b then
-    b = { base = base, n = 0, tickets = {}, res = nil, err = nil }
+    b = { base = base, tickets = {}, res = nil, err = nil, now = 0 }
     plan.open[base] = b
     plan.order[#plan.order + 1] = b
     if not plan.flushing then
@@ -775,8 +772,7 @@ local function join(plan, base)
   if not ticket then
     return nil, "could not wait for the batch"
   end
-  local j = b.n + 1
-  b.n = j
+  local j = #b.tickets + 1
   b.tickets[j] = ticket
   if j >= BATCH_MAX then
     plan.open[base] = nil -- full: the next request opens another
@@ -786,7 +782,7 @@ local function join(plan, base)
   if not res then
     return nil, b.err or "timeout"
   end
-  return batch_eval(plan, res, j, b.now, b.now_us)
+  return batch_eval(plan, res, j, b.now)
 end
 
 
@@ -796,19 +792,19 @@ local function redis_acquire(plan, base, now)
   end
   plan.busy_until = now + plan.busy_s
   local cmd = plan.rcmd
-  local now_us = script_args(plan, cmd, base, now, "1")
+  script_args(plan, cmd, base, now, "1")
   local res, err = run_script(plan.red, cmd)
   plan.busy_until = 0
   if not res then
     return nil, err
   end
-  return batch_eval(plan, res, 1, now, now_us)
+  return batch_eval(plan, res, 1, now)
 end
 
 
 -- The plan's fields for the redis policy.
 function _M.redis_plan(plan, conf)
-  plan.red = _M.redis_client(conf)
+  plan.red = redis_client(conf)
   plan.rcmd = new_cmd(plan)
   local timeout = plan.red.timeout / 1000
   plan.busy_s = timeout

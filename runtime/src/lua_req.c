@@ -274,6 +274,14 @@ static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     gw_lua_wake(x, 0);
 }
 
+/* x waits on its sleep timer: `seconds` (ngx.sleep), or a park's limit. */
+static void sleep_start(struct gw_lctx *x, double seconds)
+{
+    x->waiting = 1;
+    ev_timer_set(&x->sleep, seconds > 0 ? seconds : 0, 0);
+    ev_timer_start(gw_worker->loop, &x->sleep);
+}
+
 /* Parking: a coroutine waits for another one to wake it (gw_ffi_park,
  * gw_ffi_unpark), e.g. requests whose Redis commands go in one batch. The
  * waker holds a ticket, not the gw_lctx, which may be reused or freed
@@ -338,9 +346,7 @@ double gw_ffi_park(struct gw_lctx *x, double seconds)
         park_gen = 1;
     s->gen = park_gen;
     x->park = i + 1;
-    x->waiting = 1;
-    ev_timer_set(&x->sleep, seconds > 0 ? seconds : 0, 0);
-    ev_timer_start(gw_worker->loop, &x->sleep);
+    sleep_start(x, seconds);
     return (double)(((uint64_t)s->gen << PARK_BITS) | (uint64_t)i);
 }
 
@@ -366,11 +372,7 @@ int gw_ffi_sleep(struct gw_lctx *x, double seconds)
 {
     if (x == NULL || x->waiting || gw_worker == NULL)
         return GW_ERROR;
-    if (seconds < 0)
-        seconds = 0;
-    x->waiting = 1;
-    ev_timer_set(&x->sleep, seconds, 0);
-    ev_timer_start(gw_worker->loop, &x->sleep);
+    sleep_start(x, seconds);
     return GW_AGAIN;
 }
 

@@ -70,6 +70,38 @@ function helpers.write_file(path, data)
   return path
 end
 
+-- Builds runtime/src/<src>.c as the Lua C module luagate.<src>_c (for
+-- specs that run luagate's Lua under plain LuaJIT, where the binary's
+-- built-in modules do not exist) and returns it, required; `libs`: extra
+-- linker flags. luagate.config finds it in package.loaded afterwards.
+function helpers.c_module(src, libs)
+  local dir = helpers.make_prefix(src .. "_c")
+  local root = os.getenv("LUAGATE_ROOT") or "."
+  local rc, out, err = helpers.execute(fmt(
+    "mkdir -p %s/luagate && cc -O1 -shared -fPIC -I%s/runtime/include %s " ..
+    "-o %s/luagate/%s_c.so %s/runtime/src/%s.c %s",
+    shell_quote(dir), shell_quote(root),
+    (io.popen("pkg-config --cflags luajit"):read("*l") or ""),
+    shell_quote(dir), src, shell_quote(root), src, libs or ""))
+  assert(rc == 0, "could not build " .. src .. ".c: " .. tostring(out) ..
+         tostring(err))
+  local saved = package.cpath
+  package.cpath = dir .. "/?.so;" .. saved
+  local ok, m = pcall(require, "luagate." .. src .. "_c")
+  package.cpath = saved
+  assert(ok, m)
+  return m
+end
+
+-- Writes plugin `name` in plugins directory dir: a handler with PRIORITY 1
+-- and no phase, and the schema whose Lua source is `schema`.
+function helpers.write_plugin(dir, name, schema)
+  assert(os.execute("mkdir -p " .. shell_quote(dir .. "/" .. name)))
+  helpers.write_file(dir .. "/" .. name .. "/handler.lua",
+                     'return { PRIORITY = 1, VERSION = "0.1.0" }\n')
+  helpers.write_file(dir .. "/" .. name .. "/schema.lua", schema)
+end
+
 -- Runs a shell command; returns its exit code, stdout and stderr.
 function helpers.execute(cmd)
   local base = os.tmpname()

@@ -7,24 +7,7 @@ local helpers = require "spec.helpers"
 local cjson = require "cjson"
 
 local fmt = string.format
-local q = helpers.shell_quote
-
-local ROOT = os.getenv("LUAGATE_ROOT") or "."
-
-local jc
-do
-  local dir = helpers.make_prefix("json_c")
-  local rc, out, err = helpers.execute(fmt(
-    "mkdir -p %s/luagate && cc -O1 -shared -fPIC -I%s/runtime/include %s " ..
-    "-o %s/luagate/json_c.so %s/runtime/src/json.c",
-    q(dir), q(ROOT), (io.popen("pkg-config --cflags luajit"):read("*l") or ""),
-    q(dir), q(ROOT)))
-  assert(rc == 0, "could not build json.c: " .. tostring(out) .. tostring(err))
-  local saved = package.cpath
-  package.cpath = dir .. "/?.so;" .. saved
-  jc = require "luagate.json_c" -- (luagate.config finds it in package.loaded)
-  package.cpath = saved
-end
+local jc = helpers.c_module("json") -- luagate.config finds it loaded
 
 local config = require "luagate.config"
 local slice = require "luagate.slice"
@@ -245,18 +228,12 @@ end
 -- a plugin directory with plugin "fake": `default` is the default of its
 -- config field `mode`
 local function fake_plugin_dir(dir, default)
-  assert(os.execute("mkdir -p " .. q(dir .. "/fake")))
-  local f = assert(io.open(dir .. "/fake/handler.lua", "w"))
-  f:write('return { PRIORITY = 1, VERSION = "0.1.0" }\n')
-  f:close()
-  f = assert(io.open(dir .. "/fake/schema.lua", "w"))
-  f:write(fmt([[
+  helpers.write_plugin(dir, "fake", fmt([[
 return { name = "fake", fields = { { config = { type = "record", fields = {
   { mode = { type = "string", default = %q } },
   { level = { type = "number" } },
 } } } } }
 ]], default))
-  f:close()
 end
 
 describe("a sliced load after another", function()

@@ -16,20 +16,7 @@ local NULL = require("luagate.schema").NULL
 local parse_events = yaml_reader._parse_events
 local resolve_plain = yaml_reader._resolve_plain
 
-local yc
-do
-  local dir = helpers.make_prefix("yaml_c")
-  local rc, out, err = helpers.execute(fmt(
-    "mkdir -p %s/luagate && cc -O1 -shared -fPIC -I%s/runtime/include %s " ..
-    "-o %s/luagate/yaml_c.so %s/runtime/src/yaml.c -lyaml",
-    q(dir), q(ROOT), (io.popen("pkg-config --cflags luajit"):read("*l") or ""),
-    q(dir), q(ROOT)))
-  assert(rc == 0, "could not build yaml.c: " .. tostring(out) .. tostring(err))
-  local saved = package.cpath
-  package.cpath = dir .. "/?.so;" .. saved
-  yc = require "luagate.yaml_c"
-  package.cpath = saved
-end
+local yc = helpers.c_module("yaml", "-lyaml")
 
 -- deep equality where NaN equals NaN and NULL is NULL (the config diff's)
 local same = require("luagate.admin.diff").equal
@@ -344,19 +331,8 @@ end)
 local config = require "luagate.config"
 local slice = require "luagate.slice"
 
-do -- the JSON outline too, for loads that switch formats
-  local dir = helpers.make_prefix("json_c_for_yaml")
-  local rc = helpers.execute(fmt(
-    "mkdir -p %s/luagate && cc -O1 -shared -fPIC -I%s/runtime/include %s " ..
-    "-o %s/luagate/json_c.so %s/runtime/src/json.c",
-    q(dir), q(ROOT), (io.popen("pkg-config --cflags luajit"):read("*l") or ""),
-    q(dir), q(ROOT)))
-  assert(rc == 0, "could not build json.c")
-  local saved = package.cpath
-  package.cpath = dir .. "/?.so;" .. saved
-  require "luagate.json_c"
-  package.cpath = saved
-end
+-- the JSON outline too, for loads that switch formats
+helpers.c_module("json")
 
 -- config.load_string(text) run as a worker's sliced load runs it
 local function load_sliced(text, opts, format)
@@ -452,20 +428,14 @@ local function big_yaml(opts)
 end
 
 -- a plugin directory with plugin "fake": `default` is the default of its
--- config field `mode` (as in 05-json_c_spec.lua)
+-- config field `mode`
 local function fake_plugin_dir(dir, default)
-  assert(os.execute("mkdir -p " .. q(dir .. "/fake")))
-  local f = assert(io.open(dir .. "/fake/handler.lua", "w"))
-  f:write('return { PRIORITY = 1, VERSION = "0.1.0" }\n')
-  f:close()
-  f = assert(io.open(dir .. "/fake/schema.lua", "w"))
-  f:write(fmt([[
+  helpers.write_plugin(dir, "fake", fmt([[
 return { name = "fake", fields = { { config = { type = "record", fields = {
   { mode = { type = "string", default = %q } },
   { level = { type = "number" } },
 } } } } }
 ]], default))
-  f:close()
 end
 
 describe("a sliced YAML load after another", function()

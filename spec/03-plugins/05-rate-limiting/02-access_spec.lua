@@ -77,41 +77,14 @@ local function get(path, headers, ip, port)
 end
 
 
--- Sends every request on its own connection, all before reading any
--- answer, so the gateway serves them concurrently; returns the responses
--- in order. reqs[i] = { path =, headers =, port = }.
+-- Every request on its own connection, all sent before any answer is
+-- read; the responses in order (support.send_all).
 local function parallel(reqs)
-  local socks = {}
-  for i, r in ipairs(reqs) do
-    local sock = socket.tcp()
-    sock:settimeout(15)
-    local port = r.port or gw_port
-    assert(sock:connect("127.0.0.1", port))
-    assert(sock:send((helpers.build_request({ path = r.path,
-                                              headers = r.headers },
-                                            "127.0.0.1:" .. port))))
-    socks[i] = sock
-  end
-  local out = {}
-  for i, sock in ipairs(socks) do
-    out[i] = assert(helpers.read_response(sock, "GET"))
-    sock:close()
-  end
-  return out
+  return support.read_all(support.send_all(reqs, gw_port))
 end
 
 
-local function rl_route(name, config, extra)
-  local r = {
-    name = name,
-    paths = { "/" .. name },
-    plugins = { { name = "rate-limiting", config = config } },
-  }
-  for k, v in pairs(extra or {}) do
-    r[k] = v
-  end
-  return r
-end
+local rl_route = support.rl_route
 
 
 local function json(res)

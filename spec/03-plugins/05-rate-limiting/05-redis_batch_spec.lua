@@ -52,30 +52,10 @@ describe("rate-limiting redis batches", function()
     return n
   end
 
-  -- Sends each request on its own connection, all before reading any
-  -- answer; returns the sockets. reqs[i] = { path =, headers = }.
   local function send_all(reqs)
-    local socks = {}
-    for i, r in ipairs(reqs) do
-      local sock = socket.tcp()
-      sock:settimeout(15)
-      assert(sock:connect("127.0.0.1", gw.proxy_port))
-      assert(sock:send((helpers.build_request({ path = r.path,
-                                                headers = r.headers },
-                                              "127.0.0.1:" .. gw.proxy_port))))
-      socks[i] = sock
-    end
-    return socks
+    return support.send_all(reqs, gw.proxy_port)
   end
-
-  local function read_all(socks)
-    local out = {}
-    for i, sock in ipairs(socks) do
-      out[i] = assert(helpers.read_response(sock, "GET"))
-      sock:close()
-    end
-    return out
-  end
+  local read_all = support.read_all
 
   -- The sorted remaining counts of the answers with status 200.
   local function remaining(list, header)
@@ -103,12 +83,7 @@ describe("rate-limiting redis batches", function()
     for k, v in pairs(config) do
       c[k] = v
     end
-    local r = { name = name, paths = { "/" .. name },
-                plugins = { { name = "rate-limiting", config = c } } }
-    for k, v in pairs(extra or {}) do
-      r[k] = v
-    end
-    return r
+    return support.rl_route(name, c, extra)
   end
 
   lazy_setup(function()

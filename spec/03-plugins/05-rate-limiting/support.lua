@@ -1,5 +1,7 @@
 -- What the rate-limiting specs share: the clock (windows are aligned on
--- it) and lists of requests and their statuses.
+-- it), routes with the plugin, and lists of requests sent at once and
+-- their statuses.
+local helpers = require "spec.helpers"
 local socket = require "socket"
 
 local floor = math.floor
@@ -46,6 +48,50 @@ function _M.statuses(list)
     n[res.status] = (n[res.status] or 0) + 1
   end
   return n
+end
+
+
+-- A route `/name` with the plugin's config, and `extra` route fields.
+function _M.rl_route(name, config, extra)
+  local r = {
+    name = name,
+    paths = { "/" .. name },
+    plugins = { { name = "rate-limiting", config = config } },
+  }
+  for k, v in pairs(extra or {}) do
+    r[k] = v
+  end
+  return r
+end
+
+
+-- Sends each request on its own connection, all before reading any
+-- answer, so the gateway serves them concurrently; returns the sockets.
+-- reqs[i] = { path =, headers =, port = (default `port`) }.
+function _M.send_all(reqs, port)
+  local socks = {}
+  for i, r in ipairs(reqs) do
+    local sock = socket.tcp()
+    sock:settimeout(15)
+    local p = r.port or port
+    assert(sock:connect("127.0.0.1", p))
+    assert(sock:send((helpers.build_request({ path = r.path,
+                                              headers = r.headers },
+                                            "127.0.0.1:" .. p))))
+    socks[i] = sock
+  end
+  return socks
+end
+
+
+-- The responses on socks (send_all), in order; closes them.
+function _M.read_all(socks)
+  local out = {}
+  for i, sock in ipairs(socks) do
+    out[i] = assert(helpers.read_response(sock, "GET"))
+    sock:close()
+  end
+  return out
 end
 
 
